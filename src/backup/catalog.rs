@@ -1,0 +1,164 @@
+//! Finding backups in storage: `backups/<target>/<id>/` holds the objects and
+//! `manifest.json`; only a directory with a readable manifest is a backup.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+
+use super::manifest::{BackupKind, BackupManifest, MANIFEST_FILE};
+use crate::error::usage;
+use crate::storage::{self, Storage};
+
+pub const BACKUPS_PREFIX: &str = "backups";
+
+pub fn backup_dir(target: &str, id: &str) -> String {
+    format!("{BACKUPS_PREFIX}/{target}/{id}")
+}
+
+pub fn manifest_key(target: &str, id: &str) -> String {
+    format!("{}/{MANIFEST_FILE}", backup_dir(target, id))
+}
+
+pub fn object_key(manifest: &BackupManifest, file: &str) -> String {
+    format!("{}/{file}", backup_dir(&manifest.target, &manifest.id))
+}
+
+/// Every object of one backup directory, complete or not.
+#[derive(Debug, Clone)]
+pub struct BackupDir {
+    pub target: String,
+    pub id: String,
+    pub has_manifest: bool,
+    pub keys: Vec<String>,
+    pub newest_modified: DateTime<Utc>,
+}
+
+/// Groups everything under `backups/` by backup directory.
+pub async fn scan(storage: &dyn Storage, target: Option<&str>) -> Result<Vec<BackupDir>> {
+    let prefix = match target {
+        Some(t) => format!("{BACKUPS_PREFIX}/{t}/"),
+        None => format!("{BACKUPS_PREFIX}/"),
+    };
+    let objects = storage
+        .list(&prefix)
+        .await
+        .with_context(|| format!("cannot list backups in {}", storage.describe()))?;
+    let mut dirs: BTreeMap<(String, String), BackupDir> = BTreeMap::new();
+    for o in objects {
+        let mut parts = o.key.splitn(4, '/');
+        let (Some(_), Some(t), Some(id), Some(file)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        let entry = dirs.entry((t.to_string(), id.to_string())).or_insert_with(|| BackupDir {
+            target: t.to_string(),
+            id: id.to_string(),
+            has_manifest: false,
+            keys: vec![],
+            newest_modified: o.modified,
+        });
+        entry.has_manifest |= file == MANIFEST_FILE;
+        entry.newest_modified = entry.newest_modified.max(o.modified);
+        entry.keys.push(o.key.clone());
+    }
+    Ok(dirs.into_values().collect())
+}
+
+/// A manifest that exists but cannot be read: reported, never trusted.
+#[derive(Debug, Clone)]
+pub struct DamagedManifest {
+    pub key: String,
+    pub error: String,
+}
+
+/// Complete backups (those with a readable manifest), newest first.
+pub async fn list_complete(storage: &dyn Storage, target: Option<&str>) -> Result<(Vec<BackupManifest>, Vec<DamagedManifest>)> {
+    let dirs = scan(storage, target).await?;
+    let mut manifests = Vec::new();
+    let mut damaged = Vec::new();
+    let reads = futures::stream::iter(dirs.into_iter().filter(|d| d.has_manifest).map(|d| async move {
+        let key = manifest_key(&d.target, &d.id);
+        let result = storage::get_bytes(storage, &key).await.and_then(|b| BackupManifest::parse(&b));
+        (key, result)
+    }))
+    .buffer_unordered(8)
+    .collect::<Vec<_>>()
+    .await;
+    for (key, result) in reads {
+        match result {
+            Ok(m) => manifests.push(m),
+            Err(e) => damaged.push(DamagedManifest { key, error: format!("{e:#}") }),
+        }
+    }
+    manifests.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+    Ok((manifests, damaged))
+}
+
+/// Resolves `ID` or `latest` (the newest regular backup of `target`).
+pub async fn resolve(storage: &dyn Storage, target: &str, id: &str) -> Result<BackupManifest> {
+    if id == "latest" {
+        let (all, _) = list_complete(storage, Some(target)).await?;
+        return all.into_iter().find(|m| m.kind == BackupKind::Regular).ok_or_else(|| {
+            anyhow::anyhow!(
+                "no complete backup of target {target:?} in {}; hint: run `dr backup --target {target}` first",
+                storage.describe()
+            )
+        });
+    }
+    let key = manifest_key(target, id);
+    match storage.head(&key).await? {
+        Some(_) => {
+            let bytes = storage::get_bytes(storage, &key).await?;
+            let m = BackupManifest::parse(&bytes).with_context(|| format!("manifest {key} is damaged and cannot be trusted"))?;
+            if m.target != target || m.id != id {
+                anyhow::bail!("manifest {key} belongs to {}/{}, not {target}/{id}: it was moved or edited", m.target, m.id);
+            }
+            Ok(m)
+        }
+        None => {
+            let leftovers = storage.list(&format!("{}/", backup_dir(target, id))).await?;
+            if leftovers.is_empty() {
+                Err(usage(format!(
+                    "unknown backup id {id:?} for target {target:?}; hint: `dr list --target {target}` shows the complete backups"
+                )))
+            } else {
+                Err(anyhow::anyhow!(
+                    "backup {id} has data but no manifest: it is incomplete (interrupted) or its manifest was deleted, so it cannot be trusted; hint: restore another backup (`dr list --target {target}`)"
+                ))
+            }
+        }
+    }
+}
+
+/// Streams an object and returns (size, SHA-256 hex).
+pub async fn hash_object(storage: &dyn Storage, key: &str) -> Result<(u64, String)> {
+    let mut stream = storage.get(key).await?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
+        size += chunk.len() as u64;
+        hasher.update(&chunk);
+    }
+    Ok((size, hex::encode(hasher.finalize())))
+}
+
+/// Every object's stored bytes hash to the manifest; the first mismatch is an error that
+/// names the object, the expected and the found checksum.
+pub async fn verify_checksums(storage: &dyn Storage, manifest: &BackupManifest) -> Result<()> {
+    for object in &manifest.objects {
+        let key = object_key(manifest, &object.file);
+        let (size, sha) = hash_object(storage, &key)
+            .await
+            .with_context(|| format!("object {key} of backup {} is missing or unreadable", manifest.id))?;
+        if sha != object.sha256 || size != object.size_bytes {
+            anyhow::bail!(
+                "checksum mismatch for {key}: the manifest says sha256 {} and {} bytes, storage holds sha256 {sha} and {size} bytes: the backup is corrupted; hint: use another backup (`dr list --target {}`)",
+                object.sha256, object.size_bytes, manifest.target
+            );
+        }
+    }
+    Ok(())
+}

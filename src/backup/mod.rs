@@ -1,0 +1,512 @@
+//! The dump pipeline: `pg_dump` child → compression → SHA-256 → storage, in one pass and
+//! bounded memory, with row counts taken in the same exported snapshot. The manifest is
+//! written only after every object is stored and every child exited successfully.
+
+pub mod catalog;
+pub mod manifest;
+pub mod retention;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Instant;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::Bytes;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncReadExt;
+use tokio::sync::mpsc;
+use tokio_postgres::Client;
+
+use crate::config::{BackupConfig, Compression};
+use crate::pg::{self, tools, ConnTarget};
+use crate::storage::{self, ByteStream, Storage};
+use manifest::{BackupKind, BackupManifest, StoredObject, TableCount, MANIFEST_FORMAT_VERSION};
+
+/// Advisory lock key (classid, objid) held for the whole backup of a database. Advisory
+/// locks live on the server, so they exclude a second `dr backup` on any host, and the
+/// server releases them when the holder's connection dies.
+pub const LOCK_KEY: (i32, i32) = (0x6472, 1);
+
+const CHUNK: usize = 1 << 20;
+
+/// What to back up and how.
+pub struct BackupPlan<'a> {
+    pub target_name: &'a str,
+    pub conn: ConnTarget,
+    pub kind: BackupKind,
+    pub settings: &'a BackupConfig,
+    pub pg_bin_dir: Option<&'a Path>,
+    pub show_progress: bool,
+}
+
+/// The pg_dump command line: no password, ever (it comes from the passfile).
+pub fn pg_dump_args(public_url: &str, snapshot: &str) -> Vec<String> {
+    vec![
+        "--format=custom".into(),
+        // dr compresses (multithreaded zstd); pg_dump's own compression would be slower.
+        "--compress=0".into(),
+        format!("--snapshot={snapshot}"),
+        "--no-password".into(),
+        format!("--dbname={public_url}"),
+    ]
+}
+
+pub fn pg_dumpall_args(public_url: &str, superuser: bool) -> Vec<String> {
+    let mut args = vec!["--globals-only".into(), "--no-password".into(), format!("--dbname={public_url}")];
+    if !superuser {
+        // pg_authid is superuser-only; without it role passwords cannot be read.
+        args.push("--no-role-passwords".into());
+    }
+    args
+}
+
+/// Takes one backup. On any failure nothing is left that looks like a backup: the objects
+/// written so far are removed and no manifest exists.
+pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupManifest> {
+    let conn = &plan.conn;
+    let pg_dump = tools::find("pg_dump", plan.pg_bin_dir)?;
+    let (dump_major, pg_dump_version) = tools::version(&pg_dump)?;
+
+    let lock_client = conn.connect().await?;
+    acquire_lock(&lock_client, plan.target_name, &conn.database).await?;
+
+    let snap_client = conn.connect().await?;
+    let (server_major, server_version) = pg::server_version(&snap_client).await?;
+    if dump_major < server_major {
+        bail!(
+            "pg_dump {pg_dump_version} ({}) is older than the server (PostgreSQL {server_version}) and cannot dump it; hint: install {} and set pg_bin_dir",
+            pg_dump.display(),
+            tools::client_package(server_major)
+        );
+    }
+    snap_client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        .await
+        .map_err(|e| anyhow!("cannot open the snapshot transaction: {}", pg::describe_pg_error(&e)))?;
+    let snapshot: String = snap_client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .map_err(|e| anyhow!("cannot export a snapshot: {}", pg::describe_pg_error(&e)))?
+        .get(0);
+    let catalog_info = read_catalog(&snap_client).await?;
+
+    let created_at = Utc::now();
+    let id = unique_id(storage, plan.target_name, plan.kind).await?;
+    let started = Instant::now();
+    tracing::info!(target = plan.target_name, id = %id, snapshot = %snapshot, "backup started");
+
+    let settings = plan.settings;
+    let dump_file = format!("dump.pgdump{}", settings.compression.extension());
+    let dump_key = catalog::backup_dir(plan.target_name, &id) + "/" + &dump_file;
+    let mut written_keys = vec![dump_key.clone()];
+
+    let result: Result<BackupManifest> = async {
+        let auth = conn.child_env()?;
+        let mut cmd = tokio::process::Command::new(&pg_dump);
+        cmd.args(pg_dump_args(&conn.public_url, &snapshot));
+        let progress = progress_bar(plan.show_progress, plan.target_name);
+        let dump = stream_child(storage, &dump_key, cmd, &auth.env, settings, progress.clone(), "pg_dump");
+        let counts = count_rows(&snap_client, &catalog_info.tables);
+        let (dump, counts) = tokio::join!(dump, counts);
+        if let Some(p) = &progress {
+            p.finish_and_clear();
+        }
+        let dump = dump?;
+        let tables = counts?;
+        let mut objects = vec![StoredObject { role: "dump".into(), file: dump_file.clone(), ..dump }];
+        snap_client.batch_execute("COMMIT").await.ok();
+
+        if settings.include_globals {
+            let dumpall = tools::find("pg_dumpall", plan.pg_bin_dir)?;
+            let globals_file = format!("globals.sql{}", settings.compression.extension());
+            let globals_key = catalog::backup_dir(plan.target_name, &id) + "/" + &globals_file;
+            written_keys.push(globals_key.clone());
+            let mut cmd = tokio::process::Command::new(dumpall);
+            cmd.args(pg_dumpall_args(&conn.public_url, catalog_info.superuser));
+            let globals = stream_child(storage, &globals_key, cmd, &auth.env, settings, None, "pg_dumpall").await?;
+            objects.push(StoredObject { role: "globals".into(), file: globals_file, ..globals });
+        }
+        let finished_at = Utc::now();
+        let manifest = BackupManifest {
+            format_version: MANIFEST_FORMAT_VERSION,
+            id: id.clone(),
+            target: plan.target_name.to_string(),
+            kind: plan.kind,
+            database: conn.database.clone(),
+            source: conn.public_url.clone(),
+            created_at,
+            finished_at,
+            duration_ms: started.elapsed().as_millis() as u64,
+            server_version: server_version.clone(),
+            server_major,
+            pg_dump_version: pg_dump_version.clone(),
+            dr_version: env!("CARGO_PKG_VERSION").to_string(),
+            format: "custom".into(),
+            compression: settings.compression,
+            compression_level: compression_level(settings),
+            encryption: None,
+            size_bytes: objects.iter().map(|o| o.size_bytes).sum(),
+            sha256: objects[0].sha256.clone(),
+            objects,
+            snapshot: snapshot.clone(),
+            schemas: catalog_info.schemas.clone(),
+            extensions: catalog_info.extensions.clone(),
+            tables,
+        };
+        let json = serde_json::to_vec_pretty(&manifest)?;
+        // The commit point: before this line there is no backup, after it there is one.
+        storage::put_bytes(storage, &catalog::manifest_key(plan.target_name, &id), json)
+            .await
+            .context("cannot write the manifest")?;
+        Ok(manifest)
+    }
+    .await;
+
+    if result.is_err() {
+        for key in &written_keys {
+            if let Err(e) = storage.delete(key).await {
+                tracing::warn!("cannot remove {key} after a failed backup ({e:#}); `dr prune` will sweep it");
+            }
+        }
+    }
+    drop(lock_client);
+    result
+}
+
+async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<()> {
+    let got: bool = client
+        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_KEY.0, &LOCK_KEY.1])
+        .await
+        .map_err(|e| anyhow!("cannot take the backup lock: {}", pg::describe_pg_error(&e)))?
+        .get(0);
+    if got {
+        return Ok(());
+    }
+    let holder: Option<String> = client
+        .query_opt(
+            "SELECT format('pid %s from %s', l.pid, coalesce(a.client_addr::text, 'local socket')) FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+             WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = $2::int::oid AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+            &[&LOCK_KEY.0, &LOCK_KEY.1],
+        )
+        .await
+        .ok()
+        .flatten()
+        .map(|r| r.get(0));
+    bail!(
+        "another dr backup of target {target} is running: the backup lock (PostgreSQL advisory lock {}/{} on database {database}) is held by {}; hint: wait for it to finish; the lock is released automatically when that backup ends or its connection dies",
+        LOCK_KEY.0,
+        LOCK_KEY.1,
+        holder.unwrap_or_else(|| "another session".into())
+    )
+}
+
+async fn unique_id(storage: &dyn Storage, target: &str, kind: BackupKind) -> Result<String> {
+    loop {
+        let id = manifest::backup_id(target, Utc::now(), kind);
+        if storage.list(&format!("{}/", catalog::backup_dir(target, &id))).await?.is_empty() {
+            return Ok(id);
+        }
+        // Ids have one-second resolution and must be unique: wait for the next second.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+struct CatalogInfo {
+    schemas: Vec<String>,
+    extensions: Vec<String>,
+    tables: Vec<(String, String)>,
+    superuser: bool,
+}
+
+async fn read_catalog(client: &Client) -> Result<CatalogInfo> {
+    let schemas = client
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname NOT IN ('pg_catalog','information_schema') AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp%' ORDER BY 1",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let extensions = client
+        .query("SELECT extname FROM pg_extension ORDER BY 1", &[])
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Ordinary tables and leaf partitions whose data pg_dump dumps (not extension members).
+    let tables = client
+        .query(
+            "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE c.relkind = 'r' AND c.relpersistence <> 't'
+               AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+               AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+             ORDER BY 1, 2",
+            &[],
+        )
+        .await?
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let superuser: bool = client.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[]).await?.get(0);
+    Ok(CatalogInfo { schemas, extensions, tables, superuser })
+}
+
+async fn count_rows(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableCount>> {
+    let mut out = Vec::with_capacity(tables.len());
+    for (schema, name) in tables {
+        let sql = format!("SELECT count(*) FROM {}.{}", pg::quote_ident(schema), pg::quote_ident(name));
+        let rows: i64 = client
+            .query_one(&sql, &[])
+            .await
+            .map_err(|e| anyhow!("cannot count rows of {schema}.{name}: {}", pg::describe_pg_error(&e)))?
+            .get(0);
+        out.push(TableCount { schema: schema.clone(), name: name.clone(), rows });
+    }
+    Ok(out)
+}
+
+fn compression_level(settings: &BackupConfig) -> i32 {
+    settings.level.unwrap_or(match settings.compression {
+        Compression::Zstd => 3,
+        Compression::Gzip => 6,
+        Compression::None => 0,
+    })
+}
+
+fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
+    use std::io::IsTerminal;
+    if !show || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {prefix}: {bytes} dumped, {bytes_per_sec}, {elapsed}")
+            .expect("valid template"),
+    );
+    bar.set_prefix(target.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    Some(bar)
+}
+
+/// Runs a dump child and streams its stdout, compressed and hashed, into `key`. The object
+/// becomes visible only if the child exits 0; otherwise the error carries its stderr.
+async fn stream_child(
+    storage: &dyn Storage,
+    key: &str,
+    mut cmd: tokio::process::Command,
+    env: &[(String, String)],
+    settings: &BackupConfig,
+    progress: Option<indicatif::ProgressBar>,
+    program: &str,
+) -> Result<StoredObject> {
+    cmd.envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn().with_context(|| format!("cannot start {program}"))?;
+    let stdout: std::fs::File = child.stdout.take().expect("piped").into_owned_fd()?.into();
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr_task = tokio::spawn(async move {
+        let mut text = String::new();
+        let _ = (&mut stderr).take(64 * 1024).read_to_string(&mut text).await;
+        text
+    });
+
+    let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
+    let compression = settings.compression;
+    let level = compression_level(settings);
+    let threads = settings.threads.unwrap_or(0);
+    let producer_tx = tx.clone();
+    let producer = tokio::task::spawn_blocking(move || {
+        let result = compress_into(stdout, producer_tx.clone(), compression, level, threads, progress);
+        if let Err(e) = &result {
+            // An error must reach the storage writer so it discards the object.
+            let _ = producer_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+        }
+        result
+    });
+    let data: ByteStream = Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
+    let put = storage.put(key, data);
+    let finish = async move {
+        let produced = producer.await.map_err(|e| anyhow!("compression thread failed: {e}"));
+        let status = child.wait().await.with_context(|| format!("cannot wait for {program}"))?;
+        let stderr_text = stderr_task.await.unwrap_or_default();
+        let failure = if !status.success() {
+            Some(format!("{program} failed ({status}): {}", stderr_text.trim()))
+        } else {
+            match &produced {
+                Ok(Err(e)) => Some(format!("{e:#}")),
+                Err(e) => Some(format!("{e:#}")),
+                Ok(Ok(_)) => None,
+            }
+        };
+        if let Some(message) = failure {
+            let _ = tx.send(Err(std::io::Error::other(message.clone()))).await;
+            bail!("{message}");
+        }
+        if !stderr_text.trim().is_empty() {
+            tracing::warn!("{program} said: {}", stderr_text.trim());
+        }
+        drop(tx);
+        produced?
+    };
+    let (put_result, finish_result) = tokio::join!(put, finish);
+    let stats = finish_result?;
+    let size = put_result.with_context(|| format!("cannot store {key} in {}", storage.describe()))?;
+    debug_assert_eq!(size, stats.size_bytes);
+    Ok(stats)
+}
+
+/// Sends hashed, size-counted chunks of the compressed stream to the storage writer.
+struct ChannelWriter {
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    buf: Vec<u8>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.hasher.update(data);
+        self.size += data.len() as u64;
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= CHUNK {
+            self.send()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ChannelWriter {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
+        self.tx
+            .blocking_send(Ok(chunk))
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "storage writer stopped"))
+    }
+}
+
+fn compress_into(
+    mut input: std::fs::File,
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    compression: Compression,
+    level: i32,
+    threads: u32,
+    progress: Option<indicatif::ProgressBar>,
+) -> Result<StoredObject> {
+    let sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK), hasher: Sha256::new(), size: 0 };
+    let mut raw_bytes = 0u64;
+    let mut buf = vec![0u8; CHUNK];
+    let mut pump = |w: &mut dyn Write| -> Result<()> {
+        loop {
+            let n = match input.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e).context("cannot read the dump"),
+            };
+            raw_bytes += n as u64;
+            if let Some(p) = &progress {
+                p.set_position(raw_bytes);
+            }
+            w.write_all(&buf[..n]).context("cannot pass the dump to storage")?;
+        }
+    };
+    let mut sink = match compression {
+        Compression::Zstd => {
+            let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
+            let workers = if threads == 0 { std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1) } else { threads };
+            if workers > 1 {
+                enc.multithread(workers)?;
+            }
+            pump(&mut enc)?;
+            enc.finish()?
+        }
+        Compression::Gzip => {
+            let mut enc = flate2::write::GzEncoder::new(sink, flate2::Compression::new(level.clamp(0, 9) as u32));
+            pump(&mut enc)?;
+            enc.finish()?
+        }
+        Compression::None => {
+            let mut sink = sink;
+            pump(&mut sink)?;
+            sink
+        }
+    };
+    sink.send()?;
+    Ok(StoredObject {
+        role: String::new(),
+        file: String::new(),
+        compression,
+        size_bytes: sink.size,
+        sha256: hex::encode(sink.hasher.finalize()),
+        raw_bytes,
+    })
+}
+
+/// A reader that decompresses a stored object (used by restore and validate).
+pub fn decompressor<'a, R: Read + 'a>(compression: Compression, input: R) -> Result<Box<dyn Read + 'a>> {
+    Ok(match compression {
+        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
+        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(input)),
+        Compression::None => Box::new(input),
+    })
+}
+
+/// Where temporary files of this run live (staging, passfiles): `$TMPDIR` by default.
+pub fn default_staging_dir() -> PathBuf {
+    std::env::temp_dir()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_dump_argv_has_no_password() {
+        let args = pg_dump_args("postgres://u@h:5432/db", "00000003-0000001B-1");
+        assert!(args.contains(&"--snapshot=00000003-0000001B-1".to_string()));
+        assert!(args.contains(&"--format=custom".to_string()));
+        assert!(args.contains(&"--no-password".to_string()));
+        assert!(args.iter().all(|a| !a.contains("password=")));
+    }
+
+    #[test]
+    fn dumpall_skips_role_passwords_without_superuser() {
+        assert!(pg_dumpall_args("postgres://u@h/db", false).contains(&"--no-role-passwords".to_string()));
+        assert!(!pg_dumpall_args("postgres://u@h/db", true).contains(&"--no-role-passwords".to_string()));
+    }
+
+    #[test]
+    fn compression_round_trips() {
+        for compression in [Compression::Zstd, Compression::Gzip, Compression::None] {
+            let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+            let dir = tempfile::tempdir().unwrap();
+            let input_path = dir.path().join("in");
+            std::fs::write(&input_path, &data).unwrap();
+            let (tx, mut rx) = mpsc::channel(1000);
+            let stats = compress_into(std::fs::File::open(&input_path).unwrap(), tx, compression, 3, 2, None).unwrap();
+            let mut stored = Vec::new();
+            while let Ok(chunk) = rx.try_recv() {
+                stored.extend_from_slice(&chunk.unwrap());
+            }
+            assert_eq!(stats.size_bytes, stored.len() as u64);
+            assert_eq!(stats.raw_bytes, data.len() as u64);
+            assert_eq!(stats.sha256, hex::encode(Sha256::digest(&stored)));
+            let mut back = Vec::new();
+            decompressor(compression, &stored[..]).unwrap().read_to_end(&mut back).unwrap();
+            assert_eq!(back, data, "{compression:?}");
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! `backup.latest` (a complete backup younger than the RPO) and `backup.integrity` (the
+//! newest backup's stored bytes still hash to its manifest).
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use chrono::Utc;
+
+use super::{age_text, CheckContext, Finding, PlannedCheck};
+use crate::backup::catalog;
+use crate::backup::manifest::{BackupKind, BackupManifest};
+use crate::backup::retention::FUTURE_TOLERANCE;
+use crate::storage::Storage;
+
+pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
+    let Some(store) = ctx.storage.clone() else { return };
+    for target in &ctx.config.postgres {
+        let (s, name, rpo) = (store.clone(), target.name.clone(), ctx.config.objectives.rpo);
+        out.push(PlannedCheck {
+            name: "backup.latest",
+            target: Some(target.name.clone()),
+            critical: target.critical,
+            run: Box::pin(async move { latest(s.as_ref(), &name, rpo).await }),
+        });
+        let (s, name) = (store.clone(), target.name.clone());
+        out.push(PlannedCheck {
+            name: "backup.integrity",
+            target: Some(target.name.clone()),
+            critical: target.critical,
+            run: Box::pin(async move { integrity(s.as_ref(), &name).await }),
+        });
+    }
+}
+
+async fn newest(storage: &dyn Storage, target: &str) -> Result<Option<BackupManifest>> {
+    let (all, damaged) = catalog::list_complete(storage, Some(target)).await?;
+    for d in damaged {
+        tracing::warn!("damaged manifest {}: {}", d.key, d.error);
+    }
+    let now = Utc::now();
+    Ok(all.into_iter().find(|m| m.kind == BackupKind::Regular && m.created_at <= now + FUTURE_TOLERANCE))
+}
+
+async fn latest(storage: &dyn Storage, target: &str, rpo: Option<std::time::Duration>) -> Result<Finding> {
+    let Some(m) = newest(storage, target).await? else {
+        return Ok(Finding::fail(format!(
+            "no complete backup of {target} in {}; hint: run `dr backup --target {target}` and schedule it",
+            storage.describe()
+        )));
+    };
+    let age = Utc::now() - m.created_at;
+    let Some(rpo) = rpo else {
+        return Ok(Finding::warn(format!(
+            "newest backup {} is {} old, but no RPO is set; hint: set [objectives] rpo",
+            m.id,
+            age_text(age)
+        )));
+    };
+    let rpo = chrono::Duration::from_std(rpo)?;
+    let text = format!("newest backup {} is {} old (RPO {})", m.id, age_text(age), age_text(rpo));
+    if age > rpo {
+        Ok(Finding::fail(format!("{text}: the RPO is missed; hint: run `dr backup --target {target}` now and check the backup schedule")))
+    } else if age * 5 > rpo * 4 {
+        Ok(Finding::warn(format!("{text}: past 80% of the RPO; hint: check that the next scheduled backup runs")))
+    } else {
+        Ok(Finding::pass(text))
+    }
+}
+
+async fn integrity(storage: &dyn Storage, target: &str) -> Result<Finding> {
+    let Some(m) = newest(storage, target).await? else {
+        return Ok(Finding::warn(format!("no complete backup of {target} to check (see backup.latest)")));
+    };
+    match catalog::verify_checksums(storage, &m).await {
+        Ok(()) => Ok(Finding::pass(format!("backup {}: {} object(s), {} bytes, SHA-256 matches the manifest", m.id, m.objects.len(), m.size_bytes))),
+        Err(e) => Ok(Finding::fail(format!("{e:#}"))),
+    }
+}

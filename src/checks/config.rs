@@ -1,0 +1,52 @@
+//! `config` and `contacts`: the file itself.
+
+use std::os::unix::fs::PermissionsExt;
+use std::sync::Arc;
+
+use super::{CheckContext, Finding, PlannedCheck};
+
+pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
+    let c = ctx.clone();
+    out.push(PlannedCheck { name: "config", target: None, critical: true, run: Box::pin(async move { Ok(config_file(&c)) }) });
+    let c = ctx.clone();
+    out.push(PlannedCheck { name: "contacts", target: None, critical: false, run: Box::pin(async move { Ok(contacts(&c)) }) });
+}
+
+fn config_file(ctx: &CheckContext) -> Finding {
+    let config = &ctx.config;
+    let summary = format!(
+        "{} is valid: {} PostgreSQL and {} Redis target(s)",
+        config.path.display(),
+        config.postgres.len(),
+        config.redis.len()
+    );
+    if config.has_inline_password() {
+        if let Ok(meta) = std::fs::metadata(&config.path) {
+            let mode = meta.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                return Finding::warn(format!(
+                    "{} holds an inline password and is readable by group or others (mode {mode:o}); hint: chmod 600 {} or move the URL into an environment variable with url_env",
+                    config.path.display(),
+                    config.path.display()
+                ));
+            }
+        }
+    }
+    Finding::pass(summary)
+}
+
+fn contacts(ctx: &CheckContext) -> Finding {
+    let n = ctx.config.contacts.len();
+    if n == 0 {
+        return Finding::warn(
+            "no emergency contact is configured; hint: add [[contacts]] with name, role and phone so the on-call engineer knows whom to call",
+        );
+    }
+    let without_phone = ctx.config.contacts.iter().filter(|c| c.phone.is_none() && c.email.is_none()).count();
+    if without_phone > 0 {
+        return Finding::warn(format!(
+            "{without_phone} of {n} contact(s) have neither phone nor email; hint: add a phone number to every [[contacts]] entry"
+        ));
+    }
+    Finding::pass(format!("{n} contact(s), {} vendor(s) configured", ctx.config.vendors.len()))
+}

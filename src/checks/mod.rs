@@ -1,0 +1,228 @@
+//! The readiness engine behind `dr check`. A check is a named future that returns a
+//! [`Finding`]; the engine runs them all concurrently, each under a timeout, and turns them
+//! into [`CheckResult`]s. Adding a check is one function and one `push` in its family.
+
+pub mod backup;
+pub mod config;
+pub mod drill;
+pub mod postgres;
+pub mod redis;
+pub mod runbooks;
+pub mod storage;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+use crate::config::Config;
+use crate::storage::Storage;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pass => "pass",
+            Status::Warn => "warn",
+            Status::Fail => "fail",
+        }
+    }
+}
+
+/// What one check found: a status and a message that says what to do.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub status: Status,
+    pub message: String,
+}
+
+impl Finding {
+    pub fn pass(message: impl Into<String>) -> Self {
+        Finding { status: Status::Pass, message: message.into() }
+    }
+    pub fn warn(message: impl Into<String>) -> Self {
+        Finding { status: Status::Warn, message: message.into() }
+    }
+    pub fn fail(message: impl Into<String>) -> Self {
+        Finding { status: Status::Fail, message: message.into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub target: Option<String>,
+    pub status: Status,
+    pub critical: bool,
+    pub message: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub format_version: u32,
+    pub ready: bool,
+    pub strict: bool,
+    pub checks: Vec<CheckResult>,
+}
+
+impl CheckReport {
+    /// Ready unless a critical check failed; under `--strict`, unless anything is not a pass.
+    pub fn new(checks: Vec<CheckResult>, strict: bool) -> Self {
+        let ready = checks.iter().all(|c| match c.status {
+            Status::Pass => true,
+            Status::Warn => !strict,
+            Status::Fail => !strict && !c.critical,
+        });
+        CheckReport { format_version: 1, ready, strict, checks }
+    }
+}
+
+/// Everything checks may look at; passed explicitly, never global.
+pub struct CheckContext {
+    pub config: Config,
+    pub storage: Option<Arc<dyn Storage>>,
+    /// Passwords found in the configuration, scrubbed from every message.
+    pub secrets: Vec<String>,
+}
+
+pub type CheckFuture = BoxFuture<'static, anyhow::Result<Finding>>;
+
+pub struct PlannedCheck {
+    pub name: &'static str,
+    pub target: Option<String>,
+    pub critical: bool,
+    pub run: CheckFuture,
+}
+
+/// Every check the configuration calls for.
+pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
+    let mut checks = Vec::new();
+    config::plan(ctx, &mut checks);
+    postgres::plan(ctx, &mut checks);
+    redis::plan(ctx, &mut checks);
+    storage::plan(ctx, &mut checks);
+    backup::plan(ctx, &mut checks);
+    drill::plan(ctx, &mut checks);
+    runbooks::plan(ctx, &mut checks);
+    checks
+}
+
+/// Runs the checks concurrently; a check that outlives `timeout` fails.
+pub async fn run(checks: Vec<PlannedCheck>, timeout: Duration, secrets: &[String]) -> Vec<CheckResult> {
+    let handles: Vec<_> = checks
+        .into_iter()
+        .map(|check| {
+            let started = Instant::now();
+            let handle = tokio::spawn(tokio::time::timeout(timeout, check.run));
+            (check.name, check.target, check.critical, started, handle)
+        })
+        .collect();
+    let mut results = Vec::with_capacity(handles.len());
+    for (name, target, critical, started, handle) in handles {
+        let finding = match handle.await {
+            Ok(Ok(Ok(finding))) => finding,
+            Ok(Ok(Err(e))) => Finding::fail(format!("{e:#}")),
+            Ok(Err(_elapsed)) => Finding::fail(format!(
+                "timed out after {}; hint: the server accepted the connection but did not answer: check its load and network, or raise --timeout",
+                crate::config::format_duration(timeout)
+            )),
+            Err(join_error) => Finding::fail(format!("check crashed: {join_error}")),
+        };
+        results.push(CheckResult {
+            name: name.to_string(),
+            target,
+            status: finding.status,
+            critical,
+            message: scrub(&finding.message, secrets),
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+    }
+    results
+}
+
+/// Replaces every known secret in `text` with `***`: the last line of defence.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = crate::secret::redact_url(text);
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(s.as_str(), "***");
+    }
+    out
+}
+
+/// Passwords of every configured target, for [`scrub`].
+pub fn collect_secrets(config: &Config) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &config.postgres {
+        if let Ok(url) = t.resolve_url() {
+            if let Ok(c) = crate::pg::ConnTarget::parse(&url) {
+                if let Some(p) = c.password {
+                    out.push(p.expose().to_string());
+                }
+            }
+        }
+    }
+    for t in &config.redis {
+        if let Ok(url) = t.resolve_url() {
+            if let Ok(u) = url::Url::parse(&url) {
+                if let Some(p) = u.password() {
+                    out.push(p.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Formats how long ago something happened (`3h 2m`).
+pub fn age_text(d: chrono::Duration) -> String {
+    crate::config::format_duration(d.to_std().unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(status: Status, critical: bool) -> CheckResult {
+        CheckResult { name: "x".into(), target: None, status, critical, message: String::new(), duration_ms: 0 }
+    }
+
+    #[test]
+    fn readiness_follows_critical_failures() {
+        assert!(CheckReport::new(vec![result(Status::Pass, true), result(Status::Warn, true)], false).ready);
+        assert!(CheckReport::new(vec![result(Status::Fail, false)], false).ready);
+        assert!(!CheckReport::new(vec![result(Status::Fail, true)], false).ready);
+        assert!(!CheckReport::new(vec![result(Status::Warn, false)], true).ready);
+        assert!(!CheckReport::new(vec![result(Status::Fail, false)], true).ready);
+        assert!(CheckReport::new(vec![result(Status::Pass, false)], true).ready);
+    }
+
+    #[test]
+    fn scrub_removes_known_secrets() {
+        assert_eq!(scrub("auth failed for hunter2!", &["hunter2".into()]), "auth failed for ***!");
+    }
+
+    #[tokio::test]
+    async fn hung_check_times_out() {
+        let checks = vec![PlannedCheck {
+            name: "hang",
+            target: None,
+            critical: true,
+            run: Box::pin(async {
+                futures::future::pending::<()>().await;
+                Ok(Finding::pass("never"))
+            }),
+        }];
+        let results = run(checks, Duration::from_millis(50), &[]).await;
+        assert_eq!(results[0].status, Status::Fail);
+        assert!(results[0].message.contains("timed out"), "{}", results[0].message);
+    }
+}

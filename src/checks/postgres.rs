@@ -1,0 +1,138 @@
+//! `pg.connect`, `pg.tools`, `pg.privileges`: can a backup of this target run right now?
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Result;
+
+use super::{CheckContext, Finding, PlannedCheck};
+use crate::config::PostgresTarget;
+use crate::pg::{self, tools, ConnTarget};
+
+pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
+    for target in &ctx.config.postgres {
+        let t = target.clone();
+        out.push(PlannedCheck { name: "pg.connect", target: Some(t.name.clone()), critical: t.critical, run: Box::pin(async move { connect(&t).await }) });
+        let t = target.clone();
+        out.push(PlannedCheck { name: "pg.tools", target: Some(t.name.clone()), critical: t.critical, run: Box::pin(async move { client_tools(&t).await }) });
+        let t = target.clone();
+        out.push(PlannedCheck { name: "pg.privileges", target: Some(t.name.clone()), critical: t.critical, run: Box::pin(async move { privileges(&t).await }) });
+    }
+}
+
+fn conn(target: &PostgresTarget) -> Result<ConnTarget> {
+    ConnTarget::parse(&target.resolve_url()?)
+}
+
+fn connect_hint(c: &ConnTarget) -> String {
+    let host = c.config.get_hosts().first().map(|h| match h {
+        tokio_postgres::config::Host::Tcp(h) => h.clone(),
+        tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+    });
+    let port = c.config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "hint: check that the server runs and accepts connections (pg_isready -h {} -p {port}), and that the user and password are right",
+        host.unwrap_or_else(|| "localhost".into())
+    )
+}
+
+async fn connect(target: &PostgresTarget) -> Result<Finding> {
+    let c = conn(target)?;
+    let started = Instant::now();
+    let client = match c.connect().await {
+        Ok(client) => client,
+        Err(e) => return Ok(Finding::fail(format!("{e:#}; {}", connect_hint(&c)))),
+    };
+    client.simple_query("SELECT 1").await.map_err(|e| anyhow::anyhow!("SELECT 1 failed: {}", pg::describe_pg_error(&e)))?;
+    let (_, version) = pg::server_version(&client).await?;
+    Ok(Finding::pass(format!(
+        "connected to {} as {} in {} ms; PostgreSQL {version}",
+        c.public_url,
+        c.user,
+        started.elapsed().as_millis()
+    )))
+}
+
+async fn client_tools(target: &PostgresTarget) -> Result<Finding> {
+    let bin_dir = target.pg_bin_dir.clone();
+    let found = tokio::task::spawn_blocking(move || -> Result<Vec<(String, u32, String)>> {
+        let mut out = Vec::new();
+        for program in ["pg_dump", "pg_restore"] {
+            let path = tools::find(program, bin_dir.as_deref())?;
+            let (major, full) = tools::version(&path)?;
+            out.push((path.display().to_string(), major, full));
+        }
+        Ok(out)
+    })
+    .await?;
+    let found = match found {
+        Ok(f) => f,
+        Err(e) => return Ok(Finding::fail(format!("{e:#}"))),
+    };
+    let lowest = found.iter().map(|(_, major, _)| *major).min().unwrap_or(0);
+    let server = match conn(target)?.connect().await {
+        Ok(client) => Some(pg::server_version(&client).await?),
+        Err(_) => None,
+    };
+    let tools_text = found.iter().map(|(p, _, v)| format!("{p} {v}")).collect::<Vec<_>>().join(", ");
+    match server {
+        None => Ok(Finding::warn(format!(
+            "found {tools_text}, but the server version is unknown because the connection failed (see pg.connect)"
+        ))),
+        Some((server_major, server_text)) if lowest < server_major => Ok(Finding::fail(format!(
+            "client tools are older than the server: {tools_text} vs server {server_text}; pg_dump {lowest} cannot dump a PostgreSQL {server_major} server; hint: install {} (or newer) and set pg_bin_dir",
+            tools::client_package(server_major)
+        ))),
+        Some((_, server_text)) => Ok(Finding::pass(format!("{tools_text}; server {server_text}"))),
+    }
+}
+
+/// Tables (and sequences) the role cannot read, and schemas it cannot enter: a dump would
+/// die on the first of them.
+const UNREADABLE_SQL: &str = "
+SELECT format('%I.%I', n.nspname, c.relname)
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p', 'm', 'S', 'v')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'
+  AND NOT (has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))
+ORDER BY 1 LIMIT 6";
+
+async fn privileges(target: &PostgresTarget) -> Result<Finding> {
+    let c = conn(target)?;
+    let client = match c.connect().await {
+        Ok(client) => client,
+        Err(_) => return Ok(Finding::fail("cannot connect (see pg.connect), so privileges are unknown")),
+    };
+    let role = client
+        .query_one(
+            "SELECT rolsuper, pg_has_role(current_user, 'pg_read_all_data', 'USAGE') FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await;
+    // pg_read_all_data exists from PostgreSQL 14; older servers fall back to table grants.
+    if let Ok(row) = &role {
+        let superuser: bool = row.get(0);
+        let read_all: bool = row.get(1);
+        if superuser {
+            return Ok(Finding::pass(format!("role {} is a superuser", c.user)));
+        }
+        if read_all {
+            return Ok(Finding::pass(format!("role {} has pg_read_all_data", c.user)));
+        }
+    }
+    let rows = client.query(UNREADABLE_SQL, &[]).await.map_err(|e| anyhow::anyhow!("{}", pg::describe_pg_error(&e)))?;
+    if rows.is_empty() {
+        let n: i64 = client
+            .query_one("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema')", &[])
+            .await?
+            .get(0);
+        return Ok(Finding::pass(format!("role {} can read all {n} table(s)", c.user)));
+    }
+    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
+    let more = if names.len() > 5 { " and more" } else { "" };
+    Ok(Finding::fail(format!(
+        "role {} cannot read {shown}{more}: a backup would fail on them; hint: GRANT pg_read_all_data TO {} (PostgreSQL 14+), or GRANT USAGE on the schema and SELECT on these tables",
+        c.user, c.user
+    )))
+}

@@ -1,0 +1,252 @@
+//! Every clap definition: global flags, the subcommands and their arguments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const EXIT_CODES: &str = "\
+Exit status:
+  0    success; for `check`: ready
+  1    the operation failed, or a critical check failed (any non-pass check with --strict)
+  2    usage or configuration error (bad flag, invalid dr.toml, unknown target or backup id); nothing was changed
+  130  interrupted (Ctrl-C / SIGTERM); temporary data was removed";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "dr",
+    version,
+    about = "Provable disaster recovery for PostgreSQL and Redis",
+    long_about = "Provable disaster recovery for PostgreSQL and Redis: readiness checks before an incident, checksummed backups, and restores that are validated, verified and timed against your RTO/RPO.",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    /// Configuration file [default: $DR_CONFIG, else ./dr.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// More logs on stderr (-v debug, -vv trace); RUST_LOG overrides
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only errors on stderr
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Readiness gate: probe PostgreSQL, Redis, tools, storage, backups and drills
+    #[command(after_help = EXIT_CODES)]
+    Check(CheckArgs),
+    /// Prove a backup could be restored, changing nothing
+    #[command(after_help = EXIT_CODES)]
+    Validate(ValidateArgs),
+    /// Take a checksummed backup of each (or one) PostgreSQL target
+    #[command(after_help = EXIT_CODES)]
+    Backup(BackupArgs),
+    /// List complete backups, newest first
+    #[command(after_help = EXIT_CODES)]
+    List(ListArgs),
+    /// Remove backups outside the [retention] policy, and leftovers of crashed runs
+    #[command(after_help = EXIT_CODES)]
+    Prune(PruneArgs),
+    /// Restore a backup: validate, confirm, safety backup, pg_restore, verify
+    #[command(after_help = EXIT_CODES)]
+    Restore(RestoreArgs),
+    /// Verify a database against a backup's row counts and the configured assertions
+    #[command(after_help = EXIT_CODES)]
+    Verify(VerifyArgs),
+    /// Rehearse a recovery into a scratch database and measure RTO and RPO
+    #[command(after_help = EXIT_CODES)]
+    Drill(DrillArgs),
+    /// Emergency contacts and vendors from dr.toml
+    #[command(after_help = EXIT_CODES)]
+    Contacts(FormatArgs),
+    /// Incident runbooks, filled in from the live configuration
+    #[command(after_help = EXIT_CODES)]
+    Runbook(RunbookArgs),
+    /// A first run: sandbox PostgreSQL with a sample shop, then check, backup, list, drill
+    #[command(after_help = EXIT_CODES)]
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CheckFormat {
+    Table,
+    Json,
+    Junit,
+    Prometheus,
+}
+
+#[derive(Debug, Args)]
+pub struct FormatArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: CheckFormat,
+    /// Exit 1 on any warn or fail, not only on critical failures
+    #[arg(long)]
+    pub strict: bool,
+    /// Run only this check (name like pg.connect, or family like pg); repeatable
+    #[arg(long, value_name = "NAME")]
+    pub only: Vec<String>,
+    /// Time limit for each check
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Backup id, or `latest`
+    #[arg(long, default_value = "latest")]
+    pub backup_id: String,
+    /// PostgreSQL target (required when several are configured)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Check this destination instead of the target's database
+    #[arg(long, value_name = "URL")]
+    pub into: Option<String>,
+    /// Where a restore would stage the dump [default: $TMPDIR]
+    #[arg(long, value_name = "DIR")]
+    pub staging_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Back up only this target
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Show what would be removed, remove nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub target: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// Backup id, or `latest`
+    #[arg(long)]
+    pub backup_id: String,
+    /// PostgreSQL target (required when several are configured)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Restore into this existing database instead of the target's
+    #[arg(long, value_name = "URL")]
+    pub into: Option<String>,
+    /// Confirm overwriting a non-empty destination without a prompt
+    #[arg(long)]
+    pub yes: bool,
+    /// Parallel pg_restore jobs
+    #[arg(long, default_value_t = 1)]
+    pub jobs: u32,
+    /// Skip the safety backup of a non-empty destination
+    #[arg(long)]
+    pub no_safety_backup: bool,
+    /// Restore roles and tablespaces first (when the backup holds them)
+    #[arg(long)]
+    pub with_globals: bool,
+    /// Do not restore object ownership (when the owning roles do not exist there)
+    #[arg(long)]
+    pub no_owner: bool,
+    /// Where to stage the dump [default: $TMPDIR]
+    #[arg(long, value_name = "DIR")]
+    pub staging_dir: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Backup whose row counts to compare with [default: latest]
+    #[arg(long, default_value = "latest")]
+    pub backup_id: String,
+    /// Verify this database instead of the target's
+    #[arg(long, value_name = "URL")]
+    pub into: Option<String>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Use this backup (or `latest`) instead of taking a fresh one
+    #[arg(long)]
+    pub backup_id: Option<String>,
+    /// Restore into a throwaway local PostgreSQL cluster instead of a scratch database
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Parallel pg_restore jobs
+    #[arg(long, default_value_t = 1)]
+    pub jobs: u32,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RunbookArgs {
+    #[command(subcommand)]
+    pub action: Option<RunbookAction>,
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunbookAction {
+    /// Render one runbook with the live configuration
+    Show {
+        /// Runbook name (see `dr runbook`)
+        name: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Keep the sandbox running and print how to reach it (stop it with Ctrl-C)
+    #[arg(long)]
+    pub keep: bool,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    crate::config::parse_duration(s)
+}

@@ -1,0 +1,64 @@
+//! One file per subcommand. Each gathers its inputs, calls the domain code, hands the
+//! report to `output`, and returns the exit code.
+
+mod backup;
+mod check;
+mod contacts;
+mod demo;
+mod drill;
+mod list;
+mod prune;
+mod restore;
+mod runbook;
+mod validate;
+mod verify;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Result;
+
+use crate::cli::{Cli, Command};
+use crate::config::{Config, PostgresTarget};
+use crate::storage::{self, Storage};
+
+pub async fn dispatch(cli: Cli) -> Result<i32> {
+    let config_path = cli.config.as_deref();
+    match cli.command {
+        Command::Demo(args) => demo::run(args).await,
+        Command::Check(args) => check::run(&Config::load(config_path)?, args).await,
+        Command::Validate(args) => validate::run(&Config::load(config_path)?, args).await,
+        Command::Backup(args) => backup::run(&Config::load(config_path)?, args).await,
+        Command::List(args) => list::run(&Config::load(config_path)?, args).await,
+        Command::Prune(args) => prune::run(&Config::load(config_path)?, args).await,
+        Command::Restore(args) => restore::run(&Config::load(config_path)?, args).await,
+        Command::Verify(args) => verify::run(&Config::load(config_path)?, args).await,
+        Command::Drill(args) => drill::run(&Config::load(config_path)?, args).await,
+        Command::Contacts(args) => contacts::run(&Config::load(config_path)?, args),
+        Command::Runbook(args) => runbook::run(&Config::load(config_path)?, args).await,
+    }
+}
+
+pub fn open_storage(config: &Config) -> Result<Arc<dyn Storage>> {
+    Ok(Arc::from(storage::open(config.storage()?)?))
+}
+
+/// The target a single-target command works on: the named one, or the only one.
+pub fn single_target<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a PostgresTarget> {
+    match name {
+        Some(n) => config.postgres_target(n),
+        None => match config.postgres.as_slice() {
+            [only] => Ok(only),
+            [] => config.select_postgres(None).map(|v| v[0]),
+            many => Err(crate::error::usage(format!(
+                "{} PostgreSQL targets are configured; hint: choose one with --target ({})",
+                many.len(),
+                many.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+            ))),
+        },
+    }
+}
+
+pub fn staging_dir(explicit: Option<&Path>) -> std::path::PathBuf {
+    explicit.map(Path::to_path_buf).unwrap_or_else(crate::backup::default_staging_dir)
+}

@@ -1,0 +1,527 @@
+//! `dr.toml`: the schema, the lookup order (`--config`, `$DR_CONFIG`, `./dr.toml`) and
+//! the resolution of URLs given inline or through `url_env`.
+//!
+//! Every table denies unknown keys so that a typo is an error (exit 2), not a silently
+//! ignored setting that is discovered during an incident.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::{Deserialize, Deserializer};
+
+use crate::error::usage;
+use crate::secret::redact_url;
+
+pub const DEFAULT_DRILL_EVERY: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub objectives: Objectives,
+    pub storage: Option<StorageConfig>,
+    #[serde(default)]
+    pub backup: BackupConfig,
+    pub retention: Option<RetentionConfig>,
+    #[serde(default)]
+    pub postgres: Vec<PostgresTarget>,
+    #[serde(default)]
+    pub redis: Vec<RedisTarget>,
+    #[serde(default)]
+    pub contacts: Vec<Contact>,
+    #[serde(default)]
+    pub vendors: Vec<Vendor>,
+    #[serde(default)]
+    pub verify: VerifyConfig,
+    #[serde(default)]
+    pub runbooks: RunbooksConfig,
+    /// Where this configuration was read from.
+    #[serde(skip)]
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Objectives {
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub rpo: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub rto: Option<Duration>,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub drill_every: Option<Duration>,
+}
+
+impl Objectives {
+    pub fn drill_every(&self) -> Duration {
+        self.drill_every.unwrap_or(DEFAULT_DRILL_EVERY)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageConfig {
+    pub url: String,
+    pub s3: Option<S3Config>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// Endpoint of a non-AWS store (MinIO, R2, Garage, Ceph); AWS when absent.
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Plain HTTP: only for a store on loopback or a private test network.
+    #[serde(default)]
+    pub allow_http: bool,
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    /// `https://bucket.endpoint/key` instead of `https://endpoint/bucket/key`.
+    #[serde(default)]
+    pub virtual_hosted_style: bool,
+    /// Parts of a multipart upload in flight at once (memory ~ parts x part size).
+    pub upload_concurrency: Option<usize>,
+    /// Size of one multipart part, in MiB.
+    pub part_size_mib: Option<usize>,
+    /// S3 Object Lock retention, in days, set on every uploaded object.
+    pub object_lock_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Zstd,
+    Gzip,
+    None,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Zstd => "zstd",
+            Compression::Gzip => "gzip",
+            Compression::None => "none",
+        }
+    }
+
+    pub fn extension(self) -> &'static str {
+        match self {
+            Compression::Zstd => ".zst",
+            Compression::Gzip => ".gz",
+            Compression::None => "",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    #[serde(default)]
+    pub compression: Compression,
+    /// Compression level; zstd 1..=19 (default 3), gzip 0..=9 (default 6).
+    pub level: Option<i32>,
+    /// zstd worker threads; 0 or absent means one per core.
+    pub threads: Option<u32>,
+    /// Also dump roles and tablespaces with `pg_dumpall --globals-only`.
+    #[serde(default)]
+    pub include_globals: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    #[serde(default)]
+    pub keep_last: u32,
+    #[serde(default)]
+    pub keep_daily: u32,
+    #[serde(default)]
+    pub keep_weekly: u32,
+    #[serde(default)]
+    pub keep_monthly: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresTarget {
+    pub name: String,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    /// A failed check of this target makes `dr check` exit 1 (default: true).
+    #[serde(default = "yes")]
+    pub critical: bool,
+    /// Directory holding `pg_dump`, `pg_restore`, `pg_dumpall`, `psql` (and `initdb`
+    /// for sandbox drills); otherwise they are looked up on PATH.
+    pub pg_bin_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisTarget {
+    pub name: String,
+    pub url: Option<String>,
+    pub url_env: Option<String>,
+    /// A failed check of this target makes `dr check` exit 1 (default: false).
+    #[serde(default)]
+    pub critical: bool,
+    /// The data must survive a restart: warn when RDB and AOF are both off.
+    #[serde(default)]
+    pub persistent: bool,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Contact {
+    pub name: String,
+    pub role: Option<String>,
+    pub phone: Option<String>,
+    pub email: Option<String>,
+    /// When they answer: "24/7", "business", or free text.
+    pub hours: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Vendor {
+    pub name: String,
+    pub service: Option<String>,
+    pub support_url: Option<String>,
+    pub support_phone: Option<String>,
+    pub contract: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    #[serde(default)]
+    pub sql: Vec<SqlAssertion>,
+    #[serde(default)]
+    pub http: Vec<HttpCheck>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqlAssertion {
+    pub name: String,
+    /// A query returning one row with one value.
+    pub query: String,
+    /// `">= 1"`, `"= 0"`, `"< 100"`, `"!= 0"`, or a bare value compared as text.
+    pub expect: String,
+    /// The PostgreSQL target it applies to; all targets when absent.
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpCheck {
+    pub name: String,
+    pub url: String,
+    #[serde(default = "http_ok")]
+    pub expect_status: u16,
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RunbooksConfig {
+    /// A directory of Markdown runbooks that override or add to the embedded ones.
+    pub dir: Option<PathBuf>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn http_ok() -> u16 {
+    200
+}
+
+fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Parses a human duration such as `30m`, `1h`, `7d`, `1h 30m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        format!("invalid duration {text:?} ({e}); write it like \"90s\", \"30m\", \"1h\" or \"7d\"")
+    })
+}
+
+/// Formats a duration the way `dr.toml` writes it (`1h 30m`).
+pub fn format_duration(d: Duration) -> String {
+    humantime::format_duration(Duration::from_secs(d.as_secs().max(if d.is_zero() { 0 } else { 1 }))).to_string()
+}
+
+impl Config {
+    /// Finds and loads the configuration: `--config`, then `$DR_CONFIG`, then `./dr.toml`.
+    pub fn load(explicit: Option<&Path>) -> Result<Config> {
+        let path = match explicit {
+            Some(p) => p.to_path_buf(),
+            None => match std::env::var_os("DR_CONFIG") {
+                Some(p) if !p.is_empty() => PathBuf::from(p),
+                _ => PathBuf::from("dr.toml"),
+            },
+        };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            usage(format!(
+                "cannot read configuration {}: {e}; hint: pass --config PATH, set DR_CONFIG, or copy dr.toml.example to ./dr.toml",
+                path.display()
+            ))
+        })?;
+        Self::parse(&text, &path)
+    }
+
+    /// Parses and validates configuration text; `path` is only used in messages.
+    pub fn parse(text: &str, path: &Path) -> Result<Config> {
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            usage(format!("{}: {}", path.display(), describe_toml_error(text, &e)))
+        })?;
+        config.path = path.to_path_buf();
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let file = self.path.display();
+        let mut names = HashSet::new();
+        for (kind, name) in self
+            .postgres
+            .iter()
+            .map(|t| ("postgres", &t.name))
+            .chain(self.redis.iter().map(|t| ("redis", &t.name)))
+        {
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+                return Err(usage(format!(
+                    "{file}: [[{kind}]] name = {name:?} is not a valid target name; hint: use letters, digits, '-' and '_' only"
+                )));
+            }
+            if !names.insert(name.as_str()) {
+                return Err(usage(format!(
+                    "{file}: target name {name:?} is used twice (key [[{kind}]] name); hint: give every target a unique name"
+                )));
+            }
+        }
+        for t in &self.postgres {
+            check_url_source(&file.to_string(), "postgres", &t.name, &t.url, &t.url_env)?;
+        }
+        for t in &self.redis {
+            check_url_source(&file.to_string(), "redis", &t.name, &t.url, &t.url_env)?;
+        }
+        if let Some(storage) = &self.storage {
+            crate::storage::StorageUrl::parse(&storage.url)
+                .map_err(|e| usage(format!("{file}: key storage.url: {e}")))?;
+        }
+        if let Some(level) = self.backup.level {
+            let ok = match self.backup.compression {
+                Compression::Zstd => (1..=19).contains(&level),
+                Compression::Gzip => (0..=9).contains(&level),
+                Compression::None => true,
+            };
+            if !ok {
+                return Err(usage(format!(
+                    "{file}: key backup.level = {level} is out of range for {}; hint: zstd takes 1-19, gzip 0-9",
+                    self.backup.compression.as_str()
+                )));
+            }
+        }
+        for a in &self.verify.sql {
+            crate::restore::verify::Expectation::parse(&a.expect).map_err(|e| {
+                usage(format!("{file}: key verify.sql {:?} expect: {e}", a.name))
+            })?;
+            if let Some(t) = &a.target {
+                if !self.postgres.iter().any(|p| &p.name == t) {
+                    return Err(usage(format!(
+                        "{file}: key verify.sql {:?} target = {t:?} names no [[postgres]] target",
+                        a.name
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn postgres_target(&self, name: &str) -> Result<&PostgresTarget> {
+        self.postgres.iter().find(|t| t.name == name).ok_or_else(|| {
+            let known: Vec<&str> = self.postgres.iter().map(|t| t.name.as_str()).collect();
+            usage(format!(
+                "unknown PostgreSQL target {name:?}; known targets: {}",
+                if known.is_empty() { "none configured".to_string() } else { known.join(", ") }
+            ))
+        })
+    }
+
+    /// The targets a command works on: the named one, or all of them.
+    pub fn select_postgres(&self, name: Option<&str>) -> Result<Vec<&PostgresTarget>> {
+        match name {
+            Some(n) => Ok(vec![self.postgres_target(n)?]),
+            None if self.postgres.is_empty() => Err(usage(format!(
+                "{}: no [[postgres]] target is configured; hint: add one (see dr.toml.example)",
+                self.path.display()
+            ))),
+            None => Ok(self.postgres.iter().collect()),
+        }
+    }
+
+    /// Whether the file carries a password inline (in a URL or a password parameter).
+    pub fn has_inline_password(&self) -> bool {
+        self.postgres
+            .iter()
+            .filter_map(|t| t.url.as_deref())
+            .chain(self.redis.iter().filter_map(|t| t.url.as_deref()))
+            .any(|u| redact_url(u) != u)
+    }
+
+    pub fn storage(&self) -> Result<&StorageConfig> {
+        self.storage.as_ref().ok_or_else(|| {
+            usage(format!(
+                "{}: no [storage] table; hint: add [storage] url = \"file:///var/backups/dr\" (or s3://bucket/prefix)",
+                self.path.display()
+            ))
+        })
+    }
+}
+
+fn check_url_source(
+    file: &str,
+    kind: &str,
+    name: &str,
+    url: &Option<String>,
+    url_env: &Option<String>,
+) -> Result<()> {
+    match (url, url_env) {
+        (Some(_), Some(_)) => Err(usage(format!(
+            "{file}: [[{kind}]] {name:?} sets both url and url_env; hint: keep one"
+        ))),
+        (None, None) => Err(usage(format!(
+            "{file}: [[{kind}]] {name:?} has neither url nor url_env; hint: add url = \"...\" or url_env = \"ENV_VAR\""
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// Resolves a target URL given inline or through an environment variable.
+pub fn resolve_url(kind: &str, name: &str, url: &Option<String>, url_env: &Option<String>) -> Result<String> {
+    if let Some(u) = url {
+        return Ok(u.clone());
+    }
+    let var = url_env.as_deref().unwrap_or_default();
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => Ok(v),
+        _ => Err(anyhow::anyhow!(
+            "{kind} target {name:?}: environment variable {var} is not set; hint: export {var}=<connection URL> or set url in dr.toml"
+        )),
+    }
+}
+
+impl PostgresTarget {
+    pub fn resolve_url(&self) -> Result<String> {
+        resolve_url("postgres", &self.name, &self.url, &self.url_env)
+    }
+}
+
+impl RedisTarget {
+    pub fn resolve_url(&self) -> Result<String> {
+        resolve_url("redis", &self.name, &self.url, &self.url_env)
+    }
+}
+
+/// One line: where in the file, which key, what is wrong, and the hint.
+fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
+    let message = err.message().trim().replace('\n', " ");
+    let location = err.span().map(|span| {
+        let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+        let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+        format!("line {line_no} (`{}`)", redact_url(line))
+    });
+    let hint = if message.contains("unknown field") {
+        "remove or rename this key; dr.toml.example lists every valid key"
+    } else if message.contains("duration") {
+        "fix the duration"
+    } else {
+        "fix the value; dr.toml.example shows the expected shape"
+    };
+    match location {
+        Some(loc) => format!("{loc}: {message}; hint: {hint}"),
+        None => format!("{message}; hint: {hint}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[objectives]
+rpo = "1h"
+rto = "30m"
+
+[storage]
+url = "file:///var/backups/dr"
+
+[[postgres]]
+name = "main"
+url = "postgres://backup@db.internal:5432/shop"
+
+[[redis]]
+name = "cache"
+url = "redis://127.0.0.1:6379"
+"#;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("dr.toml"))
+    }
+
+    #[test]
+    fn accepts_minimal_contract_shape() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.objectives.rpo, Some(Duration::from_secs(3600)));
+        assert_eq!(c.objectives.rto, Some(Duration::from_secs(1800)));
+        assert!(c.postgres[0].critical);
+        assert!(!c.redis[0].critical);
+        assert!(!c.has_inline_password());
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let err = parse(&MINIMAL.replace("rto = \"30m\"", "rto = \"30m\"\nrtoo = \"1h\"")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("rtoo"), "{msg}");
+        assert!(msg.contains("line 5"), "{msg}");
+        assert!(!msg.contains('\n'), "{msg}");
+        assert_eq!(crate::error::exit_code(&err), 2);
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let err = parse(&MINIMAL.replace("\"1h\"", "\"5 parsecs\"")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("rpo"), "{msg}");
+        assert!(msg.contains("invalid duration"), "{msg}");
+    }
+
+    #[test]
+    fn duplicate_names_refused() {
+        let err = parse(&MINIMAL.replace("name = \"cache\"", "name = \"main\"")).unwrap_err();
+        assert!(err.to_string().contains("\"main\" is used twice"), "{err}");
+    }
+
+    #[test]
+    fn inline_password_detected() {
+        let c = parse(&MINIMAL.replace("backup@", "backup:pw@")).unwrap();
+        assert!(c.has_inline_password());
+    }
+
+    #[test]
+    fn url_env_resolution_names_variable() {
+        let c = parse(&MINIMAL.replace(
+            "url = \"postgres://backup@db.internal:5432/shop\"",
+            "url_env = \"DR_TEST_SURELY_UNSET_VAR\"",
+        ))
+        .unwrap();
+        let err = c.postgres[0].resolve_url().unwrap_err();
+        assert!(err.to_string().contains("DR_TEST_SURELY_UNSET_VAR"));
+    }
+}

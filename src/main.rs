@@ -1,0 +1,67 @@
+//! `dr`: parse, set up logging, run the command, map the outcome to an exit code.
+
+mod backup;
+mod checks;
+mod cli;
+mod commands;
+mod config;
+mod drill;
+mod error;
+mod output;
+mod pg;
+mod restore;
+mod runbook;
+mod sandbox;
+mod secret;
+mod storage;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.verbose, cli.quiet);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            result = commands::dispatch(cli) => result,
+            // Dropping the command's future kills its children and removes temporary data.
+            () = shutdown_signal() => Err(anyhow::Error::new(error::Interrupted)),
+        }
+    });
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    let code = match outcome {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", secret::redact_url(&format!("{e:#}")));
+            error::exit_code(&e)
+        }
+    };
+    std::process::exit(code);
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::warn!("interrupted: stopping children and removing temporary data");
+}
+
+fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "warn",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("dr={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none())
+        .init();
+}

@@ -1,0 +1,29 @@
+//! Everything that reaches stdout goes through here. Renderers are pure functions from a
+//! report to text; `emit` writes it (and survives a closed pipe, as in `dr list | head`).
+
+pub mod junit;
+pub mod prometheus;
+pub mod table;
+
+use std::io::Write;
+
+use serde::Serialize;
+
+/// Whether human output may use colour and symbols: a terminal, and no `NO_COLOR`.
+pub fn styled() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+pub fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes());
+    if !text.ends_with('\n') {
+        let _ = out.write_all(b"\n");
+    }
+    let _ = out.flush();
+}
+
+pub fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string_pretty(value).expect("reports serialize") + "\n"
+}

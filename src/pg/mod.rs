@@ -1,0 +1,217 @@
+//! PostgreSQL access: connections from `dr` itself, and the connection details handed to
+//! `pg_dump`/`pg_restore`/`psql` children (password in a 0600 passfile, never in argv).
+
+pub mod tools;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use tokio_postgres::{Client, NoTls};
+
+use crate::secret::{redact_url, Secret};
+
+/// A PostgreSQL connection URL split into what children may see and the password.
+#[derive(Debug, Clone)]
+pub struct ConnTarget {
+    /// The URL without its password: safe for argv and messages.
+    pub public_url: String,
+    pub password: Option<Secret>,
+    pub database: String,
+    pub user: String,
+    pub config: tokio_postgres::Config,
+}
+
+impl ConnTarget {
+    pub fn parse(url: &str) -> Result<ConnTarget> {
+        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+            anyhow::anyhow!(
+                "invalid PostgreSQL URL {}: {e}; hint: write it as postgres://user@host:5432/database",
+                redact_url(url)
+            )
+        })?;
+        let password = config
+            .get_password()
+            .map(|p| Secret::new(String::from_utf8_lossy(p).into_owned()));
+        let public_url = strip_password(url);
+        let user = config
+            .get_user()
+            .map(str::to_string)
+            .or_else(|| std::env::var("PGUSER").ok())
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "postgres".into());
+        let database = config.get_dbname().map(str::to_string).unwrap_or_else(|| user.clone());
+        Ok(ConnTarget { public_url, password, database, user, config })
+    }
+
+    /// The same server, another database (drills restore into a scratch database).
+    pub fn with_database(&self, database: &str) -> Result<ConnTarget> {
+        let mut url = url::Url::parse(&self.public_url).context("cannot rewrite the database of this URL")?;
+        url.set_path(&format!("/{database}"));
+        let mut target = ConnTarget::parse(url.as_str())?;
+        target.password = self.password.clone();
+        if let Some(p) = &self.password {
+            target.config.password(p.expose());
+        }
+        Ok(target)
+    }
+
+    /// Connects, with a connect timeout; the connection task runs in the background.
+    pub async fn connect(&self) -> Result<Client> {
+        let mut config = self.config.clone();
+        config.application_name("dr");
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(Duration::from_secs(10));
+        }
+        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+            anyhow::anyhow!("cannot connect to {}: {}", self.public_url, describe_pg_error(&e))
+        })?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("postgres connection closed: {e}");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Environment for a child process: a private 0600 passfile when there is a password.
+    pub fn child_env(&self) -> Result<ChildAuth> {
+        ChildAuth::new(self.password.as_ref())
+    }
+}
+
+/// Holds the passfile alive while the child runs; it is removed on drop.
+pub struct ChildAuth {
+    _dir: Option<tempfile::TempDir>,
+    pub env: Vec<(String, String)>,
+}
+
+impl ChildAuth {
+    fn new(password: Option<&Secret>) -> Result<ChildAuth> {
+        let Some(password) = password else {
+            return Ok(ChildAuth { _dir: None, env: vec![] });
+        };
+        let dir = tempfile::Builder::new().prefix("dr-auth-").tempdir().context("cannot create a private directory for the passfile")?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        let path = dir.path().join("pgpass");
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        writeln!(file, "*:*:*:*:{}", escape_passfile(password.expose()))?;
+        Ok(ChildAuth {
+            env: vec![("PGPASSFILE".into(), path.display().to_string())],
+            _dir: Some(dir),
+        })
+    }
+}
+
+fn escape_passfile(value: &str) -> String {
+    value.replace('\\', "\\\\").replace(':', "\\:")
+}
+
+/// Removes the password from a URL (userinfo and `password=` parameter).
+pub fn strip_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.scheme().starts_with("postgres") => {
+            let _ = parsed.set_password(None);
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .filter(|(k, _)| k != "password")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if pairs.is_empty() {
+                parsed.set_query(None);
+            } else {
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
+        }
+        // Keyword/value strings: remove the password word.
+        _ => url
+            .split_whitespace()
+            .filter(|w| !w.starts_with("password="))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// The server's words, without the noise tokio-postgres adds.
+pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut s = db.message().to_string();
+        if let Some(hint) = db.hint() {
+            s.push_str(&format!(" (server hint: {hint})"));
+        }
+        return s;
+    }
+    let mut s = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(inner) = source {
+        s.push_str(&format!(": {inner}"));
+        source = inner.source();
+    }
+    s
+}
+
+/// Quotes an identifier for SQL (`"Mixed Case"."t"`).
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// Server major version (`SHOW server_version_num` 150018 → 15).
+pub async fn server_version(client: &Client) -> Result<(u32, String)> {
+    let row = client
+        .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
+        .await
+        .context("cannot read the server version")?;
+    let num: i32 = row.get(0);
+    let text: String = row.get(1);
+    Ok(((num / 10000) as u32, text))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_password_from_url() {
+        assert_eq!(
+            strip_password("postgres://backup:s3cret@db:5432/shop?sslmode=require"),
+            "postgres://backup@db:5432/shop?sslmode=require"
+        );
+        assert_eq!(
+            strip_password("postgresql://u@h/db?password=x&application_name=a"),
+            "postgresql://u@h/db?application_name=a"
+        );
+        assert_eq!(strip_password("host=h password=x dbname=d"), "host=h dbname=d");
+    }
+
+    #[test]
+    fn parses_parts() {
+        let t = ConnTarget::parse("postgres://backup:pw@127.0.0.1:5433/shop").unwrap();
+        assert_eq!(t.database, "shop");
+        assert_eq!(t.user, "backup");
+        assert_eq!(t.password.unwrap().expose(), "pw");
+        assert!(!t.public_url.contains("pw"));
+    }
+
+    #[test]
+    fn passfile_escapes_separators() {
+        assert_eq!(escape_passfile(r"a:b\c"), r"a\:b\\c");
+    }
+
+    #[test]
+    fn scratch_database_keeps_password() {
+        let t = ConnTarget::parse("postgres://u:pw@h:1/shop").unwrap();
+        let d = t.with_database("dr_drill_1").unwrap();
+        assert_eq!(d.database, "dr_drill_1");
+        assert_eq!(d.password.unwrap().expose(), "pw");
+        assert_eq!(d.public_url, "postgres://u@h:1/dr_drill_1");
+    }
+
+    #[test]
+    fn quotes_identifiers() {
+        assert_eq!(quote_ident("Mixed \"Case\""), "\"Mixed \"\"Case\"\"\"");
+    }
+}

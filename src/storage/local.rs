@@ -1,0 +1,217 @@
+//! A local directory (`file:///path`). Objects are written to `<key>.partial-<pid>-<n>`,
+//! fsynced, renamed into place and the directory fsynced: a reader sees the whole object
+//! or none of it. Directories are 0700 and files 0600 whatever the umask.
+
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use anyhow::{Context, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{ByteStream, ObjectMeta, Storage};
+
+/// Marks objects still being written; never a complete object.
+pub const PARTIAL_MARKER: &str = ".partial-";
+
+static PARTIAL_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+pub struct LocalStorage {
+    root: PathBuf,
+}
+
+impl LocalStorage {
+    pub fn new(root: PathBuf) -> Self {
+        LocalStorage { root }
+    }
+
+    fn path_of(&self, key: &str) -> Result<PathBuf> {
+        if key.split('/').any(|part| part == ".." || part.is_empty()) {
+            anyhow::bail!("invalid object key {key:?}");
+        }
+        Ok(self.root.join(key))
+    }
+}
+
+fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
+    // Set each new directory's mode explicitly: the umask must not loosen it.
+    let mut missing = Vec::new();
+    let mut current = Some(dir);
+    while let Some(d) = current {
+        if d.exists() {
+            break;
+        }
+        missing.push(d.to_path_buf());
+        current = d.parent();
+    }
+    for d in missing.iter().rev() {
+        match std::fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn fsync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[async_trait]
+impl Storage for LocalStorage {
+    fn describe(&self) -> String {
+        format!("file://{}", self.root.display())
+    }
+
+    async fn put(&self, key: &str, mut data: ByteStream) -> Result<u64> {
+        let final_path = self.path_of(key)?;
+        let dir = final_path.parent().expect("object key has a parent").to_path_buf();
+        let root = self.root.display().to_string();
+        let create_dir = dir.clone();
+        tokio::task::spawn_blocking(move || create_private_dirs(&create_dir))
+            .await?
+            .with_context(|| {
+                format!("cannot create directory {} in storage {root}; hint: check that the path exists and is writable by this user", dir.display())
+            })?;
+        let partial = dir.join(format!(
+            "{}{}{}-{}",
+            final_path.file_name().unwrap().to_string_lossy(),
+            PARTIAL_MARKER,
+            std::process::id(),
+            PARTIAL_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let result: Result<u64> = async {
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+            let mut file = tokio::fs::File::from_std(file);
+            let mut written = 0u64;
+            while let Some(chunk) = data.next().await {
+                let chunk = chunk?;
+                file.write_all(&chunk)
+                    .await
+                    .with_context(|| format!("cannot write {} (disk full?)", partial.display()))?;
+                written += chunk.len() as u64;
+            }
+            file.flush().await?;
+            file.sync_all().await.with_context(|| format!("cannot fsync {}", partial.display()))?;
+            drop(file);
+            tokio::fs::rename(&partial, &final_path)
+                .await
+                .with_context(|| format!("cannot rename {} into place", partial.display()))?;
+            let d = dir.clone();
+            tokio::task::spawn_blocking(move || fsync_dir(&d)).await??;
+            Ok(written)
+        }
+        .await;
+        if result.is_err() {
+            let _ = tokio::fs::remove_file(&partial).await;
+        }
+        result
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream> {
+        let path = self.path_of(key)?;
+        let mut file = tokio::fs::File::open(&path)
+            .await
+            .with_context(|| format!("cannot open {} in storage", path.display()))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
+        tokio::spawn(async move {
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                match file.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(Bytes::from(buf))).await.is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
+        let path = self.path_of(key)?;
+        match tokio::fs::metadata(&path).await {
+            Ok(m) => Ok(Some(ObjectMeta {
+                key: key.to_string(),
+                size: m.len(),
+                modified: m.modified()?.into(),
+            })),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot stat {}", path.display())),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        let root = self.root.clone();
+        let prefix = prefix.trim_end_matches('/').to_string();
+        tokio::task::spawn_blocking(move || {
+            let start = if prefix.is_empty() { root.clone() } else { root.join(&prefix) };
+            let mut out = Vec::new();
+            let mut stack = vec![start];
+            while let Some(dir) = stack.pop() {
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot list {}", dir.display()))
+                    }
+                };
+                for entry in entries {
+                    let entry = entry?;
+                    let meta = entry.metadata()?;
+                    if meta.is_dir() {
+                        stack.push(entry.path());
+                    } else if meta.is_file() {
+                        let key = entry
+                            .path()
+                            .strip_prefix(&root)
+                            .expect("listed below root")
+                            .to_string_lossy()
+                            .into_owned();
+                        out.push(ObjectMeta { key, size: meta.len(), modified: meta.modified()?.into() });
+                    }
+                }
+            }
+            out.sort_by(|a, b| a.key.cmp(&b.key));
+            Ok(out)
+        })
+        .await?
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path_of(key)?;
+        match tokio::fs::remove_file(&path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
+        }
+        // Remove directories left empty, up to the root.
+        let mut dir = path.parent().map(Path::to_path_buf);
+        while let Some(d) = dir {
+            if d == self.root || std::fs::remove_dir(&d).is_err() {
+                break;
+            }
+            dir = d.parent().map(Path::to_path_buf);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,126 @@
+//! Where backups live: one small async trait, a local-directory backend and an
+//! S3-compatible backend. Callers never know which one they talk to.
+//!
+//! The contract every backend keeps: `put` makes an object visible all at once or not at
+//! all (temporary name + rename locally, a completed multipart upload on S3); a failed
+//! `put` leaves nothing behind under the final key.
+
+pub mod local;
+pub mod s3;
+
+use std::pin::Pin;
+
+use anyhow::{bail, Result};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::Stream;
+
+use crate::config::StorageConfig;
+
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectMeta {
+    /// Key relative to the storage root, `/`-separated.
+    pub key: String,
+    pub size: u64,
+    pub modified: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait Storage: Send + Sync {
+    /// The storage location, safe to print (no secret).
+    fn describe(&self) -> String;
+    /// Streams `data` into `key`; visible only once complete. Fails, leaving nothing
+    /// under `key`, when the stream yields an error.
+    async fn put(&self, key: &str, data: ByteStream) -> Result<u64>;
+    async fn get(&self, key: &str) -> Result<ByteStream>;
+    async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
+    /// Every object below `prefix` (recursive).
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
+    /// Deleting a missing object is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+    /// Backend-specific readiness findings beyond read/write (e.g. S3 Object Lock).
+    async fn capabilities_report(&self) -> Option<Result<String>> {
+        None
+    }
+}
+
+/// A parsed `[storage] url`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageUrl {
+    Local(std::path::PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl StorageUrl {
+    pub fn parse(url: &str) -> Result<StorageUrl> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                bail!("{url:?} must be an absolute path such as file:///var/backups/dr");
+            }
+            return Ok(StorageUrl::Local(path.into()));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                bail!("{url:?} names no bucket; write s3://bucket/optional/prefix");
+            }
+            return Ok(StorageUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        bail!("{url:?} is not a supported storage URL; use file:///absolute/path or s3://bucket/prefix")
+    }
+}
+
+/// Opens the configured storage.
+pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>> {
+    match StorageUrl::parse(&config.url)? {
+        StorageUrl::Local(path) => Ok(Box::new(local::LocalStorage::new(path))),
+        StorageUrl::S3 { bucket, prefix } => Ok(Box::new(s3::S3Storage::new(
+            bucket,
+            prefix,
+            config.s3.clone().unwrap_or_default(),
+        )?)),
+    }
+}
+
+/// Reads a whole (small) object into memory: manifests and reports only.
+pub async fn get_bytes(storage: &dyn Storage, key: &str) -> Result<Vec<u8>> {
+    use futures::StreamExt;
+    let mut stream = storage.get(key).await?;
+    let mut out = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        out.extend_from_slice(&chunk?);
+    }
+    Ok(out)
+}
+
+/// Stores a small in-memory object (manifest, report, probe).
+pub async fn put_bytes(storage: &dyn Storage, key: &str, data: Vec<u8>) -> Result<u64> {
+    let chunk: std::io::Result<Bytes> = Ok(Bytes::from(data));
+    storage.put(key, Box::pin(futures::stream::iter([chunk]))).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_urls() {
+        assert_eq!(
+            StorageUrl::parse("file:///var/backups/dr").unwrap(),
+            StorageUrl::Local("/var/backups/dr".into())
+        );
+        assert_eq!(
+            StorageUrl::parse("s3://bucket/a/b/").unwrap(),
+            StorageUrl::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
+        );
+        assert!(StorageUrl::parse("file://relative").is_err());
+        assert!(StorageUrl::parse("ftp://x").is_err());
+        assert!(StorageUrl::parse("s3:///x").is_err());
+    }
+}

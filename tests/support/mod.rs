@@ -1,0 +1,399 @@
+//! Real servers for integration tests: throwaway PostgreSQL clusters and Redis servers on
+//! free loopback ports, removed on drop (also when a test panics), and a runner for the
+//! built `dr` binary. A missing server binary is a failure naming the package, never a skip.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SUPERUSER_PASSWORD: &str = "su-Secret-4711";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn is_root() -> bool {
+    // SAFETY-free check: /proc/self/status Uid line.
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
+
+/// The newest installed PostgreSQL server binaries.
+pub fn pg_bin_dir() -> PathBuf {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL server not installed: apt-get install postgresql (or run .ci/run)")
+        .flatten()
+        .filter_map(|e| Some((e.file_name().to_string_lossy().parse().ok()?, e.path().join("bin"))))
+        .filter(|(_, p): &(u32, PathBuf)| p.join("initdb").exists())
+        .collect();
+    versions.sort();
+    versions.pop().expect("no initdb under /usr/lib/postgresql/*/bin: apt-get install postgresql").1
+}
+
+pub struct PgCluster {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+    bin: PathBuf,
+    run_as_postgres: bool,
+}
+
+impl PgCluster {
+    pub fn start() -> PgCluster {
+        let bin = pg_bin_dir();
+        let run_as_postgres = is_root();
+        let dir = tempfile::Builder::new().prefix("dr-test-pg-").tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let pwfile = dir.path().join("pw");
+        std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
+        if run_as_postgres {
+            let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
+            assert!(st.success());
+        }
+        let cluster = PgCluster { dir, port: free_port(), bin, run_as_postgres };
+        let data = cluster.data_dir();
+        cluster.run(
+            "initdb",
+            &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", &format!("--pwfile={}", pwfile.display()), "--no-sync", "-E", "UTF8"],
+        );
+        cluster.start_server();
+        cluster
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn run(&self, program: &str, args: &[&str]) -> Output {
+        let exe = self.bin.join(program);
+        let mut cmd = if self.run_as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        let out = cmd.args(args).current_dir(self.dir.path()).stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    pub fn start_server(&self) {
+        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.socket_dir().display());
+        let log = self.dir.path().join("log");
+        self.run("pg_ctl", &["-D", self.data_dir().to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "-t", "60", "start"]);
+    }
+
+    pub fn stop_server(&self) {
+        self.run("pg_ctl", &["-D", self.data_dir().to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+    }
+
+    /// URL for `user` with `password` (over TCP, password auth).
+    pub fn url(&self, user: &str, password: &str, db: &str) -> String {
+        format!("postgres://{user}:{password}@127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub fn superuser_url(&self, db: &str) -> String {
+        self.url("postgres", SUPERUSER_PASSWORD, db)
+    }
+
+    /// Runs SQL as the superuser over the socket; panics on error; returns unaligned rows.
+    pub fn psql(&self, db: &str, sql: &str) -> String {
+        let out = self.psql_raw(db, sql);
+        assert!(out.status.success(), "psql failed on {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    pub fn psql_raw(&self, db: &str, sql: &str) -> Output {
+        Command::new(self.bin.join("psql"))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
+            .arg(self.socket_dir())
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql])
+            .output()
+            .unwrap()
+    }
+
+    pub fn create_db(&self, name: &str) {
+        self.psql("postgres", &format!("CREATE DATABASE \"{name}\""));
+    }
+
+    pub fn databases(&self) -> Vec<String> {
+        self.psql("postgres", "SELECT datname FROM pg_database ORDER BY 1").lines().map(str::to_string).collect()
+    }
+
+    /// `pg_dump` of a database as text (for comparing two databases).
+    pub fn dump_text(&self, db: &str, extra: &[&str]) -> String {
+        let out = Command::new(self.bin.join("pg_dump"))
+            .args(["-h"])
+            .arg(self.socket_dir())
+            .args(["-p", &self.port.to_string(), "-U", "postgres", "--no-comments", "--restrict-key=drtest"])
+            .args(extra)
+            .arg(db)
+            .output()
+            .unwrap();
+        if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("restrict-key") {
+            // Older pg_dump without --restrict-key.
+            let out = Command::new(self.bin.join("pg_dump"))
+                .args(["-h"])
+                .arg(self.socket_dir())
+                .args(["-p", &self.port.to_string(), "-U", "postgres"])
+                .args(extra)
+                .arg(db)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            return String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn bin(&self, program: &str) -> PathBuf {
+        self.bin.join(program)
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        if self.data_dir().join("postmaster.pid").exists() {
+            let exe = self.bin.join("pg_ctl");
+            let mut cmd = if self.run_as_postgres {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(exe);
+                c
+            } else {
+                Command::new(exe)
+            };
+            let _ = cmd.args(["-D", self.data_dir().to_str().unwrap(), "-m", "immediate", "-w", "stop"]).output();
+        }
+    }
+}
+
+pub struct RedisServer {
+    child: Option<Child>,
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        Self::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> RedisServer {
+        let exe = which("redis-server").expect("redis-server not installed: apt-get install redis-server (or run .ci/run)");
+        let dir = tempfile::Builder::new().prefix("dr-test-redis-").tempdir().unwrap();
+        let port = free_port();
+        let child = Command::new(exe)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+            .arg(dir.path())
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_for_port(port);
+        RedisServer { child: Some(child), port, dir }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn which(program: &str) -> Option<PathBuf> {
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.exists())
+}
+
+pub fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on port {port} after 20 s");
+}
+
+/// The result of one `dr` run.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    pub fn all(&self) -> String {
+        format!("{}\n{}", self.stdout, self.stderr)
+    }
+
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "expected exit {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+}
+
+/// A test world: a directory with dr.toml and a local storage directory.
+pub struct World {
+    pub dir: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl World {
+    pub fn new() -> World {
+        World { dir: tempfile::Builder::new().prefix("dr-test-world-").tempdir().unwrap(), env: vec![] }
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("dr.toml")
+    }
+
+    pub fn storage_dir(&self) -> PathBuf {
+        self.dir.path().join("storage")
+    }
+
+    pub fn tmp_dir(&self) -> PathBuf {
+        let p = self.dir.path().join("tmp");
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    pub fn write_config(&self, text: &str) {
+        std::fs::write(self.config_path(), text).unwrap();
+        std::fs::set_permissions(self.config_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    /// A config with one PostgreSQL target (URL in $DR_TEST_PG_URL), local storage, objectives.
+    pub fn standard_config(&mut self, pg: &PgCluster, db: &str, extra: &str) {
+        self.env.push(("DR_TEST_PG_URL".into(), pg.superuser_url(db)));
+        self.write_config(&format!(
+            r#"
+[objectives]
+rpo = "1h"
+rto = "10m"
+
+[storage]
+url = "file://{}"
+
+[retention]
+keep_last = 2
+
+[[postgres]]
+name = "main"
+url_env = "DR_TEST_PG_URL"
+
+[[contacts]]
+name = "Test On-Call"
+role = "primary"
+phone = "+1-555-0100"
+{extra}
+"#,
+            self.storage_dir().display()
+        ));
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_dr"));
+        cmd.arg("--config").arg(self.config_path()).args(args);
+        cmd.env("TMPDIR", self.tmp_dir()).env("NO_COLOR", "1").env_remove("RUST_LOG").env_remove("DR_CONFIG");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn dr(&self, args: &[&str]) -> Run {
+        let started = Instant::now();
+        let out = self.command(args).output().unwrap();
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Runs `dr backup` and returns the new backup's manifest.
+    pub fn backup(&self) -> serde_json::Value {
+        let run = self.dr(&["backup", "--format", "json"]);
+        run.expect_code(0);
+        run.json()[0].clone()
+    }
+
+    /// Every file below the storage directory.
+    pub fn storage_files(&self) -> Vec<PathBuf> {
+        let mut out = vec![];
+        let mut stack = vec![self.storage_dir()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                if e.file_type().unwrap().is_dir() {
+                    stack.push(e.path());
+                } else {
+                    out.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    pub fn dump_path(&self, manifest: &serde_json::Value) -> PathBuf {
+        let dump = manifest["objects"].as_array().unwrap().iter().find(|o| o["role"] == "dump").unwrap();
+        self.storage_dir()
+            .join("backups")
+            .join(manifest["target"].as_str().unwrap())
+            .join(manifest["id"].as_str().unwrap())
+            .join(dump["file"].as_str().unwrap())
+    }
+}
+
+/// SHA-256 of a file by the system's sha256sum, independent of dr's own hashing.
+pub fn sha256sum(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+}
+
+/// Fills a database with a few schemas, a mixed-case name and known row counts.
+pub fn load_sample(pg: &PgCluster, db: &str) {
+    pg.psql(
+        db,
+        r#"
+CREATE SCHEMA sales;
+CREATE SCHEMA "Mixed Case";
+CREATE TABLE public.ten (id int PRIMARY KEY, label text);
+INSERT INTO public.ten SELECT i, 'row ' || i FROM generate_series(1, 10) i;
+CREATE TABLE sales.orders (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, amount numeric(10,2), note text);
+INSERT INTO sales.orders (amount, note) SELECT i * 1.5, md5(i::text) FROM generate_series(1, 2500) i;
+CREATE TABLE "Mixed Case"."Quoted Table" (k text PRIMARY KEY, v jsonb);
+INSERT INTO "Mixed Case"."Quoted Table" SELECT 'k' || i, jsonb_build_object('i', i) FROM generate_series(1, 37) i;
+"#,
+    );
+}
