@@ -107,14 +107,20 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
         let mut cmd = tokio::process::Command::new(&pg_dump);
         cmd.args(pg_dump_args(&conn.public_url, &snapshot));
         let progress = progress_bar(plan.show_progress, plan.target_name);
-        let dump = stream_child(storage, &dump_key, cmd, &auth.env, settings, progress.clone(), "pg_dump");
+        let dump = stream_child(storage, &dump_key, cmd, &auth, settings, progress.clone(), "pg_dump");
         let counts = count_rows(&snap_client, &catalog_info.tables);
         let (dump, counts) = tokio::join!(dump, counts);
         if let Some(p) = &progress {
             p.finish_and_clear();
         }
-        let dump = dump?;
-        let tables = counts?;
+        // A failed count aborts the snapshot transaction, and pg_dump then fails to import the
+        // snapshot: the count's error is the cause, so it comes first.
+        let (dump, tables) = match (dump, counts) {
+            (Ok(d), Ok(t)) => (d, t),
+            (Err(d), Err(c)) => bail!("{c:#}; as a consequence {d:#}"),
+            (Err(d), Ok(_)) => return Err(d),
+            (Ok(_), Err(c)) => return Err(c),
+        };
         let mut objects = vec![StoredObject { role: "dump".into(), file: dump_file.clone(), ..dump }];
         snap_client.batch_execute("COMMIT").await.ok();
 
@@ -125,7 +131,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             written_keys.push(globals_key.clone());
             let mut cmd = tokio::process::Command::new(dumpall);
             cmd.args(pg_dumpall_args(&conn.public_url, catalog_info.superuser));
-            let globals = stream_child(storage, &globals_key, cmd, &auth.env, settings, None, "pg_dumpall").await?;
+            let globals = stream_child(storage, &globals_key, cmd, &auth, settings, None, "pg_dumpall").await?;
             objects.push(StoredObject { role: "globals".into(), file: globals_file, ..globals });
         }
         let finished_at = Utc::now();
@@ -297,13 +303,13 @@ async fn stream_child(
     storage: &dyn Storage,
     key: &str,
     mut cmd: tokio::process::Command,
-    env: &[(String, String)],
+    auth: &pg::ChildAuth,
     settings: &BackupConfig,
     progress: Option<indicatif::ProgressBar>,
     program: &str,
 ) -> Result<StoredObject> {
-    cmd.envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
+    auth.apply(&mut cmd);
+    cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

@@ -96,7 +96,7 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
                         let stderr = restore::run_child(
                             &psql,
                             &["-X".into(), "-q".into(), "--no-password".into(), format!("--dbname={}", destination.public_url), "-f".into(), path.display().to_string()],
-                            &auth.env,
+                            &auth,
                             "psql (globals)",
                         )
                         .await?;

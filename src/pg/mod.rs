@@ -82,17 +82,32 @@ impl ConnTarget {
     }
 }
 
-/// Holds the passfile alive while the child runs; it is removed on drop.
+/// How a child authenticates: a passfile (kept alive while the child runs, removed on
+/// drop), and the inherited variables it must not see because they hold the password
+/// (such as the `url_env` variable itself).
 pub struct ChildAuth {
     _dir: Option<tempfile::TempDir>,
-    pub env: Vec<(String, String)>,
+    env: Vec<(String, String)>,
+    remove: Vec<String>,
 }
 
 impl ChildAuth {
+    /// Applies the passfile and removes password-bearing variables.
+    pub fn apply(&self, cmd: &mut tokio::process::Command) {
+        for name in &self.remove {
+            cmd.env_remove(name);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+    }
+
     fn new(password: Option<&Secret>) -> Result<ChildAuth> {
         let Some(password) = password else {
-            return Ok(ChildAuth { _dir: None, env: vec![] });
+            return Ok(ChildAuth { _dir: None, env: vec![], remove: vec![] });
         };
+        let remove = std::env::vars_os()
+            .filter(|(_, v)| v.to_string_lossy().contains(password.expose()))
+            .map(|(k, _)| k.to_string_lossy().into_owned())
+            .collect();
         let dir = tempfile::Builder::new().prefix("dr-auth-").tempdir().context("cannot create a private directory for the passfile")?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
         let path = dir.path().join("pgpass");
@@ -101,6 +116,7 @@ impl ChildAuth {
         writeln!(file, "*:*:*:*:{}", escape_passfile(password.expose()))?;
         Ok(ChildAuth {
             env: vec![("PGPASSFILE".into(), path.display().to_string())],
+            remove,
             _dir: Some(dir),
         })
     }

@@ -72,7 +72,10 @@ fn is_executable(p: &Path) -> bool {
 
 /// A program's version: `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` → (15, "15.18").
 pub fn version(program: &Path) -> Result<(u32, String)> {
+    // A clean environment: nothing a version probe needs may carry a password.
     let out = std::process::Command::new(program)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .arg("--version")
         .output()
         .with_context(|| format!("cannot run {} --version", program.display()))?;

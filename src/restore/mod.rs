@@ -241,6 +241,8 @@ pub async fn stream_object<W: Write + Send + 'static>(
 /// readable without staging it.
 pub async fn list_archive_streaming(storage: &dyn Storage, manifest: &BackupManifest, pg_restore: &Path) -> Result<usize> {
     let mut child = tokio::process::Command::new(pg_restore)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .arg("--list")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -273,7 +275,13 @@ pub async fn list_archive_streaming(storage: &dyn Storage, manifest: &BackupMani
 
 /// `pg_restore --list` of a staged file.
 pub async fn list_archive_file(pg_restore: &Path, file: &Path) -> Result<usize> {
-    let out = tokio::process::Command::new(pg_restore).arg("--list").arg(file).output().await?;
+    let out = tokio::process::Command::new(pg_restore)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .arg("--list")
+        .arg(file)
+        .output()
+        .await?;
     if !out.status.success() {
         bail!("pg_restore --list cannot read the archive: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
@@ -324,10 +332,11 @@ pub fn pg_restore_args(public_url: &str, jobs: u32, clean: bool, no_owner: bool,
 }
 
 /// Runs a child to completion; a non-zero exit is an error carrying its stderr.
-pub async fn run_child(program: &Path, args: &[String], env: &[(String, String)], what: &str) -> Result<String> {
-    let out = tokio::process::Command::new(program)
+pub async fn run_child(program: &Path, args: &[String], auth: &pg::ChildAuth, what: &str) -> Result<String> {
+    let mut cmd = tokio::process::Command::new(program);
+    auth.apply(&mut cmd);
+    let out = cmd
         .args(args)
-        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .kill_on_drop(true)
         .output()
@@ -430,7 +439,7 @@ pub async fn pg_restore_step(
     steps
         .run("pg_restore", async {
             let args = pg_restore_args(&destination.public_url, jobs, clean, no_owner, &staged.path);
-            run_child(pg_restore, &args, &auth.env, "pg_restore").await?;
+            run_child(pg_restore, &args, &auth, "pg_restore").await?;
             Ok(((), format!("restored into {} with {} job(s)", destination.public_url, jobs.max(1))))
         })
         .await

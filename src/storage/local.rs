@@ -19,6 +19,20 @@ pub const PARTIAL_MARKER: &str = ".partial-";
 
 static PARTIAL_COUNTER: AtomicU64 = AtomicU64::new(0);
 
+/// Removes a temporary file unless it was committed, including when the writing future is
+/// dropped midway (Ctrl-C): no partial object outlives its writer.
+struct PartialFile {
+    path: Option<PathBuf>,
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 pub struct LocalStorage {
     root: PathBuf,
 }
@@ -84,6 +98,7 @@ impl Storage for LocalStorage {
             std::process::id(),
             PARTIAL_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
+        let mut guard = PartialFile { path: None };
         let result: Result<u64> = async {
             let file = std::fs::OpenOptions::new()
                 .write(true)
@@ -91,6 +106,7 @@ impl Storage for LocalStorage {
                 .mode(0o600)
                 .open(&partial)
                 .with_context(|| format!("cannot create {}", partial.display()))?;
+            guard.path = Some(partial.clone());
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             let mut file = tokio::fs::File::from_std(file);
             let mut written = 0u64;
@@ -107,14 +123,13 @@ impl Storage for LocalStorage {
             tokio::fs::rename(&partial, &final_path)
                 .await
                 .with_context(|| format!("cannot rename {} into place", partial.display()))?;
+            guard.path = None;
             let d = dir.clone();
             tokio::task::spawn_blocking(move || fsync_dir(&d)).await??;
             Ok(written)
         }
         .await;
-        if result.is_err() {
-            let _ = tokio::fs::remove_file(&partial).await;
-        }
+        drop(guard);
         result
     }
 
