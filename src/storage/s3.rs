@@ -113,7 +113,7 @@ impl S3Storage {
                         .unwrap_or_else(|| "us-east-1".to_string());
                     (
                         AmazonS3Builder::from_env(),
-                        "$AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (or the instance role); or set access_key_id_env and secret_access_key_env in [storage.s3]".to_string(),
+                        "$AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (or the instance role)".to_string(),
                         env_nonempty("AWS_SECRET_ACCESS_KEY").map(Secret::new),
                         region,
                     )
@@ -544,7 +544,7 @@ fn explain(err: object_store::Error, target: &Target, key: Option<&str>) -> anyh
             "endpoint {endpoint} is plain http, which is refused; hint: set allow_http = true in [storage.s3] (loopback or a private network only) or use https"
         ),
         Problem::NoCredentials => format!(
-            "no usable credentials for bucket {bucket} at {endpoint} ({detail}); hint: set {credentials}"
+            "no usable credentials for bucket {bucket} at {endpoint} ({detail}); hint: set {credentials}, or access_key_id_env and secret_access_key_env in [storage.s3]"
         ),
         Problem::Other => format!("S3 request to bucket {bucket} at {endpoint} failed: {detail}"),
     };

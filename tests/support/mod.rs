@@ -3,6 +3,8 @@
 //! built `dr` binary. A missing server binary is a failure naming the package, never a skip.
 #![allow(dead_code)]
 
+pub mod s3;
+
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
