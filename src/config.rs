@@ -240,7 +240,9 @@ fn http_ok() -> u16 {
 
 fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
     let text = String::deserialize(d)?;
-    parse_duration(&text).map(Some).map_err(serde::de::Error::custom)
+    parse_duration(&text)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
 }
 
 /// Parses a human duration such as `30m`, `1h`, `7d`, `1h 30m`.
@@ -252,7 +254,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 
 /// Formats a duration the way `dr.toml` writes it (`1h 30m`).
 pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs().max(if d.is_zero() { 0 } else { 1 }))).to_string()
+    humantime::format_duration(Duration::from_secs(d.as_secs().max(if d.is_zero() {
+        0
+    } else {
+        1
+    })))
+    .to_string()
 }
 
 impl Config {
@@ -277,7 +284,11 @@ impl Config {
     /// Parses and validates configuration text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config> {
         let mut config: Config = toml::from_str(text).map_err(|e| {
-            usage(format!("{}: {}", path.display(), describe_toml_error(text, &e)))
+            usage(format!(
+                "{}: {}",
+                path.display(),
+                describe_toml_error(text, &e)
+            ))
         })?;
         config.path = path.to_path_buf();
         config.validate()?;
@@ -293,7 +304,11 @@ impl Config {
             .map(|t| ("postgres", &t.name))
             .chain(self.redis.iter().map(|t| ("redis", &t.name)))
         {
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
                 return Err(usage(format!(
                     "{file}: [[{kind}]] name = {name:?} is not a valid target name; hint: use letters, digits, '-' and '_' only"
                 )));
@@ -328,9 +343,8 @@ impl Config {
             }
         }
         for a in &self.verify.sql {
-            crate::restore::verify::Expectation::parse(&a.expect).map_err(|e| {
-                usage(format!("{file}: key verify.sql {:?} expect: {e}", a.name))
-            })?;
+            crate::restore::verify::Expectation::parse(&a.expect)
+                .map_err(|e| usage(format!("{file}: key verify.sql {:?} expect: {e}", a.name)))?;
             if let Some(t) = &a.target {
                 if !self.postgres.iter().any(|p| &p.name == t) {
                     return Err(usage(format!(
@@ -344,13 +358,20 @@ impl Config {
     }
 
     pub fn postgres_target(&self, name: &str) -> Result<&PostgresTarget> {
-        self.postgres.iter().find(|t| t.name == name).ok_or_else(|| {
-            let known: Vec<&str> = self.postgres.iter().map(|t| t.name.as_str()).collect();
-            usage(format!(
-                "unknown PostgreSQL target {name:?}; known targets: {}",
-                if known.is_empty() { "none configured".to_string() } else { known.join(", ") }
-            ))
-        })
+        self.postgres
+            .iter()
+            .find(|t| t.name == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.postgres.iter().map(|t| t.name.as_str()).collect();
+                usage(format!(
+                    "unknown PostgreSQL target {name:?}; known targets: {}",
+                    if known.is_empty() {
+                        "none configured".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
     }
 
     /// The targets a command works on: the named one, or all of them.
@@ -403,7 +424,12 @@ fn check_url_source(
 }
 
 /// Resolves a target URL given inline or through an environment variable.
-pub fn resolve_url(kind: &str, name: &str, url: &Option<String>, url_env: &Option<String>) -> Result<String> {
+pub fn resolve_url(
+    kind: &str,
+    name: &str,
+    url: &Option<String>,
+    url_env: &Option<String>,
+) -> Result<String> {
     if let Some(u) = url {
         return Ok(u.clone());
     }
@@ -486,7 +512,8 @@ url = "redis://127.0.0.1:6379"
 
     #[test]
     fn unknown_key_names_key_and_line() {
-        let err = parse(&MINIMAL.replace("rto = \"30m\"", "rto = \"30m\"\nrtoo = \"1h\"")).unwrap_err();
+        let err =
+            parse(&MINIMAL.replace("rto = \"30m\"", "rto = \"30m\"\nrtoo = \"1h\"")).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("rtoo"), "{msg}");
         assert!(msg.contains("line 5"), "{msg}");

@@ -58,7 +58,11 @@ pub struct DrillRequest<'a> {
 /// cannot be written.
 pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
     let started_at = Utc::now();
-    let id = format!("{}-{}", req.target.name, started_at.format("%Y%m%dT%H%M%SZ"));
+    let id = format!(
+        "{}-{}",
+        req.target.name,
+        started_at.format("%Y%m%dT%H%M%SZ")
+    );
     let mut steps = Steps::default();
     let mut destination_text = String::from("-");
     let mut manifest_used = None;
@@ -69,38 +73,45 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
     let mut sandbox: Option<SandboxCluster> = None;
     let outcome: Result<()> = async {
         let manifest = match req.backup_id {
-            Some(bid) => steps
-                .run("backup", async {
-                    let m = catalog::resolve(req.storage, &req.target.name, bid).await?;
-                    let msg = format!("using backup {} taken {}", m.id, m.created_at.to_rfc3339());
-                    Ok((m, msg))
-                })
-                .await?,
-            None => steps
-                .run("backup", async {
-                    let m = backup::run(
-                        req.storage,
-                        BackupPlan {
-                            target_name: &req.target.name,
-                            conn: source.clone(),
-                            kind: BackupKind::Regular,
-                            settings: &req.config.backup,
-                            pg_bin_dir: req.target.pg_bin_dir.as_deref(),
-                            show_progress: false,
-                        },
-                    )
-                    .await?;
-                    let msg = format!("took fresh backup {} ({} bytes)", m.id, m.size_bytes);
-                    Ok((m, msg))
-                })
-                .await?,
+            Some(bid) => {
+                steps
+                    .run("backup", async {
+                        let m = catalog::resolve(req.storage, &req.target.name, bid).await?;
+                        let msg =
+                            format!("using backup {} taken {}", m.id, m.created_at.to_rfc3339());
+                        Ok((m, msg))
+                    })
+                    .await?
+            }
+            None => {
+                steps
+                    .run("backup", async {
+                        let m = backup::run(
+                            req.storage,
+                            BackupPlan {
+                                target_name: &req.target.name,
+                                conn: source.clone(),
+                                kind: BackupKind::Regular,
+                                settings: &req.config.backup,
+                                pg_bin_dir: req.target.pg_bin_dir.as_deref(),
+                                show_progress: false,
+                            },
+                        )
+                        .await?;
+                        let msg = format!("took fresh backup {} ({} bytes)", m.id, m.size_bytes);
+                        Ok((m, msg))
+                    })
+                    .await?
+            }
         };
         manifest_used = Some(manifest.clone());
         let destination = if req.sandbox {
             let bin = req.target.pg_bin_dir.clone();
             let cluster = steps
                 .run("sandbox", async {
-                    let c = tokio::task::spawn_blocking(move || SandboxCluster::start(bin.as_deref())).await??;
+                    let c =
+                        tokio::task::spawn_blocking(move || SandboxCluster::start(bin.as_deref()))
+                            .await??;
                     let msg = format!("throwaway cluster on 127.0.0.1:{}", c.port);
                     Ok((c, msg))
                 })
@@ -108,7 +119,12 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
             let dest = ConnTarget::parse(&cluster.url)?.with_database("dr_drill")?;
             let admin = ConnTarget::parse(&cluster.url)?;
             sandbox = Some(cluster);
-            admin.connect().await?.batch_execute("CREATE DATABASE dr_drill").await.map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
+            admin
+                .connect()
+                .await?
+                .batch_execute("CREATE DATABASE dr_drill")
+                .await
+                .map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
             dest
         } else {
             let name = format!("dr_drill_{}", started_at.format("%Y%m%d%H%M%S"));
@@ -134,9 +150,25 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         };
         restore::preflight(&pf, &mut steps, true).await?;
         let pg_restore = tools::find("pg_restore", req.target.pg_bin_dir.as_deref())?;
-        let staged = restore::stage_dump(req.storage, &manifest, &pg_restore, &staging_parent, &mut steps).await?;
+        let staged = restore::stage_dump(
+            req.storage,
+            &manifest,
+            &pg_restore,
+            &staging_parent,
+            &mut steps,
+        )
+        .await?;
         // A scratch database may lack the production roles: ownership is not what a drill proves.
-        restore::pg_restore_step(&mut steps, &pg_restore, &destination, &staged, req.jobs, false, req.sandbox).await?;
+        restore::pg_restore_step(
+            &mut steps,
+            &pg_restore,
+            &destination,
+            &staged,
+            req.jobs,
+            false,
+            req.sandbox,
+        )
+        .await?;
         drop(staged);
         let started = Instant::now();
         let report = verify::verify(VerifyRequest {
@@ -149,8 +181,16 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         .await;
         steps.0.push(Step {
             name: "verify".into(),
-            status: if report.ok { Status::Pass } else { Status::Fail },
-            message: format!("{} table(s) checked, {} mismatch(es)", report.tables_checked, report.mismatches.len()),
+            status: if report.ok {
+                Status::Pass
+            } else {
+                Status::Fail
+            },
+            message: format!(
+                "{} table(s) checked, {} mismatch(es)",
+                report.tables_checked,
+                report.mismatches.len()
+            ),
             duration_ms: started.elapsed().as_millis() as u64,
         });
         let ok = report.ok;
@@ -188,10 +228,26 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
     let rto_ms: u64 = steps
         .0
         .iter()
-        .filter(|s| matches!(s.name.as_str(), "destination" | "extensions" | "disk" | "storage" | "manifest" | "tools" | "fetch" | "archive" | "pg_restore" | "verify"))
+        .filter(|s| {
+            matches!(
+                s.name.as_str(),
+                "destination"
+                    | "extensions"
+                    | "disk"
+                    | "storage"
+                    | "manifest"
+                    | "tools"
+                    | "fetch"
+                    | "archive"
+                    | "pg_restore"
+                    | "verify"
+            )
+        })
         .map(|s| s.duration_ms)
         .sum();
-    let rpo_ms = manifest_used.as_ref().map(|m| (started_at - m.created_at).num_milliseconds().max(0) as u64);
+    let rpo_ms = manifest_used
+        .as_ref()
+        .map(|m| (started_at - m.created_at).num_milliseconds().max(0) as u64);
     let objectives = &req.config.objectives;
     let rto_objective_ms = objectives.rto.map(|d| d.as_millis() as u64);
     let rpo_objective_ms = objectives.rpo.map(|d| d.as_millis() as u64);
@@ -220,7 +276,10 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
     }
     let passed = problems.is_empty();
     let verdict = if passed {
-        format!("pass: restored and verified in {}", crate::output::table::millis(rto_ms))
+        format!(
+            "pass: restored and verified in {}",
+            crate::output::table::millis(rto_ms)
+        )
     } else {
         format!("fail: {}", problems.join("; "))
     };
@@ -230,7 +289,11 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         target: req.target.name.clone(),
         started_at,
         finished_at: Utc::now(),
-        mode: if req.sandbox { "sandbox".into() } else { "scratch-database".into() },
+        mode: if req.sandbox {
+            "sandbox".into()
+        } else {
+            "scratch-database".into()
+        },
         destination: destination_text,
         backup_id: manifest_used.as_ref().map(|m| m.id.clone()),
         backup_created_at: manifest_used.as_ref().map(|m| m.created_at),
@@ -259,12 +322,15 @@ pub async fn list_reports(storage: &dyn Storage, target: &str) -> Result<Vec<Dri
         if !o.key.ends_with(".json") {
             continue;
         }
-        match storage::get_bytes(storage, &o.key).await.and_then(|b| Ok(serde_json::from_slice::<DrillReport>(&b)?)) {
+        match storage::get_bytes(storage, &o.key)
+            .await
+            .and_then(|b| Ok(serde_json::from_slice::<DrillReport>(&b)?))
+        {
             Ok(r) => reports.push(r),
             Err(e) => tracing::warn!("unreadable drill report {}: {e:#}", o.key),
         }
     }
-    reports.sort_by(|a, b| b.started_at.cmp(&a.started_at));
+    reports.sort_by_key(|r| std::cmp::Reverse(r.started_at));
     Ok(reports)
 }
 
@@ -283,7 +349,12 @@ impl ScratchDatabase {
             .batch_execute(&format!("CREATE DATABASE {}", pg::quote_ident(name)))
             .await
             .map_err(|e| anyhow!("cannot create the scratch database {name}: {}; hint: the role needs CREATEDB, or use --sandbox", pg::describe_pg_error(&e)))?;
-        Ok(ScratchDatabase { admin: source.clone(), conn: source.with_database(name)?, name: name.to_string(), dropped: false })
+        Ok(ScratchDatabase {
+            admin: source.clone(),
+            conn: source.with_database(name)?,
+            name: name.to_string(),
+            dropped: false,
+        })
     }
 
     async fn drop_now(mut self) -> Result<String> {
@@ -296,7 +367,10 @@ impl ScratchDatabase {
 async fn drop_database(admin: &ConnTarget, name: &str) -> Result<()> {
     let client = admin.connect().await?;
     client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg::quote_ident(name)))
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            pg::quote_ident(name)
+        ))
         .await
         .map_err(|e| anyhow!("DROP DATABASE {name}: {}", pg::describe_pg_error(&e)))
 }
@@ -309,9 +383,14 @@ impl Drop for ScratchDatabase {
         // Interrupted: the async runtime is going away, so drop it from a helper thread.
         let (admin, name) = (self.admin.clone(), self.name.clone());
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             if let Err(e) = rt.block_on(drop_database(&admin, &name)) {
-                eprintln!("warning: could not drop scratch database {name}: {e:#}; drop it by hand");
+                eprintln!(
+                    "warning: could not drop scratch database {name}: {e:#}; drop it by hand"
+                );
             }
             Some(())
         })

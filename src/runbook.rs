@@ -15,17 +15,48 @@ use crate::config::{format_duration, Config};
 use crate::storage::Storage;
 
 const EMBEDDED: &[(&str, &str)] = &[
-    ("database-failure", include_str!("../runbooks/database-failure.md")),
-    ("application-failure", include_str!("../runbooks/application-failure.md")),
-    ("redis-failure", include_str!("../runbooks/redis-failure.md")),
-    ("infrastructure-loss", include_str!("../runbooks/infrastructure-loss.md")),
-    ("data-corruption", include_str!("../runbooks/data-corruption.md")),
-    ("accidental-deletion", include_str!("../runbooks/accidental-deletion.md")),
-    ("security-incident", include_str!("../runbooks/security-incident.md")),
+    (
+        "database-failure",
+        include_str!("../runbooks/database-failure.md"),
+    ),
+    (
+        "application-failure",
+        include_str!("../runbooks/application-failure.md"),
+    ),
+    (
+        "redis-failure",
+        include_str!("../runbooks/redis-failure.md"),
+    ),
+    (
+        "infrastructure-loss",
+        include_str!("../runbooks/infrastructure-loss.md"),
+    ),
+    (
+        "data-corruption",
+        include_str!("../runbooks/data-corruption.md"),
+    ),
+    (
+        "accidental-deletion",
+        include_str!("../runbooks/accidental-deletion.md"),
+    ),
+    (
+        "security-incident",
+        include_str!("../runbooks/security-incident.md"),
+    ),
 ];
 
-pub const PLACEHOLDERS: &[&str] =
-    &["target", "database", "redis_target", "storage", "rto", "rpo", "contacts", "vendors", "latest_backup", "config"];
+pub const PLACEHOLDERS: &[&str] = &[
+    "target",
+    "database",
+    "redis_target",
+    "storage",
+    "rto",
+    "rpo",
+    "contacts",
+    "vendors",
+    "latest_backup",
+    "config",
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Runbook {
@@ -66,8 +97,12 @@ pub type Values = BTreeMap<&'static str, Result<String, String>>;
 
 impl Runbook {
     pub fn parse(name: &str, text: &str, source: &str) -> Result<Runbook> {
-        let rest = text.strip_prefix("---\n").with_context(|| format!("runbook {name} does not start with a --- front matter"))?;
-        let (front, body) = rest.split_once("\n---\n").with_context(|| format!("runbook {name}: front matter is not closed by ---"))?;
+        let rest = text
+            .strip_prefix("---\n")
+            .with_context(|| format!("runbook {name} does not start with a --- front matter"))?;
+        let (front, body) = rest
+            .split_once("\n---\n")
+            .with_context(|| format!("runbook {name}: front matter is not closed by ---"))?;
         let mut title = None;
         let mut summary = None;
         for line in front.lines() {
@@ -94,7 +129,9 @@ impl Runbook {
         while let Some(start) = rest.find("{{") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
-            let end = after.find("}}").with_context(|| format!("runbook {}: unclosed {{{{", self.name))?;
+            let end = after
+                .find("}}")
+                .with_context(|| format!("runbook {}: unclosed {{{{", self.name))?;
             let key = after[..end].trim();
             match values.iter().find(|(k, _)| **k == key) {
                 None => bail!(
@@ -144,9 +181,18 @@ fn split_sections(markdown: &str) -> Result<(BTreeMap<String, String>, Vec<Runbo
         sections.insert(name, text.trim().to_string());
     }
     let mut steps = Vec::new();
-    for line in sections.get("Steps").map(String::as_str).unwrap_or("").lines() {
-        let Some((num, item)) = line.split_once(". ") else { continue };
-        let Ok(number) = num.trim().parse::<u32>() else { continue };
+    for line in sections
+        .get("Steps")
+        .map(String::as_str)
+        .unwrap_or("")
+        .lines()
+    {
+        let Some((num, item)) = line.split_once(". ") else {
+            continue;
+        };
+        let Ok(number) = num.trim().parse::<u32>() else {
+            continue;
+        };
         let item = item.trim();
         let (kind, text) = if let Some(t) = item.strip_prefix("[dr]") {
             ("dr", t.trim())
@@ -159,12 +205,19 @@ fn split_sections(markdown: &str) -> Result<(BTreeMap<String, String>, Vec<Runbo
             let spans: Vec<&str> = text.split('`').skip(1).step_by(2).collect();
             match spans.as_slice() {
                 [cmd] if cmd.starts_with("dr ") => Some(cmd.to_string()),
-                _ => bail!("step {number} is marked [dr] but does not hold exactly one `dr ...` command"),
+                _ => bail!(
+                    "step {number} is marked [dr] but does not hold exactly one `dr ...` command"
+                ),
             }
         } else {
             None
         };
-        steps.push(RunbookStep { number, kind: kind.into(), text: text.to_string(), command });
+        steps.push(RunbookStep {
+            number,
+            kind: kind.into(),
+            text: text.to_string(),
+            command,
+        });
     }
     Ok((sections, steps))
 }
@@ -181,16 +234,24 @@ pub fn load_all(config: &Config) -> Result<Vec<Runbook>> {
         } else {
             dir.clone()
         };
-        let entries = std::fs::read_dir(&dir)
-            .with_context(|| format!("cannot read [runbooks] dir {}; hint: fix the path in dr.toml", dir.display()))?;
+        let entries = std::fs::read_dir(&dir).with_context(|| {
+            format!(
+                "cannot read [runbooks] dir {}; hint: fix the path in dr.toml",
+                dir.display()
+            )
+        })?;
         for entry in entries {
             let path = entry?.path();
             if path.extension().and_then(|e| e.to_str()) != Some("md") {
                 continue;
             }
             let name = path.file_stem().unwrap().to_string_lossy().into_owned();
-            let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-            all.insert(name.clone(), Runbook::parse(&name, &text, &path.display().to_string())?);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            all.insert(
+                name.clone(),
+                Runbook::parse(&name, &text, &path.display().to_string())?,
+            );
         }
     }
     Ok(all.into_values().collect())
@@ -200,7 +261,10 @@ pub fn find(config: &Config, name: &str) -> Result<Runbook> {
     let all = load_all(config)?;
     let known: Vec<String> = all.iter().map(|r| r.name.clone()).collect();
     all.into_iter().find(|r| r.name == name).ok_or_else(|| {
-        crate::error::usage(format!("unknown runbook {name:?}; known runbooks: {}", known.join(", ")))
+        crate::error::usage(format!(
+            "unknown runbook {name:?}; known runbooks: {}",
+            known.join(", ")
+        ))
     })
 }
 
@@ -208,19 +272,59 @@ pub fn find(config: &Config, name: &str) -> Result<Runbook> {
 pub async fn placeholder_values(config: &Config, storage: Option<&dyn Storage>) -> Values {
     let mut v: Values = BTreeMap::new();
     let pg = config.postgres.first();
-    v.insert("target", pg.map(|t| t.name.clone()).ok_or_else(|| "no [[postgres]] target is configured".to_string()));
+    v.insert(
+        "target",
+        pg.map(|t| t.name.clone())
+            .ok_or_else(|| "no [[postgres]] target is configured".to_string()),
+    );
     v.insert(
         "database",
-        pg.map(|t| match t.resolve_url().and_then(|u| crate::pg::ConnTarget::parse(&u)) {
-            Ok(c) => c.database,
-            Err(_) => format!("(the database named in ${})", t.url_env.as_deref().unwrap_or("url")),
+        pg.map(|t| {
+            match t
+                .resolve_url()
+                .and_then(|u| crate::pg::ConnTarget::parse(&u))
+            {
+                Ok(c) => c.database,
+                Err(_) => format!(
+                    "(the database named in ${})",
+                    t.url_env.as_deref().unwrap_or("url")
+                ),
+            }
         })
         .ok_or_else(|| "no [[postgres]] target is configured".to_string()),
     );
-    v.insert("redis_target", Ok(config.redis.first().map(|t| t.name.clone()).unwrap_or_else(|| "(no Redis target configured)".into())));
-    v.insert("storage", config.storage.as_ref().map(|s| s.url.clone()).ok_or_else(|| "no [storage] url is configured".to_string()));
-    v.insert("rto", config.objectives.rto.map(format_duration).ok_or_else(|| "set [objectives] rto in dr.toml".to_string()));
-    v.insert("rpo", config.objectives.rpo.map(format_duration).ok_or_else(|| "set [objectives] rpo in dr.toml".to_string()));
+    v.insert(
+        "redis_target",
+        Ok(config
+            .redis
+            .first()
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| "(no Redis target configured)".into())),
+    );
+    v.insert(
+        "storage",
+        config
+            .storage
+            .as_ref()
+            .map(|s| s.url.clone())
+            .ok_or_else(|| "no [storage] url is configured".to_string()),
+    );
+    v.insert(
+        "rto",
+        config
+            .objectives
+            .rto
+            .map(format_duration)
+            .ok_or_else(|| "set [objectives] rto in dr.toml".to_string()),
+    );
+    v.insert(
+        "rpo",
+        config
+            .objectives
+            .rpo
+            .map(format_duration)
+            .ok_or_else(|| "set [objectives] rpo in dr.toml".to_string()),
+    );
     v.insert(
         "contacts",
         if config.contacts.is_empty() {
@@ -230,7 +334,11 @@ pub async fn placeholder_values(config: &Config, storage: Option<&dyn Storage>) 
                 .contacts
                 .iter()
                 .map(|c| {
-                    let reach = [c.phone.as_deref(), c.email.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(", ");
+                    let reach = [c.phone.as_deref(), c.email.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     match &c.role {
                         Some(role) => format!("{} ({role}) {reach}", c.name),
                         None => format!("{} {reach}", c.name),
@@ -249,7 +357,11 @@ pub async fn placeholder_values(config: &Config, storage: Option<&dyn Storage>) 
                 .vendors
                 .iter()
                 .map(|x| {
-                    let reach = [x.support_phone.as_deref(), x.support_url.as_deref()].into_iter().flatten().collect::<Vec<_>>().join(", ");
+                    let reach = [x.support_phone.as_deref(), x.support_url.as_deref()]
+                        .into_iter()
+                        .flatten()
+                        .collect::<Vec<_>>()
+                        .join(", ");
                     format!("{} {reach}", x.name)
                 })
                 .collect::<Vec<_>>()
@@ -273,14 +385,19 @@ mod tests {
     use super::*;
 
     fn full_values() -> Values {
-        PLACEHOLDERS.iter().map(|k| (*k, Ok(format!("<{k}>")))).collect()
+        PLACEHOLDERS
+            .iter()
+            .map(|k| (*k, Ok(format!("<{k}>"))))
+            .collect()
     }
 
     #[test]
     fn every_embedded_runbook_parses_and_renders() {
         for (name, text) in EMBEDDED {
             let rb = Runbook::parse(name, text, "embedded").unwrap();
-            let r = rb.render(&full_values()).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let r = rb
+                .render(&full_values())
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
             assert!(!r.markdown.contains("{{"), "{name}");
             assert!(r.steps.len() >= 5, "{name} has {} steps", r.steps.len());
             assert!(r.steps.iter().any(|s| s.command.is_some()), "{name}");
@@ -292,23 +409,46 @@ mod tests {
 
     #[test]
     fn unknown_placeholder_is_an_error() {
-        let rb = Runbook::parse("x", "---\ntitle: T\nsummary: S\n---\n## Steps\n1. [manual] call {{nobody}}\n", "embedded").unwrap();
+        let rb = Runbook::parse(
+            "x",
+            "---\ntitle: T\nsummary: S\n---\n## Steps\n1. [manual] call {{nobody}}\n",
+            "embedded",
+        )
+        .unwrap();
         let err = rb.render(&full_values()).unwrap_err().to_string();
         assert!(err.contains("unknown placeholder {{nobody}}"), "{err}");
     }
 
     #[test]
     fn missing_value_fails_strict_and_shows_lenient() {
-        let rb = Runbook::parse("x", "---\ntitle: T\nsummary: S\n---\n## Impact\nRTO {{rto}}\n", "embedded").unwrap();
+        let rb = Runbook::parse(
+            "x",
+            "---\ntitle: T\nsummary: S\n---\n## Impact\nRTO {{rto}}\n",
+            "embedded",
+        )
+        .unwrap();
         let mut v = full_values();
         v.insert("rto", Err("set [objectives] rto".into()));
-        assert!(rb.render(&v).unwrap_err().to_string().contains("set [objectives] rto"));
-        assert!(rb.render_with(&v, true).unwrap().markdown.contains("<rto: set [objectives] rto>"));
+        assert!(rb
+            .render(&v)
+            .unwrap_err()
+            .to_string()
+            .contains("set [objectives] rto"));
+        assert!(rb
+            .render_with(&v, true)
+            .unwrap()
+            .markdown
+            .contains("<rto: set [objectives] rto>"));
     }
 
     #[test]
     fn dr_steps_need_one_command() {
-        let rb = Runbook::parse("x", "---\ntitle: T\nsummary: S\n---\n## Steps\n1. [dr] nothing here\n", "embedded").unwrap();
+        let rb = Runbook::parse(
+            "x",
+            "---\ntitle: T\nsummary: S\n---\n## Steps\n1. [dr] nothing here\n",
+            "embedded",
+        )
+        .unwrap();
         assert!(rb.render(&full_values()).is_err());
     }
 }

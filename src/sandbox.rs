@@ -22,8 +22,15 @@ impl SandboxCluster {
     /// Blocking: runs initdb and pg_ctl. Call from `spawn_blocking` in async code.
     pub fn start(pg_bin_dir: Option<&Path>) -> Result<SandboxCluster> {
         let bin_dir = crate::pg::tools::find_server_bin_dir(pg_bin_dir)?;
-        let run_as = if nix::unistd::Uid::effective().is_root() { Some("postgres".to_string()) } else { None };
-        let dir = tempfile::Builder::new().prefix("dr-sandbox-").tempdir().context("cannot create the sandbox directory")?;
+        let run_as = if nix::unistd::Uid::effective().is_root() {
+            Some("postgres".to_string())
+        } else {
+            None
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("dr-sandbox-")
+            .tempdir()
+            .context("cannot create the sandbox directory")?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
         if let Some(user) = &run_as {
             let pw = nix::unistd::User::from_name(user)?
@@ -33,7 +40,10 @@ impl SandboxCluster {
         let password = random_hex(16)?;
         let pwfile = dir.path().join("pwfile");
         {
-            let mut f = std::fs::OpenOptions::new().write(true).create_new(true).open(&pwfile)?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&pwfile)?;
             f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             writeln!(f, "{password}")?;
         }
@@ -52,13 +62,37 @@ impl SandboxCluster {
         let data = cluster.path().join("data");
         cluster.run(
             "initdb",
-            &["-D", &data.display().to_string(), "-U", "dr", "--auth=scram-sha-256", &format!("--pwfile={}", pwfile.display()), "-E", "UTF8", "--no-sync"],
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-U",
+                "dr",
+                "--auth=scram-sha-256",
+                &format!("--pwfile={}", pwfile.display()),
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ],
         )?;
         std::fs::remove_file(&pwfile).ok();
-        let options = format!("-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off", cluster.path().display());
+        let options = format!(
+            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            cluster.path().display()
+        );
         cluster.run(
             "pg_ctl",
-            &["-D", &data.display().to_string(), "-l", &cluster.path().join("log").display().to_string(), "-o", &options, "-w", "-t", "60", "start"],
+            &[
+                "-D",
+                &data.display().to_string(),
+                "-l",
+                &cluster.path().join("log").display().to_string(),
+                "-o",
+                &options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
         )?;
         Ok(cluster)
     }
@@ -77,7 +111,12 @@ impl SandboxCluster {
             }
             None => Command::new(&exe),
         };
-        let out = cmd.args(args).current_dir(self.path()).stdin(Stdio::null()).output().with_context(|| format!("cannot run {}", exe.display()))?;
+        let out = cmd
+            .args(args)
+            .current_dir(self.path())
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("cannot run {}", exe.display()))?;
         if !out.status.success() {
             let log = std::fs::read_to_string(self.path().join("log")).unwrap_or_default();
             bail!(
@@ -96,7 +135,17 @@ impl SandboxCluster {
         }
         let data = self.path().join("data");
         if data.join("postmaster.pid").exists() {
-            if let Err(e) = self.run("pg_ctl", &["-D", &data.display().to_string(), "-m", "immediate", "-w", "stop"]) {
+            if let Err(e) = self.run(
+                "pg_ctl",
+                &[
+                    "-D",
+                    &data.display().to_string(),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+            ) {
                 tracing::warn!("cannot stop the sandbox cluster: {e:#}");
             }
         }
@@ -111,7 +160,8 @@ impl Drop for SandboxCluster {
 }
 
 fn free_port() -> Result<u16> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free loopback port")?;
+    let listener =
+        std::net::TcpListener::bind("127.0.0.1:0").context("cannot find a free loopback port")?;
     Ok(listener.local_addr()?.port())
 }
 

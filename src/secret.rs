@@ -87,7 +87,10 @@ mod tests {
             redact_url("postgres://backup@db/shop?sslmode=require"),
             "postgres://backup@db/shop?sslmode=require"
         );
-        assert_eq!(redact_url("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
     }
 
     #[test]
@@ -96,12 +99,18 @@ mod tests {
             redact_url("postgres://u@h/db?password=hunter2&sslmode=disable"),
             "postgres://u@h/db?password=***&sslmode=disable"
         );
-        assert_eq!(redact_url("host=h password=x user=u"), "host=h password=*** user=u");
+        assert_eq!(
+            redact_url("host=h password=x user=u"),
+            "host=h password=*** user=u"
+        );
     }
 
     #[test]
     fn redacts_redis_password_only_url() {
-        assert_eq!(redact_url("redis://:pw@127.0.0.1:6379/0"), "redis://:***@127.0.0.1:6379/0");
+        assert_eq!(
+            redact_url("redis://:pw@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
     }
 
     #[test]

@@ -30,31 +30,86 @@ fn manifest_counts_and_checksum_match_reality() {
     assert_eq!(tables.len(), 3, "{m}");
     for t in tables {
         let (schema, name) = (t["schema"].as_str().unwrap(), t["name"].as_str().unwrap());
-        let count: i64 = pg.psql("app", &format!("SELECT count(*) FROM \"{schema}\".\"{name}\"")).parse().unwrap();
+        let count: i64 = pg
+            .psql(
+                "app",
+                &format!("SELECT count(*) FROM \"{schema}\".\"{name}\""),
+            )
+            .parse()
+            .unwrap();
         assert_eq!(t["rows"].as_i64().unwrap(), count, "{schema}.{name}");
     }
-    assert!(tables.iter().any(|t| t["schema"] == "Mixed Case" && t["rows"] == 37));
-    let schemas: Vec<&str> = m["schemas"].as_array().unwrap().iter().map(|s| s.as_str().unwrap()).collect();
-    assert!(schemas.contains(&"sales") && schemas.contains(&"Mixed Case") && schemas.contains(&"public"));
+    assert!(tables
+        .iter()
+        .any(|t| t["schema"] == "Mixed Case" && t["rows"] == 37));
+    let schemas: Vec<&str> = m["schemas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    assert!(
+        schemas.contains(&"sales")
+            && schemas.contains(&"Mixed Case")
+            && schemas.contains(&"public")
+    );
     let dump = world.dump_path(&m);
     assert_eq!(sha256sum(&dump), m["sha256"].as_str().unwrap());
-    assert_eq!(std::fs::metadata(&dump).unwrap().len(), m["size_bytes"].as_u64().unwrap());
-    for key in ["id", "target", "database", "created_at", "finished_at", "duration_ms", "server_version", "pg_dump_version", "dr_version", "format", "compression", "snapshot"] {
-        assert!(m.get(key).is_some_and(|v| !v.is_null()), "manifest lacks {key}: {m}");
+    assert_eq!(
+        std::fs::metadata(&dump).unwrap().len(),
+        m["size_bytes"].as_u64().unwrap()
+    );
+    for key in [
+        "id",
+        "target",
+        "database",
+        "created_at",
+        "finished_at",
+        "duration_ms",
+        "server_version",
+        "pg_dump_version",
+        "dr_version",
+        "format",
+        "compression",
+        "snapshot",
+    ] {
+        assert!(
+            m.get(key).is_some_and(|v| !v.is_null()),
+            "manifest lacks {key}: {m}"
+        );
     }
     assert_eq!(m["format"], "custom");
     assert_eq!(m["compression"], "zstd");
     assert!(m["id"].as_str().unwrap().starts_with("main-20"));
     // The stored dump is a zstd stream of a pg_dump custom archive.
-    let out = Command::new("sh").arg("-c").arg(format!("zstd -dc '{}' | head -c 5", dump.display())).output().unwrap();
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(format!("zstd -dc '{}' | head -c 5", dump.display()))
+        .output()
+        .unwrap();
     assert_eq!(&out.stdout, b"PGDMP");
     // list shows it, newest first, as JSON with the contract's fields.
     let second = world.backup();
     let list = world.dr(&["list", "--format", "json"]);
     list.expect_code(0);
-    let ids: Vec<String> = list.json().as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
-    assert_eq!(ids, vec![second["id"].as_str().unwrap().to_string(), m["id"].as_str().unwrap().to_string()]);
-    assert!(second["id"].as_str().unwrap() > m["id"].as_str().unwrap(), "ids sort by time");
+    let ids: Vec<String> = list
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        ids,
+        vec![
+            second["id"].as_str().unwrap().to_string(),
+            m["id"].as_str().unwrap().to_string()
+        ]
+    );
+    assert!(
+        second["id"].as_str().unwrap() > m["id"].as_str().unwrap(),
+        "ids sort by time"
+    );
 }
 
 #[test]
@@ -62,26 +117,56 @@ fn files_are_0600_and_directories_0700_under_a_loose_umask() {
     let (_pg, world) = setup("[backup]\ninclude_globals = true\ncompression = \"gzip\"\n");
     let out = Command::new("sh")
         .arg("-c")
-        .arg(format!("umask 022; exec '{}' --config '{}' backup --format json", env!("CARGO_BIN_EXE_dr"), world.config_path().display()))
+        .arg(format!(
+            "umask 022; exec '{}' --config '{}' backup --format json",
+            env!("CARGO_BIN_EXE_dr"),
+            world.config_path().display()
+        ))
         .envs(world.env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let roles: Vec<&str> = m[0]["objects"].as_array().unwrap().iter().map(|o| o["role"].as_str().unwrap()).collect();
+    let roles: Vec<&str> = m[0]["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["role"].as_str().unwrap())
+        .collect();
     assert_eq!(roles, vec!["dump", "globals"]);
     let files = world.storage_files();
     assert_eq!(files.len(), 3, "{files:?}");
     for f in &files {
-        assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600, "{}", f.display());
+        assert_eq!(
+            std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            f.display()
+        );
         let mut dir = f.parent().unwrap().to_path_buf();
         while dir != world.dir.path() {
-            assert_eq!(std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777, 0o700, "{}", dir.display());
+            assert_eq!(
+                std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+                0o700,
+                "{}",
+                dir.display()
+            );
             dir = dir.parent().unwrap().to_path_buf();
         }
     }
-    let globals = files.iter().find(|f| f.to_string_lossy().contains("globals")).unwrap();
-    let sql = Command::new("sh").arg("-c").arg(format!("gzip -dc '{}'", globals.display())).output().unwrap();
+    let globals = files
+        .iter()
+        .find(|f| f.to_string_lossy().contains("globals"))
+        .unwrap();
+    let sql = Command::new("sh")
+        .arg("-c")
+        .arg(format!("gzip -dc '{}'", globals.display()))
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&sql.stdout).contains("CREATE ROLE postgres"));
 }
 
@@ -89,7 +174,10 @@ fn files_are_0600_and_directories_0700_under_a_loose_umask() {
 fn concurrent_writes_are_in_both_counts_and_dump_or_in_neither() {
     let (pg, world) = setup("");
     make_big(&pg, 300_000);
-    pg.psql("app", "CREATE TABLE public.ledger (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())");
+    pg.psql(
+        "app",
+        "CREATE TABLE public.ledger (id bigserial PRIMARY KEY, at timestamptz DEFAULT now())",
+    );
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let stop = stop.clone();
@@ -114,9 +202,22 @@ fn concurrent_writes_are_in_both_counts_and_dump_or_in_neither() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let batches = writer.join().unwrap();
     assert!(batches > 3, "the writer ran during the backup");
-    let counted = m["tables"].as_array().unwrap().iter().find(|t| t["name"] == "ledger").unwrap()["rows"].as_i64().unwrap();
-    let live: i64 = pg.psql("app", "SELECT count(*) FROM public.ledger").parse().unwrap();
-    assert!(live > counted, "rows were written after the snapshot ({live} > {counted})");
+    let counted = m["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ledger")
+        .unwrap()["rows"]
+        .as_i64()
+        .unwrap();
+    let live: i64 = pg
+        .psql("app", "SELECT count(*) FROM public.ledger")
+        .parse()
+        .unwrap();
+    assert!(
+        live > counted,
+        "rows were written after the snapshot ({live} > {counted})"
+    );
     // Restore the stored dump with plain pg_restore: it holds exactly the counted rows.
     pg.create_db("plain");
     let restore = Command::new("sh")
@@ -130,11 +231,23 @@ fn concurrent_writes_are_in_both_counts_and_dump_or_in_neither() {
         ))
         .output()
         .unwrap();
-    assert!(restore.status.success(), "{}", String::from_utf8_lossy(&restore.stderr));
-    let restored: i64 = pg.psql("plain", "SELECT count(*) FROM public.ledger").parse().unwrap();
-    assert_eq!(restored, counted, "counts and dump describe the same instant");
+    assert!(
+        restore.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restore.stderr)
+    );
+    let restored: i64 = pg
+        .psql("plain", "SELECT count(*) FROM public.ledger")
+        .parse()
+        .unwrap();
+    assert_eq!(
+        restored, counted,
+        "counts and dump describe the same instant"
+    );
     assert_eq!(restored % 2, 0, "no torn transaction");
-    world.dr(&["verify", "--into", &pg.superuser_url("plain")]).expect_code(0);
+    world
+        .dr(&["verify", "--into", &pg.superuser_url("plain")])
+        .expect_code(0);
 }
 
 #[test]
@@ -144,24 +257,41 @@ fn failing_pg_dump_leaves_no_backup_and_keeps_the_previous_one() {
     // A role that cannot read one table: pg_dump dies with "permission denied".
     pg.psql("app", "CREATE ROLE weak LOGIN PASSWORD 'weak-pw'; GRANT USAGE ON SCHEMA sales, \"Mixed Case\" TO weak; GRANT SELECT ON public.ten, \"Mixed Case\".\"Quoted Table\" TO weak;");
     world.env.retain(|(k, _)| k != "DR_TEST_PG_URL");
-    world.env.push(("DR_TEST_PG_URL".into(), pg.url("weak", "weak-pw", "app")));
+    world
+        .env
+        .push(("DR_TEST_PG_URL".into(), pg.url("weak", "weak-pw", "app")));
     let before = world.storage_files();
     let run = world.dr(&["backup"]);
     run.expect_code(1);
-    assert!(run.stderr.contains("permission denied"), "pg_dump's own words: {}", run.stderr);
-    assert!(run.stderr.contains("public.big") || run.stderr.contains("sales.orders"), "names the table: {}", run.stderr);
+    assert!(
+        run.stderr.contains("permission denied"),
+        "pg_dump's own words: {}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("public.big") || run.stderr.contains("sales.orders"),
+        "names the table: {}",
+        run.stderr
+    );
     assert_eq!(world.storage_files(), before, "nothing new in storage");
     world.env.retain(|(k, _)| k != "DR_TEST_PG_URL");
-    world.env.push(("DR_TEST_PG_URL".into(), pg.superuser_url("app")));
+    world
+        .env
+        .push(("DR_TEST_PG_URL".into(), pg.superuser_url("app")));
     let list = world.dr(&["list", "--format", "json"]);
     assert_eq!(list.json().as_array().unwrap().len(), 1);
     let check = world.dr(&["check", "--only", "backup.latest", "--format", "json"]);
-    assert!(check.json()["checks"][0]["message"].as_str().unwrap().contains(first["id"].as_str().unwrap()));
+    assert!(check.json()["checks"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains(first["id"].as_str().unwrap()));
 
     // The database disappears: same guarantees.
     pg.psql("postgres", "CREATE DATABASE doomed");
     world.env.retain(|(k, _)| k != "DR_TEST_PG_URL");
-    world.env.push(("DR_TEST_PG_URL".into(), pg.superuser_url("doomed")));
+    world
+        .env
+        .push(("DR_TEST_PG_URL".into(), pg.superuser_url("doomed")));
     pg.psql("postgres", "DROP DATABASE doomed");
     world.dr(&["backup"]).expect_code(1);
     assert_eq!(world.storage_files(), before);
@@ -171,19 +301,39 @@ fn failing_pg_dump_leaves_no_backup_and_keeps_the_previous_one() {
 fn server_stopped_mid_dump_fails_without_a_manifest() {
     let (pg, world) = setup("");
     make_big(&pg, 1_500_000);
-    let mut child = world.command(&["backup"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = world
+        .command(&["backup"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for_partial(&world, Duration::from_secs(30));
     pg.stop_server();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(world.storage_files().iter().all(|f| !f.ends_with("manifest.json")));
-    assert!(world.storage_files().is_empty(), "temporary data removed: {:?}", world.storage_files());
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(world
+        .storage_files()
+        .iter()
+        .all(|f| !f.ends_with("manifest.json")));
+    assert!(
+        world.storage_files().is_empty(),
+        "temporary data removed: {:?}",
+        world.storage_files()
+    );
 }
 
 fn wait_for_partial(world: &World, limit: Duration) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
-        if world.storage_files().iter().any(|f| f.to_string_lossy().contains(".partial-") && std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false)) {
+        if world.storage_files().iter().any(|f| {
+            f.to_string_lossy().contains(".partial-")
+                && std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false)
+        }) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -204,7 +354,9 @@ fn sigkill_mid_dump_leaves_no_complete_backup_and_prune_sweeps_it() {
     assert!(leftovers.iter().all(|f| !f.ends_with("manifest.json")));
     let list = world.dr(&["list", "--format", "json"]);
     assert_eq!(list.json().as_array().unwrap().len(), 0);
-    world.dr(&["restore", "--backup-id", "latest", "--yes"]).expect_code(1);
+    world
+        .dr(&["restore", "--backup-id", "latest", "--yes"])
+        .expect_code(1);
     // The stale lock died with the killed process: the next backup proceeds.
     world.backup();
     // Young leftovers are kept (a backup may still be running); old ones are swept.
@@ -212,34 +364,74 @@ fn sigkill_mid_dump_leaves_no_complete_backup_and_prune_sweeps_it() {
     run.expect_code(0);
     for f in &leftovers {
         assert!(f.exists(), "young leftover kept: {}", f.display());
-        Command::new("touch").args(["-d", "3 days ago"]).arg(f).status().unwrap();
+        Command::new("touch")
+            .args(["-d", "3 days ago"])
+            .arg(f)
+            .status()
+            .unwrap();
     }
     let run = world.dr(&["prune", "--format", "json"]);
     run.expect_code(0);
-    assert!(run.stdout.contains("leftover of an interrupted or failed backup"), "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("leftover of an interrupted or failed backup"),
+        "{}",
+        run.stdout
+    );
     for f in &leftovers {
         assert!(!f.exists(), "swept: {}", f.display());
     }
-    assert_eq!(world.dr(&["list", "--format", "json"]).json().as_array().unwrap().len(), 1);
+    assert_eq!(
+        world
+            .dr(&["list", "--format", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 fn unsafe_kill(pid: u32, signal: &str) {
-    Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
 }
 
 #[test]
 fn sigint_mid_dump_exits_130_and_removes_temporary_data() {
     let (pg, world) = setup("");
     make_big(&pg, 1_500_000);
-    let mut child = world.command(&["backup"]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = world
+        .command(&["backup"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for_partial(&world, Duration::from_secs(30));
     unsafe_kill(child.id(), "INT");
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(world.storage_files().is_empty(), "{:?}", world.storage_files());
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        world.storage_files().is_empty(),
+        "{:?}",
+        world.storage_files()
+    );
     // pg_dump was killed too.
     std::thread::sleep(Duration::from_millis(300));
-    let active: i64 = pg.psql("app", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'").parse().unwrap();
+    let active: i64 = pg
+        .psql(
+            "app",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_dump'",
+        )
+        .parse()
+        .unwrap();
     assert_eq!(active, 0);
 }
 
@@ -247,15 +439,38 @@ fn sigint_mid_dump_exits_130_and_removes_temporary_data() {
 fn a_second_backup_is_refused_while_the_lock_is_held() {
     let (pg, world) = setup("");
     make_big(&pg, 1_000_000);
-    let mut first = world.command(&["backup"]).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let first = world
+        .command(&["backup"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     wait_for_partial(&world, Duration::from_secs(30));
     let second = world.dr(&["backup"]);
     second.expect_code(1);
-    assert!(second.stderr.contains("another dr backup of target main is running"), "{}", second.stderr);
+    assert!(
+        second
+            .stderr
+            .contains("another dr backup of target main is running"),
+        "{}",
+        second.stderr
+    );
     assert!(second.stderr.contains("advisory lock"), "{}", second.stderr);
     let out = first.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(world.dr(&["list", "--format", "json"]).json().as_array().unwrap().len(), 1);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        world
+            .dr(&["list", "--format", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
     drop(pg);
 }
 
@@ -264,11 +479,18 @@ fn the_password_never_reaches_argv_environ_manifest_or_logs() {
     let (pg, mut world) = setup("");
     make_big(&pg, 600_000);
     let secret = "Backup-Only-S3cret";
-    pg.psql("app", &format!("CREATE ROLE backup LOGIN PASSWORD '{secret}'; GRANT pg_read_all_data TO backup;"));
+    pg.psql(
+        "app",
+        &format!("CREATE ROLE backup LOGIN PASSWORD '{secret}'; GRANT pg_read_all_data TO backup;"),
+    );
     world.env.retain(|(k, _)| k != "DR_TEST_PG_URL");
-    world.env.push(("DR_TEST_PG_URL".into(), pg.url("backup", secret, "app")));
+    world
+        .env
+        .push(("DR_TEST_PG_URL".into(), pg.url("backup", secret, "app")));
     let mut cmd = world.command(&["-vv", "backup", "--format", "json"]);
-    cmd.env("RUST_LOG", "trace").stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped());
+    cmd.env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
     let child = cmd.spawn().unwrap();
     let dr_pid = child.id();
     let mut seen_children = 0;
@@ -282,7 +504,11 @@ fn the_password_never_reaches_argv_environ_manifest_or_logs() {
                     continue;
                 }
                 let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-                let ppid = stat.rsplit(')').next().and_then(|r| r.split_whitespace().nth(1)).unwrap_or("");
+                let ppid = stat
+                    .rsplit(')')
+                    .next()
+                    .and_then(|r| r.split_whitespace().nth(1))
+                    .unwrap_or("");
                 // dr itself holds the URL in its environment (url_env): that is the user's
                 // choice. Its children must not.
                 if ppid != dr_pid.to_string() {
@@ -290,28 +516,53 @@ fn the_password_never_reaches_argv_environ_manifest_or_logs() {
                 }
                 let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
                 let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
-                assert!(!String::from_utf8_lossy(&cmdline).contains(secret), "password in argv of {pid}");
-                assert!(!String::from_utf8_lossy(&environ).contains(secret), "password in environ of {pid}: {}", String::from_utf8_lossy(&cmdline));
+                assert!(
+                    !String::from_utf8_lossy(&cmdline).contains(secret),
+                    "password in argv of {pid}"
+                );
+                assert!(
+                    !String::from_utf8_lossy(&environ).contains(secret),
+                    "password in environ of {pid}: {}",
+                    String::from_utf8_lossy(&cmdline)
+                );
                 if String::from_utf8_lossy(&cmdline).contains("--snapshot") {
                     seen_children += 1;
-                    assert!(String::from_utf8_lossy(&environ).contains("PGPASSFILE="), "passfile used");
+                    assert!(
+                        String::from_utf8_lossy(&environ).contains("PGPASSFILE="),
+                        "passfile used"
+                    );
                 }
             }
             std::thread::sleep(Duration::from_millis(10));
         }
         handle.join().unwrap()
     });
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(seen_children > 0, "saw the pg_dump child at least once");
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!all.contains(secret), "password in output or logs");
     for f in world.storage_files() {
         let bytes = std::fs::read(&f).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains(secret), "password in {}", f.display());
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "password in {}",
+            f.display()
+        );
     }
     assert!(!all.contains(SUPERUSER_PASSWORD));
     // The passfile is gone after the run.
-    assert!(std::fs::read_dir(world.tmp_dir()).unwrap().next().is_none(), "temporary files removed");
+    assert!(
+        std::fs::read_dir(world.tmp_dir()).unwrap().next().is_none(),
+        "temporary files removed"
+    );
 }
 
 #[test]
@@ -324,22 +575,62 @@ fn prune_applies_retention_manifest_first_and_never_removes_the_newest() {
     let dry = world.dr(&["prune", "--dry-run", "--format", "json"]);
     dry.expect_code(0);
     let entries = dry.json()["entries"].as_array().unwrap().clone();
-    assert_eq!(entries.iter().filter(|e| e["action"] == "would remove").count(), 2);
-    assert_eq!(world.dr(&["list", "--format", "json"]).json().as_array().unwrap().len(), 4, "dry run removes nothing");
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e["action"] == "would remove")
+            .count(),
+        2
+    );
+    assert_eq!(
+        world
+            .dr(&["list", "--format", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        4,
+        "dry run removes nothing"
+    );
     let run = world.dr(&["prune"]);
     run.expect_code(0);
     assert!(run.stdout.contains("keep_last 1/2"), "{}", run.stdout);
-    let listed: Vec<String> = world.dr(&["list", "--format", "json"]).json().as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    let listed: Vec<String> = world
+        .dr(&["list", "--format", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(listed, vec![ids[3].clone(), ids[2].clone()]);
-    assert!(!world.storage_dir().join("backups/main").join(&ids[0]).exists(), "data removed too");
+    assert!(
+        !world
+            .storage_dir()
+            .join("backups/main")
+            .join(&ids[0])
+            .exists(),
+        "data removed too"
+    );
     // keep values of 0 still keep the newest.
-    let cfg = std::fs::read_to_string(world.config_path()).unwrap().replace("keep_last = 2", "keep_last = 0");
+    let cfg = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace("keep_last = 2", "keep_last = 0");
     world.write_config(&cfg);
     world.dr(&["prune"]).expect_code(0);
-    let listed: Vec<String> = world.dr(&["list", "--format", "json"]).json().as_array().unwrap().iter().map(|m| m["id"].as_str().unwrap().to_string()).collect();
+    let listed: Vec<String> = world
+        .dr(&["list", "--format", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(listed, vec![ids[3].clone()]);
     // Without a policy, prune refuses.
-    let cfg = std::fs::read_to_string(world.config_path()).unwrap().replace("[retention]\nkeep_last = 0", "");
+    let cfg = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace("[retention]\nkeep_last = 0", "");
     world.write_config(&cfg);
     let refused = world.dr(&["prune"]);
     refused.expect_code(2);

@@ -9,7 +9,9 @@ use std::time::Duration;
 use support::{PgCluster, RedisServer, World, SUPERUSER_PASSWORD};
 
 fn config_for(world: &mut World, pg: &PgCluster, redis: &RedisServer) {
-    world.env.push(("DR_TEST_PG_URL".into(), pg.superuser_url("postgres")));
+    world
+        .env
+        .push(("DR_TEST_PG_URL".into(), pg.superuser_url("postgres")));
     world.write_config(&format!(
         r#"
 [objectives]
@@ -44,7 +46,12 @@ support_url = "https://support.example.test"
 }
 
 fn check_by_name<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    json["checks"].as_array().unwrap().iter().find(|c| c["name"] == name).unwrap_or_else(|| panic!("no check {name} in {json}"))
+    json["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or_else(|| panic!("no check {name} in {json}"))
 }
 
 #[test]
@@ -55,34 +62,63 @@ fn all_pass_is_ready_with_contract_json_shape() {
     config_for(&mut world, &pg, &redis);
     let before = world.dr(&["check", "--format", "json"]);
     before.expect_code(1);
-    assert_eq!(check_by_name(&before.json(), "backup.latest")["status"], "fail");
+    assert_eq!(
+        check_by_name(&before.json(), "backup.latest")["status"],
+        "fail"
+    );
     world.backup();
     let run = world.dr(&["check", "--format", "json"]);
     run.expect_code(0);
     let json = run.json();
     assert_eq!(json["ready"], true);
-    assert_eq!(check_by_name(&json, "drill.recent")["status"], "warn", "no drill yet");
+    assert_eq!(
+        check_by_name(&json, "drill.recent")["status"],
+        "warn",
+        "no drill yet"
+    );
     let checks = json["checks"].as_array().unwrap();
     for name in [
-        "config", "contacts", "pg.connect", "pg.tools", "pg.privileges", "redis.connect", "redis.persistence",
-        "storage.writable", "backup.latest", "backup.integrity", "runbooks",
+        "config",
+        "contacts",
+        "pg.connect",
+        "pg.tools",
+        "pg.privileges",
+        "redis.connect",
+        "redis.persistence",
+        "storage.writable",
+        "backup.latest",
+        "backup.integrity",
+        "runbooks",
     ] {
         let c = check_by_name(&json, name);
         assert_eq!(c["status"], "pass", "{c}");
-        for key in ["name", "target", "status", "critical", "message", "duration_ms"] {
+        for key in [
+            "name",
+            "target",
+            "status",
+            "critical",
+            "message",
+            "duration_ms",
+        ] {
             assert!(c.get(key).is_some(), "{key} missing in {c}");
         }
     }
     assert_eq!(check_by_name(&json, "pg.connect")["critical"], true);
     assert_eq!(check_by_name(&json, "redis.connect")["critical"], false);
-    assert!(check_by_name(&json, "pg.connect")["message"].as_str().unwrap().contains("PostgreSQL 1"));
+    assert!(check_by_name(&json, "pg.connect")["message"]
+        .as_str()
+        .unwrap()
+        .contains("PostgreSQL 1"));
     assert!(checks.len() >= 8);
     // The table format says the same; --strict turns the drill warning into exit 1.
     let table = world.dr(&["check"]);
     table.expect_code(0);
     world.dr(&["check", "--strict"]).expect_code(1);
     assert!(table.stdout.contains("READY: "), "{}", table.stdout);
-    assert!(!table.stdout.contains('\u{1b}'), "no colour when not a terminal");
+    assert!(
+        !table.stdout.contains('\u{1b}'),
+        "no colour when not a terminal"
+    );
 }
 
 #[test]
@@ -109,12 +145,16 @@ fn stopped_redis_is_not_critical_unless_strict() {
     let mut world = World::new();
     config_for(&mut world, &pg, &redis);
     redis.stop();
-    let run = world.dr(&["check", "--only", "pg", "--only", "redis", "--format", "json"]);
+    let run = world.dr(&[
+        "check", "--only", "pg", "--only", "redis", "--format", "json",
+    ]);
     run.expect_code(0);
     let c = check_by_name(&run.json(), "redis.connect").clone();
     assert_eq!(c["status"], "fail");
     assert_eq!(c["critical"], false);
-    let strict = world.dr(&["check", "--only", "pg", "--only", "redis", "--strict", "--format", "json"]);
+    let strict = world.dr(&[
+        "check", "--only", "pg", "--only", "redis", "--strict", "--format", "json",
+    ]);
     strict.expect_code(1);
     assert_eq!(strict.json()["ready"], false);
 }
@@ -134,13 +174,33 @@ fn hung_server_fails_within_the_timeout() {
     world.write_config(&format!(
         "[[postgres]]\nname = \"hung\"\nurl = \"postgres://u@127.0.0.1:{port}/db\"\n\n[[redis]]\nname = \"hungredis\"\nurl = \"redis://127.0.0.1:{port}\"\ncritical = true\n"
     ));
-    let run = world.dr(&["check", "--timeout", "2s", "--only", "pg.connect", "--only", "redis.connect", "--format", "json"]);
+    let run = world.dr(&[
+        "check",
+        "--timeout",
+        "2s",
+        "--only",
+        "pg.connect",
+        "--only",
+        "redis.connect",
+        "--format",
+        "json",
+    ]);
     run.expect_code(1);
-    assert!(run.elapsed < Duration::from_secs(8), "took {:?}", run.elapsed);
+    assert!(
+        run.elapsed < Duration::from_secs(8),
+        "took {:?}",
+        run.elapsed
+    );
     for name in ["pg.connect", "redis.connect"] {
         let c = check_by_name(&run.json(), name).clone();
         assert_eq!(c["status"], "fail", "{c}");
-        assert!(c["message"].as_str().unwrap().contains("timed out after 2s"), "{c}");
+        assert!(
+            c["message"]
+                .as_str()
+                .unwrap()
+                .contains("timed out after 2s"),
+            "{c}"
+        );
     }
 }
 
@@ -149,19 +209,35 @@ fn wrong_password_fails_and_is_never_printed() {
     let pg = PgCluster::start();
     let world = World::new();
     let secret = "Wrong-Pa55word-xyzzy";
-    world.write_config(&format!("[[postgres]]\nname = \"main\"\nurl = \"{}\"\n", pg.url("postgres", secret, "postgres")));
+    world.write_config(&format!(
+        "[[postgres]]\nname = \"main\"\nurl = \"{}\"\n",
+        pg.url("postgres", secret, "postgres")
+    ));
     for format in ["json", "table", "junit", "prometheus"] {
         let mut cmd = world.command(&["-vv", "check", "--format", format]);
         cmd.env("RUST_LOG", "trace");
         let out = cmd.output().unwrap();
         assert_eq!(out.status.code(), Some(1));
-        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(!all.contains(secret), "password leaked in {format} output:\n{all}");
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            !all.contains(secret),
+            "password leaked in {format} output:\n{all}"
+        );
         assert!(!all.contains(SUPERUSER_PASSWORD));
         if format == "json" {
             let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             let c = check_by_name(&json, "pg.connect");
-            assert!(c["message"].as_str().unwrap().contains("password authentication failed"), "{c}");
+            assert!(
+                c["message"]
+                    .as_str()
+                    .unwrap()
+                    .contains("password authentication failed"),
+                "{c}"
+            );
         }
     }
 }
@@ -174,7 +250,10 @@ fn unreadable_table_fails_privileges_naming_it() {
         "CREATE ROLE reader LOGIN PASSWORD 'reader-pw'; CREATE TABLE public.open_t (i int); CREATE TABLE public.secret_t (i int); GRANT SELECT ON public.open_t TO reader;",
     );
     let world = World::new();
-    world.write_config(&format!("[[postgres]]\nname = \"main\"\nurl = \"{}\"\n", pg.url("reader", "reader-pw", "postgres")));
+    world.write_config(&format!(
+        "[[postgres]]\nname = \"main\"\nurl = \"{}\"\n",
+        pg.url("reader", "reader-pw", "postgres")
+    ));
     let run = world.dr(&["check", "--only", "pg.privileges", "--format", "json"]);
     run.expect_code(1);
     let c = check_by_name(&run.json(), "pg.privileges").clone();
@@ -184,7 +263,9 @@ fn unreadable_table_fails_privileges_naming_it() {
     assert!(!msg.contains("open_t"), "{msg}");
     assert!(msg.contains("GRANT"), "{msg}");
     pg.psql("postgres", "GRANT pg_read_all_data TO reader");
-    world.dr(&["check", "--only", "pg.privileges"]).expect_code(0);
+    world
+        .dr(&["check", "--only", "pg.privileges"])
+        .expect_code(0);
 }
 
 #[test]
@@ -207,8 +288,17 @@ cases = [c for suite in xml for c in suite]
 failed = [c.name for c in cases if any(isinstance(r, Failure) for r in c.result)]
 print(len(cases), ",".join(sorted(failed)))
 "#;
-    let out = Command::new("python3").arg("-c").arg(script).arg(&path).output().expect("python3");
-    assert!(out.status.success(), "junitparser failed (pip install junitparser): {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&path)
+        .output()
+        .expect("python3");
+    assert!(
+        out.status.success(),
+        "junitparser failed (pip install junitparser): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
     let (count, failed) = text.trim().split_once(' ').unwrap_or((text.trim(), ""));
     assert!(count.parse::<usize>().unwrap() >= 8, "{text}");
@@ -218,12 +308,25 @@ print(len(cases), ",".join(sorted(failed)))
     let prom = world.dr(&["check", "--format", "prometheus"]);
     prom.expect_code(0);
     assert!(prom.stdout.contains("dr_ready 1"), "{}", prom.stdout);
-    assert!(prom.stdout.contains("dr_check_status{check=\"redis.connect\",target=\"cache\",critical=\"false\"} 2"), "{}", prom.stdout);
+    assert!(
+        prom.stdout.contains(
+            "dr_check_status{check=\"redis.connect\",target=\"cache\",critical=\"false\"} 2"
+        ),
+        "{}",
+        prom.stdout
+    );
     let promtool = support::which("promtool")
         .or_else(|| std::env::var_os("PROMTOOL").map(Into::into))
         .expect("promtool not found: install Debian's prometheus package or set PROMTOOL (.ci/run does)");
-    let mut child = Command::new(promtool).args(["check", "metrics"]).stdin(std::process::Stdio::piped()).output_with_stdin(&prom.stdout);
-    assert!(child.0.success(), "promtool rejected the metrics: {}", child.1);
+    let mut child = Command::new(promtool)
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(&prom.stdout);
+    assert!(
+        child.0.success(),
+        "promtool rejected the metrics: {}",
+        child.1
+    );
     child.1.clear();
 }
 
@@ -233,10 +336,26 @@ trait OutputWithStdin {
 
 impl OutputWithStdin for Command {
     fn output_with_stdin(&mut self, input: &str) -> (std::process::ExitStatus, String) {
-        let mut child = self.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
-        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
         let out = child.wait_with_output().unwrap();
-        (out.status, format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+        (
+            out.status,
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
     }
 }
 
@@ -246,13 +365,26 @@ fn config_errors_exit_2_naming_the_key() {
     world.write_config("[objectives]\nrpo = \"1h\"\nrto_typo = \"30m\"\n");
     let run = world.dr(&["check"]);
     run.expect_code(2);
-    assert!(run.stderr.contains("rto_typo") && run.stderr.contains("line 3"), "{}", run.stderr);
-    assert_eq!(run.stderr.trim().lines().count(), 1, "one line: {}", run.stderr);
+    assert!(
+        run.stderr.contains("rto_typo") && run.stderr.contains("line 3"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.trim().lines().count(),
+        1,
+        "one line: {}",
+        run.stderr
+    );
 
     world.write_config("[objectives]\nrpo = \"an hour\"\n");
     let run = world.dr(&["check"]);
     run.expect_code(2);
-    assert!(run.stderr.contains("rpo") && run.stderr.contains("invalid duration"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("rpo") && run.stderr.contains("invalid duration"),
+        "{}",
+        run.stderr
+    );
 
     world.write_config("[[postgres]]\nname = \"a\"\nurl = \"postgres://x@h/d\"\n[[postgres]]\nname = \"a\"\nurl = \"postgres://x@h/d\"\n");
     let run = world.dr(&["check"]);
@@ -265,7 +397,10 @@ fn config_errors_exit_2_naming_the_key() {
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     let err = String::from_utf8_lossy(&missing.stderr);
-    assert!(err.contains("/nonexistent/dr.toml") && err.contains("hint:"), "{err}");
+    assert!(
+        err.contains("/nonexistent/dr.toml") && err.contains("hint:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -276,7 +411,12 @@ fn example_config_loads_and_config_env_lookup_works() {
         .env("DR_CONFIG", example)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(!json["contacts"].as_array().unwrap().is_empty());
 }
@@ -284,7 +424,9 @@ fn example_config_loads_and_config_env_lookup_works() {
 #[test]
 fn inline_password_in_a_world_readable_file_warns() {
     let world = World::new();
-    world.write_config("[[postgres]]\nname = \"main\"\nurl = \"postgres://u:inline-pw@127.0.0.1:1/db\"\n");
+    world.write_config(
+        "[[postgres]]\nname = \"main\"\nurl = \"postgres://u:inline-pw@127.0.0.1:1/db\"\n",
+    );
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(world.config_path(), std::fs::Permissions::from_mode(0o644)).unwrap();
     let run = world.dr(&["check", "--only", "config", "--format", "json"]);
@@ -305,7 +447,12 @@ fn only_rejects_unknown_names_and_contacts_lists_what_is_configured() {
     assert!(run.stderr.contains("pg.connect"), "{}", run.stderr);
     let only = world.dr(&["check", "--only", "redis", "--format", "json"]);
     only.expect_code(0);
-    let names: Vec<String> = only.json()["checks"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<String> = only.json()["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect();
     assert_eq!(names, vec!["redis.connect", "redis.persistence"]);
 
     let contacts = world.dr(&["contacts", "--format", "json"]);
@@ -315,7 +462,11 @@ fn only_rejects_unknown_names_and_contacts_lists_what_is_configured() {
     assert_eq!(json["contacts"][0]["hours"], "24/7");
     assert_eq!(json["vendors"][0]["service"], "managed PostgreSQL");
     let table = world.dr(&["contacts"]);
-    assert!(table.stdout.contains("+1-555-0101") && table.stdout.contains("Hosting Co"), "{}", table.stdout);
+    assert!(
+        table.stdout.contains("+1-555-0101") && table.stdout.contains("Hosting Co"),
+        "{}",
+        table.stdout
+    );
 }
 
 #[test]
@@ -326,7 +477,13 @@ fn redis_with_failing_bgsave_warns() {
     config_for(&mut world, &pg, &redis);
     // The RDB file's path is taken by a directory, so the background save cannot rename
     // its temporary file into place: the failure Redis reports in INFO persistence.
-    let cli = |args: &[&str]| Command::new("redis-cli").args(["-p", &redis.port.to_string()]).args(args).output().expect("redis-cli");
+    let cli = |args: &[&str]| {
+        Command::new("redis-cli")
+            .args(["-p", &redis.port.to_string()])
+            .args(args)
+            .output()
+            .expect("redis-cli")
+    };
     cli(&["SET", "k", "v"]);
     std::fs::create_dir(redis.dir.path().join("dump.rdb")).unwrap();
     cli(&["BGSAVE"]);

@@ -19,14 +19,21 @@ fn setup(extra: &str) -> (PgCluster, World) {
 fn drill_reports(world: &World) -> Vec<serde_json::Value> {
     let dir = world.storage_dir().join("drills/main");
     let mut out: Vec<serde_json::Value> = std::fs::read_dir(&dir)
-        .map(|d| d.flatten().map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap()).collect())
+        .map(|d| {
+            d.flatten()
+                .map(|e| serde_json::from_slice(&std::fs::read(e.path()).unwrap()).unwrap())
+                .collect()
+        })
         .unwrap_or_default();
     out.sort_by_key(|r| r["started_at"].as_str().unwrap().to_string());
     out
 }
 
 fn scratch_databases(pg: &PgCluster) -> Vec<String> {
-    pg.databases().into_iter().filter(|d| d.starts_with("dr_drill")).collect()
+    pg.databases()
+        .into_iter()
+        .filter(|d| d.starts_with("dr_drill"))
+        .collect()
 }
 
 #[test]
@@ -41,17 +48,37 @@ fn drill_restores_verifies_reports_and_drops_the_scratch_database() {
     assert!(report["verdict"].as_str().unwrap().starts_with("pass"));
     assert_eq!(report["verification"]["ok"], true);
     assert_eq!(report["verification"]["tables_checked"], 3);
-    let phases: Vec<&str> = report["phases"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
-    for phase in ["backup", "scratch database", "fetch", "pg_restore", "verify", "cleanup"] {
+    let phases: Vec<&str> = report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    for phase in [
+        "backup",
+        "scratch database",
+        "fetch",
+        "pg_restore",
+        "verify",
+        "cleanup",
+    ] {
         assert!(phases.contains(&phase), "{phase} missing in {phases:?}");
     }
-    assert!(report["phases"].as_array().unwrap().iter().all(|p| p["duration_ms"].is_u64()));
+    assert!(report["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["duration_ms"].is_u64()));
     assert!(report["rto_ms"].as_u64().unwrap() > 0);
     assert_eq!(report["rto_met"], true);
     let stored = drill_reports(&world);
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0]["id"], report["id"]);
-    assert!(scratch_databases(&pg).is_empty(), "scratch database dropped: {:?}", pg.databases());
+    assert!(
+        scratch_databases(&pg).is_empty(),
+        "scratch database dropped: {:?}",
+        pg.databases()
+    );
     let after = world.dr(&["check", "--only", "drill.recent", "--format", "json"]);
     assert_eq!(after.json()["checks"][0]["status"], "pass");
 }
@@ -80,7 +107,9 @@ fn drill_of_a_corrupted_backup_fails_records_and_cleans_up() {
 #[test]
 fn missed_rto_fails_the_drill_naming_the_objective() {
     let (pg, world) = setup("");
-    let cfg = std::fs::read_to_string(world.config_path()).unwrap().replace("rto = \"10m\"", "rto = \"1ms\"");
+    let cfg = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace("rto = \"10m\"", "rto = \"1ms\"");
     world.write_config(&cfg);
     let run = world.dr(&["drill"]);
     run.expect_code(1);
@@ -94,7 +123,12 @@ fn sandbox_dirs(world: &World) -> Vec<std::path::PathBuf> {
         .unwrap()
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("dr-sandbox-"))
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("dr-sandbox-")
+        })
         .collect()
 }
 
@@ -122,10 +156,18 @@ fn sandbox_drill_leaves_nothing_behind_even_when_interrupted() {
     assert_eq!(postgres_processes_under(&world.tmp_dir()), 0);
 
     // Interrupted mid-restore: a big table makes pg_restore run for a while.
-    pg.psql("app", "CREATE TABLE public.big AS SELECT i, md5(i::text) AS p FROM generate_series(1, 1500000) i");
+    pg.psql(
+        "app",
+        "CREATE TABLE public.big AS SELECT i, md5(i::text) AS p FROM generate_series(1, 1500000) i",
+    );
     let m = world.backup();
-    let mut child = world
-        .command(&["drill", "--sandbox", "--backup-id", m["id"].as_str().unwrap()])
+    let child = world
+        .command(&[
+            "drill",
+            "--sandbox",
+            "--backup-id",
+            m["id"].as_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -133,8 +175,13 @@ fn sandbox_drill_leaves_nothing_behind_even_when_interrupted() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let restoring = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            let cmd = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).unwrap_or_default()).to_string();
-            cmd.contains("pg_restore") && cmd.contains("--exit-on-error") && cmd.contains(&world.tmp_dir().to_string_lossy().to_string())
+            let cmd = String::from_utf8_lossy(
+                &std::fs::read(e.path().join("cmdline")).unwrap_or_default(),
+            )
+            .to_string();
+            cmd.contains("pg_restore")
+                && cmd.contains("--exit-on-error")
+                && cmd.contains(&world.tmp_dir().to_string_lossy().to_string())
         });
         if restoring {
             break;
@@ -142,29 +189,69 @@ fn sandbox_drill_leaves_nothing_behind_even_when_interrupted() {
         assert!(Instant::now() < deadline, "pg_restore never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     std::thread::sleep(Duration::from_millis(500));
-    assert!(sandbox_dirs(&world).is_empty(), "{:?}", sandbox_dirs(&world));
-    assert_eq!(postgres_processes_under(&world.tmp_dir()), 0, "no sandbox server left running");
-    assert!(std::fs::read_dir(world.tmp_dir()).unwrap().next().is_none(), "no staging left");
+    assert!(
+        sandbox_dirs(&world).is_empty(),
+        "{:?}",
+        sandbox_dirs(&world)
+    );
+    assert_eq!(
+        postgres_processes_under(&world.tmp_dir()),
+        0,
+        "no sandbox server left running"
+    );
+    assert!(
+        std::fs::read_dir(world.tmp_dir()).unwrap().next().is_none(),
+        "no staging left"
+    );
 }
 
 #[test]
 fn interrupted_scratch_drill_still_drops_its_database() {
     let (pg, world) = setup("");
-    pg.psql("app", "CREATE TABLE public.big AS SELECT i, md5(i::text) AS p FROM generate_series(1, 1500000) i");
+    pg.psql(
+        "app",
+        "CREATE TABLE public.big AS SELECT i, md5(i::text) AS p FROM generate_series(1, 1500000) i",
+    );
     let m = world.backup();
-    let mut child = world.command(&["drill", "--backup-id", m["id"].as_str().unwrap()]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let child = world
+        .command(&["drill", "--backup-id", m["id"].as_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while scratch_databases(&pg).is_empty() || pg.psql("postgres", "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'") == "0" {
+    while scratch_databases(&pg).is_empty()
+        || pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'pg_restore'",
+        ) == "0"
+    {
         assert!(Instant::now() < deadline, "the restore never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(scratch_databases(&pg).is_empty(), "{:?}", pg.databases());
 }
 
@@ -180,10 +267,24 @@ fn demo_runs_to_the_end_and_leaves_nothing_running() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    for step in ["$ dr check", "$ dr backup", "$ dr list", "$ dr drill", "pass: restored and verified", "READY: 3 pass"] {
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for step in [
+        "$ dr check",
+        "$ dr backup",
+        "$ dr list",
+        "$ dr drill",
+        "pass: restored and verified",
+        "READY: 3 pass",
+    ] {
         assert!(stdout.contains(step), "{step} missing:\n{stdout}");
     }
-    assert!(std::fs::read_dir(&tmp).unwrap().next().is_none(), "demo removed its files");
+    assert!(
+        std::fs::read_dir(&tmp).unwrap().next().is_none(),
+        "demo removed its files"
+    );
     assert_eq!(postgres_processes_under(&tmp), 0);
 }

@@ -43,7 +43,9 @@ fn setup() -> (PgCluster, World) {
 fn normalized_dump(pg: &PgCluster, db: &str, extra: &[&str]) -> String {
     pg.dump_text(db, extra)
         .lines()
-        .filter(|l| !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict"))
+        .filter(|l| {
+            !l.starts_with("--") && !l.starts_with("\\restrict") && !l.starts_with("\\unrestrict")
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -57,19 +59,45 @@ fn realistic_schema_round_trips_exactly() {
     world.standard_config(&pg, "src", "");
     let m = world.backup();
     pg.create_db("copy");
-    let run = world.dr(&["restore", "--backup-id", m["id"].as_str().unwrap(), "--into", &pg.superuser_url("copy"), "--format", "json"]);
+    let run = world.dr(&[
+        "restore",
+        "--backup-id",
+        m["id"].as_str().unwrap(),
+        "--into",
+        &pg.superuser_url("copy"),
+        "--format",
+        "json",
+    ]);
     run.expect_code(0);
     let report = run.json();
     assert_eq!(report["ok"], true);
     assert_eq!(report["verification"]["ok"], true);
-    assert!(report["safety_backup_id"].is_null(), "an empty destination needs no safety copy");
+    assert!(
+        report["safety_backup_id"].is_null(),
+        "an empty destination needs no safety copy"
+    );
     assert!(report["total_ms"].as_u64().unwrap() > 0);
     assert!(!run.stdout.contains(support::SUPERUSER_PASSWORD));
-    assert_eq!(normalized_dump(&pg, "src", &["--schema-only"]), normalized_dump(&pg, "copy", &["--schema-only"]));
-    assert_eq!(normalized_dump(&pg, "src", &["--data-only"]), normalized_dump(&pg, "copy", &["--data-only"]));
-    assert_eq!(pg.psql("copy", "SELECT convert_from(lo_get(4242), 'UTF8')"), "large object payload");
-    assert_eq!(pg.psql("copy", "SELECT last_value FROM public.invoice_no"), "5000");
-    assert_eq!(pg.psql("copy", "SELECT count(*) FROM public.mood_counts"), "3");
+    assert_eq!(
+        normalized_dump(&pg, "src", &["--schema-only"]),
+        normalized_dump(&pg, "copy", &["--schema-only"])
+    );
+    assert_eq!(
+        normalized_dump(&pg, "src", &["--data-only"]),
+        normalized_dump(&pg, "copy", &["--data-only"])
+    );
+    assert_eq!(
+        pg.psql("copy", "SELECT convert_from(lo_get(4242), 'UTF8')"),
+        "large object payload"
+    );
+    assert_eq!(
+        pg.psql("copy", "SELECT last_value FROM public.invoice_no"),
+        "5000"
+    );
+    assert_eq!(
+        pg.psql("copy", "SELECT count(*) FROM public.mood_counts"),
+        "3"
+    );
 }
 
 fn flip_one_byte(path: &std::path::Path) {
@@ -88,7 +116,10 @@ fn corrupted_truncated_or_unmanifested_backups_are_refused_before_touching_anyth
     let dump = world.dump_path(&m);
     let original = std::fs::read(&dump).unwrap();
     pg.create_db("dest");
-    pg.psql("dest", "CREATE TABLE keep_me (i int); INSERT INTO keep_me VALUES (42)");
+    pg.psql(
+        "dest",
+        "CREATE TABLE keep_me (i int); INSERT INTO keep_me VALUES (42)",
+    );
     let dest = pg.superuser_url("dest");
 
     flip_one_byte(&dump);
@@ -99,7 +130,14 @@ fn corrupted_truncated_or_unmanifested_backups_are_refused_before_touching_anyth
     r.expect_code(1);
     assert!(r.all().contains("checksum mismatch"), "{}", r.all());
     assert_eq!(pg.psql("dest", "SELECT i FROM keep_me"), "42");
-    assert_eq!(pg.psql("dest", "SELECT count(*) FROM pg_tables WHERE schemaname = 'sales'"), "0", "destination untouched");
+    assert_eq!(
+        pg.psql(
+            "dest",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'sales'"
+        ),
+        "0",
+        "destination untouched"
+    );
     let check = world.dr(&["check", "--only", "backup.integrity", "--format", "json"]);
     check.expect_code(1);
     assert!(check.stdout.contains("checksum mismatch"));
@@ -108,7 +146,9 @@ fn corrupted_truncated_or_unmanifested_backups_are_refused_before_touching_anyth
     let v = world.dr(&["validate", "--backup-id", &id]);
     v.expect_code(1);
     assert!(v.all().contains("checksum mismatch"), "{}", v.all());
-    world.dr(&["restore", "--backup-id", &id, "--into", &dest, "--yes"]).expect_code(1);
+    world
+        .dr(&["restore", "--backup-id", &id, "--into", &dest, "--yes"])
+        .expect_code(1);
     assert_eq!(pg.psql("dest", "SELECT i FROM keep_me"), "42");
 
     std::fs::write(&dump, &original).unwrap();
@@ -116,10 +156,20 @@ fn corrupted_truncated_or_unmanifested_backups_are_refused_before_touching_anyth
     let v = world.dr(&["validate", "--backup-id", &id]);
     v.expect_code(1);
     assert!(v.all().contains("no manifest"), "{}", v.all());
-    world.dr(&["restore", "--backup-id", &id, "--into", &dest, "--yes"]).expect_code(1);
-    assert_eq!(pg.psql("dest", "SELECT count(*) FROM pg_tables WHERE schemaname = 'sales'"), "0");
+    world
+        .dr(&["restore", "--backup-id", &id, "--into", &dest, "--yes"])
+        .expect_code(1);
+    assert_eq!(
+        pg.psql(
+            "dest",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'sales'"
+        ),
+        "0"
+    );
     // An id that never existed is a usage error.
-    world.dr(&["validate", "--backup-id", "main-19990101T000000Z"]).expect_code(2);
+    world
+        .dr(&["validate", "--backup-id", "main-19990101T000000Z"])
+        .expect_code(2);
     // No staging files were left behind on any failure path.
     assert!(std::fs::read_dir(world.tmp_dir()).unwrap().next().is_none());
 }
@@ -128,27 +178,76 @@ fn corrupted_truncated_or_unmanifested_backups_are_refused_before_touching_anyth
 fn non_empty_destination_needs_yes_and_gets_a_safety_backup() {
     let (pg, world) = setup();
     let m = world.backup();
-    pg.psql("app", "INSERT INTO public.ten VALUES (11, 'added after the backup')");
+    pg.psql(
+        "app",
+        "INSERT INTO public.ten VALUES (11, 'added after the backup')",
+    );
     let refused = world.dr(&["restore", "--backup-id", "latest"]);
     refused.expect_code(2);
-    assert!(refused.stderr.contains("not empty") && refused.stderr.contains("--yes"), "{}", refused.stderr);
-    assert_eq!(pg.psql("app", "SELECT count(*) FROM public.ten"), "11", "untouched");
-    assert_eq!(world.dr(&["list", "--format", "json"]).json().as_array().unwrap().len(), 1, "no safety backup when refused");
+    assert!(
+        refused.stderr.contains("not empty") && refused.stderr.contains("--yes"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        pg.psql("app", "SELECT count(*) FROM public.ten"),
+        "11",
+        "untouched"
+    );
+    assert_eq!(
+        world
+            .dr(&["list", "--format", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        1,
+        "no safety backup when refused"
+    );
 
-    let run = world.dr(&["restore", "--backup-id", "latest", "--yes", "--format", "json"]);
+    let run = world.dr(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--yes",
+        "--format",
+        "json",
+    ]);
     run.expect_code(0);
     let report = run.json();
     assert_eq!(report["backup_id"], m["id"]);
     let safety = report["safety_backup_id"].as_str().unwrap().to_string();
     assert!(safety.ends_with("-safety"), "{safety}");
-    assert_eq!(pg.psql("app", "SELECT count(*) FROM public.ten"), "10", "restored to the backup's state");
+    assert_eq!(
+        pg.psql("app", "SELECT count(*) FROM public.ten"),
+        "10",
+        "restored to the backup's state"
+    );
     let list = world.dr(&["list", "--format", "json"]).json();
-    let safety_entry = list.as_array().unwrap().iter().find(|b| b["id"] == safety.as_str()).expect("safety backup listed");
+    let safety_entry = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["id"] == safety.as_str())
+        .expect("safety backup listed");
     assert_eq!(safety_entry["kind"], "safety");
-    let ten = safety_entry["tables"].as_array().unwrap().iter().find(|t| t["name"] == "ten").unwrap();
+    let ten = safety_entry["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "ten")
+        .unwrap();
     assert_eq!(ten["rows"], 11, "the safety copy holds what was there");
     // `latest` still means the newest regular backup, not the safety copy.
-    let again = world.dr(&["restore", "--backup-id", "latest", "--yes", "--no-safety-backup", "--format", "json"]);
+    let again = world.dr(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--yes",
+        "--no-safety-backup",
+        "--format",
+        "json",
+    ]);
     again.expect_code(0);
     assert_eq!(again.json()["backup_id"], m["id"]);
 }
@@ -160,9 +259,32 @@ fn parallel_restore_gives_the_same_content() {
     let id = m["id"].as_str().unwrap();
     pg.create_db("one");
     pg.create_db("two");
-    world.dr(&["restore", "--backup-id", id, "--into", &pg.superuser_url("one"), "--jobs", "1"]).expect_code(0);
-    world.dr(&["restore", "--backup-id", id, "--into", &pg.superuser_url("two"), "--jobs", "2"]).expect_code(0);
-    assert_eq!(normalized_dump(&pg, "one", &[]), normalized_dump(&pg, "two", &[]));
+    world
+        .dr(&[
+            "restore",
+            "--backup-id",
+            id,
+            "--into",
+            &pg.superuser_url("one"),
+            "--jobs",
+            "1",
+        ])
+        .expect_code(0);
+    world
+        .dr(&[
+            "restore",
+            "--backup-id",
+            id,
+            "--into",
+            &pg.superuser_url("two"),
+            "--jobs",
+            "2",
+        ])
+        .expect_code(0);
+    assert_eq!(
+        normalized_dump(&pg, "one", &[]),
+        normalized_dump(&pg, "two", &[])
+    );
 }
 
 #[test]
@@ -190,7 +312,12 @@ fn verify_reports_missing_rows_failed_assertions_and_http_errors() {
     run.expect_code(1);
     let json = run.json();
     assert!(json["mismatches"].as_array().unwrap().is_empty());
-    let http = json["items"].as_array().unwrap().iter().find(|i| i["name"] == "http: api").unwrap();
+    let http = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "http: api")
+        .unwrap();
     assert_eq!(http["status"], "fail");
     assert!(http["message"].as_str().unwrap().contains("503"), "{http}");
 
@@ -204,27 +331,54 @@ fn verify_reports_missing_rows_failed_assertions_and_http_errors() {
     assert_eq!(json["mismatches"][0]["table"], "public.ten");
     assert_eq!(json["mismatches"][0]["expected"], 10);
     assert_eq!(json["mismatches"][0]["found"], 9);
-    let sql = json["items"].as_array().unwrap().iter().find(|i| i["name"] == "sql: ten rows").unwrap();
+    let sql = json["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["name"] == "sql: ten rows")
+        .unwrap();
     assert_eq!(sql["status"], "fail");
     let table = world.dr(&["verify"]);
     table.expect_code(1);
-    assert!(table.all().contains("public.ten: 10 rows expected, 9 found"), "{}", table.all());
+    assert!(
+        table
+            .all()
+            .contains("public.ten: 10 rows expected, 9 found"),
+        "{}",
+        table.all()
+    );
 }
 
 #[test]
 fn failing_pg_restore_exits_1_with_its_own_words() {
     let (pg, world) = setup();
     world.backup();
-    pg.psql("postgres", "CREATE ROLE limited LOGIN PASSWORD 'limited-pw'");
+    pg.psql(
+        "postgres",
+        "CREATE ROLE limited LOGIN PASSWORD 'limited-pw'",
+    );
     pg.create_db("locked");
     pg.psql("postgres", "REVOKE CREATE ON DATABASE locked FROM PUBLIC");
     pg.psql("locked", "REVOKE CREATE ON SCHEMA public FROM PUBLIC;");
-    let run = world.dr(&["restore", "--backup-id", "latest", "--into", &pg.url("limited", "limited-pw", "locked")]);
+    let run = world.dr(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--into",
+        &pg.url("limited", "limited-pw", "locked"),
+    ]);
     run.expect_code(1);
     assert!(run.all().contains("pg_restore failed"), "{}", run.all());
-    assert!(run.all().contains("permission denied"), "pg_restore's words: {}", run.all());
+    assert!(
+        run.all().contains("permission denied"),
+        "pg_restore's words: {}",
+        run.all()
+    );
     assert!(!run.all().contains("limited-pw"));
-    assert!(std::fs::read_dir(world.tmp_dir()).unwrap().next().is_none(), "staging removed");
+    assert!(
+        std::fs::read_dir(world.tmp_dir()).unwrap().next().is_none(),
+        "staging removed"
+    );
 }
 
 #[test]
@@ -233,7 +387,23 @@ fn validate_reports_every_step_as_json() {
     world.backup();
     let run = world.dr(&["validate", "--format", "json"]);
     run.expect_code(0);
-    let steps: Vec<String> = run.json()["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect();
-    assert_eq!(steps, vec!["storage", "manifest", "tools", "destination", "extensions", "disk", "checksum+archive"]);
+    let steps: Vec<String> = run.json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        steps,
+        vec![
+            "storage",
+            "manifest",
+            "tools",
+            "destination",
+            "extensions",
+            "disk",
+            "checksum+archive"
+        ]
+    );
     let _ = Command::new("true");
 }

@@ -16,8 +16,14 @@ fn server_starts_stops_restarts_and_cleans_up() {
 
     let toml = server.config_toml("/team/prod/");
     assert!(toml.contains("url = \"s3://dr-test/team/prod\""), "{toml}");
-    assert!(toml.contains(&format!("endpoint = \"{}\"", server.endpoint)), "{toml}");
-    assert!(toml.contains("access_key_id_env = \"DR_TEST_S3_KEY\""), "{toml}");
+    assert!(
+        toml.contains(&format!("endpoint = \"{}\"", server.endpoint)),
+        "{toml}"
+    );
+    assert!(
+        toml.contains("access_key_id_env = \"DR_TEST_S3_KEY\""),
+        "{toml}"
+    );
     let env = server.env();
     assert!(env.contains(&("DR_TEST_S3_SECRET".to_string(), server.secret_key.clone())));
 

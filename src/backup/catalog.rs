@@ -49,16 +49,20 @@ pub async fn scan(storage: &dyn Storage, target: Option<&str>) -> Result<Vec<Bac
     let mut dirs: BTreeMap<(String, String), BackupDir> = BTreeMap::new();
     for o in objects {
         let mut parts = o.key.splitn(4, '/');
-        let (Some(_), Some(t), Some(id), Some(file)) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(_), Some(t), Some(id), Some(file)) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
-        let entry = dirs.entry((t.to_string(), id.to_string())).or_insert_with(|| BackupDir {
-            target: t.to_string(),
-            id: id.to_string(),
-            has_manifest: false,
-            keys: vec![],
-            newest_modified: o.modified,
-        });
+        let entry = dirs
+            .entry((t.to_string(), id.to_string()))
+            .or_insert_with(|| BackupDir {
+                target: t.to_string(),
+                id: id.to_string(),
+                has_manifest: false,
+                keys: vec![],
+                newest_modified: o.modified,
+            });
         entry.has_manifest |= file == MANIFEST_FILE;
         entry.newest_modified = entry.newest_modified.max(o.modified);
         entry.keys.push(o.key.clone());
@@ -74,22 +78,32 @@ pub struct DamagedManifest {
 }
 
 /// Complete backups (those with a readable manifest), newest first.
-pub async fn list_complete(storage: &dyn Storage, target: Option<&str>) -> Result<(Vec<BackupManifest>, Vec<DamagedManifest>)> {
+pub async fn list_complete(
+    storage: &dyn Storage,
+    target: Option<&str>,
+) -> Result<(Vec<BackupManifest>, Vec<DamagedManifest>)> {
     let dirs = scan(storage, target).await?;
     let mut manifests = Vec::new();
     let mut damaged = Vec::new();
-    let reads = futures::stream::iter(dirs.into_iter().filter(|d| d.has_manifest).map(|d| async move {
-        let key = manifest_key(&d.target, &d.id);
-        let result = storage::get_bytes(storage, &key).await.and_then(|b| BackupManifest::parse(&b));
-        (key, result)
-    }))
+    let reads = futures::stream::iter(dirs.into_iter().filter(|d| d.has_manifest).map(
+        |d| async move {
+            let key = manifest_key(&d.target, &d.id);
+            let result = storage::get_bytes(storage, &key)
+                .await
+                .and_then(|b| BackupManifest::parse(&b));
+            (key, result)
+        },
+    ))
     .buffer_unordered(8)
     .collect::<Vec<_>>()
     .await;
     for (key, result) in reads {
         match result {
             Ok(m) => manifests.push(m),
-            Err(e) => damaged.push(DamagedManifest { key, error: format!("{e:#}") }),
+            Err(e) => damaged.push(DamagedManifest {
+                key,
+                error: format!("{e:#}"),
+            }),
         }
     }
     manifests.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
@@ -111,14 +125,21 @@ pub async fn resolve(storage: &dyn Storage, target: &str, id: &str) -> Result<Ba
     match storage.head(&key).await? {
         Some(_) => {
             let bytes = storage::get_bytes(storage, &key).await?;
-            let m = BackupManifest::parse(&bytes).with_context(|| format!("manifest {key} is damaged and cannot be trusted"))?;
+            let m = BackupManifest::parse(&bytes)
+                .with_context(|| format!("manifest {key} is damaged and cannot be trusted"))?;
             if m.target != target || m.id != id {
-                anyhow::bail!("manifest {key} belongs to {}/{}, not {target}/{id}: it was moved or edited", m.target, m.id);
+                anyhow::bail!(
+                    "manifest {key} belongs to {}/{}, not {target}/{id}: it was moved or edited",
+                    m.target,
+                    m.id
+                );
             }
             Ok(m)
         }
         None => {
-            let leftovers = storage.list(&format!("{}/", backup_dir(target, id))).await?;
+            let leftovers = storage
+                .list(&format!("{}/", backup_dir(target, id)))
+                .await?;
             if leftovers.is_empty() {
                 Err(usage(format!(
                     "unknown backup id {id:?} for target {target:?}; hint: `dr list --target {target}` shows the complete backups"
@@ -150,9 +171,12 @@ pub async fn hash_object(storage: &dyn Storage, key: &str) -> Result<(u64, Strin
 pub async fn verify_checksums(storage: &dyn Storage, manifest: &BackupManifest) -> Result<()> {
     for object in &manifest.objects {
         let key = object_key(manifest, &object.file);
-        let (size, sha) = hash_object(storage, &key)
-            .await
-            .with_context(|| format!("object {key} of backup {} is missing or unreadable", manifest.id))?;
+        let (size, sha) = hash_object(storage, &key).await.with_context(|| {
+            format!(
+                "object {key} of backup {} is missing or unreadable",
+                manifest.id
+            )
+        })?;
         if sha != object.sha256 || size != object.size_bytes {
             anyhow::bail!(
                 "checksum mismatch for {key}: the manifest says sha256 {} and {} bytes, storage holds sha256 {sha} and {size} bytes: the backup is corrupted; hint: use another backup (`dr list --target {}`)",

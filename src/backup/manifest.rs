@@ -85,7 +85,10 @@ pub struct BackupManifest {
 
 impl BackupManifest {
     pub fn dump(&self) -> &StoredObject {
-        self.objects.iter().find(|o| o.role == "dump").expect("validated: a manifest has a dump object")
+        self.objects
+            .iter()
+            .find(|o| o.role == "dump")
+            .expect("validated: a manifest has a dump object")
     }
 
     pub fn globals(&self) -> Option<&StoredObject> {
@@ -104,7 +107,10 @@ impl BackupManifest {
         if m.objects.iter().filter(|o| o.role == "dump").count() != 1 {
             anyhow::bail!("manifest {} lists no dump object", m.id);
         }
-        if m.objects.iter().any(|o| o.file.contains('/') || o.sha256.len() != 64) {
+        if m.objects
+            .iter()
+            .any(|o| o.file.contains('/') || o.sha256.len() != 64)
+        {
             anyhow::bail!("manifest {} has a malformed object entry", m.id);
         }
         Ok(m)
@@ -128,8 +134,16 @@ mod tests {
 
     #[test]
     fn ids_sort_by_time() {
-        let a = backup_id("main", Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(), BackupKind::Regular);
-        let b = backup_id("main", Utc.with_ymd_and_hms(2026, 11, 2, 3, 4, 5).unwrap(), BackupKind::Regular);
+        let a = backup_id(
+            "main",
+            Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap(),
+            BackupKind::Regular,
+        );
+        let b = backup_id(
+            "main",
+            Utc.with_ymd_and_hms(2026, 11, 2, 3, 4, 5).unwrap(),
+            BackupKind::Regular,
+        );
         assert_eq!(a, "main-20260102T030405Z");
         assert!(a < b);
         assert!(backup_id("main", Utc::now(), BackupKind::Safety).ends_with("-safety"));

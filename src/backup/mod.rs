@@ -54,7 +54,11 @@ pub fn pg_dump_args(public_url: &str, snapshot: &str) -> Vec<String> {
 }
 
 pub fn pg_dumpall_args(public_url: &str, superuser: bool) -> Vec<String> {
-    let mut args = vec!["--globals-only".into(), "--no-password".into(), format!("--dbname={public_url}")];
+    let mut args = vec![
+        "--globals-only".into(),
+        "--no-password".into(),
+        format!("--dbname={public_url}"),
+    ];
     if !superuser {
         // pg_authid is superuser-only; without it role passwords cannot be read.
         args.push("--no-role-passwords".into());
@@ -84,7 +88,12 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     snap_client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         .await
-        .map_err(|e| anyhow!("cannot open the snapshot transaction: {}", pg::describe_pg_error(&e)))?;
+        .map_err(|e| {
+            anyhow!(
+                "cannot open the snapshot transaction: {}",
+                pg::describe_pg_error(&e)
+            )
+        })?;
     let snapshot: String = snap_client
         .query_one("SELECT pg_export_snapshot()", &[])
         .await
@@ -107,7 +116,15 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
         let mut cmd = tokio::process::Command::new(&pg_dump);
         cmd.args(pg_dump_args(&conn.public_url, &snapshot));
         let progress = progress_bar(plan.show_progress, plan.target_name);
-        let dump = stream_child(storage, &dump_key, cmd, &auth, settings, progress.clone(), "pg_dump");
+        let dump = stream_child(
+            storage,
+            &dump_key,
+            cmd,
+            &auth,
+            settings,
+            progress.clone(),
+            "pg_dump",
+        );
         let counts = count_rows(&snap_client, &catalog_info.tables);
         let (dump, counts) = tokio::join!(dump, counts);
         if let Some(p) = &progress {
@@ -121,7 +138,11 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             (Err(d), Ok(_)) => return Err(d),
             (Ok(_), Err(c)) => return Err(c),
         };
-        let mut objects = vec![StoredObject { role: "dump".into(), file: dump_file.clone(), ..dump }];
+        let mut objects = vec![StoredObject {
+            role: "dump".into(),
+            file: dump_file.clone(),
+            ..dump
+        }];
         snap_client.batch_execute("COMMIT").await.ok();
 
         if settings.include_globals {
@@ -131,8 +152,21 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             written_keys.push(globals_key.clone());
             let mut cmd = tokio::process::Command::new(dumpall);
             cmd.args(pg_dumpall_args(&conn.public_url, catalog_info.superuser));
-            let globals = stream_child(storage, &globals_key, cmd, &auth, settings, None, "pg_dumpall").await?;
-            objects.push(StoredObject { role: "globals".into(), file: globals_file, ..globals });
+            let globals = stream_child(
+                storage,
+                &globals_key,
+                cmd,
+                &auth,
+                settings,
+                None,
+                "pg_dumpall",
+            )
+            .await?;
+            objects.push(StoredObject {
+                role: "globals".into(),
+                file: globals_file,
+                ..globals
+            });
         }
         let finished_at = Utc::now();
         let manifest = BackupManifest {
@@ -173,7 +207,9 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     if result.is_err() {
         for key in &written_keys {
             if let Err(e) = storage.delete(key).await {
-                tracing::warn!("cannot remove {key} after a failed backup ({e:#}); `dr prune` will sweep it");
+                tracing::warn!(
+                    "cannot remove {key} after a failed backup ({e:#}); `dr prune` will sweep it"
+                );
             }
         }
     }
@@ -183,7 +219,10 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
 
 async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<()> {
     let got: bool = client
-        .query_one("SELECT pg_try_advisory_lock($1, $2)", &[&LOCK_KEY.0, &LOCK_KEY.1])
+        .query_one(
+            "SELECT pg_try_advisory_lock($1, $2)",
+            &[&LOCK_KEY.0, &LOCK_KEY.1],
+        )
         .await
         .map_err(|e| anyhow!("cannot take the backup lock: {}", pg::describe_pg_error(&e)))?
         .get(0);
@@ -211,7 +250,11 @@ async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<(
 async fn unique_id(storage: &dyn Storage, target: &str, kind: BackupKind) -> Result<String> {
     loop {
         let id = manifest::backup_id(target, Utc::now(), kind);
-        if storage.list(&format!("{}/", catalog::backup_dir(target, &id))).await?.is_empty() {
+        if storage
+            .list(&format!("{}/", catalog::backup_dir(target, &id)))
+            .await?
+            .is_empty()
+        {
             return Ok(id);
         }
         // Ids have one-second resolution and must be unique: wait for the next second.
@@ -256,20 +299,44 @@ async fn read_catalog(client: &Client) -> Result<CatalogInfo> {
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
-    let superuser: bool = client.query_one("SELECT rolsuper FROM pg_roles WHERE rolname = current_user", &[]).await?.get(0);
-    Ok(CatalogInfo { schemas, extensions, tables, superuser })
+    let superuser: bool = client
+        .query_one(
+            "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await?
+        .get(0);
+    Ok(CatalogInfo {
+        schemas,
+        extensions,
+        tables,
+        superuser,
+    })
 }
 
 async fn count_rows(client: &Client, tables: &[(String, String)]) -> Result<Vec<TableCount>> {
     let mut out = Vec::with_capacity(tables.len());
     for (schema, name) in tables {
-        let sql = format!("SELECT count(*) FROM {}.{}", pg::quote_ident(schema), pg::quote_ident(name));
+        let sql = format!(
+            "SELECT count(*) FROM {}.{}",
+            pg::quote_ident(schema),
+            pg::quote_ident(name)
+        );
         let rows: i64 = client
             .query_one(&sql, &[])
             .await
-            .map_err(|e| anyhow!("cannot count rows of {schema}.{name}: {}", pg::describe_pg_error(&e)))?
+            .map_err(|e| {
+                anyhow!(
+                    "cannot count rows of {schema}.{name}: {}",
+                    pg::describe_pg_error(&e)
+                )
+            })?
             .get(0);
-        out.push(TableCount { schema: schema.clone(), name: name.clone(), rows });
+        out.push(TableCount {
+            schema: schema.clone(),
+            name: name.clone(),
+            rows,
+        });
     }
     Ok(out)
 }
@@ -289,8 +356,10 @@ fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
     }
     let bar = indicatif::ProgressBar::new_spinner();
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} {prefix}: {bytes} dumped, {bytes_per_sec}, {elapsed}")
-            .expect("valid template"),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {prefix}: {bytes} dumped, {bytes_per_sec}, {elapsed}",
+        )
+        .expect("valid template"),
     );
     bar.set_prefix(target.to_string());
     bar.enable_steady_tick(std::time::Duration::from_millis(200));
@@ -313,12 +382,17 @@ async fn stream_child(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd.spawn().with_context(|| format!("cannot start {program}"))?;
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {program}"))?;
     let stdout: std::fs::File = child.stdout.take().expect("piped").into_owned_fd()?.into();
     let mut stderr = child.stderr.take().expect("piped");
     let stderr_task = tokio::spawn(async move {
         let mut text = String::new();
-        let _ = (&mut stderr).take(64 * 1024).read_to_string(&mut text).await;
+        let _ = (&mut stderr)
+            .take(64 * 1024)
+            .read_to_string(&mut text)
+            .await;
         text
     });
 
@@ -328,21 +402,38 @@ async fn stream_child(
     let threads = settings.threads.unwrap_or(0);
     let producer_tx = tx.clone();
     let producer = tokio::task::spawn_blocking(move || {
-        let result = compress_into(stdout, producer_tx.clone(), compression, level, threads, progress);
+        let result = compress_into(
+            stdout,
+            producer_tx.clone(),
+            compression,
+            level,
+            threads,
+            progress,
+        );
         if let Err(e) = &result {
             // An error must reach the storage writer so it discards the object.
             let _ = producer_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
         }
         result
     });
-    let data: ByteStream = Box::pin(futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }));
+    let data: ByteStream = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
     let put = storage.put(key, data);
     let finish = async move {
-        let produced = producer.await.map_err(|e| anyhow!("compression thread failed: {e}"));
-        let status = child.wait().await.with_context(|| format!("cannot wait for {program}"))?;
+        let produced = producer
+            .await
+            .map_err(|e| anyhow!("compression thread failed: {e}"));
+        let status = child
+            .wait()
+            .await
+            .with_context(|| format!("cannot wait for {program}"))?;
         let stderr_text = stderr_task.await.unwrap_or_default();
         let failure = if !status.success() {
-            Some(format!("{program} failed ({status}): {}", stderr_text.trim()))
+            Some(format!(
+                "{program} failed ({status}): {}",
+                stderr_text.trim()
+            ))
         } else {
             match &produced {
                 Ok(Err(e)) => Some(format!("{e:#}")),
@@ -362,7 +453,8 @@ async fn stream_child(
     };
     let (put_result, finish_result) = tokio::join!(put, finish);
     let stats = finish_result?;
-    let size = put_result.with_context(|| format!("cannot store {key} in {}", storage.describe()))?;
+    let size =
+        put_result.with_context(|| format!("cannot store {key} in {}", storage.describe()))?;
     debug_assert_eq!(size, stats.size_bytes);
     Ok(stats)
 }
@@ -397,9 +489,9 @@ impl ChannelWriter {
             return Ok(());
         }
         let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(Ok(chunk))
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "storage writer stopped"))
+        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "storage writer stopped")
+        })
     }
 }
 
@@ -411,7 +503,12 @@ fn compress_into(
     threads: u32,
     progress: Option<indicatif::ProgressBar>,
 ) -> Result<StoredObject> {
-    let sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK), hasher: Sha256::new(), size: 0 };
+    let sink = ChannelWriter {
+        tx,
+        buf: Vec::with_capacity(CHUNK),
+        hasher: Sha256::new(),
+        size: 0,
+    };
     let mut raw_bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];
     let mut pump = |w: &mut dyn Write| -> Result<()> {
@@ -426,13 +523,20 @@ fn compress_into(
             if let Some(p) = &progress {
                 p.set_position(raw_bytes);
             }
-            w.write_all(&buf[..n]).context("cannot pass the dump to storage")?;
+            w.write_all(&buf[..n])
+                .context("cannot pass the dump to storage")?;
         }
     };
     let mut sink = match compression {
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
-            let workers = if threads == 0 { std::thread::available_parallelism().map(|n| n.get() as u32).unwrap_or(1) } else { threads };
+            let workers = if threads == 0 {
+                std::thread::available_parallelism()
+                    .map(|n| n.get() as u32)
+                    .unwrap_or(1)
+            } else {
+                threads
+            };
             if workers > 1 {
                 enc.multithread(workers)?;
             }
@@ -440,7 +544,10 @@ fn compress_into(
             enc.finish()?
         }
         Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(sink, flate2::Compression::new(level.clamp(0, 9) as u32));
+            let mut enc = flate2::write::GzEncoder::new(
+                sink,
+                flate2::Compression::new(level.clamp(0, 9) as u32),
+            );
             pump(&mut enc)?;
             enc.finish()?
         }
@@ -462,7 +569,10 @@ fn compress_into(
 }
 
 /// A reader that decompresses a stored object (used by restore and validate).
-pub fn decompressor<'a, R: Read + 'a>(compression: Compression, input: R) -> Result<Box<dyn Read + 'a>> {
+pub fn decompressor<'a, R: Read + 'a>(
+    compression: Compression,
+    input: R,
+) -> Result<Box<dyn Read + 'a>> {
     Ok(match compression {
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
         Compression::Gzip => Box::new(flate2::read::GzDecoder::new(input)),
@@ -490,8 +600,10 @@ mod tests {
 
     #[test]
     fn dumpall_skips_role_passwords_without_superuser() {
-        assert!(pg_dumpall_args("postgres://u@h/db", false).contains(&"--no-role-passwords".to_string()));
-        assert!(!pg_dumpall_args("postgres://u@h/db", true).contains(&"--no-role-passwords".to_string()));
+        assert!(pg_dumpall_args("postgres://u@h/db", false)
+            .contains(&"--no-role-passwords".to_string()));
+        assert!(!pg_dumpall_args("postgres://u@h/db", true)
+            .contains(&"--no-role-passwords".to_string()));
     }
 
     #[test]
@@ -502,7 +614,15 @@ mod tests {
             let input_path = dir.path().join("in");
             std::fs::write(&input_path, &data).unwrap();
             let (tx, mut rx) = mpsc::channel(1000);
-            let stats = compress_into(std::fs::File::open(&input_path).unwrap(), tx, compression, 3, 2, None).unwrap();
+            let stats = compress_into(
+                std::fs::File::open(&input_path).unwrap(),
+                tx,
+                compression,
+                3,
+                2,
+                None,
+            )
+            .unwrap();
             let mut stored = Vec::new();
             while let Ok(chunk) = rx.try_recv() {
                 stored.extend_from_slice(&chunk.unwrap());
@@ -511,7 +631,10 @@ mod tests {
             assert_eq!(stats.raw_bytes, data.len() as u64);
             assert_eq!(stats.sha256, hex::encode(Sha256::digest(&stored)));
             let mut back = Vec::new();
-            decompressor(compression, &stored[..]).unwrap().read_to_end(&mut back).unwrap();
+            decompressor(compression, &stored[..])
+                .unwrap()
+                .read_to_end(&mut back)
+                .unwrap();
             assert_eq!(back, data, "{compression:?}");
         }
     }

@@ -22,7 +22,11 @@ pub struct RetentionDecision {
 
 /// Decides for one pool of complete backups (one target, one kind). Input order does not
 /// matter; output is newest first.
-pub fn decide(backups: &[(String, DateTime<Utc>)], policy: &RetentionConfig, now: DateTime<Utc>) -> Vec<RetentionDecision> {
+pub fn decide(
+    backups: &[(String, DateTime<Utc>)],
+    policy: &RetentionConfig,
+    now: DateTime<Utc>,
+) -> Vec<RetentionDecision> {
     let mut sorted: Vec<&(String, DateTime<Utc>)> = backups.iter().collect();
     sorted.sort_by(|a, b| b.1.cmp(&a.1).then(b.0.cmp(&a.0)));
     let mut decisions = Vec::with_capacity(sorted.len());
@@ -31,8 +35,16 @@ pub fn decide(backups: &[(String, DateTime<Utc>)], policy: &RetentionConfig, now
     for (id, created) in sorted {
         let mut reasons = Vec::new();
         if *created > now + FUTURE_TOLERANCE {
-            reasons.push("dated in the future (clock skew?): kept and not counted; check it by hand".to_string());
-            decisions.push(RetentionDecision { id: id.clone(), created_at: *created, keep: true, reasons });
+            reasons.push(
+                "dated in the future (clock skew?): kept and not counted; check it by hand"
+                    .to_string(),
+            );
+            decisions.push(RetentionDecision {
+                id: id.clone(),
+                created_at: *created,
+                keep: true,
+                reasons,
+            });
             continue;
         }
         if counted == 0 {
@@ -58,7 +70,12 @@ pub fn decide(backups: &[(String, DateTime<Utc>)], policy: &RetentionConfig, now
             months.insert(month);
         }
         counted += 1;
-        decisions.push(RetentionDecision { id: id.clone(), created_at: *created, keep: !reasons.is_empty(), reasons });
+        decisions.push(RetentionDecision {
+            id: id.clone(),
+            created_at: *created,
+            keep: !reasons.is_empty(),
+            reasons,
+        });
     }
     decisions
 }
@@ -73,28 +90,45 @@ mod tests {
     }
 
     fn history(times: &[DateTime<Utc>]) -> Vec<(String, DateTime<Utc>)> {
-        times.iter().map(|t| (t.format("b-%Y%m%dT%H%M%SZ").to_string(), *t)).collect()
+        times
+            .iter()
+            .map(|t| (t.format("b-%Y%m%dT%H%M%SZ").to_string(), *t))
+            .collect()
     }
 
     fn kept(decisions: &[RetentionDecision]) -> Vec<DateTime<Utc>> {
-        decisions.iter().filter(|d| d.keep).map(|d| d.created_at).collect()
+        decisions
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.created_at)
+            .collect()
     }
 
     fn policy(last: u32, daily: u32, weekly: u32, monthly: u32) -> RetentionConfig {
-        RetentionConfig { keep_last: last, keep_daily: daily, keep_weekly: weekly, keep_monthly: monthly }
+        RetentionConfig {
+            keep_last: last,
+            keep_daily: daily,
+            keep_weekly: weekly,
+            keep_monthly: monthly,
+        }
     }
 
     #[test]
     fn daily_for_a_year() {
         let now = at(2026, 12, 31, 23);
-        let times: Vec<_> = (0..365).map(|i| at(2026, 1, 1, 2) + Duration::days(i)).collect();
+        let times: Vec<_> = (0..365)
+            .map(|i| at(2026, 1, 1, 2) + Duration::days(i))
+            .collect();
         let d = decide(&history(&times), &policy(3, 7, 4, 12), now);
         let k = kept(&d);
         // 7 daily (covers the 3 last), 4 weekly (first overlaps daily), 12 monthly (first overlaps).
         assert!(k.contains(&at(2026, 12, 31, 2)));
         assert!(k.contains(&at(2026, 12, 25, 2)));
         assert!(!k.contains(&at(2026, 12, 24, 2)) || k.contains(&at(2026, 12, 20, 2)));
-        assert!(k.contains(&at(2026, 1, 31, 2)), "newest of January kept as monthly");
+        assert!(
+            k.contains(&at(2026, 1, 31, 2)),
+            "newest of January kept as monthly"
+        );
         assert!(!k.contains(&at(2026, 1, 1, 2)));
         let months: HashSet<u32> = k.iter().map(|t| t.month()).collect();
         assert_eq!(months.len(), 12);
@@ -105,7 +139,13 @@ mod tests {
     #[test]
     fn several_per_day_keeps_newest_of_each_day() {
         let now = at(2026, 3, 10, 23);
-        let times = vec![at(2026, 3, 10, 1), at(2026, 3, 10, 13), at(2026, 3, 9, 1), at(2026, 3, 9, 13), at(2026, 3, 8, 5)];
+        let times = vec![
+            at(2026, 3, 10, 1),
+            at(2026, 3, 10, 13),
+            at(2026, 3, 9, 1),
+            at(2026, 3, 9, 13),
+            at(2026, 3, 8, 5),
+        ];
         let k = kept(&decide(&history(&times), &policy(0, 2, 0, 0), now));
         assert_eq!(k, vec![at(2026, 3, 10, 13), at(2026, 3, 9, 13)]);
     }
@@ -115,7 +155,11 @@ mod tests {
         let now = at(2026, 6, 30, 0);
         let times = vec![at(2026, 6, 29, 1), at(2026, 6, 1, 1), at(2026, 5, 1, 1)];
         let k = kept(&decide(&history(&times), &policy(0, 3, 0, 0), now));
-        assert_eq!(k.len(), 3, "three distinct days with backups, however far apart");
+        assert_eq!(
+            k.len(),
+            3,
+            "three distinct days with backups, however far apart"
+        );
     }
 
     #[test]
@@ -130,9 +174,17 @@ mod tests {
     #[test]
     fn future_dated_backup_does_not_shadow_real_ones() {
         let now = at(2026, 6, 30, 0);
-        let times = vec![at(2027, 6, 30, 0), at(2026, 6, 29, 1), at(2026, 6, 28, 1), at(2026, 6, 27, 1)];
+        let times = vec![
+            at(2027, 6, 30, 0),
+            at(2026, 6, 29, 1),
+            at(2026, 6, 28, 1),
+            at(2026, 6, 27, 1),
+        ];
         let d = decide(&history(&times), &policy(2, 0, 0, 0), now);
-        assert_eq!(kept(&d), vec![at(2027, 6, 30, 0), at(2026, 6, 29, 1), at(2026, 6, 28, 1)]);
+        assert_eq!(
+            kept(&d),
+            vec![at(2027, 6, 30, 0), at(2026, 6, 29, 1), at(2026, 6, 28, 1)]
+        );
         assert!(d[0].reasons[0].contains("future"));
     }
 

@@ -13,9 +13,15 @@ use crate::backup::retention::FUTURE_TOLERANCE;
 use crate::storage::Storage;
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
-    let Some(store) = ctx.storage.clone() else { return };
+    let Some(store) = ctx.storage.clone() else {
+        return;
+    };
     for target in &ctx.config.postgres {
-        let (s, name, rpo) = (store.clone(), target.name.clone(), ctx.config.objectives.rpo);
+        let (s, name, rpo) = (
+            store.clone(),
+            target.name.clone(),
+            ctx.config.objectives.rpo,
+        );
         out.push(PlannedCheck {
             name: "backup.latest",
             target: Some(target.name.clone()),
@@ -38,10 +44,16 @@ async fn newest(storage: &dyn Storage, target: &str) -> Result<Option<BackupMani
         tracing::warn!("damaged manifest {}: {}", d.key, d.error);
     }
     let now = Utc::now();
-    Ok(all.into_iter().find(|m| m.kind == BackupKind::Regular && m.created_at <= now + FUTURE_TOLERANCE))
+    Ok(all
+        .into_iter()
+        .find(|m| m.kind == BackupKind::Regular && m.created_at <= now + FUTURE_TOLERANCE))
 }
 
-async fn latest(storage: &dyn Storage, target: &str, rpo: Option<std::time::Duration>) -> Result<Finding> {
+async fn latest(
+    storage: &dyn Storage,
+    target: &str,
+    rpo: Option<std::time::Duration>,
+) -> Result<Finding> {
     let Some(m) = newest(storage, target).await? else {
         return Ok(Finding::fail(format!(
             "no complete backup of {target} in {}; hint: run `dr backup --target {target}` and schedule it",
@@ -57,11 +69,18 @@ async fn latest(storage: &dyn Storage, target: &str, rpo: Option<std::time::Dura
         )));
     };
     let rpo = chrono::Duration::from_std(rpo)?;
-    let text = format!("newest backup {} is {} old (RPO {})", m.id, age_text(age), age_text(rpo));
+    let text = format!(
+        "newest backup {} is {} old (RPO {})",
+        m.id,
+        age_text(age),
+        age_text(rpo)
+    );
     if age > rpo {
         Ok(Finding::fail(format!("{text}: the RPO is missed; hint: run `dr backup --target {target}` now and check the backup schedule")))
     } else if age * 5 > rpo * 4 {
-        Ok(Finding::warn(format!("{text}: past 80% of the RPO; hint: check that the next scheduled backup runs")))
+        Ok(Finding::warn(format!(
+            "{text}: past 80% of the RPO; hint: check that the next scheduled backup runs"
+        )))
     } else {
         Ok(Finding::pass(text))
     }
@@ -69,10 +88,17 @@ async fn latest(storage: &dyn Storage, target: &str, rpo: Option<std::time::Dura
 
 async fn integrity(storage: &dyn Storage, target: &str) -> Result<Finding> {
     let Some(m) = newest(storage, target).await? else {
-        return Ok(Finding::warn(format!("no complete backup of {target} to check (see backup.latest)")));
+        return Ok(Finding::warn(format!(
+            "no complete backup of {target} to check (see backup.latest)"
+        )));
     };
     match catalog::verify_checksums(storage, &m).await {
-        Ok(()) => Ok(Finding::pass(format!("backup {}: {} object(s), {} bytes, SHA-256 matches the manifest", m.id, m.objects.len(), m.size_bytes))),
+        Ok(()) => Ok(Finding::pass(format!(
+            "backup {}: {} object(s), {} bytes, SHA-256 matches the manifest",
+            m.id,
+            m.objects.len(),
+            m.size_bytes
+        ))),
         Err(e) => Ok(Finding::fail(format!("{e:#}"))),
     }
 }

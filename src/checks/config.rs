@@ -7,9 +7,19 @@ use super::{CheckContext, Finding, PlannedCheck};
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     let c = ctx.clone();
-    out.push(PlannedCheck { name: "config", target: None, critical: true, run: Box::pin(async move { Ok(config_file(&c)) }) });
+    out.push(PlannedCheck {
+        name: "config",
+        target: None,
+        critical: true,
+        run: Box::pin(async move { Ok(config_file(&c)) }),
+    });
     let c = ctx.clone();
-    out.push(PlannedCheck { name: "contacts", target: None, critical: false, run: Box::pin(async move { Ok(contacts(&c)) }) });
+    out.push(PlannedCheck {
+        name: "contacts",
+        target: None,
+        critical: false,
+        run: Box::pin(async move { Ok(contacts(&c)) }),
+    });
 }
 
 fn config_file(ctx: &CheckContext) -> Finding {
@@ -42,11 +52,19 @@ fn contacts(ctx: &CheckContext) -> Finding {
             "no emergency contact is configured; hint: add [[contacts]] with name, role and phone so the on-call engineer knows whom to call",
         );
     }
-    let without_phone = ctx.config.contacts.iter().filter(|c| c.phone.is_none() && c.email.is_none()).count();
+    let without_phone = ctx
+        .config
+        .contacts
+        .iter()
+        .filter(|c| c.phone.is_none() && c.email.is_none())
+        .count();
     if without_phone > 0 {
         return Finding::warn(format!(
             "{without_phone} of {n} contact(s) have neither phone nor email; hint: add a phone number to every [[contacts]] entry"
         ));
     }
-    Finding::pass(format!("{n} contact(s), {} vendor(s) configured", ctx.config.vendors.len()))
+    Finding::pass(format!(
+        "{n} contact(s), {} vendor(s) configured",
+        ctx.config.vendors.len()
+    ))
 }

@@ -9,9 +9,15 @@ use super::{age_text, CheckContext, Finding, PlannedCheck};
 use crate::storage::Storage;
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
-    let Some(store) = ctx.storage.clone() else { return };
+    let Some(store) = ctx.storage.clone() else {
+        return;
+    };
     for target in &ctx.config.postgres {
-        let (s, name, every) = (store.clone(), target.name.clone(), ctx.config.objectives.drill_every());
+        let (s, name, every) = (
+            store.clone(),
+            target.name.clone(),
+            ctx.config.objectives.drill_every(),
+        );
         out.push(PlannedCheck {
             name: "drill.recent",
             target: Some(target.name.clone()),
@@ -21,7 +27,11 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     }
 }
 
-async fn recent(storage: &dyn Storage, target: &str, every: std::time::Duration) -> Result<Finding> {
+async fn recent(
+    storage: &dyn Storage,
+    target: &str,
+    every: std::time::Duration,
+) -> Result<Finding> {
     let reports = crate::drill::list_reports(storage, target).await?;
     let Some(last) = reports.iter().find(|r| r.passed) else {
         return Ok(Finding::warn(match reports.first() {
@@ -39,7 +49,9 @@ async fn recent(storage: &dyn Storage, target: &str, every: std::time::Duration)
         age_text(every)
     );
     if age > every {
-        Ok(Finding::fail(format!("{text}; hint: run `dr drill --target {target}`")))
+        Ok(Finding::fail(format!(
+            "{text}; hint: run `dr drill --target {target}`"
+        )))
     } else {
         Ok(Finding::pass(text))
     }

@@ -46,13 +46,22 @@ pub struct Finding {
 
 impl Finding {
     pub fn pass(message: impl Into<String>) -> Self {
-        Finding { status: Status::Pass, message: message.into() }
+        Finding {
+            status: Status::Pass,
+            message: message.into(),
+        }
     }
     pub fn warn(message: impl Into<String>) -> Self {
-        Finding { status: Status::Warn, message: message.into() }
+        Finding {
+            status: Status::Warn,
+            message: message.into(),
+        }
     }
     pub fn fail(message: impl Into<String>) -> Self {
-        Finding { status: Status::Fail, message: message.into() }
+        Finding {
+            status: Status::Fail,
+            message: message.into(),
+        }
     }
 }
 
@@ -82,7 +91,12 @@ impl CheckReport {
             Status::Warn => !strict,
             Status::Fail => !strict && !c.critical,
         });
-        CheckReport { format_version: 1, ready, strict, checks }
+        CheckReport {
+            format_version: 1,
+            ready,
+            strict,
+            checks,
+        }
     }
 }
 
@@ -117,7 +131,11 @@ pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
 }
 
 /// Runs the checks concurrently; a check that outlives `timeout` fails.
-pub async fn run(checks: Vec<PlannedCheck>, timeout: Duration, secrets: &[String]) -> Vec<CheckResult> {
+pub async fn run(
+    checks: Vec<PlannedCheck>,
+    timeout: Duration,
+    secrets: &[String],
+) -> Vec<CheckResult> {
     let handles: Vec<_> = checks
         .into_iter()
         .map(|check| {
@@ -192,12 +210,25 @@ mod tests {
     use super::*;
 
     fn result(status: Status, critical: bool) -> CheckResult {
-        CheckResult { name: "x".into(), target: None, status, critical, message: String::new(), duration_ms: 0 }
+        CheckResult {
+            name: "x".into(),
+            target: None,
+            status,
+            critical,
+            message: String::new(),
+            duration_ms: 0,
+        }
     }
 
     #[test]
     fn readiness_follows_critical_failures() {
-        assert!(CheckReport::new(vec![result(Status::Pass, true), result(Status::Warn, true)], false).ready);
+        assert!(
+            CheckReport::new(
+                vec![result(Status::Pass, true), result(Status::Warn, true)],
+                false
+            )
+            .ready
+        );
         assert!(CheckReport::new(vec![result(Status::Fail, false)], false).ready);
         assert!(!CheckReport::new(vec![result(Status::Fail, true)], false).ready);
         assert!(!CheckReport::new(vec![result(Status::Warn, false)], true).ready);
@@ -207,7 +238,10 @@ mod tests {
 
     #[test]
     fn scrub_removes_known_secrets() {
-        assert_eq!(scrub("auth failed for hunter2!", &["hunter2".into()]), "auth failed for ***!");
+        assert_eq!(
+            scrub("auth failed for hunter2!", &["hunter2".into()]),
+            "auth failed for ***!"
+        );
     }
 
     #[tokio::test]
@@ -223,6 +257,10 @@ mod tests {
         }];
         let results = run(checks, Duration::from_millis(50), &[]).await;
         assert_eq!(results[0].status, Status::Fail);
-        assert!(results[0].message.contains("timed out"), "{}", results[0].message);
+        assert!(
+            results[0].message.contains("timed out"),
+            "{}",
+            results[0].message
+        );
     }
 }

@@ -12,11 +12,26 @@ use crate::pg::{self, tools, ConnTarget};
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     for target in &ctx.config.postgres {
         let t = target.clone();
-        out.push(PlannedCheck { name: "pg.connect", target: Some(t.name.clone()), critical: t.critical, run: Box::pin(async move { connect(&t).await }) });
+        out.push(PlannedCheck {
+            name: "pg.connect",
+            target: Some(t.name.clone()),
+            critical: t.critical,
+            run: Box::pin(async move { connect(&t).await }),
+        });
         let t = target.clone();
-        out.push(PlannedCheck { name: "pg.tools", target: Some(t.name.clone()), critical: t.critical, run: Box::pin(async move { client_tools(&t).await }) });
+        out.push(PlannedCheck {
+            name: "pg.tools",
+            target: Some(t.name.clone()),
+            critical: t.critical,
+            run: Box::pin(async move { client_tools(&t).await }),
+        });
         let t = target.clone();
-        out.push(PlannedCheck { name: "pg.privileges", target: Some(t.name.clone()), critical: t.critical, run: Box::pin(async move { privileges(&t).await }) });
+        out.push(PlannedCheck {
+            name: "pg.privileges",
+            target: Some(t.name.clone()),
+            critical: t.critical,
+            run: Box::pin(async move { privileges(&t).await }),
+        });
     }
 }
 
@@ -43,7 +58,10 @@ async fn connect(target: &PostgresTarget) -> Result<Finding> {
         Ok(client) => client,
         Err(e) => return Ok(Finding::fail(format!("{e:#}; {}", connect_hint(&c)))),
     };
-    client.simple_query("SELECT 1").await.map_err(|e| anyhow::anyhow!("SELECT 1 failed: {}", pg::describe_pg_error(&e)))?;
+    client
+        .simple_query("SELECT 1")
+        .await
+        .map_err(|e| anyhow::anyhow!("SELECT 1 failed: {}", pg::describe_pg_error(&e)))?;
     let (_, version) = pg::server_version(&client).await?;
     Ok(Finding::pass(format!(
         "connected to {} as {} in {} ms; PostgreSQL {version}",
@@ -74,7 +92,11 @@ async fn client_tools(target: &PostgresTarget) -> Result<Finding> {
         Ok(client) => Some(pg::server_version(&client).await?),
         Err(_) => None,
     };
-    let tools_text = found.iter().map(|(p, _, v)| format!("{p} {v}")).collect::<Vec<_>>().join(", ");
+    let tools_text = found
+        .iter()
+        .map(|(p, _, v)| format!("{p} {v}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     match server {
         None => Ok(Finding::warn(format!(
             "found {tools_text}, but the server version is unknown because the connection failed (see pg.connect)"
@@ -101,7 +123,11 @@ async fn privileges(target: &PostgresTarget) -> Result<Finding> {
     let c = conn(target)?;
     let client = match c.connect().await {
         Ok(client) => client,
-        Err(_) => return Ok(Finding::fail("cannot connect (see pg.connect), so privileges are unknown")),
+        Err(_) => {
+            return Ok(Finding::fail(
+                "cannot connect (see pg.connect), so privileges are unknown",
+            ))
+        }
     };
     let role = client
         .query_one(
@@ -117,16 +143,25 @@ async fn privileges(target: &PostgresTarget) -> Result<Finding> {
             return Ok(Finding::pass(format!("role {} is a superuser", c.user)));
         }
         if read_all {
-            return Ok(Finding::pass(format!("role {} has pg_read_all_data", c.user)));
+            return Ok(Finding::pass(format!(
+                "role {} has pg_read_all_data",
+                c.user
+            )));
         }
     }
-    let rows = client.query(UNREADABLE_SQL, &[]).await.map_err(|e| anyhow::anyhow!("{}", pg::describe_pg_error(&e)))?;
+    let rows = client
+        .query(UNREADABLE_SQL, &[])
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", pg::describe_pg_error(&e)))?;
     if rows.is_empty() {
         let n: i64 = client
             .query_one("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema')", &[])
             .await?
             .get(0);
-        return Ok(Finding::pass(format!("role {} can read all {n} table(s)", c.user)));
+        return Ok(Finding::pass(format!(
+            "role {} can read all {n} table(s)",
+            c.user
+        )));
     }
     let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
     let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");

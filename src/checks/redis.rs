@@ -12,9 +12,19 @@ use crate::secret::redact_url;
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     for target in &ctx.config.redis {
         let t = target.clone();
-        out.push(PlannedCheck { name: "redis.connect", target: Some(t.name.clone()), critical: t.critical, run: Box::pin(async move { connect(&t).await }) });
+        out.push(PlannedCheck {
+            name: "redis.connect",
+            target: Some(t.name.clone()),
+            critical: t.critical,
+            run: Box::pin(async move { connect(&t).await }),
+        });
         let t = target.clone();
-        out.push(PlannedCheck { name: "redis.persistence", target: Some(t.name.clone()), critical: t.critical, run: Box::pin(async move { persistence(&t).await }) });
+        out.push(PlannedCheck {
+            name: "redis.persistence",
+            target: Some(t.name.clone()),
+            critical: t.critical,
+            run: Box::pin(async move { persistence(&t).await }),
+        });
     }
 }
 
@@ -22,7 +32,8 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
 pub async fn open(target: &RedisTarget) -> Result<redis::aio::MultiplexedConnection> {
     let url = target.resolve_url()?;
     let shown = redact_url(&url);
-    let client = redis::Client::open(url.as_str()).map_err(|e| anyhow::anyhow!("invalid Redis URL {shown}: {e}"))?;
+    let client = redis::Client::open(url.as_str())
+        .map_err(|e| anyhow::anyhow!("invalid Redis URL {shown}: {e}"))?;
     client.get_multiplexed_async_connection().await.map_err(|e| {
         anyhow::anyhow!(
             "cannot connect to Redis at {shown}: {}; hint: check that redis-server runs there (redis-cli -u URL ping) and the password is right",
@@ -37,25 +48,47 @@ async fn connect(target: &RedisTarget) -> Result<Finding> {
         Ok(c) => c,
         Err(e) => return Ok(Finding::fail(format!("{e:#}"))),
     };
-    let pong: String = redis::cmd("PING").query_async(&mut con).await.context("PING failed")?;
+    let pong: String = redis::cmd("PING")
+        .query_async(&mut con)
+        .await
+        .context("PING failed")?;
     if pong != "PONG" {
-        return Ok(Finding::fail(format!("PING answered {pong:?} instead of PONG")));
+        return Ok(Finding::fail(format!(
+            "PING answered {pong:?} instead of PONG"
+        )));
     }
-    let info: String = redis::cmd("INFO").arg("server").query_async(&mut con).await.unwrap_or_default();
+    let info: String = redis::cmd("INFO")
+        .arg("server")
+        .query_async(&mut con)
+        .await
+        .unwrap_or_default();
     let version = info_field(&info, "redis_version").unwrap_or("unknown");
-    Ok(Finding::pass(format!("PING answered in {} ms; Redis {version}", started.elapsed().as_millis())))
+    Ok(Finding::pass(format!(
+        "PING answered in {} ms; Redis {version}",
+        started.elapsed().as_millis()
+    )))
 }
 
 pub fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
-    info.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(':')).map(str::trim)
+    info.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .map(str::trim)
 }
 
 async fn persistence(target: &RedisTarget) -> Result<Finding> {
     let mut con = match open(target).await {
         Ok(c) => c,
-        Err(_) => return Ok(Finding::fail("cannot connect (see redis.connect), so persistence is unknown")),
+        Err(_) => {
+            return Ok(Finding::fail(
+                "cannot connect (see redis.connect), so persistence is unknown",
+            ))
+        }
     };
-    let info: String = redis::cmd("INFO").arg("persistence").query_async(&mut con).await.context("INFO persistence failed")?;
+    let info: String = redis::cmd("INFO")
+        .arg("persistence")
+        .query_async(&mut con)
+        .await
+        .context("INFO persistence failed")?;
     // CONFIG may be renamed or forbidden on managed Redis: then persistence settings are unknown.
     let save_rules: Option<String> = redis::cmd("CONFIG")
         .arg("GET")
@@ -64,11 +97,21 @@ async fn persistence(target: &RedisTarget) -> Result<Finding> {
         .await
         .ok()
         .and_then(|v| v.get(1).cloned());
-    Ok(judge_persistence(&info, save_rules.as_deref(), target.persistent, chrono::Utc::now().timestamp()))
+    Ok(judge_persistence(
+        &info,
+        save_rules.as_deref(),
+        target.persistent,
+        chrono::Utc::now().timestamp(),
+    ))
 }
 
 /// The verdict on `INFO persistence` (pure, so it is unit-tested).
-pub fn judge_persistence(info: &str, save_rules: Option<&str>, must_persist: bool, now: i64) -> Finding {
+pub fn judge_persistence(
+    info: &str,
+    save_rules: Option<&str>,
+    must_persist: bool,
+    now: i64,
+) -> Finding {
     let field = |k| info_field(info, k);
     if field("rdb_last_bgsave_status") == Some("err") {
         return Finding::warn(
@@ -83,7 +126,9 @@ pub fn judge_persistence(info: &str, save_rules: Option<&str>, must_persist: boo
     }
     let rdb_on = save_rules.map(|s| !s.trim().is_empty());
     let last_save = field("rdb_last_save_time").and_then(|v| v.parse::<i64>().ok());
-    let age = last_save.map(|t| crate::config::format_duration(std::time::Duration::from_secs((now - t).max(0) as u64)));
+    let age = last_save.map(|t| {
+        crate::config::format_duration(std::time::Duration::from_secs((now - t).max(0) as u64))
+    });
     match (must_persist, aof_on, rdb_on) {
         (true, false, Some(false)) => Finding::warn(
             "persistence is off (no RDB save rules, AOF disabled) but this target is persistent = true: a restart loses every key; hint: CONFIG SET appendonly yes (and persist it in redis.conf), or set save rules",
@@ -114,14 +159,28 @@ mod tests {
 
     #[test]
     fn persistence_off_warns_only_when_required() {
-        assert_eq!(judge_persistence(OK, Some(""), true, 2000).status, Status::Warn);
-        assert_eq!(judge_persistence(OK, Some(""), false, 2000).status, Status::Pass);
-        assert_eq!(judge_persistence(OK, Some("3600 1"), true, 2000).status, Status::Pass);
+        assert_eq!(
+            judge_persistence(OK, Some(""), true, 2000).status,
+            Status::Warn
+        );
+        assert_eq!(
+            judge_persistence(OK, Some(""), false, 2000).status,
+            Status::Pass
+        );
+        assert_eq!(
+            judge_persistence(OK, Some("3600 1"), true, 2000).status,
+            Status::Pass
+        );
     }
 
     #[test]
     fn failed_aof_write_warns() {
-        let info = OK.replace("aof_enabled:0", "aof_enabled:1").replace("aof_last_write_status:ok", "aof_last_write_status:err");
-        assert_eq!(judge_persistence(&info, Some(""), true, 2000).status, Status::Warn);
+        let info = OK
+            .replace("aof_enabled:0", "aof_enabled:1")
+            .replace("aof_last_write_status:ok", "aof_last_write_status:err");
+        assert_eq!(
+            judge_persistence(&info, Some(""), true, 2000).status,
+            Status::Warn
+        );
     }
 }

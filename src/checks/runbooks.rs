@@ -20,9 +20,15 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
                 }
             }
             Ok(if broken.is_empty() {
-                Finding::pass(format!("all {} runbook(s) render with this configuration", runbooks.len()))
+                Finding::pass(format!(
+                    "all {} runbook(s) render with this configuration",
+                    runbooks.len()
+                ))
             } else {
-                Finding::fail(format!("{}; hint: fix the runbook or add the missing setting to dr.toml", broken.join("; ")))
+                Finding::fail(format!(
+                    "{}; hint: fix the runbook or add the missing setting to dr.toml",
+                    broken.join("; ")
+                ))
             })
         }),
     });

@@ -34,7 +34,10 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
         match result {
             Ok(m) => manifests.push(m),
             Err(e) => {
-                let message = crate::checks::scrub(&format!("{e:#}"), &crate::checks::collect_secrets(config));
+                let message = crate::checks::scrub(
+                    &format!("{e:#}"),
+                    &crate::checks::collect_secrets(config),
+                );
                 eprintln!("error: backup of {} failed: {message}", target.name);
                 failures.push(target.name.clone());
             }
@@ -43,13 +46,23 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
     match args.format {
         Format::Json => output::emit(&output::json(&manifests)),
         Format::Table if !manifests.is_empty() => {
-            let mut t = table::new_table(&["backup id", "target", "size", "raw", "tables", "rows", "duration"]);
+            let mut t = table::new_table(&[
+                "backup id",
+                "target",
+                "size",
+                "raw",
+                "tables",
+                "rows",
+                "duration",
+            ]);
             for m in &manifests {
                 t.add_row(vec![
                     Cell::new(&m.id),
                     Cell::new(&m.target),
                     Cell::new(table::human_bytes(m.size_bytes)),
-                    Cell::new(table::human_bytes(m.objects.iter().map(|o| o.raw_bytes).sum())),
+                    Cell::new(table::human_bytes(
+                        m.objects.iter().map(|o| o.raw_bytes).sum(),
+                    )),
                     Cell::new(m.tables.len()),
                     Cell::new(m.tables.iter().map(|t| t.rows).sum::<i64>()),
                     Cell::new(table::millis(m.duration_ms)),
@@ -62,6 +75,11 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
     if failures.is_empty() {
         Ok(0)
     } else {
-        Err(anyhow::anyhow!("{} of {} backup(s) failed: {}", failures.len(), failures.len() + manifests.len(), failures.join(", ")))
+        Err(anyhow::anyhow!(
+            "{} of {} backup(s) failed: {}",
+            failures.len(),
+            failures.len() + manifests.len(),
+            failures.join(", ")
+        ))
     }
 }

@@ -15,7 +15,11 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
         Some(s) => Some(Arc::from(crate::storage::open(s)?)),
         None => None,
     };
-    let ctx = Arc::new(CheckContext { config: config.clone(), storage, secrets: checks::collect_secrets(config) });
+    let ctx = Arc::new(CheckContext {
+        config: config.clone(),
+        storage,
+        secrets: checks::collect_secrets(config),
+    });
     let mut planned = checks::plan(&ctx);
     if !args.only.is_empty() {
         let known: Vec<&str> = planned.iter().map(|c| c.name).collect();
@@ -23,7 +27,10 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
             if !known.iter().any(|k| selects(wanted, k)) {
                 let mut names = known.clone();
                 names.dedup();
-                return Err(usage(format!("--only {wanted:?} matches no configured check; checks: {}", names.join(", "))));
+                return Err(usage(format!(
+                    "--only {wanted:?} matches no configured check; checks: {}",
+                    names.join(", ")
+                )));
             }
         }
         planned.retain(|c| args.only.iter().any(|w| selects(w, c.name)));
@@ -41,7 +48,10 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
 
 /// `pg` selects `pg.connect`, `pg.tools`...; `pg.connect` selects itself.
 fn selects(wanted: &str, name: &str) -> bool {
-    name == wanted || name.strip_prefix(wanted).is_some_and(|rest| rest.starts_with('.'))
+    name == wanted
+        || name
+            .strip_prefix(wanted)
+            .is_some_and(|rest| rest.starts_with('.'))
 }
 
 #[cfg(test)]

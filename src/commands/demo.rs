@@ -25,14 +25,25 @@ CREATE VIEW shop.revenue AS SELECT date_trunc('day', o.ordered_at) AS day, sum(p
 "#;
 
 pub async fn run(args: DemoArgs) -> Result<i32> {
-    let work = tempfile::Builder::new().prefix("dr-demo-").tempdir().context("cannot create the demo directory")?;
+    let work = tempfile::Builder::new()
+        .prefix("dr-demo-")
+        .tempdir()
+        .context("cannot create the demo directory")?;
     say("starting a throwaway PostgreSQL cluster");
     let cluster = tokio::task::spawn_blocking(|| SandboxCluster::start(None)).await??;
     let admin = ConnTarget::parse(&cluster.url)?;
-    admin.connect().await?.batch_execute("CREATE DATABASE shop").await?;
+    admin
+        .connect()
+        .await?
+        .batch_execute("CREATE DATABASE shop")
+        .await?;
     let shop = admin.with_database("shop")?;
     say("loading a sample shop: customers, products, orders, order items (with foreign keys)");
-    shop.connect().await?.batch_execute(SHOP_SQL).await.context("cannot load the sample shop")?;
+    shop.connect()
+        .await?
+        .batch_execute(SHOP_SQL)
+        .await
+        .context("cannot load the sample shop")?;
     let redis = match RedisSandbox::start(work.path()) {
         Ok(r) => r,
         Err(e) => {
@@ -45,7 +56,12 @@ pub async fn run(args: DemoArgs) -> Result<i32> {
     let storage_dir = work.path().join("backups");
     let redis_table = redis
         .as_ref()
-        .map(|r| format!("\n[[redis]]\nname = \"cache\"\nurl = \"redis://127.0.0.1:{}\"\n", r.port))
+        .map(|r| {
+            format!(
+                "\n[[redis]]\nname = \"cache\"\nurl = \"redis://127.0.0.1:{}\"\n",
+                r.port
+            )
+        })
         .unwrap_or_default();
     let config = format!(
         r#"# Written by `dr demo`; the password comes from the environment (url_env), never this file.
@@ -96,7 +112,7 @@ expect = "= 0"
             .arg("--config")
             .arg(&config_path)
             .args(step)
-            .env("DR_DEMO_DATABASE_URL", &shop_url(&cluster.url))
+            .env("DR_DEMO_DATABASE_URL", shop_url(&cluster.url))
             .stdin(Stdio::null())
             .kill_on_drop(true)
             .status()
@@ -106,14 +122,37 @@ expect = "= 0"
         }
     }
     if args.keep {
-        println!("\nThe sandbox keeps running; try for instance:\n  DR_DEMO_DATABASE_URL='{}' {} --config {} restore --backup-id latest --yes\nPress Ctrl-C to stop and remove everything.", shop_url(&cluster.url), exe.display(), config_path.display());
+        // The sandbox password goes to a 0600 file, not to the terminal.
+        let env_file = work.path().join("env");
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&env_file)?;
+            writeln!(
+                f,
+                "export DR_DEMO_DATABASE_URL='{}'",
+                shop_url(&cluster.url)
+            )?;
+        }
+        println!(
+            "\nThe sandbox keeps running; try for instance:\n  . {} && {} --config {} restore --backup-id latest --yes\nPress Ctrl-C to stop and remove everything.",
+            env_file.display(),
+            exe.display(),
+            config_path.display()
+        );
         tokio::signal::ctrl_c().await.ok();
     }
     println!(
         "\nDemo finished. Next: copy dr.toml.example to dr.toml, point it at your database, then run `dr check`, `dr backup` and `dr drill`."
     );
     drop(redis);
-    tokio::task::spawn_blocking(move || drop(cluster)).await.ok();
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .ok();
     drop(work);
     if failed.is_empty() {
         Ok(0)
@@ -142,9 +181,21 @@ impl RedisSandbox {
             say("redis-server is not installed: the demo runs without Redis");
             return Ok(None);
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
         let child = std::process::Command::new(exe)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
             .arg(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())

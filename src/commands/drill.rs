@@ -25,21 +25,40 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
         Format::Table => {
             let mut text = super::restore::steps_table(&report.phases);
             let mut t = table::new_table(&["objective", "measured", "target", "met"]);
-            let met = |m: Option<bool>| Cell::new(match m {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "not set",
-            });
+            let met = |m: Option<bool>| {
+                Cell::new(match m {
+                    Some(true) => "yes",
+                    Some(false) => "NO",
+                    None => "not set",
+                })
+            };
             let ms = |v: Option<u64>| Cell::new(v.map(table::millis).unwrap_or_else(|| "-".into()));
-            t.add_row(vec![Cell::new("RTO (restore + verify)"), Cell::new(table::millis(report.rto_ms)), ms(report.rto_objective_ms), met(report.rto_met)]);
-            t.add_row(vec![Cell::new("RPO (age of the backup)"), ms(report.rpo_ms), ms(report.rpo_objective_ms), met(report.rpo_met)]);
-            text.push_str(&format!("{t}\ndrill {} ({}): {}\nreport stored as drills/{}/{}.json\n", report.id, report.mode, report.verdict, report.target, report.id));
+            t.add_row(vec![
+                Cell::new("RTO (restore + verify)"),
+                Cell::new(table::millis(report.rto_ms)),
+                ms(report.rto_objective_ms),
+                met(report.rto_met),
+            ]);
+            t.add_row(vec![
+                Cell::new("RPO (age of the backup)"),
+                ms(report.rpo_ms),
+                ms(report.rpo_objective_ms),
+                met(report.rpo_met),
+            ]);
+            text.push_str(&format!(
+                "{t}\ndrill {} ({}): {}\nreport stored as drills/{}/{}.json\n",
+                report.id, report.mode, report.verdict, report.target, report.id
+            ));
             output::emit(&text);
         }
     }
     if report.passed {
         Ok(0)
     } else {
-        Err(anyhow::anyhow!("drill {} failed: {}", report.id, report.verdict.trim_start_matches("fail: ")))
+        Err(anyhow::anyhow!(
+            "drill {} failed: {}",
+            report.id,
+            report.verdict.trim_start_matches("fail: ")
+        ))
     }
 }

@@ -13,17 +13,32 @@ pub async fn run(config: &Config, args: ListArgs) -> Result<i32> {
         config.postgres_target(t)?;
     }
     let storage = super::open_storage(config)?;
-    let (manifests, damaged) = catalog::list_complete(storage.as_ref(), args.target.as_deref()).await?;
+    let (manifests, damaged) =
+        catalog::list_complete(storage.as_ref(), args.target.as_deref()).await?;
     for d in &damaged {
-        eprintln!("warning: {} cannot be read ({}); that backup is not listed and cannot be restored", d.key, d.error);
+        eprintln!(
+            "warning: {} cannot be read ({}); that backup is not listed and cannot be restored",
+            d.key, d.error
+        );
     }
     match args.format {
         Format::Json => output::emit(&output::json(&manifests)),
         Format::Table => {
             if manifests.is_empty() {
-                output::emit(&format!("no complete backups in {}; run `dr backup` to take one", storage.describe()));
+                output::emit(&format!(
+                    "no complete backups in {}; run `dr backup` to take one",
+                    storage.describe()
+                ));
             } else {
-                let mut t = table::new_table(&["backup id", "target", "kind", "created (UTC)", "size", "tables", "sha256"]);
+                let mut t = table::new_table(&[
+                    "backup id",
+                    "target",
+                    "kind",
+                    "created (UTC)",
+                    "size",
+                    "tables",
+                    "sha256",
+                ]);
                 for m in &manifests {
                     t.add_row(vec![
                         Cell::new(&m.id),

@@ -53,12 +53,17 @@ pub fn single_target<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a P
             many => Err(crate::error::usage(format!(
                 "{} PostgreSQL targets are configured; hint: choose one with --target ({})",
                 many.len(),
-                many.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .map(|t| t.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ))),
         },
     }
 }
 
 pub fn staging_dir(explicit: Option<&Path>) -> std::path::PathBuf {
-    explicit.map(Path::to_path_buf).unwrap_or_else(crate::backup::default_staging_dir)
+    explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(crate::backup::default_staging_dir)
 }

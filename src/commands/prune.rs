@@ -41,23 +41,38 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
     let targets = config.select_postgres(args.target.as_deref())?;
     let storage = super::open_storage(config)?;
     let now = Utc::now();
-    let verb = if args.dry_run { "would remove" } else { "removed" };
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     let mut entries = Vec::new();
     for target in targets {
         let (manifests, _) = catalog::list_complete(storage.as_ref(), Some(&target.name)).await?;
         let dirs = catalog::scan(storage.as_ref(), Some(&target.name)).await?;
         for kind in [BackupKind::Regular, BackupKind::Safety] {
-            let pool: Vec<(String, chrono::DateTime<Utc>)> =
-                manifests.iter().filter(|m| m.kind == kind).map(|m| (m.id.clone(), m.created_at)).collect();
+            let pool: Vec<(String, chrono::DateTime<Utc>)> = manifests
+                .iter()
+                .filter(|m| m.kind == kind)
+                .map(|m| (m.id.clone(), m.created_at))
+                .collect();
             for decision in retention::decide(&pool, &policy, now) {
                 let kind_text = format!("{kind:?}").to_lowercase();
                 if decision.keep {
-                    entries.push(PruneEntry { target: target.name.clone(), id: decision.id, kind: kind_text, action: "keep", reason: decision.reasons.join(", ") });
+                    entries.push(PruneEntry {
+                        target: target.name.clone(),
+                        id: decision.id,
+                        kind: kind_text,
+                        action: "keep",
+                        reason: decision.reasons.join(", "),
+                    });
                     continue;
                 }
                 if !args.dry_run {
                     // Manifest first: from here on the backup is no longer complete.
-                    storage.delete(&manifest_key(&target.name, &decision.id)).await?;
+                    storage
+                        .delete(&manifest_key(&target.name, &decision.id))
+                        .await?;
                     if let Some(dir) = dirs.iter().find(|d| d.id == decision.id) {
                         for key in &dir.keys {
                             storage.delete(key).await?;
@@ -74,7 +89,11 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
             }
         }
         for dir in &dirs {
-            let stale_partials: Vec<&String> = dir.keys.iter().filter(|k| k.contains(PARTIAL_MARKER)).collect();
+            let stale_partials: Vec<&String> = dir
+                .keys
+                .iter()
+                .filter(|k| k.contains(PARTIAL_MARKER))
+                .collect();
             let old = now - dir.newest_modified > Duration::days(1);
             if !dir.has_manifest && old {
                 if !args.dry_run {
@@ -100,21 +119,38 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
                     id: dir.id.clone(),
                     kind: "temporary".into(),
                     action: verb,
-                    reason: format!("{} temporary file(s) of a crashed write", stale_partials.len()),
+                    reason: format!(
+                        "{} temporary file(s) of a crashed write",
+                        stale_partials.len()
+                    ),
                 });
             }
         }
     }
-    let report = PruneReport { format_version: 1, dry_run: args.dry_run, entries };
+    let report = PruneReport {
+        format_version: 1,
+        dry_run: args.dry_run,
+        entries,
+    };
     match args.format {
         Format::Json => output::emit(&output::json(&report)),
         Format::Table => {
             let mut t = table::new_table(&["target", "backup id", "kind", "action", "why"]);
             for e in &report.entries {
-                t.add_row(vec![Cell::new(&e.target), Cell::new(&e.id), Cell::new(&e.kind), Cell::new(e.action), Cell::new(&e.reason)]);
+                t.add_row(vec![
+                    Cell::new(&e.target),
+                    Cell::new(&e.id),
+                    Cell::new(&e.kind),
+                    Cell::new(e.action),
+                    Cell::new(&e.reason),
+                ]);
             }
             let removed = report.entries.iter().filter(|e| e.action != "keep").count();
-            output::emit(&format!("{t}\n{} kept, {removed} {verb}{}\n", report.entries.len() - removed, if args.dry_run { " (dry run)" } else { "" }));
+            output::emit(&format!(
+                "{t}\n{} kept, {removed} {verb}{}\n",
+                report.entries.len() - removed,
+                if args.dry_run { " (dry run)" } else { "" }
+            ));
         }
     }
     Ok(0)

@@ -43,7 +43,13 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
         None => target.resolve_url()?,
     })?;
     let staging_parent = super::staging_dir(args.staging_dir.as_deref());
-    let pf = Preflight { storage: storage.as_ref(), target, backup_id: &args.backup_id, destination: &destination, staging_dir: &staging_parent };
+    let pf = Preflight {
+        storage: storage.as_ref(),
+        target,
+        backup_id: &args.backup_id,
+        destination: &destination,
+        staging_dir: &staging_parent,
+    };
     let mut steps = Steps::default();
     let mut safety_backup_id = None;
     let mut verification = None;
@@ -147,17 +153,24 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
         Format::Json => output::emit(&output::json(&report)),
         Format::Table => {
             let mut text = steps_table(&report.steps);
-            text.push_str(&format!(
-                "\nbackup {} restored into {} in {} (RTO objective: {})\n",
-                report.backup_id.as_deref().unwrap_or("-"),
-                report.destination,
-                table::millis(total_ms),
-                match (rto, report.rto_met) {
-                    (Some(r), Some(true)) => format!("{}, met", table::millis(r)),
-                    (Some(r), _) => format!("{}, MISSED", table::millis(r)),
-                    _ => "not set".into(),
-                }
-            ));
+            if report.ok {
+                text.push_str(&format!(
+                    "\nbackup {} restored into {} in {} (RTO objective: {})\n",
+                    report.backup_id.as_deref().unwrap_or("-"),
+                    report.destination,
+                    table::millis(total_ms),
+                    match (rto, report.rto_met) {
+                        (Some(r), Some(true)) => format!("{}, met", table::millis(r)),
+                        (Some(r), _) => format!("{}, MISSED", table::millis(r)),
+                        _ => "not set".into(),
+                    }
+                ));
+            } else {
+                text.push_str(&format!(
+                    "\nRESTORE NOT COMPLETED into {} (see the error below)\n",
+                    report.destination
+                ));
+            }
             if let Some(v) = &report.verification {
                 text.push_str(&super::verify::render_table(v));
             }
@@ -188,7 +201,9 @@ fn confirm(destination: &ConnTarget, tables: i64, yes: bool) -> Result<()> {
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;
     if answer.trim() != db {
-        return Err(usage(format!("confirmation did not match {db:?}; nothing was changed")));
+        return Err(usage(format!(
+            "confirmation did not match {db:?}; nothing was changed"
+        )));
     }
     Ok(())
 }
@@ -196,7 +211,12 @@ fn confirm(destination: &ConnTarget, tables: i64, yes: bool) -> Result<()> {
 pub fn steps_table(steps: &[Step]) -> String {
     let mut t = table::new_table(&["step", "status", "message", "time"]);
     for s in steps {
-        t.add_row(vec![Cell::new(&s.name), table::status_cell(s.status), Cell::new(&s.message), Cell::new(table::millis(s.duration_ms))]);
+        t.add_row(vec![
+            Cell::new(&s.name),
+            table::status_cell(s.status),
+            Cell::new(&s.message),
+            Cell::new(table::millis(s.duration_ms)),
+        ]);
     }
     format!("{t}\n")
 }

@@ -19,7 +19,12 @@ pub async fn run(config: &Config, args: RunbookArgs) -> Result<i32> {
                 Format::Table => {
                     let mut t = table::new_table(&["name", "title", "summary", "source"]);
                     for r in &all {
-                        t.add_row(vec![Cell::new(&r.name), Cell::new(&r.title), Cell::new(&r.summary), Cell::new(&r.source)]);
+                        t.add_row(vec![
+                            Cell::new(&r.name),
+                            Cell::new(&r.title),
+                            Cell::new(&r.summary),
+                            Cell::new(&r.source),
+                        ]);
                     }
                     output::emit(&format!("{t}\nshow one with: dr runbook show NAME\n"));
                 }

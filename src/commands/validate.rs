@@ -26,7 +26,13 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
         None => target.resolve_url()?,
     })?;
     let staging = super::staging_dir(args.staging_dir.as_deref());
-    let pf = Preflight { storage: storage.as_ref(), target, backup_id: &args.backup_id, destination: &destination, staging_dir: &staging };
+    let pf = Preflight {
+        storage: storage.as_ref(),
+        target,
+        backup_id: &args.backup_id,
+        destination: &destination,
+        staging_dir: &staging,
+    };
     let mut steps = Steps::default();
     let result: Result<String> = async {
         let manifest = restore::preflight(&pf, &mut steps, true).await?;
@@ -54,5 +60,7 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
         Format::Json => output::emit(&output::json(&report)),
         Format::Table => output::emit(&super::restore::steps_table(&report.steps)),
     }
-    result.map(|_| 0).map_err(|e| e.context("validation failed: nothing was changed"))
+    result
+        .map(|_| 0)
+        .map_err(|e| e.context("validation failed: nothing was changed"))
 }

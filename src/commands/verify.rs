@@ -18,7 +18,14 @@ pub async fn run(config: &Config, args: VerifyArgs) -> Result<i32> {
         Some(url) => url.clone(),
         None => target.resolve_url()?,
     })?;
-    let report = verify::verify(VerifyRequest { config, target: &target.name, conn: &conn, manifest: Some(&manifest), include_services: true }).await;
+    let report = verify::verify(VerifyRequest {
+        config,
+        target: &target.name,
+        conn: &conn,
+        manifest: Some(&manifest),
+        include_services: true,
+    })
+    .await;
     match args.format {
         Format::Json => output::emit(&output::json(&report)),
         Format::Table => output::emit(&render_table(&report)),
@@ -26,7 +33,12 @@ pub async fn run(config: &Config, args: VerifyArgs) -> Result<i32> {
     if report.ok {
         Ok(0)
     } else {
-        Err(anyhow::anyhow!("verification of {} against backup {} failed: {}", conn.public_url, manifest.id, summary(&report)))
+        Err(anyhow::anyhow!(
+            "verification of {} against backup {} failed: {}",
+            conn.public_url,
+            manifest.id,
+            summary(&report)
+        ))
     }
 }
 
@@ -38,7 +50,11 @@ pub fn summary(report: &VerifyReport) -> String {
         .map(|i| format!("{}: {}", i.name, i.message))
         .collect();
     if failed.is_empty() {
-        format!("{} check(s) passed, {} table(s) match", report.items.len(), report.tables_checked)
+        format!(
+            "{} check(s) passed, {} table(s) match",
+            report.items.len(),
+            report.tables_checked
+        )
     } else {
         failed.join("; ")
     }
@@ -47,7 +63,18 @@ pub fn summary(report: &VerifyReport) -> String {
 pub fn render_table(report: &VerifyReport) -> String {
     let mut t = table::new_table(&["verification", "status", "message"]);
     for i in &report.items {
-        t.add_row(vec![Cell::new(&i.name), table::status_cell(i.status), Cell::new(&i.message)]);
+        t.add_row(vec![
+            Cell::new(&i.name),
+            table::status_cell(i.status),
+            Cell::new(&i.message),
+        ]);
     }
-    format!("{t}\n{}\n", if report.ok { "VERIFIED" } else { "VERIFICATION FAILED" })
+    format!(
+        "{t}\n{}\n",
+        if report.ok {
+            "VERIFIED"
+        } else {
+            "VERIFICATION FAILED"
+        }
+    )
 }

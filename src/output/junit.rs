@@ -3,8 +3,16 @@
 use crate::checks::{CheckReport, Status};
 
 pub fn check_report(report: &CheckReport) -> String {
-    let failures = report.checks.iter().filter(|c| c.status == Status::Fail).count();
-    let total_secs: f64 = report.checks.iter().map(|c| c.duration_ms as f64 / 1000.0).sum();
+    let failures = report
+        .checks
+        .iter()
+        .filter(|c| c.status == Status::Fail)
+        .count();
+    let total_secs: f64 = report
+        .checks
+        .iter()
+        .map(|c| c.duration_ms as f64 / 1000.0)
+        .sum();
     let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
     xml.push_str(&format!(
         "<testsuites name=\"dr check\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" time=\"{total_secs:.3}\">\n",
@@ -27,11 +35,21 @@ pub fn check_report(report: &CheckReport) -> String {
             Status::Fail => xml.push_str(&format!(
                 "      <failure message=\"{}\" type=\"{}\">{}</failure>\n",
                 escape(&c.message),
-                if c.critical { "critical" } else { "non-critical" },
+                if c.critical {
+                    "critical"
+                } else {
+                    "non-critical"
+                },
                 escape(&c.message)
             )),
-            Status::Warn => xml.push_str(&format!("      <system-out>warn: {}</system-out>\n", escape(&c.message))),
-            Status::Pass => xml.push_str(&format!("      <system-out>{}</system-out>\n", escape(&c.message))),
+            Status::Warn => xml.push_str(&format!(
+                "      <system-out>warn: {}</system-out>\n",
+                escape(&c.message)
+            )),
+            Status::Pass => xml.push_str(&format!(
+                "      <system-out>{}</system-out>\n",
+                escape(&c.message)
+            )),
         }
         xml.push_str("    </testcase>\n");
     }

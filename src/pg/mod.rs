@@ -42,13 +42,23 @@ impl ConnTarget {
             .or_else(|| std::env::var("PGUSER").ok())
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "postgres".into());
-        let database = config.get_dbname().map(str::to_string).unwrap_or_else(|| user.clone());
-        Ok(ConnTarget { public_url, password, database, user, config })
+        let database = config
+            .get_dbname()
+            .map(str::to_string)
+            .unwrap_or_else(|| user.clone());
+        Ok(ConnTarget {
+            public_url,
+            password,
+            database,
+            user,
+            config,
+        })
     }
 
     /// The same server, another database (drills restore into a scratch database).
     pub fn with_database(&self, database: &str) -> Result<ConnTarget> {
-        let mut url = url::Url::parse(&self.public_url).context("cannot rewrite the database of this URL")?;
+        let mut url =
+            url::Url::parse(&self.public_url).context("cannot rewrite the database of this URL")?;
         url.set_path(&format!("/{database}"));
         let mut target = ConnTarget::parse(url.as_str())?;
         target.password = self.password.clone();
@@ -66,7 +76,11 @@ impl ConnTarget {
             config.connect_timeout(Duration::from_secs(10));
         }
         let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-            anyhow::anyhow!("cannot connect to {}: {}", self.public_url, describe_pg_error(&e))
+            anyhow::anyhow!(
+                "cannot connect to {}: {}",
+                self.public_url,
+                describe_pg_error(&e)
+            )
         })?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
@@ -102,16 +116,26 @@ impl ChildAuth {
 
     fn new(password: Option<&Secret>) -> Result<ChildAuth> {
         let Some(password) = password else {
-            return Ok(ChildAuth { _dir: None, env: vec![], remove: vec![] });
+            return Ok(ChildAuth {
+                _dir: None,
+                env: vec![],
+                remove: vec![],
+            });
         };
         let remove = std::env::vars_os()
             .filter(|(_, v)| v.to_string_lossy().contains(password.expose()))
             .map(|(k, _)| k.to_string_lossy().into_owned())
             .collect();
-        let dir = tempfile::Builder::new().prefix("dr-auth-").tempdir().context("cannot create a private directory for the passfile")?;
+        let dir = tempfile::Builder::new()
+            .prefix("dr-auth-")
+            .tempdir()
+            .context("cannot create a private directory for the passfile")?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
         let path = dir.path().join("pgpass");
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         writeln!(file, "*:*:*:*:{}", escape_passfile(password.expose()))?;
         Ok(ChildAuth {
@@ -178,7 +202,10 @@ pub fn quote_ident(name: &str) -> String {
 /// Server major version (`SHOW server_version_num` 150018 → 15).
 pub async fn server_version(client: &Client) -> Result<(u32, String)> {
     let row = client
-        .query_one("SELECT current_setting('server_version_num')::int, current_setting('server_version')", &[])
+        .query_one(
+            "SELECT current_setting('server_version_num')::int, current_setting('server_version')",
+            &[],
+        )
         .await
         .context("cannot read the server version")?;
     let num: i32 = row.get(0);
@@ -200,7 +227,10 @@ mod tests {
             strip_password("postgresql://u@h/db?password=x&application_name=a"),
             "postgresql://u@h/db?application_name=a"
         );
-        assert_eq!(strip_password("host=h password=x dbname=d"), "host=h dbname=d");
+        assert_eq!(
+            strip_password("host=h password=x dbname=d"),
+            "host=h dbname=d"
+        );
     }
 
     #[test]

@@ -36,7 +36,10 @@ pub fn find_server_bin_dir(bin_dir: Option<&Path>) -> Result<PathBuf> {
     if let Some(d) = bin_dir {
         candidates.push(d.to_path_buf());
     }
-    if let Ok(out) = std::process::Command::new("pg_config").arg("--bindir").output() {
+    if let Ok(out) = std::process::Command::new("pg_config")
+        .arg("--bindir")
+        .output()
+    {
         if out.status.success() {
             candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
         }
@@ -67,7 +70,9 @@ pub fn find_server_bin_dir(bin_dir: Option<&Path>) -> Result<PathBuf> {
 
 fn is_executable(p: &Path) -> bool {
     use std::os::unix::fs::PermissionsExt;
-    p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+    p.metadata()
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
 }
 
 /// A program's version: `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` → (15, "15.18").
@@ -80,7 +85,12 @@ pub fn version(program: &Path) -> Result<(u32, String)> {
         .output()
         .with_context(|| format!("cannot run {} --version", program.display()))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    parse_version(&text).with_context(|| format!("cannot read the version of {} from {text:?}", program.display()))
+    parse_version(&text).with_context(|| {
+        format!(
+            "cannot read the version of {} from {text:?}",
+            program.display()
+        )
+    })
 }
 
 pub fn parse_version(text: &str) -> Result<(u32, String)> {
@@ -88,8 +98,16 @@ pub fn parse_version(text: &str) -> Result<(u32, String)> {
         .split_whitespace()
         .find(|w| w.chars().next().is_some_and(|c| c.is_ascii_digit()))
         .context("no version number")?;
-    let number: String = word.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-    let major = number.split('.').next().unwrap_or("").parse::<u32>().context("no major version")?;
+    let number: String = word
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == '.')
+        .collect();
+    let major = number
+        .split('.')
+        .next()
+        .unwrap_or("")
+        .parse::<u32>()
+        .context("no major version")?;
     Ok((major, number))
 }
 
@@ -104,9 +122,18 @@ mod tests {
 
     #[test]
     fn parses_versions() {
-        assert_eq!(parse_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n").unwrap(), (15, "15.18".into()));
-        assert_eq!(parse_version("pg_restore (PostgreSQL) 17beta1").unwrap(), (17, "17".into()));
-        assert_eq!(parse_version("psql (PostgreSQL) 9.6.24").unwrap(), (9, "9.6.24".into()));
+        assert_eq!(
+            parse_version("pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)\n").unwrap(),
+            (15, "15.18".into())
+        );
+        assert_eq!(
+            parse_version("pg_restore (PostgreSQL) 17beta1").unwrap(),
+            (17, "17".into())
+        );
+        assert_eq!(
+            parse_version("psql (PostgreSQL) 9.6.24").unwrap(),
+            (9, "9.6.24".into())
+        );
         assert!(parse_version("nonsense").is_err());
     }
 

@@ -46,11 +46,21 @@ impl Steps {
         let duration_ms = started.elapsed().as_millis() as u64;
         match result {
             Ok((value, message)) => {
-                self.0.push(Step { name: name.into(), status: Status::Pass, message, duration_ms });
+                self.0.push(Step {
+                    name: name.into(),
+                    status: Status::Pass,
+                    message,
+                    duration_ms,
+                });
                 Ok(value)
             }
             Err(e) => {
-                self.0.push(Step { name: name.into(), status: Status::Fail, message: format!("{e:#}"), duration_ms });
+                self.0.push(Step {
+                    name: name.into(),
+                    status: Status::Fail,
+                    message: format!("{e:#}"),
+                    duration_ms,
+                });
                 Err(e.context(format!("step {name} failed")))
             }
         }
@@ -72,7 +82,11 @@ pub struct Preflight<'a> {
 
 /// Runs the checks that need no download: storage, manifest, tools, destination,
 /// extensions, disk. Returns the manifest.
-pub async fn preflight(p: &Preflight<'_>, steps: &mut Steps, needs_staging: bool) -> Result<BackupManifest> {
+pub async fn preflight(
+    p: &Preflight<'_>,
+    steps: &mut Steps,
+    needs_staging: bool,
+) -> Result<BackupManifest> {
     steps
         .run("storage", async {
             p.storage.list(catalog::BACKUPS_PREFIX).await?;
@@ -163,7 +177,8 @@ pub async fn preflight(p: &Preflight<'_>, steps: &mut Steps, needs_staging: bool
 }
 
 fn free_bytes(dir: &Path) -> Result<u64> {
-    let stat = nix::sys::statvfs::statvfs(dir).with_context(|| format!("cannot read free space of {}", dir.display()))?;
+    let stat = nix::sys::statvfs::statvfs(dir)
+        .with_context(|| format!("cannot read free space of {}", dir.display()))?;
     Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
 }
 
@@ -201,13 +216,19 @@ pub async fn stream_object<W: Write + Send + 'static>(
     let compression = object.compression;
     let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
         let mut sink = sink;
-        let reader = ChannelReader { rx, current: Bytes::new() };
+        let reader = ChannelReader {
+            rx,
+            current: Bytes::new(),
+        };
         let mut decoder = crate::backup::decompressor(compression, reader)?;
         let n = std::io::copy(&mut decoder, &mut sink)?;
         sink.flush()?;
         Ok(n)
     });
-    let mut stream = storage.get(&key).await.with_context(|| format!("cannot fetch {key}"))?;
+    let mut stream = storage
+        .get(&key)
+        .await
+        .with_context(|| format!("cannot fetch {key}"))?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut sink_open = true;
@@ -239,7 +260,11 @@ pub async fn stream_object<W: Write + Send + 'static>(
 
 /// `pg_restore --list` fed from the stored dump while it is hashed: proves the archive is
 /// readable without staging it.
-pub async fn list_archive_streaming(storage: &dyn Storage, manifest: &BackupManifest, pg_restore: &Path) -> Result<usize> {
+pub async fn list_archive_streaming(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    pg_restore: &Path,
+) -> Result<usize> {
     let mut child = tokio::process::Command::new(pg_restore)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -268,9 +293,15 @@ pub async fn list_archive_streaming(storage: &dyn Storage, manifest: &BackupMani
     let listing = out_task.await.unwrap_or_default();
     let errors = err_task.await.unwrap_or_default();
     if !status.success() {
-        bail!("pg_restore --list cannot read the archive: {}", errors.trim());
+        bail!(
+            "pg_restore --list cannot read the archive: {}",
+            errors.trim()
+        );
     }
-    Ok(listing.lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()).count())
+    Ok(listing
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count())
 }
 
 /// `pg_restore --list` of a staged file.
@@ -283,9 +314,15 @@ pub async fn list_archive_file(pg_restore: &Path, file: &Path) -> Result<usize> 
         .output()
         .await?;
     if !out.status.success() {
-        bail!("pg_restore --list cannot read the archive: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "pg_restore --list cannot read the archive: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
-    Ok(String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with(';') && !l.trim().is_empty()).count())
+    Ok(String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .count())
 }
 
 /// A private staging directory (0700), removed on drop whatever happens.
@@ -300,7 +337,12 @@ pub fn staging_area(parent: &Path) -> Result<tempfile::TempDir> {
 }
 
 /// Fetches an object once, checking its SHA-256 while it streams, into a 0600 file.
-pub async fn stage(storage: &dyn Storage, manifest: &BackupManifest, object: &StoredObject, path: &Path) -> Result<u64> {
+pub async fn stage(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    object: &StoredObject,
+    path: &Path,
+) -> Result<u64> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -313,7 +355,13 @@ pub async fn stage(storage: &dyn Storage, manifest: &BackupManifest, object: &St
 }
 
 /// The pg_restore command line (no password: it comes from the passfile).
-pub fn pg_restore_args(public_url: &str, jobs: u32, clean: bool, no_owner: bool, file: &Path) -> Vec<String> {
+pub fn pg_restore_args(
+    public_url: &str,
+    jobs: u32,
+    clean: bool,
+    no_owner: bool,
+    file: &Path,
+) -> Vec<String> {
     let mut args = vec![
         "--exit-on-error".to_string(),
         "--no-password".to_string(),
@@ -332,7 +380,12 @@ pub fn pg_restore_args(public_url: &str, jobs: u32, clean: bool, no_owner: bool,
 }
 
 /// Runs a child to completion; a non-zero exit is an error carrying its stderr.
-pub async fn run_child(program: &Path, args: &[String], auth: &pg::ChildAuth, what: &str) -> Result<String> {
+pub async fn run_child(
+    program: &Path,
+    args: &[String],
+    auth: &pg::ChildAuth,
+    what: &str,
+) -> Result<String> {
     let mut cmd = tokio::process::Command::new(program);
     auth.apply(&mut cmd);
     let out = cmd
@@ -344,8 +397,19 @@ pub async fn run_child(program: &Path, args: &[String], auth: &pg::ChildAuth, wh
         .with_context(|| format!("cannot start {}", program.display()))?;
     let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
     if !out.status.success() {
-        let tail: Vec<&str> = stderr.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect();
-        return Err(anyhow!("{what} failed ({}): {}", out.status, tail.join(" | ")));
+        let tail: Vec<&str> = stderr
+            .lines()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(anyhow!(
+            "{what} failed ({}): {}",
+            out.status,
+            tail.join(" | ")
+        ));
     }
     Ok(stderr)
 }
@@ -366,23 +430,6 @@ pub fn staging_file_name(object: &StoredObject) -> PathBuf {
         "globals" => "globals.sql",
         _ => "dump.pgdump",
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pg_restore_argv() {
-        let args = pg_restore_args("postgres://u@h/db", 2, true, false, Path::new("/s/dump.pgdump"));
-        assert_eq!(
-            args,
-            vec!["--exit-on-error", "--no-password", "--jobs=2", "--dbname=postgres://u@h/db", "--clean", "--if-exists", "/s/dump.pgdump"]
-        );
-        let args = pg_restore_args("postgres://u@h/db", 0, false, true, Path::new("/f"));
-        assert!(args.contains(&"--jobs=1".to_string()));
-        assert!(args.contains(&"--no-owner".to_string()));
-    }
 }
 
 /// A dump fetched once, checksum-verified and readable by `pg_restore`; the staging
@@ -438,9 +485,48 @@ pub async fn pg_restore_step(
     let auth = destination.child_env()?;
     steps
         .run("pg_restore", async {
-            let args = pg_restore_args(&destination.public_url, jobs, clean, no_owner, &staged.path);
+            let args =
+                pg_restore_args(&destination.public_url, jobs, clean, no_owner, &staged.path);
             run_child(pg_restore, &args, &auth, "pg_restore").await?;
-            Ok(((), format!("restored into {} with {} job(s)", destination.public_url, jobs.max(1))))
+            Ok((
+                (),
+                format!(
+                    "restored into {} with {} job(s)",
+                    destination.public_url,
+                    jobs.max(1)
+                ),
+            ))
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pg_restore_argv() {
+        let args = pg_restore_args(
+            "postgres://u@h/db",
+            2,
+            true,
+            false,
+            Path::new("/s/dump.pgdump"),
+        );
+        assert_eq!(
+            args,
+            vec![
+                "--exit-on-error",
+                "--no-password",
+                "--jobs=2",
+                "--dbname=postgres://u@h/db",
+                "--clean",
+                "--if-exists",
+                "/s/dump.pgdump"
+            ]
+        );
+        let args = pg_restore_args("postgres://u@h/db", 0, false, true, Path::new("/f"));
+        assert!(args.contains(&"--jobs=1".to_string()));
+        assert!(args.contains(&"--no-owner".to_string()));
+    }
 }

@@ -55,7 +55,11 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
     let mut mismatches = Vec::new();
     let mut tables_checked = 0;
     match req.conn.connect().await {
-        Err(e) => items.push(VerifyItem { name: "database".into(), status: Status::Fail, message: format!("{e:#}") }),
+        Err(e) => items.push(VerifyItem {
+            name: "database".into(),
+            status: Status::Fail,
+            message: format!("{e:#}"),
+        }),
         Ok(client) => {
             items.push(VerifyItem {
                 name: "database".into(),
@@ -65,28 +69,61 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
             if let Some(manifest) = req.manifest {
                 for table in &manifest.tables {
                     tables_checked += 1;
-                    let sql = format!("SELECT count(*) FROM {}.{}", pg::quote_ident(&table.schema), pg::quote_ident(&table.name));
-                    let found = client.query_one(&sql, &[]).await.ok().map(|r| r.get::<_, i64>(0));
+                    let sql = format!(
+                        "SELECT count(*) FROM {}.{}",
+                        pg::quote_ident(&table.schema),
+                        pg::quote_ident(&table.name)
+                    );
+                    let found = client
+                        .query_one(&sql, &[])
+                        .await
+                        .ok()
+                        .map(|r| r.get::<_, i64>(0));
                     if found != Some(table.rows) {
-                        mismatches.push(RowMismatch { table: table.qualified(), expected: table.rows, found });
+                        mismatches.push(RowMismatch {
+                            table: table.qualified(),
+                            expected: table.rows,
+                            found,
+                        });
                     }
                 }
-                let status = if mismatches.is_empty() { Status::Pass } else { Status::Fail };
+                let status = if mismatches.is_empty() {
+                    Status::Pass
+                } else {
+                    Status::Fail
+                };
                 let message = if mismatches.is_empty() {
-                    format!("all {tables_checked} table(s) hold the row counts recorded in backup {}", manifest.id)
+                    format!(
+                        "all {tables_checked} table(s) hold the row counts recorded in backup {}",
+                        manifest.id
+                    )
                 } else {
                     mismatches
                         .iter()
                         .map(|m| match m.found {
-                            Some(found) => format!("{}: {} rows expected, {found} found", m.table, m.expected),
-                            None => format!("{}: table missing ({} rows expected)", m.table, m.expected),
+                            Some(found) => {
+                                format!("{}: {} rows expected, {found} found", m.table, m.expected)
+                            }
+                            None => {
+                                format!("{}: table missing ({} rows expected)", m.table, m.expected)
+                            }
                         })
                         .collect::<Vec<_>>()
                         .join("; ")
                 };
-                items.push(VerifyItem { name: "row counts".into(), status, message });
+                items.push(VerifyItem {
+                    name: "row counts".into(),
+                    status,
+                    message,
+                });
             }
-            for assertion in req.config.verify.sql.iter().filter(|a| a.target.as_deref().is_none_or(|t| t == req.target)) {
+            for assertion in req
+                .config
+                .verify
+                .sql
+                .iter()
+                .filter(|a| a.target.as_deref().is_none_or(|t| t == req.target))
+            {
                 items.push(sql_assertion(&client, assertion).await);
             }
         }
@@ -116,7 +153,13 @@ async fn sql_assertion(client: &tokio_postgres::Client, a: &SqlAssertion) -> Ver
     let name = format!("sql: {}", a.name);
     let expectation = match Expectation::parse(&a.expect) {
         Ok(e) => e,
-        Err(e) => return VerifyItem { name, status: Status::Fail, message: e.to_string() },
+        Err(e) => {
+            return VerifyItem {
+                name,
+                status: Status::Fail,
+                message: e.to_string(),
+            }
+        }
     };
     // simple_query returns every value as text, whatever its type.
     let value = match client.simple_query(&a.query).await {
@@ -125,17 +168,33 @@ async fn sql_assertion(client: &tokio_postgres::Client, a: &SqlAssertion) -> Ver
             _ => None,
         }),
         Err(e) => {
-            return VerifyItem { name, status: Status::Fail, message: format!("query failed: {}", pg::describe_pg_error(&e)) }
+            return VerifyItem {
+                name,
+                status: Status::Fail,
+                message: format!("query failed: {}", pg::describe_pg_error(&e)),
+            }
         }
     };
     let Some(value) = value else {
-        return VerifyItem { name, status: Status::Fail, message: format!("query returned no row; expected a value {}", a.expect) };
+        return VerifyItem {
+            name,
+            status: Status::Fail,
+            message: format!("query returned no row; expected a value {}", a.expect),
+        };
     };
     let shown = value.clone().unwrap_or_else(|| "NULL".into());
     if expectation.holds(value.as_deref()) {
-        VerifyItem { name, status: Status::Pass, message: format!("{shown} {}", a.expect) }
+        VerifyItem {
+            name,
+            status: Status::Pass,
+            message: format!("{shown} {}", a.expect),
+        }
     } else {
-        VerifyItem { name, status: Status::Fail, message: format!("got {shown}, expected {}", a.expect) }
+        VerifyItem {
+            name,
+            status: Status::Fail,
+            message: format!("got {shown}, expected {}", a.expect),
+        }
     }
 }
 
@@ -144,24 +203,43 @@ async fn http_check(check: &HttpCheck) -> VerifyItem {
     let timeout = check.timeout.unwrap_or(Duration::from_secs(5));
     let client = match reqwest::Client::builder().timeout(timeout).build() {
         Ok(c) => c,
-        Err(e) => return VerifyItem { name, status: Status::Fail, message: e.to_string() },
+        Err(e) => {
+            return VerifyItem {
+                name,
+                status: Status::Fail,
+                message: e.to_string(),
+            }
+        }
     };
     let url = crate::secret::redact_url(&check.url);
     match client.get(&check.url).send().await {
-        Ok(resp) if resp.status().as_u16() == check.expect_status => {
-            VerifyItem { name, status: Status::Pass, message: format!("{url} answered {}", resp.status().as_u16()) }
-        }
+        Ok(resp) if resp.status().as_u16() == check.expect_status => VerifyItem {
+            name,
+            status: Status::Pass,
+            message: format!("{url} answered {}", resp.status().as_u16()),
+        },
         Ok(resp) => VerifyItem {
             name,
             status: Status::Fail,
-            message: format!("{url} answered {}, expected {}", resp.status().as_u16(), check.expect_status),
+            message: format!(
+                "{url} answered {}, expected {}",
+                resp.status().as_u16(),
+                check.expect_status
+            ),
         },
         Err(e) if e.is_timeout() => VerifyItem {
             name,
             status: Status::Fail,
-            message: format!("{url} did not answer within {}", crate::config::format_duration(timeout)),
+            message: format!(
+                "{url} did not answer within {}",
+                crate::config::format_duration(timeout)
+            ),
         },
-        Err(e) => VerifyItem { name, status: Status::Fail, message: format!("{url}: {}", crate::checks::scrub(&e.to_string(), &[])) },
+        Err(e) => VerifyItem {
+            name,
+            status: Status::Fail,
+            message: format!("{url}: {}", crate::checks::scrub(&e.to_string(), &[])),
+        },
     }
 }
 
@@ -169,9 +247,19 @@ async fn redis_round_trip(target: &crate::config::RedisTarget) -> VerifyItem {
     let name = format!("redis: {}", target.name);
     let result: Result<()> = async {
         let mut con = crate::checks::redis::open(target).await?;
-        let key = format!("dr:verify:{}:{}", std::process::id(), chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0));
+        let key = format!(
+            "dr:verify:{}:{}",
+            std::process::id(),
+            chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0)
+        );
         let pong: String = redis::cmd("PING").query_async(&mut con).await?;
-        let _: () = redis::cmd("SET").arg(&key).arg("dr").arg("EX").arg(60).query_async(&mut con).await?;
+        let _: () = redis::cmd("SET")
+            .arg(&key)
+            .arg("dr")
+            .arg("EX")
+            .arg(60)
+            .query_async(&mut con)
+            .await?;
         let got: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut con).await?;
         let _: i64 = redis::cmd("DEL").arg(&key).query_async(&mut con).await?;
         if pong != "PONG" || got.as_deref() != Some("dr") {
@@ -181,8 +269,16 @@ async fn redis_round_trip(target: &crate::config::RedisTarget) -> VerifyItem {
     }
     .await;
     match result {
-        Ok(()) => VerifyItem { name, status: Status::Pass, message: "PING and SET/GET/DEL on a scratch key work".into() },
-        Err(e) => VerifyItem { name, status: Status::Fail, message: format!("{e:#}") },
+        Ok(()) => VerifyItem {
+            name,
+            status: Status::Pass,
+            message: "PING and SET/GET/DEL on a scratch key work".into(),
+        },
+        Err(e) => VerifyItem {
+            name,
+            status: Status::Fail,
+            message: format!("{e:#}"),
+        },
     }
 }
 
@@ -211,7 +307,10 @@ impl Expectation {
         if t.is_empty() {
             bail!("empty expectation; write it like \">= 1\" or \"= 0\"");
         }
-        Ok(Expectation { op: "=", value: t.to_string() })
+        Ok(Expectation {
+            op: "=",
+            value: t.to_string(),
+        })
     }
 
     pub fn holds(&self, actual: Option<&str>) -> bool {

@@ -83,7 +83,10 @@ impl Storage for LocalStorage {
 
     async fn put(&self, key: &str, mut data: ByteStream) -> Result<u64> {
         let final_path = self.path_of(key)?;
-        let dir = final_path.parent().expect("object key has a parent").to_path_buf();
+        let dir = final_path
+            .parent()
+            .expect("object key has a parent")
+            .to_path_buf();
         let root = self.root.display().to_string();
         let create_dir = dir.clone();
         tokio::task::spawn_blocking(move || create_private_dirs(&create_dir))
@@ -118,7 +121,9 @@ impl Storage for LocalStorage {
                 written += chunk.len() as u64;
             }
             file.flush().await?;
-            file.sync_all().await.with_context(|| format!("cannot fsync {}", partial.display()))?;
+            file.sync_all()
+                .await
+                .with_context(|| format!("cannot fsync {}", partial.display()))?;
             drop(file);
             tokio::fs::rename(&partial, &final_path)
                 .await
@@ -179,7 +184,11 @@ impl Storage for LocalStorage {
         let root = self.root.clone();
         let prefix = prefix.trim_end_matches('/').to_string();
         tokio::task::spawn_blocking(move || {
-            let start = if prefix.is_empty() { root.clone() } else { root.join(&prefix) };
+            let start = if prefix.is_empty() {
+                root.clone()
+            } else {
+                root.join(&prefix)
+            };
             let mut out = Vec::new();
             let mut stack = vec![start];
             while let Some(dir) = stack.pop() {
@@ -202,7 +211,11 @@ impl Storage for LocalStorage {
                             .expect("listed below root")
                             .to_string_lossy()
                             .into_owned();
-                        out.push(ObjectMeta { key, size: meta.len(), modified: meta.modified()?.into() });
+                        out.push(ObjectMeta {
+                            key,
+                            size: meta.len(),
+                            modified: meta.modified()?.into(),
+                        });
                     }
                 }
             }

@@ -102,7 +102,9 @@ pub async fn get_bytes(storage: &dyn Storage, key: &str) -> Result<Vec<u8>> {
 /// Stores a small in-memory object (manifest, report, probe).
 pub async fn put_bytes(storage: &dyn Storage, key: &str, data: Vec<u8>) -> Result<u64> {
     let chunk: std::io::Result<Bytes> = Ok(Bytes::from(data));
-    storage.put(key, Box::pin(futures::stream::iter([chunk]))).await
+    storage
+        .put(key, Box::pin(futures::stream::iter([chunk])))
+        .await
 }
 
 #[cfg(test)]
@@ -117,7 +119,10 @@ mod tests {
         );
         assert_eq!(
             StorageUrl::parse("s3://bucket/a/b/").unwrap(),
-            StorageUrl::S3 { bucket: "bucket".into(), prefix: "a/b".into() }
+            StorageUrl::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
         );
         assert!(StorageUrl::parse("file://relative").is_err());
         assert!(StorageUrl::parse("ftp://x").is_err());

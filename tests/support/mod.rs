@@ -14,13 +14,20 @@ use std::time::{Duration, Instant};
 pub const SUPERUSER_PASSWORD: &str = "su-Secret-4711";
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn is_root() -> bool {
     // SAFETY-free check: /proc/self/status Uid line.
     std::fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
@@ -29,11 +36,19 @@ pub fn pg_bin_dir() -> PathBuf {
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL server not installed: apt-get install postgresql (or run .ci/run)")
         .flatten()
-        .filter_map(|e| Some((e.file_name().to_string_lossy().parse().ok()?, e.path().join("bin"))))
+        .filter_map(|e| {
+            Some((
+                e.file_name().to_string_lossy().parse().ok()?,
+                e.path().join("bin"),
+            ))
+        })
         .filter(|(_, p): &(u32, PathBuf)| p.join("initdb").exists())
         .collect();
     versions.sort();
-    versions.pop().expect("no initdb under /usr/lib/postgresql/*/bin: apt-get install postgresql").1
+    versions
+        .pop()
+        .expect("no initdb under /usr/lib/postgresql/*/bin: apt-get install postgresql")
+        .1
 }
 
 pub struct PgCluster {
@@ -47,19 +62,42 @@ impl PgCluster {
     pub fn start() -> PgCluster {
         let bin = pg_bin_dir();
         let run_as_postgres = is_root();
-        let dir = tempfile::Builder::new().prefix("dr-test-pg-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("dr-test-pg-")
+            .tempdir()
+            .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let pwfile = dir.path().join("pw");
         std::fs::write(&pwfile, SUPERUSER_PASSWORD).unwrap();
         if run_as_postgres {
-            let st = Command::new("chown").args(["-R", "postgres:postgres"]).arg(dir.path()).status().unwrap();
+            let st = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .unwrap();
             assert!(st.success());
         }
-        let cluster = PgCluster { dir, port: free_port(), bin, run_as_postgres };
+        let cluster = PgCluster {
+            dir,
+            port: free_port(),
+            bin,
+            run_as_postgres,
+        };
         let data = cluster.data_dir();
         cluster.run(
             "initdb",
-            &["-D", data.to_str().unwrap(), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", &format!("--pwfile={}", pwfile.display()), "--no-sync", "-E", "UTF8"],
+            &[
+                "-D",
+                data.to_str().unwrap(),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                &format!("--pwfile={}", pwfile.display()),
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
         );
         cluster.start_server();
         cluster
@@ -82,19 +120,56 @@ impl PgCluster {
         } else {
             Command::new(exe)
         };
-        let out = cmd.args(args).current_dir(self.dir.path()).stdin(Stdio::null()).output().unwrap();
-        assert!(out.status.success(), "{program} {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        let out = cmd
+            .args(args)
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{program} {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         out
     }
 
     pub fn start_server(&self) {
-        let opts = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.socket_dir().display());
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.socket_dir().display()
+        );
         let log = self.dir.path().join("log");
-        self.run("pg_ctl", &["-D", self.data_dir().to_str().unwrap(), "-l", log.to_str().unwrap(), "-o", &opts, "-w", "-t", "60", "start"]);
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data_dir().to_str().unwrap(),
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
     }
 
     pub fn stop_server(&self) {
-        self.run("pg_ctl", &["-D", self.data_dir().to_str().unwrap(), "-m", "immediate", "-w", "stop"]);
+        self.run(
+            "pg_ctl",
+            &[
+                "-D",
+                self.data_dir().to_str().unwrap(),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+        );
     }
 
     /// URL for `user` with `password` (over TCP, password auth).
@@ -109,7 +184,11 @@ impl PgCluster {
     /// Runs SQL as the superuser over the socket; panics on error; returns unaligned rows.
     pub fn psql(&self, db: &str, sql: &str) -> String {
         let out = self.psql_raw(db, sql);
-        assert!(out.status.success(), "psql failed on {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "psql failed on {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
@@ -117,7 +196,16 @@ impl PgCluster {
         Command::new(self.bin.join("psql"))
             .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h"])
             .arg(self.socket_dir())
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", db, "-c", sql])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .unwrap()
     }
@@ -127,7 +215,10 @@ impl PgCluster {
     }
 
     pub fn databases(&self) -> Vec<String> {
-        self.psql("postgres", "SELECT datname FROM pg_database ORDER BY 1").lines().map(str::to_string).collect()
+        self.psql("postgres", "SELECT datname FROM pg_database ORDER BY 1")
+            .lines()
+            .map(str::to_string)
+            .collect()
     }
 
     /// `pg_dump` of a database as text (for comparing two databases).
@@ -135,7 +226,14 @@ impl PgCluster {
         let out = Command::new(self.bin.join("pg_dump"))
             .args(["-h"])
             .arg(self.socket_dir())
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "--no-comments", "--restrict-key=drtest"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "--no-comments",
+                "--restrict-key=drtest",
+            ])
             .args(extra)
             .arg(db)
             .output()
@@ -150,10 +248,18 @@ impl PgCluster {
                 .arg(db)
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             return String::from_utf8_lossy(&out.stdout).into_owned();
         }
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
@@ -173,7 +279,16 @@ impl Drop for PgCluster {
             } else {
                 Command::new(exe)
             };
-            let _ = cmd.args(["-D", self.data_dir().to_str().unwrap(), "-m", "immediate", "-w", "stop"]).output();
+            let _ = cmd
+                .args([
+                    "-D",
+                    self.data_dir().to_str().unwrap(),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ])
+                .output();
         }
     }
 }
@@ -190,11 +305,25 @@ impl RedisServer {
     }
 
     pub fn start_with(extra: &[&str]) -> RedisServer {
-        let exe = which("redis-server").expect("redis-server not installed: apt-get install redis-server (or run .ci/run)");
-        let dir = tempfile::Builder::new().prefix("dr-test-redis-").tempdir().unwrap();
+        let exe = which("redis-server")
+            .expect("redis-server not installed: apt-get install redis-server (or run .ci/run)");
+        let dir = tempfile::Builder::new()
+            .prefix("dr-test-redis-")
+            .tempdir()
+            .unwrap();
         let port = free_port();
         let child = Command::new(exe)
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+            ])
             .arg(dir.path())
             .args(extra)
             .stdout(Stdio::null())
@@ -202,7 +331,11 @@ impl RedisServer {
             .spawn()
             .unwrap();
         wait_for_port(port);
-        RedisServer { child: Some(child), port, dir }
+        RedisServer {
+            child: Some(child),
+            port,
+            dir,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -224,7 +357,9 @@ impl Drop for RedisServer {
 }
 
 pub fn which(program: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(program)).find(|p| p.exists())
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join(program))
+        .find(|p| p.exists())
 }
 
 pub fn wait_for_port(port: u16) {
@@ -248,7 +383,12 @@ pub struct Run {
 
 impl Run {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}): {}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 
     pub fn all(&self) -> String {
@@ -257,7 +397,11 @@ impl Run {
 
     #[track_caller]
     pub fn expect_code(&self, code: i32) -> &Self {
-        assert_eq!(self.code, code, "expected exit {code}\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
 }
@@ -270,7 +414,13 @@ pub struct World {
 
 impl World {
     pub fn new() -> World {
-        World { dir: tempfile::Builder::new().prefix("dr-test-world-").tempdir().unwrap(), env: vec![] }
+        World {
+            dir: tempfile::Builder::new()
+                .prefix("dr-test-world-")
+                .tempdir()
+                .unwrap(),
+            env: vec![],
+        }
     }
 
     pub fn config_path(&self) -> PathBuf {
@@ -289,12 +439,14 @@ impl World {
 
     pub fn write_config(&self, text: &str) {
         std::fs::write(self.config_path(), text).unwrap();
-        std::fs::set_permissions(self.config_path(), std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::set_permissions(self.config_path(), std::fs::Permissions::from_mode(0o600))
+            .unwrap();
     }
 
     /// A config with one PostgreSQL target (URL in $DR_TEST_PG_URL), local storage, objectives.
     pub fn standard_config(&mut self, pg: &PgCluster, db: &str, extra: &str) {
-        self.env.push(("DR_TEST_PG_URL".into(), pg.superuser_url(db)));
+        self.env
+            .push(("DR_TEST_PG_URL".into(), pg.superuser_url(db)));
         self.write_config(&format!(
             r#"
 [objectives]
@@ -324,7 +476,10 @@ phone = "+1-555-0100"
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dr"));
         cmd.arg("--config").arg(self.config_path()).args(args);
-        cmd.env("TMPDIR", self.tmp_dir()).env("NO_COLOR", "1").env_remove("RUST_LOG").env_remove("DR_CONFIG");
+        cmd.env("TMPDIR", self.tmp_dir())
+            .env("NO_COLOR", "1")
+            .env_remove("RUST_LOG")
+            .env_remove("DR_CONFIG");
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
@@ -368,7 +523,12 @@ phone = "+1-555-0100"
     }
 
     pub fn dump_path(&self, manifest: &serde_json::Value) -> PathBuf {
-        let dump = manifest["objects"].as_array().unwrap().iter().find(|o| o["role"] == "dump").unwrap();
+        let dump = manifest["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["role"] == "dump")
+            .unwrap();
         self.storage_dir()
             .join("backups")
             .join(manifest["target"].as_str().unwrap())
@@ -380,7 +540,11 @@ phone = "+1-555-0100"
 /// SHA-256 of a file by the system's sha256sum, independent of dr's own hashing.
 pub fn sha256sum(path: &Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap().to_string()
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
 }
 
 /// Fills a database with a few schemas, a mixed-case name and known row counts.

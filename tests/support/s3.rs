@@ -27,7 +27,11 @@ pub struct S3Server {
 /// The `s3s-fs` binary on PATH or in `$HOME/.cargo/bin`; panics with the install command.
 pub fn s3s_fs_binary() -> PathBuf {
     let on_path = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).map(|d| d.join("s3s-fs")).collect::<Vec<_>>())
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join("s3s-fs"))
+                .collect::<Vec<_>>()
+        })
         .unwrap_or_default();
     let in_cargo = std::env::var_os("HOME").map(|h| Path::new(&h).join(".cargo/bin/s3s-fs"));
     on_path
@@ -35,7 +39,9 @@ pub fn s3s_fs_binary() -> PathBuf {
         .chain(in_cargo)
         .find(|p| p.is_file())
         .unwrap_or_else(|| {
-            panic!("s3s-fs is not installed (needed by the S3 tests); install it with: {INSTALL_HINT}")
+            panic!(
+                "s3s-fs is not installed (needed by the S3 tests); install it with: {INSTALL_HINT}"
+            )
         })
 }
 
@@ -48,7 +54,10 @@ impl S3Server {
     /// Starts s3s-fs with bucket "dr-test" and waits until it accepts connections.
     pub fn start() -> S3Server {
         let binary = s3s_fs_binary();
-        let temp = tempfile::Builder::new().prefix("dr-s3s-").tempdir().expect("temp dir");
+        let temp = tempfile::Builder::new()
+            .prefix("dr-s3s-")
+            .tempdir()
+            .expect("temp dir");
         let bucket = "dr-test".to_string();
         let dir = temp.path().join("root");
         std::fs::create_dir_all(dir.join(&bucket)).expect("create bucket directory");
@@ -73,7 +82,12 @@ impl S3Server {
         let log = std::fs::File::create(self.log_path()).expect("s3s-fs log file");
         let mut child = Command::new(&self.binary)
             .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", &self.access_key, "--secret-key", &self.secret_key])
+            .args([
+                "--access-key",
+                &self.access_key,
+                "--secret-key",
+                &self.secret_key,
+            ])
             .arg(&self.dir)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log file"))
@@ -92,7 +106,10 @@ impl S3Server {
             if Instant::now() > deadline {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("s3s-fs did not accept connections on port {} within 20 s", self.port);
+                panic!(
+                    "s3s-fs did not accept connections on port {} within 20 s",
+                    self.port
+                );
             }
             std::thread::sleep(Duration::from_millis(50));
         }
