@@ -6,15 +6,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{load_sample, sha256sum, PgCluster, World, SUPERUSER_PASSWORD};
+use support::{sha256sum, PgCluster, World, SUPERUSER_PASSWORD};
 
 fn setup(extra: &str) -> (PgCluster, World) {
-    let pg = PgCluster::start();
-    pg.create_db("app");
-    load_sample(&pg, "app");
-    let mut world = World::new();
-    world.standard_config(&pg, "app", extra);
-    (pg, world)
+    support::sample_world(extra)
 }
 
 /// A table big enough that pg_dump runs for a while.

@@ -5,15 +5,10 @@ mod support;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use support::{load_sample, PgCluster, World};
+use support::{PgCluster, World};
 
 fn setup(extra: &str) -> (PgCluster, World) {
-    let pg = PgCluster::start();
-    pg.create_db("app");
-    load_sample(&pg, "app");
-    let mut world = World::new();
-    world.standard_config(&pg, "app", extra);
-    (pg, world)
+    support::sample_world(extra)
 }
 
 fn drill_reports(world: &World) -> Vec<serde_json::Value> {

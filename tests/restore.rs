@@ -6,7 +6,7 @@ mod support;
 use std::io::{Read, Write};
 use std::process::Command;
 
-use support::{load_sample, PgCluster, World};
+use support::{PgCluster, World};
 
 const REALISTIC_SCHEMA: &str = r#"
 CREATE EXTENSION IF NOT EXISTS plpgsql;
@@ -32,12 +32,7 @@ SELECT setval('public.invoice_no', 5000);
 "#;
 
 fn setup() -> (PgCluster, World) {
-    let pg = PgCluster::start();
-    pg.create_db("app");
-    load_sample(&pg, "app");
-    let mut world = World::new();
-    world.standard_config(&pg, "app", "");
-    (pg, world)
+    support::sample_world("")
 }
 
 fn normalized_dump(pg: &PgCluster, db: &str, extra: &[&str]) -> String {
@@ -406,4 +401,61 @@ fn validate_reports_every_step_as_json() {
         ]
     );
     let _ = Command::new("true");
+}
+
+#[test]
+fn globals_are_restored_first_on_a_fresh_cluster() {
+    let pg = PgCluster::start();
+    pg.create_db("app");
+    pg.psql("app", "CREATE ROLE app_owner NOLOGIN; CREATE TABLE public.owned (i int); ALTER TABLE public.owned OWNER TO app_owner; INSERT INTO public.owned VALUES (1), (2);");
+    let mut world = World::new();
+    world.standard_config(&pg, "app", "[backup]\ninclude_globals = true\n");
+    world.backup();
+    // A fresh cluster has no app_owner role: without globals, ownership cannot be restored.
+    let fresh = PgCluster::start();
+    fresh.create_db("app");
+    let without = world.dr(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--into",
+        &fresh.superuser_url("app"),
+    ]);
+    without.expect_code(1);
+    assert!(without.all().contains("app_owner"), "{}", without.all());
+    fresh.psql("postgres", "DROP DATABASE app");
+    fresh.create_db("app");
+    let run = world.dr(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--into",
+        &fresh.superuser_url("app"),
+        "--with-globals",
+        "--format",
+        "json",
+    ]);
+    run.expect_code(0);
+    let steps: Vec<String> = run.json()["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    let globals = steps
+        .iter()
+        .position(|s| s == "globals")
+        .expect("globals step");
+    assert!(
+        globals < steps.iter().position(|s| s == "pg_restore").unwrap(),
+        "globals come first: {steps:?}"
+    );
+    assert_eq!(
+        fresh.psql(
+            "app",
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'owned'"
+        ),
+        "app_owner"
+    );
+    assert_eq!(fresh.psql("app", "SELECT count(*) FROM public.owned"), "2");
 }

@@ -563,3 +563,13 @@ INSERT INTO "Mixed Case"."Quoted Table" SELECT 'k' || i, jsonb_build_object('i',
 "#,
     );
 }
+
+/// A cluster with database `app` holding [`load_sample`], and a world configured for it.
+pub fn sample_world(extra: &str) -> (PgCluster, World) {
+    let pg = PgCluster::start();
+    pg.create_db("app");
+    load_sample(&pg, "app");
+    let mut world = World::new();
+    world.standard_config(&pg, "app", extra);
+    (pg, world)
+}
