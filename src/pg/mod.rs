@@ -1,6 +1,7 @@
 //! PostgreSQL access: connections from `dr` itself, and the connection details handed to
 //! `pg_dump`/`pg_restore`/`psql` children (password in a 0600 passfile, never in argv).
 
+pub mod tls;
 pub mod tools;
 
 use std::io::Write;
@@ -9,7 +10,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::secret::{redact_url, Secret};
 
@@ -22,11 +23,14 @@ pub struct ConnTarget {
     pub database: String,
     pub user: String,
     pub config: tokio_postgres::Config,
+    pub tls: tls::TlsSettings,
 }
 
 impl ConnTarget {
     pub fn parse(url: &str) -> Result<ConnTarget> {
-        let config = tokio_postgres::Config::from_str(url).map_err(|e| {
+        let (tokio_url, tls) = tls::split(url)
+            .map_err(|e| anyhow::anyhow!("invalid PostgreSQL URL {}: {e}", redact_url(url)))?;
+        let config = tokio_postgres::Config::from_str(&tokio_url).map_err(|e| {
             anyhow::anyhow!(
                 "invalid PostgreSQL URL {}: {e}; hint: write it as postgres://user@host:5432/database",
                 redact_url(url)
@@ -52,6 +56,7 @@ impl ConnTarget {
             database,
             user,
             config,
+            tls,
         })
     }
 
@@ -75,7 +80,9 @@ impl ConnTarget {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
-        let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+        let connector =
+            tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(&self.tls)?);
+        let (client, connection) = config.connect(connector).await.map_err(|e| {
             anyhow::anyhow!(
                 "cannot connect to {}: {}",
                 self.public_url,

@@ -263,6 +263,56 @@ impl PgCluster {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Turns on TLS with a fresh CA and refuses every non-TLS TCP connection. Returns the
+    /// CA certificate's path.
+    pub fn require_tls(&self) -> PathBuf {
+        let dir = self.dir.path().join("tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        let sh = |script: &str| {
+            let out = Command::new("sh")
+                .arg("-c")
+                .arg(script)
+                .current_dir(&dir)
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj '/CN=dr test CA' 2>/dev/null");
+        sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj '/CN=127.0.0.1' 2>/dev/null");
+        sh("printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\\nbasicConstraints=CA:FALSE\\n' > ext && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile ext 2>/dev/null");
+        let data = self.data_dir();
+        std::fs::copy(dir.join("server.crt"), data.join("server.crt")).unwrap();
+        std::fs::copy(dir.join("server.key"), data.join("server.key")).unwrap();
+        std::fs::set_permissions(
+            data.join("server.key"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+        if self.run_as_postgres {
+            Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(data.join("server.crt"))
+                .arg(data.join("server.key"))
+                .status()
+                .unwrap();
+        }
+        let mut conf = std::fs::read_to_string(data.join("postgresql.conf")).unwrap();
+        conf.push_str("\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n");
+        std::fs::write(data.join("postgresql.conf"), conf).unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        self.stop_server();
+        self.start_server();
+        dir.join("ca.pem")
+    }
+
     pub fn bin(&self, program: &str) -> PathBuf {
         self.bin.join(program)
     }
