@@ -148,13 +148,14 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
             destination: &destination,
             staging_dir: &staging_parent,
         };
-        restore::preflight(&pf, &mut steps, true).await?;
+        restore::preflight(&pf, &mut steps, req.jobs > 1).await?;
         let pg_restore = tools::find("pg_restore", req.target.pg_bin_dir.as_deref())?;
         let staged = restore::stage_dump(
             req.storage,
             &manifest,
             &pg_restore,
             &staging_parent,
+            req.jobs > 1,
             &mut steps,
         )
         .await?;

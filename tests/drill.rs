@@ -169,14 +169,22 @@ fn sandbox_drill_leaves_nothing_behind_even_when_interrupted() {
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
+        // pg_restore, a child of this drill, is running.
         let restoring = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
             let cmd = String::from_utf8_lossy(
                 &std::fs::read(e.path().join("cmdline")).unwrap_or_default(),
             )
             .to_string();
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().nth(1))
+                .unwrap_or("")
+                .to_string();
             cmd.contains("pg_restore")
                 && cmd.contains("--exit-on-error")
-                && cmd.contains(&world.tmp_dir().to_string_lossy().to_string())
+                && ppid == child.id().to_string()
         });
         if restoring {
             break;

@@ -452,11 +452,28 @@ async fn stream_child(
         produced?
     };
     let (put_result, finish_result) = tokio::join!(put, finish);
-    let stats = finish_result?;
-    let size =
-        put_result.with_context(|| format!("cannot store {key} in {}", storage.describe()))?;
-    debug_assert_eq!(size, stats.size_bytes);
-    Ok(stats)
+    match (put_result, finish_result) {
+        (Ok(size), Ok(stats)) => {
+            debug_assert_eq!(size, stats.size_bytes);
+            Ok(stats)
+        }
+        (Ok(_), Err(child_err)) => Err(child_err),
+        // The child's failure travels into the writer, so the writer reports it too: then the
+        // child is the cause. Otherwise storage failed first and the child only died of the
+        // closed pipe (SIGPIPE): the storage error is the cause.
+        (Err(put_err), Err(child_err))
+            if format!("{put_err:#}").contains(&format!("{child_err:#}")) =>
+        {
+            Err(child_err)
+        }
+        (Err(put_err), child) => {
+            let mut err = put_err.context(format!("cannot store {key} in {}", storage.describe()));
+            if child.is_err() {
+                err = err.context(format!("{program} was stopped because storage failed"));
+            }
+            Err(err)
+        }
+    }
 }
 
 /// Sends hashed, size-counted chunks of the compressed stream to the storage writer.

@@ -20,7 +20,7 @@ use tokio::sync::mpsc;
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
 use crate::checks::Status;
-use crate::config::PostgresTarget;
+use crate::config::{Compression, PostgresTarget};
 use crate::pg::{self, tools, ConnTarget};
 use crate::storage::Storage;
 
@@ -81,11 +81,12 @@ pub struct Preflight<'a> {
 }
 
 /// Runs the checks that need no download: storage, manifest, tools, destination,
-/// extensions, disk. Returns the manifest.
+/// extensions, disk. `seekable` says whether the restore stages a decompressed archive
+/// (parallel pg_restore) or the stored bytes. Returns the manifest.
 pub async fn preflight(
     p: &Preflight<'_>,
     steps: &mut Steps,
-    needs_staging: bool,
+    seekable: bool,
 ) -> Result<BackupManifest> {
     steps
         .run("storage", async {
@@ -156,10 +157,11 @@ pub async fn preflight(
             Ok(((), format!("all {} extension(s) of the backup are available", manifest.extensions.len())))
         })
         .await?;
-    if needs_staging {
+    {
         steps
             .run("disk", async {
-                let needed = manifest.dump().raw_bytes + manifest.globals().map_or(0, |g| g.raw_bytes);
+                let staged = |o: &StoredObject| if seekable { o.raw_bytes } else { o.size_bytes };
+                let needed = staged(manifest.dump()) + manifest.globals().map_or(0, staged);
                 let free = free_bytes(p.staging_dir)?;
                 if free < needed + needed / 20 {
                     bail!(
@@ -304,27 +306,6 @@ pub async fn list_archive_streaming(
         .count())
 }
 
-/// `pg_restore --list` of a staged file.
-pub async fn list_archive_file(pg_restore: &Path, file: &Path) -> Result<usize> {
-    let out = tokio::process::Command::new(pg_restore)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .arg("--list")
-        .arg(file)
-        .output()
-        .await?;
-    if !out.status.success() {
-        bail!(
-            "pg_restore --list cannot read the archive: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .count())
-}
-
 /// A private staging directory (0700), removed on drop whatever happens.
 pub fn staging_area(parent: &Path) -> Result<tempfile::TempDir> {
     use std::os::unix::fs::PermissionsExt;
@@ -355,13 +336,7 @@ pub async fn stage(
 }
 
 /// The pg_restore command line (no password: it comes from the passfile).
-pub fn pg_restore_args(
-    public_url: &str,
-    jobs: u32,
-    clean: bool,
-    no_owner: bool,
-    file: &Path,
-) -> Vec<String> {
+pub fn pg_restore_args(public_url: &str, jobs: u32, clean: bool, no_owner: bool) -> Vec<String> {
     let mut args = vec![
         "--exit-on-error".to_string(),
         "--no-password".to_string(),
@@ -375,7 +350,6 @@ pub fn pg_restore_args(
     if no_owner {
         args.push("--no-owner".into());
     }
-    args.push(file.display().to_string());
     args
 }
 
@@ -432,11 +406,14 @@ pub fn staging_file_name(object: &StoredObject) -> PathBuf {
     })
 }
 
-/// A dump fetched once, checksum-verified and readable by `pg_restore`; the staging
-/// directory is removed when this is dropped.
+/// A dump fetched once and checksum-verified; the staging directory is removed when this
+/// is dropped. `compression` is that of the staged file: `None` means a plain archive that
+/// pg_restore can seek (needed for --jobs > 1); otherwise the stored bytes, decompressed
+/// into pg_restore's stdin, which spares writing the whole archive to disk.
 pub struct StagedDump {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
+    pub compression: Compression,
 }
 
 /// The `fetch` and `archive` steps shared by restore and drill.
@@ -445,31 +422,169 @@ pub async fn stage_dump(
     manifest: &BackupManifest,
     pg_restore: &Path,
     staging_parent: &Path,
+    seekable: bool,
     steps: &mut Steps,
 ) -> Result<StagedDump> {
     let dir = staging_area(staging_parent)?;
-    let path = dir.path().join(staging_file_name(manifest.dump()));
+    let object = manifest.dump();
+    let path = dir.path().join(staging_file_name(object));
+    let compression = if seekable {
+        Compression::None
+    } else {
+        object.compression
+    };
     steps
         .run("fetch", async {
-            let n = stage(storage, manifest, manifest.dump(), &path).await?;
+            let n = if seekable {
+                stage(storage, manifest, object, &path).await?
+            } else {
+                stage_stored_bytes(storage, manifest, object, &path).await?
+            };
             Ok((
                 (),
                 format!(
                     "{} fetched with SHA-256 verified; {} staged in {}",
-                    crate::output::table::human_bytes(manifest.dump().size_bytes),
+                    crate::output::table::human_bytes(object.size_bytes),
                     crate::output::table::human_bytes(n),
                     staging_parent.display()
                 ),
             ))
         })
         .await?;
+    let staged = StagedDump {
+        dir,
+        path,
+        compression,
+    };
     steps
         .run("archive", async {
-            let n = list_archive_file(pg_restore, &path).await?;
+            let (listing, _) = run_archive_child(
+                pg_restore,
+                vec!["--list".into()],
+                None,
+                "pg_restore --list",
+                &staged,
+                true,
+            )
+            .await?;
+            let n = listing
+                .lines()
+                .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+                .count();
             Ok(((), format!("pg_restore --list reads {n} entries")))
         })
         .await?;
-    Ok(StagedDump { dir, path })
+    Ok(staged)
+}
+
+/// Stages an object's stored bytes as they are, hashing them on the way.
+async fn stage_stored_bytes(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    object: &StoredObject,
+    path: &Path,
+) -> Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create staging file {}", path.display()))?;
+    let stored = StoredObject {
+        compression: Compression::None,
+        ..object.clone()
+    };
+    stream_object(
+        storage,
+        manifest,
+        &stored,
+        std::io::BufWriter::with_capacity(1 << 20, file),
+        false,
+    )
+    .await
+}
+
+/// Runs pg_restore on a staged dump: the file as an argument when it is a plain archive,
+/// else decompressed into its stdin. `auth` is `None` for children that need no
+/// connection (they then get a clean environment). Returns (stdout, stderr).
+pub async fn run_archive_child(
+    program: &Path,
+    mut args: Vec<String>,
+    auth: Option<&pg::ChildAuth>,
+    what: &str,
+    staged: &StagedDump,
+    reader_may_stop_early: bool,
+) -> Result<(String, String)> {
+    let mut cmd = tokio::process::Command::new(program);
+    match auth {
+        Some(a) => a.apply(&mut cmd),
+        None => {
+            cmd.env_clear()
+                .env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        }
+    }
+    let piped = staged.compression != Compression::None;
+    if !piped {
+        args.push(staged.path.display().to_string());
+    }
+    cmd.args(&args)
+        .stdin(if piped { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    let feeder = if piped {
+        let stdin: std::fs::File = child.stdin.take().expect("piped").into_owned_fd()?.into();
+        let (path, compression) = (staged.path.clone(), staged.compression);
+        Some(tokio::task::spawn_blocking(move || -> Result<u64> {
+            let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
+            let mut decoder = crate::backup::decompressor(compression, file)?;
+            let mut stdin = stdin;
+            Ok(std::io::copy(&mut decoder, &mut stdin)?)
+        }))
+    } else {
+        None
+    };
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let out_task = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s).await;
+        s
+    });
+    let err_task = tokio::spawn(async move {
+        let mut s = String::new();
+        let _ = (&mut stderr).take(256 * 1024).read_to_string(&mut s).await;
+        s
+    });
+    let status = child.wait().await?;
+    let fed = match feeder {
+        Some(f) => Some(f.await?),
+        None => None,
+    };
+    let out = out_task.await.unwrap_or_default();
+    let err = err_task.await.unwrap_or_default();
+    if !status.success() {
+        let tail: Vec<&str> = err
+            .trim()
+            .lines()
+            .rev()
+            .take(8)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect();
+        return Err(anyhow!("{what} failed ({status}): {}", tail.join(" | ")));
+    }
+    if let Some(Err(e)) = fed {
+        if !reader_may_stop_early {
+            return Err(e.context(format!("cannot feed the archive to {what}")));
+        }
+    }
+    Ok((out, err))
 }
 
 /// The `pg_restore` step shared by restore and drill.
@@ -485,9 +600,8 @@ pub async fn pg_restore_step(
     let auth = destination.child_env()?;
     steps
         .run("pg_restore", async {
-            let args =
-                pg_restore_args(&destination.public_url, jobs, clean, no_owner, &staged.path);
-            run_child(pg_restore, &args, &auth, "pg_restore").await?;
+            let args = pg_restore_args(&destination.public_url, jobs, clean, no_owner);
+            run_archive_child(pg_restore, args, Some(&auth), "pg_restore", staged, false).await?;
             Ok((
                 (),
                 format!(
@@ -506,13 +620,7 @@ mod tests {
 
     #[test]
     fn pg_restore_argv() {
-        let args = pg_restore_args(
-            "postgres://u@h/db",
-            2,
-            true,
-            false,
-            Path::new("/s/dump.pgdump"),
-        );
+        let args = pg_restore_args("postgres://u@h/db", 2, true, false);
         assert_eq!(
             args,
             vec![
@@ -522,10 +630,9 @@ mod tests {
                 "--dbname=postgres://u@h/db",
                 "--clean",
                 "--if-exists",
-                "/s/dump.pgdump"
             ]
         );
-        let args = pg_restore_args("postgres://u@h/db", 0, false, true, Path::new("/f"));
+        let args = pg_restore_args("postgres://u@h/db", 0, false, true);
         assert!(args.contains(&"--jobs=1".to_string()));
         assert!(args.contains(&"--no-owner".to_string()));
     }
