@@ -153,12 +153,30 @@ pub async fn resolve(storage: &dyn Storage, target: &str, id: &str) -> Result<Ba
     }
 }
 
-/// Streams an object and returns (size, SHA-256 hex).
-pub async fn hash_object(storage: &dyn Storage, key: &str) -> Result<(u64, String)> {
-    let mut stream = storage.get(key).await?;
+/// Streams an object and returns (size, SHA-256 hex). With `idle_timeout`, storage that
+/// stops answering for that long is an error, however long the whole read takes.
+pub async fn hash_object(
+    storage: &dyn Storage,
+    key: &str,
+    idle_timeout: Option<std::time::Duration>,
+) -> Result<(u64, String)> {
+    let limit = idle_timeout.unwrap_or(std::time::Duration::MAX);
+    let stalled = || {
+        anyhow::anyhow!(
+            "{} stopped answering for {} while reading {key}",
+            storage.describe(),
+            crate::config::format_duration(limit)
+        )
+    };
+    let mut stream = tokio::time::timeout(limit, storage.get(key))
+        .await
+        .map_err(|_| stalled())??;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
-    while let Some(chunk) = stream.next().await {
+    while let Some(chunk) = tokio::time::timeout(limit, stream.next())
+        .await
+        .map_err(|_| stalled())?
+    {
         let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
         size += chunk.len() as u64;
         hasher.update(&chunk);
@@ -168,15 +186,21 @@ pub async fn hash_object(storage: &dyn Storage, key: &str) -> Result<(u64, Strin
 
 /// Every object's stored bytes hash to the manifest; the first mismatch is an error that
 /// names the object, the expected and the found checksum.
-pub async fn verify_checksums(storage: &dyn Storage, manifest: &BackupManifest) -> Result<()> {
+pub async fn verify_checksums(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    idle_timeout: Option<std::time::Duration>,
+) -> Result<()> {
     for object in &manifest.objects {
         let key = object_key(manifest, &object.file);
-        let (size, sha) = hash_object(storage, &key).await.with_context(|| {
-            format!(
-                "object {key} of backup {} is missing or unreadable",
-                manifest.id
-            )
-        })?;
+        let (size, sha) = hash_object(storage, &key, idle_timeout)
+            .await
+            .with_context(|| {
+                format!(
+                    "object {key} of backup {} is missing or unreadable",
+                    manifest.id
+                )
+            })?;
         if sha != object.sha256 || size != object.size_bytes {
             anyhow::bail!(
                 "checksum mismatch for {key}: the manifest says sha256 {} and {} bytes, storage holds sha256 {sha} and {size} bytes: the backup is corrupted; hint: use another backup (`dr list --target {}`)",

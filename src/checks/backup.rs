@@ -26,14 +26,16 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             name: "backup.latest",
             target: Some(target.name.clone()),
             critical: target.critical,
+            timeout_per_read: false,
             run: Box::pin(async move { latest(s.as_ref(), &name, rpo).await }),
         });
-        let (s, name) = (store.clone(), target.name.clone());
+        let (s, name, timeout) = (store.clone(), target.name.clone(), ctx.timeout);
         out.push(PlannedCheck {
             name: "backup.integrity",
             target: Some(target.name.clone()),
             critical: target.critical,
-            run: Box::pin(async move { integrity(s.as_ref(), &name).await }),
+            timeout_per_read: true,
+            run: Box::pin(async move { integrity(s.as_ref(), &name, timeout).await }),
         });
     }
 }
@@ -86,13 +88,26 @@ async fn latest(
     }
 }
 
-async fn integrity(storage: &dyn Storage, target: &str) -> Result<Finding> {
-    let Some(m) = newest(storage, target).await? else {
+async fn integrity(
+    storage: &dyn Storage,
+    target: &str,
+    timeout: std::time::Duration,
+) -> Result<Finding> {
+    let newest = tokio::time::timeout(timeout, newest(storage, target))
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "listing backups in {} timed out after {}",
+                storage.describe(),
+                crate::config::format_duration(timeout)
+            )
+        })?;
+    let Some(m) = newest? else {
         return Ok(Finding::warn(format!(
             "no complete backup of {target} to check (see backup.latest)"
         )));
     };
-    match catalog::verify_checksums(storage, &m).await {
+    match catalog::verify_checksums(storage, &m, Some(timeout)).await {
         Ok(()) => Ok(Finding::pass(format!(
             "backup {}: {} object(s), {} bytes, SHA-256 matches the manifest",
             m.id,

@@ -11,6 +11,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
         name: "config",
         target: None,
         critical: true,
+        timeout_per_read: false,
         run: Box::pin(async move { Ok(config_file(&c)) }),
     });
     let c = ctx.clone();
@@ -18,6 +19,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
         name: "contacts",
         target: None,
         critical: false,
+        timeout_per_read: false,
         run: Box::pin(async move { Ok(contacts(&c)) }),
     });
 }

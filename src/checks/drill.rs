@@ -22,6 +22,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             name: "drill.recent",
             target: Some(target.name.clone()),
             critical: false,
+            timeout_per_read: false,
             run: Box::pin(async move { recent(s.as_ref(), &name, every).await }),
         });
     }

@@ -16,6 +16,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             name: "pg.connect",
             target: Some(t.name.clone()),
             critical: t.critical,
+            timeout_per_read: false,
             run: Box::pin(async move { connect(&t).await }),
         });
         let t = target.clone();
@@ -23,6 +24,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             name: "pg.tools",
             target: Some(t.name.clone()),
             critical: t.critical,
+            timeout_per_read: false,
             run: Box::pin(async move { client_tools(&t).await }),
         });
         let t = target.clone();
@@ -30,6 +32,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             name: "pg.privileges",
             target: Some(t.name.clone()),
             critical: t.critical,
+            timeout_per_read: false,
             run: Box::pin(async move { privileges(&t).await }),
         });
     }

@@ -16,6 +16,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             name: "redis.connect",
             target: Some(t.name.clone()),
             critical: t.critical,
+            timeout_per_read: false,
             run: Box::pin(async move { connect(&t).await }),
         });
         let t = target.clone();
@@ -23,6 +24,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             name: "redis.persistence",
             target: Some(t.name.clone()),
             critical: t.critical,
+            timeout_per_read: false,
             run: Box::pin(async move { persistence(&t).await }),
         });
     }

@@ -10,6 +10,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
         name: "runbooks",
         target: None,
         critical: false,
+        timeout_per_read: false,
         run: Box::pin(async move {
             let values = crate::runbook::placeholder_values(&c.config, c.storage.as_deref()).await;
             let runbooks = crate::runbook::load_all(&c.config)?;

@@ -17,6 +17,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
         name: "storage.writable",
         target: None,
         critical,
+        timeout_per_read: false,
         run: Box::pin(async move { writable(s.as_ref()).await }),
     });
     let lock_configured = ctx
@@ -30,6 +31,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             name: "storage.object_lock",
             target: None,
             critical: false,
+            timeout_per_read: false,
             run: Box::pin(async move {
                 Ok(match store.capabilities_report().await {
                     Some(Ok(msg)) => Finding::pass(msg),

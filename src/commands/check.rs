@@ -19,6 +19,7 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
         config: config.clone(),
         storage,
         secrets: checks::collect_secrets(config),
+        timeout: args.timeout,
     });
     let mut planned = checks::plan(&ctx);
     if !args.only.is_empty() {
