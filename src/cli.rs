@@ -8,9 +8,40 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 const EXIT_CODES: &str = "\
 Exit status:
   0    success; for `check`: ready
-  1    the operation failed, or a critical check failed (any non-pass check with --strict)
-  2    usage or configuration error (bad flag, invalid dr.toml, unknown target or backup id); nothing was changed
-  130  interrupted (Ctrl-C / SIGTERM); temporary data was removed";
+  1    the operation failed, or a critical check failed
+       (with --strict: any check that is not a pass)
+  2    usage or configuration error; nothing was changed
+  130  interrupted (Ctrl-C, SIGTERM); temporary data was removed";
+
+const CHECK_HELP: &str = "\
+Checks (each under --timeout; PostgreSQL targets critical by default, Redis not):
+  config             dr.toml is valid; warns on an inline password in a readable file
+  contacts           at least one emergency contact (warn)
+  pg.connect         connects and runs SELECT 1; reports the server version
+  pg.tools           pg_dump/pg_restore found and not older than the server
+  pg.privileges      the role can read every table (names the unreadable ones)
+  redis.connect      PING answers
+  redis.persistence  last RDB save / AOF write succeeded; persistence on if required
+  storage.writable   a probe object is written, read back and deleted
+  storage.object_lock  S3 Object Lock really applied (when object_lock_days is set)
+  backup.latest      a complete backup younger than the RPO (warn past 80%)
+  backup.integrity   the newest backup hashes to its manifest (timeout per read)
+  drill.recent       a successful drill within objectives.drill_every (warn if none)
+  runbooks           every runbook renders with this configuration
+
+Formats:
+  table       human table; colour and symbols only on a terminal without NO_COLOR
+  json        {\"format_version\", \"ready\", \"strict\", \"checks\": [{\"name\", \"target\",
+              \"status\", \"critical\", \"message\", \"duration_ms\"}]}
+  junit       one testcase per check; fail is a <failure>, warn is not
+  prometheus  dr_check_status{check,target,critical} (0 pass, 1 warn, 2 fail),
+              dr_check_duration_seconds{...}, dr_ready
+
+Exit status:
+  0    ready: no critical check failed (with --strict: every check passed)
+  1    not ready
+  2    usage or configuration error; nothing was changed
+  130  interrupted (Ctrl-C, SIGTERM)";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -40,7 +71,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Readiness gate: probe PostgreSQL, Redis, tools, storage, backups and drills
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
     /// Prove a backup could be restored, changing nothing
     #[command(after_help = EXIT_CODES)]

@@ -110,6 +110,19 @@ fn all_pass_is_ready_with_contract_json_shape() {
         .unwrap()
         .contains("PostgreSQL 1"));
     assert!(checks.len() >= 8);
+    // `dr check --help` documents every check the engine runs.
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_dr"))
+        .args(["check", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for c in checks {
+        let name = c["name"].as_str().unwrap();
+        assert!(
+            help.contains(&format!("  {name} ")),
+            "`dr check --help` does not document {name}"
+        );
+    }
     // The table format says the same; --strict turns the drill warning into exit 1.
     let table = world.dr(&["check"]);
     table.expect_code(0);
