@@ -25,6 +25,11 @@ fn main() {
         .build()
         .expect("tokio runtime");
     let outcome = runtime.block_on(async {
+        // A file-size limit (SIGXFSZ) must fail the write, not kill dr before it cleans up:
+        // listening for the signal replaces its default action.
+        let _file_size_limit = tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::from_raw(nix::libc::SIGXFSZ),
+        );
         tokio::select! {
             result = commands::dispatch(cli) => result,
             // Dropping the command's future kills its children and removes temporary data.

@@ -631,3 +631,41 @@ fn prune_applies_retention_manifest_first_and_never_removes_the_newest() {
     refused.expect_code(2);
     assert!(refused.stderr.contains("[retention]"), "{}", refused.stderr);
 }
+
+#[test]
+fn a_full_disk_fails_the_backup_cleanly() {
+    let (pg, world) = setup("[backup]\ncompression = \"none\"\n");
+    make_big(&pg, 200_000);
+    // A 2 MiB file-size limit: the dump object cannot be written completely.
+    let script = format!(
+        "ulimit -f 4096; exec '{}' --config '{}' backup",
+        env!("CARGO_BIN_EXE_dr"),
+        world.config_path().display()
+    );
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .envs(world.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("File too large") && stderr.contains("hint: free space"),
+        "{stderr}"
+    );
+    assert!(
+        world.storage_files().is_empty(),
+        "no partial data left: {:?}",
+        world.storage_files()
+    );
+    assert_eq!(
+        world
+            .dr(&["list", "--format", "json"])
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}

@@ -459,3 +459,76 @@ fn globals_are_restored_first_on_a_fresh_cluster() {
     );
     assert_eq!(fresh.psql("app", "SELECT count(*) FROM public.owned"), "2");
 }
+
+/// Rewrites one field of a stored manifest (what a newer dr or another server would write).
+fn edit_manifest(
+    world: &World,
+    manifest: &serde_json::Value,
+    edit: impl Fn(&mut serde_json::Value),
+) {
+    let path = world
+        .dump_path(manifest)
+        .parent()
+        .unwrap()
+        .join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut m);
+    std::fs::write(&path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+#[test]
+fn validate_refuses_an_older_pg_restore_and_missing_extensions() {
+    let (pg, world) = setup();
+    let m = world.backup();
+    pg.create_db("dest");
+    let dest = pg.superuser_url("dest");
+
+    edit_manifest(&world, &m, |m| m["pg_dump_version"] = "99.1".into());
+    let v = world.dr(&["validate", "--into", &dest, "--format", "json"]);
+    v.expect_code(1);
+    let failed = v.json()["steps"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(failed["name"], "tools");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("older than the pg_dump 99.1"),
+        "{failed}"
+    );
+    world
+        .dr(&["restore", "--backup-id", "latest", "--into", &dest])
+        .expect_code(1);
+    assert_eq!(
+        pg.psql(
+            "dest",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'sales'"
+        ),
+        "0"
+    );
+
+    edit_manifest(&world, &m, |m| {
+        m["pg_dump_version"] = "15.0".into();
+        m["extensions"] = serde_json::json!(["plpgsql", "no_such_extension"]);
+    });
+    let v = world.dr(&["validate", "--into", &dest, "--format", "json"]);
+    v.expect_code(1);
+    let failed = v.json()["steps"]
+        .as_array()
+        .unwrap()
+        .last()
+        .unwrap()
+        .clone();
+    assert_eq!(failed["name"], "extensions");
+    assert!(
+        failed["message"]
+            .as_str()
+            .unwrap()
+            .contains("no_such_extension"),
+        "{failed}"
+    );
+}

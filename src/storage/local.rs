@@ -117,7 +117,12 @@ impl Storage for LocalStorage {
                 let chunk = chunk?;
                 file.write_all(&chunk)
                     .await
-                    .with_context(|| format!("cannot write {} (disk full?)", partial.display()))?;
+                    .with_context(|| {
+                        format!(
+                            "cannot write {} (disk full, quota or file-size limit?); hint: free space on the storage volume or point [storage] url at a larger one; nothing was committed",
+                            partial.display()
+                        )
+                    })?;
                 written += chunk.len() as u64;
             }
             file.flush().await?;
