@@ -97,7 +97,7 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
                 let path = staged.dir.path().join(restore::staging_file_name(globals));
                 steps
                     .run("globals", async {
-                        restore::stage(storage.as_ref(), &manifest, globals, &path).await?;
+                        restore::stage(storage.as_ref(), &manifest, globals, &path, true).await?;
                         let psql = tools::find("psql", target.pg_bin_dir.as_deref())?;
                         let stderr = restore::run_child(
                             &psql,

@@ -300,10 +300,15 @@ pub async fn list_archive_streaming(
             errors.trim()
         );
     }
-    Ok(listing
+    Ok(count_toc_entries(&listing))
+}
+
+/// Entries in `pg_restore --list` output (comment lines start with `;`).
+fn count_toc_entries(listing: &str) -> usize {
+    listing
         .lines()
         .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-        .count())
+        .count()
 }
 
 /// A private staging directory (0700), removed on drop whatever happens.
@@ -317,12 +322,14 @@ pub fn staging_area(parent: &Path) -> Result<tempfile::TempDir> {
     Ok(dir)
 }
 
-/// Fetches an object once, checking its SHA-256 while it streams, into a 0600 file.
+/// Fetches an object once, checking its SHA-256 while it streams, into a 0600 file:
+/// decompressed (a plain archive or SQL file), or as stored when `decompress` is false.
 pub async fn stage(
     storage: &dyn Storage,
     manifest: &BackupManifest,
     object: &StoredObject,
     path: &Path,
+    decompress: bool,
 ) -> Result<u64> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
@@ -332,7 +339,16 @@ pub async fn stage(
         .open(path)
         .with_context(|| format!("cannot create staging file {}", path.display()))?;
     let writer = std::io::BufWriter::with_capacity(1 << 20, file);
-    stream_object(storage, manifest, object, writer, false).await
+    if decompress {
+        stream_object(storage, manifest, object, writer, false).await
+    } else {
+        // Same hash check, no decoding: the bytes are staged as stored.
+        let stored = StoredObject {
+            compression: Compression::None,
+            ..object.clone()
+        };
+        stream_object(storage, manifest, &stored, writer, false).await
+    }
 }
 
 /// The pg_restore command line (no password: it comes from the passfile).
@@ -435,11 +451,7 @@ pub async fn stage_dump(
     };
     steps
         .run("fetch", async {
-            let n = if seekable {
-                stage(storage, manifest, object, &path).await?
-            } else {
-                stage_stored_bytes(storage, manifest, object, &path).await?
-            };
+            let n = stage(storage, manifest, object, &path, seekable).await?;
             Ok((
                 (),
                 format!(
@@ -467,42 +479,11 @@ pub async fn stage_dump(
                 true,
             )
             .await?;
-            let n = listing
-                .lines()
-                .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
-                .count();
+            let n = count_toc_entries(&listing);
             Ok(((), format!("pg_restore --list reads {n} entries")))
         })
         .await?;
     Ok(staged)
-}
-
-/// Stages an object's stored bytes as they are, hashing them on the way.
-async fn stage_stored_bytes(
-    storage: &dyn Storage,
-    manifest: &BackupManifest,
-    object: &StoredObject,
-    path: &Path,
-) -> Result<u64> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create staging file {}", path.display()))?;
-    let stored = StoredObject {
-        compression: Compression::None,
-        ..object.clone()
-    };
-    stream_object(
-        storage,
-        manifest,
-        &stored,
-        std::io::BufWriter::with_capacity(1 << 20, file),
-        false,
-    )
-    .await
 }
 
 /// Runs pg_restore on a staged dump: the file as an argument when it is a plain archive,
