@@ -84,9 +84,10 @@ impl ConnTarget {
             tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(&self.tls)?);
         let (client, connection) = config.connect(connector).await.map_err(|e| {
             anyhow::anyhow!(
-                "cannot connect to {}: {}",
+                "cannot connect to {}: {}; {}",
                 self.public_url,
-                describe_pg_error(&e)
+                describe_pg_error(&e),
+                self.connect_hint()
             )
         })?;
         tokio::spawn(async move {
@@ -95,6 +96,18 @@ impl ConnTarget {
             }
         });
         Ok(client)
+    }
+
+    fn connect_hint(&self) -> String {
+        let host = self.config.get_hosts().first().map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        });
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "hint: check that the server runs and accepts connections (pg_isready -h {} -p {port}), that the user and password are right, and the sslmode the server requires",
+            host.unwrap_or_else(|| "localhost".into())
+        )
     }
 
     /// Environment for a child process: a private 0600 passfile when there is a password.
