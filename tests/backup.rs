@@ -296,12 +296,7 @@ fn failing_pg_dump_leaves_no_backup_and_keeps_the_previous_one() {
 fn server_stopped_mid_dump_fails_without_a_manifest() {
     let (pg, world) = setup("");
     make_big(&pg, 1_500_000);
-    let child = world
-        .command(&["backup"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = world.spawn(&["backup"]);
     wait_for_partial(&world, Duration::from_secs(30));
     pg.stop_server();
     let out = child.wait_with_output().unwrap();
@@ -342,7 +337,7 @@ fn sigkill_mid_dump_leaves_no_complete_backup_and_prune_sweeps_it() {
     make_big(&pg, 1_500_000);
     let mut child = world.command(&["backup"]).spawn().unwrap();
     wait_for_partial(&world, Duration::from_secs(30));
-    unsafe_kill(child.id(), "KILL");
+    support::send_signal(child.id(), "KILL");
     child.wait().unwrap();
     let leftovers = world.storage_files();
     assert!(!leftovers.is_empty());
@@ -387,32 +382,13 @@ fn sigkill_mid_dump_leaves_no_complete_backup_and_prune_sweeps_it() {
     );
 }
 
-fn unsafe_kill(pid: u32, signal: &str) {
-    Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap();
-}
-
 #[test]
 fn sigint_mid_dump_exits_130_and_removes_temporary_data() {
     let (pg, world) = setup("");
     make_big(&pg, 1_500_000);
-    let child = world
-        .command(&["backup"])
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let child = world.spawn(&["backup"]);
     wait_for_partial(&world, Duration::from_secs(30));
-    unsafe_kill(child.id(), "INT");
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::interrupt(child);
     assert!(
         world.storage_files().is_empty(),
         "{:?}",
@@ -434,12 +410,7 @@ fn sigint_mid_dump_exits_130_and_removes_temporary_data() {
 fn a_second_backup_is_refused_while_the_lock_is_held() {
     let (pg, world) = setup("");
     make_big(&pg, 1_000_000);
-    let first = world
-        .command(&["backup"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let first = world.spawn(&["backup"]);
     wait_for_partial(&world, Duration::from_secs(30));
     let second = world.dr(&["backup"]);
     second.expect_code(1);
@@ -493,39 +464,22 @@ fn the_password_never_reaches_argv_environ_manifest_or_logs() {
     let out = std::thread::scope(|s| {
         let handle = s.spawn(|| child.wait_with_output().unwrap());
         while !handle.is_finished() && Instant::now() < scan_deadline {
-            for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-                let pid = entry.file_name().to_string_lossy().to_string();
-                if pid.parse::<u32>().is_err() {
-                    continue;
-                }
-                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-                let ppid = stat
-                    .rsplit(')')
-                    .next()
-                    .and_then(|r| r.split_whitespace().nth(1))
-                    .unwrap_or("");
-                // dr itself holds the URL in its environment (url_env): that is the user's
-                // choice. Its children must not.
-                if ppid != dr_pid.to_string() {
-                    continue;
-                }
-                let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
-                let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            // dr itself holds the URL in its environment (url_env): that is the user's
+            // choice. Its children must not.
+            for p in support::processes()
+                .into_iter()
+                .filter(|p| p.ppid == dr_pid)
+            {
+                assert!(!p.cmdline.contains(secret), "password in argv of {}", p.pid);
                 assert!(
-                    !String::from_utf8_lossy(&cmdline).contains(secret),
-                    "password in argv of {pid}"
+                    !p.environ.contains(secret),
+                    "password in environ of {}: {}",
+                    p.pid,
+                    p.cmdline
                 );
-                assert!(
-                    !String::from_utf8_lossy(&environ).contains(secret),
-                    "password in environ of {pid}: {}",
-                    String::from_utf8_lossy(&cmdline)
-                );
-                if String::from_utf8_lossy(&cmdline).contains("--snapshot") {
+                if p.cmdline.contains("--snapshot") {
                     seen_children += 1;
-                    assert!(
-                        String::from_utf8_lossy(&environ).contains("PGPASSFILE="),
-                        "passfile used"
-                    );
+                    assert!(p.environ.contains("PGPASSFILE="), "passfile used");
                 }
             }
             std::thread::sleep(Duration::from_millis(10));

@@ -129,15 +129,9 @@ fn sandbox_dirs(world: &World) -> Vec<std::path::PathBuf> {
 
 fn postgres_processes_under(dir: &std::path::Path) -> usize {
     let needle = dir.to_string_lossy().to_string();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
-        .filter(|e| {
-            let cmd = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cmd = String::from_utf8_lossy(&cmd);
-            cmd.contains(&needle) && !cmd.contains("cargo")
-        })
+    support::processes()
+        .iter()
+        .filter(|p| p.cmdline.contains(&needle) && !p.cmdline.contains("cargo"))
         .count()
 }
 
@@ -170,21 +164,10 @@ fn sandbox_drill_leaves_nothing_behind_even_when_interrupted() {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         // pg_restore, a child of this drill, is running.
-        let restoring = std::fs::read_dir("/proc").unwrap().flatten().any(|e| {
-            let cmd = String::from_utf8_lossy(
-                &std::fs::read(e.path().join("cmdline")).unwrap_or_default(),
-            )
-            .to_string();
-            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit(')')
-                .next()
-                .and_then(|r| r.split_whitespace().nth(1))
-                .unwrap_or("")
-                .to_string();
-            cmd.contains("pg_restore")
-                && cmd.contains("--exit-on-error")
-                && ppid == child.id().to_string()
+        let restoring = support::processes().iter().any(|p| {
+            p.ppid == child.id()
+                && p.cmdline.contains("pg_restore")
+                && p.cmdline.contains("--exit-on-error")
         });
         if restoring {
             break;
@@ -192,17 +175,7 @@ fn sandbox_drill_leaves_nothing_behind_even_when_interrupted() {
         assert!(Instant::now() < deadline, "pg_restore never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::interrupt(child);
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         sandbox_dirs(&world).is_empty(),
@@ -244,17 +217,7 @@ fn interrupted_scratch_drill_still_drops_its_database() {
         assert!(Instant::now() < deadline, "the restore never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    support::interrupt(child);
     assert!(scratch_databases(&pg).is_empty(), "{:?}", pg.databases());
 }
 

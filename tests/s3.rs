@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::s3::S3Server;
-use support::{PgCluster, Run, World};
+use support::{files_below, PgCluster, Run, World};
 
 const PREFIX: &str = "team/prod";
 const MIB: u64 = 1024 * 1024;
@@ -49,23 +49,6 @@ fn standard(pg: &PgCluster, server: &S3Server, extra: &str) -> World {
 fn set_env(world: &mut World, key: &str, value: &str) {
     world.env.retain(|(k, _)| k != key);
     world.env.push((key.to_string(), value.to_string()));
-}
-
-/// Every file below `dir` (recursively), sorted.
-fn files_below(dir: &Path) -> Vec<PathBuf> {
-    let mut out = vec![];
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else {
-                out.push(e.path());
-            }
-        }
-    }
-    out.sort();
-    out
 }
 
 /// The on-server key of one file of a backup (below the configured prefix).

@@ -557,19 +557,16 @@ phone = "+1-555-0100"
 
     /// Every file below the storage directory.
     pub fn storage_files(&self) -> Vec<PathBuf> {
-        let mut out = vec![];
-        let mut stack = vec![self.storage_dir()];
-        while let Some(d) = stack.pop() {
-            for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                if e.file_type().unwrap().is_dir() {
-                    stack.push(e.path());
-                } else {
-                    out.push(e.path());
-                }
-            }
-        }
-        out.sort();
-        out
+        files_below(&self.storage_dir())
+    }
+
+    /// Spawns `dr` with stdout and stderr captured, for tests that act while it runs.
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
     }
 
     pub fn dump_path(&self, manifest: &serde_json::Value) -> PathBuf {
@@ -622,4 +619,82 @@ pub fn sample_world(extra: &str) -> (PgCluster, World) {
     let mut world = World::new();
     world.standard_config(&pg, "app", extra);
     (pg, world)
+}
+
+/// Every file below `dir` (recursively), sorted.
+pub fn files_below(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else {
+                out.push(e.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// One running process, as /proc shows it.
+pub struct Proc {
+    pub pid: u32,
+    pub ppid: u32,
+    pub cmdline: String,
+    pub environ: String,
+}
+
+/// The processes running now (those that vanish while being read are skipped).
+pub fn processes() -> Vec<Proc> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| {
+            let pid = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
+            // The command name in stat may hold spaces and parentheses: fields follow the last ')'.
+            let ppid = stat
+                .rsplit(')')
+                .next()?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()?;
+            let read = |f: &str| {
+                String::from_utf8_lossy(&std::fs::read(e.path().join(f)).unwrap_or_default())
+                    .replace('\0', " ")
+            };
+            Some(Proc {
+                pid,
+                ppid,
+                cmdline: read("cmdline"),
+                environ: read("environ"),
+            })
+        })
+        .collect()
+}
+
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{signal}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Ctrl-C for a running `dr`: it must exit 130. Returns its output.
+#[track_caller]
+pub fn interrupt(child: Child) -> Output {
+    send_signal(child.id(), "INT");
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
