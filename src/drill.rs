@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::backup::{self, catalog, manifest::BackupKind, BackupPlan};
 use crate::checks::Status;
 use crate::config::{Config, PostgresTarget};
-use crate::pg::{self, tools, ConnTarget};
+use crate::pg::{self, ConnTarget};
 use crate::restore::verify::{self, VerifyReport, VerifyRequest};
 use crate::restore::{self, Preflight, Step, Steps};
 use crate::sandbox::SandboxCluster;
@@ -148,8 +148,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
             destination: &destination,
             staging_dir: &staging_parent,
         };
-        restore::preflight(&pf, &mut steps, req.jobs > 1).await?;
-        let pg_restore = tools::find("pg_restore", req.target.pg_bin_dir.as_deref())?;
+        let (_, pg_restore) = restore::preflight(&pf, &mut steps, req.jobs > 1).await?;
         let staged = restore::stage_dump(
             req.storage,
             &manifest,

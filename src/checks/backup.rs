@@ -17,8 +17,11 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
         return;
     };
     for target in &ctx.config.postgres {
-        let (s, name, rpo) = (
+        // Both checks need the newest backup: list storage and read manifests once.
+        let newest: NewestBackup = Arc::default();
+        let (s, n, name, rpo) = (
             store.clone(),
+            newest.clone(),
             target.name.clone(),
             ctx.config.objectives.rpo,
         );
@@ -27,7 +30,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             target: Some(target.name.clone()),
             critical: target.critical,
             timeout_per_read: false,
-            run: Box::pin(async move { latest(s.as_ref(), &name, rpo).await }),
+            run: Box::pin(async move { latest(s.as_ref(), &n, &name, rpo).await }),
         });
         let (s, name, timeout) = (store.clone(), target.name.clone(), ctx.timeout);
         out.push(PlannedCheck {
@@ -35,28 +38,43 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             target: Some(target.name.clone()),
             critical: target.critical,
             timeout_per_read: true,
-            run: Box::pin(async move { integrity(s.as_ref(), &name, timeout).await }),
+            run: Box::pin(async move { integrity(s.as_ref(), &newest, &name, timeout).await }),
         });
     }
 }
 
-async fn newest(storage: &dyn Storage, target: &str) -> Result<Option<BackupManifest>> {
-    let (all, damaged) = catalog::list_complete(storage, Some(target)).await?;
-    for d in damaged {
-        tracing::warn!("damaged manifest {}: {}", d.key, d.error);
-    }
-    let now = Utc::now();
-    Ok(all
-        .into_iter()
-        .find(|m| m.kind == BackupKind::Regular && m.created_at <= now + FUTURE_TOLERANCE))
+/// The newest complete regular backup of a target, looked up once per `dr check`.
+type NewestBackup = Arc<tokio::sync::OnceCell<Result<Option<BackupManifest>, String>>>;
+
+async fn newest(
+    cell: &NewestBackup,
+    storage: &dyn Storage,
+    target: &str,
+) -> Result<Option<BackupManifest>> {
+    cell.get_or_init(|| async {
+        let (all, damaged) = catalog::list_complete(storage, Some(target))
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        for d in damaged {
+            tracing::warn!("damaged manifest {}: {}", d.key, d.error);
+        }
+        let now = Utc::now();
+        Ok(all
+            .into_iter()
+            .find(|m| m.kind == BackupKind::Regular && m.created_at <= now + FUTURE_TOLERANCE))
+    })
+    .await
+    .clone()
+    .map_err(anyhow::Error::msg)
 }
 
 async fn latest(
     storage: &dyn Storage,
+    cell: &NewestBackup,
     target: &str,
     rpo: Option<std::time::Duration>,
 ) -> Result<Finding> {
-    let Some(m) = newest(storage, target).await? else {
+    let Some(m) = newest(cell, storage, target).await? else {
         return Ok(Finding::fail(format!(
             "no complete backup of {target} in {}; hint: run `dr backup --target {target}` and schedule it",
             storage.describe()
@@ -90,10 +108,11 @@ async fn latest(
 
 async fn integrity(
     storage: &dyn Storage,
+    cell: &NewestBackup,
     target: &str,
     timeout: std::time::Duration,
 ) -> Result<Finding> {
-    let newest = tokio::time::timeout(timeout, newest(storage, target))
+    let newest = tokio::time::timeout(timeout, newest(cell, storage, target))
         .await
         .map_err(|_| {
             anyhow::anyhow!(

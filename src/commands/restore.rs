@@ -56,9 +56,8 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
     let mut manifest_id = None;
 
     let result: Result<()> = async {
-        let manifest = restore::preflight(&pf, &mut steps, args.jobs > 1).await?;
+        let (manifest, pg_restore) = restore::preflight(&pf, &mut steps, args.jobs > 1).await?;
         manifest_id = Some(manifest.id.clone());
-        let pg_restore = tools::find("pg_restore", target.pg_bin_dir.as_deref())?;
         let staged = restore::stage_dump(storage.as_ref(), &manifest, &pg_restore, &staging_parent, args.jobs > 1, &mut steps).await?;
 
         let client = destination.connect().await?;

@@ -35,8 +35,7 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
     };
     let mut steps = Steps::default();
     let result: Result<String> = async {
-        let manifest = restore::preflight(&pf, &mut steps, false).await?;
-        let pg_restore = crate::pg::tools::find("pg_restore", target.pg_bin_dir.as_deref())?;
+        let (manifest, pg_restore) = restore::preflight(&pf, &mut steps, false).await?;
         steps
             .run("checksum+archive", async {
                 for object in manifest.objects.iter().filter(|o| o.role != "dump") {

@@ -82,12 +82,13 @@ pub struct Preflight<'a> {
 
 /// Runs the checks that need no download: storage, manifest, tools, destination,
 /// extensions, disk. `seekable` says whether the restore stages a decompressed archive
-/// (parallel pg_restore) or the stored bytes. Returns the manifest.
+/// (parallel pg_restore) or the stored bytes. Returns the manifest and the `pg_restore`
+/// the tools step approved.
 pub async fn preflight(
     p: &Preflight<'_>,
     steps: &mut Steps,
     seekable: bool,
-) -> Result<BackupManifest> {
+) -> Result<(BackupManifest, PathBuf)> {
     steps
         .run("storage", async {
             p.storage.list(catalog::BACKUPS_PREFIX).await?;
@@ -123,7 +124,6 @@ pub async fn preflight(
             Ok((path.clone(), format!("{} {version} can read a pg_dump {} archive", path.display(), manifest.pg_dump_version)))
         })
         .await?;
-    let _ = pg_restore;
     let client = steps
         .run("destination", async {
             let client = p.destination.connect().await?;
@@ -175,7 +175,7 @@ pub async fn preflight(
             })
             .await?;
     }
-    Ok(manifest)
+    Ok((manifest, pg_restore))
 }
 
 fn free_bytes(dir: &Path) -> Result<u64> {
