@@ -201,7 +201,7 @@ impl Storage for LocalStorage {
                     Ok(e) => e,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                     Err(e) => {
-                        return Err(e).with_context(|| format!("cannot list {}", dir.display()))
+                        return Err(e).with_context(|| format!("cannot list {}; hint: check that this user may read the storage directory (dr writes it 0700)", dir.display()))
                     }
                 };
                 for entry in entries {
