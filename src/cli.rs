@@ -28,6 +28,8 @@ Checks (each under --timeout; PostgreSQL targets critical by default, Redis not)
   backup.integrity   the newest backup hashes to its manifest (timeout per read)
   drill.recent       a successful drill within objectives.drill_every (warn if none)
   runbooks           every runbook renders with this configuration
+  notify.sinks       each [[notify]] sink accepts a connection; nothing is sent (not
+                     critical; `dr notify test` sends a real test event)
 
 Formats:
   table       human table; colour and symbols only on a terminal without NO_COLOR
@@ -36,6 +38,10 @@ Formats:
   junit       one testcase per check; fail is a <failure>, warn is not
   prometheus  dr_check_status{check,target,critical} (0 pass, 1 warn, 2 fail),
               dr_check_duration_seconds{...}, dr_ready
+
+--notify tells the [[notify]] sinks when readiness changed since the previous
+`check --notify` (state kept in storage under status/); --metrics-file PATH writes the
+prometheus format plus dr_last_success_timestamp_seconds and dr_rpo_seconds, atomically.
 
 Exit status:
   0    ready: no critical check failed (with --strict: every check passed)
@@ -100,6 +106,9 @@ pub enum Command {
     /// Incident runbooks, filled in from the live configuration
     #[command(after_help = EXIT_CODES)]
     Runbook(RunbookArgs),
+    /// Notification sinks ([[notify]] in dr.toml)
+    #[command(after_help = EXIT_CODES)]
+    Notify(NotifyArgs),
     /// A first run: sandbox PostgreSQL with a sample shop, then check, backup, list, drill
     #[command(after_help = EXIT_CODES)]
     Demo(DemoArgs),
@@ -140,6 +149,12 @@ pub struct CheckArgs {
     /// Time limit for each check
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Tell the [[notify]] sinks when readiness changed since the last `check --notify`
+    #[arg(long)]
+    pub notify: bool,
+    /// Write Prometheus metrics here, atomically (for node_exporter's textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -167,6 +182,9 @@ pub struct BackupArgs {
     pub target: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Write Prometheus metrics here, atomically (for node_exporter's textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -186,6 +204,9 @@ pub struct PruneArgs {
     pub target: Option<String>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Write Prometheus metrics here, atomically (for node_exporter's textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +271,9 @@ pub struct DrillArgs {
     pub jobs: u32,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Write Prometheus metrics here, atomically (for node_exporter's textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -266,6 +290,25 @@ pub enum RunbookAction {
     Show {
         /// Runbook name (see `dr runbook`)
         name: String,
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    #[command(subcommand)]
+    pub action: NotifyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyAction {
+    /// Send a test event to every sink (PagerDuty: trigger, then resolve; heartbeat: /log)
+    #[command(after_help = EXIT_CODES)]
+    Test {
+        /// Only this sink (its name, or its kind when unnamed)
+        #[arg(long)]
+        sink: Option<String>,
         #[arg(long, value_enum, default_value = "table")]
         format: Format,
     },

@@ -7,6 +7,8 @@ mod commands;
 mod config;
 mod drill;
 mod error;
+mod metrics;
+mod notify;
 mod output;
 mod pg;
 mod restore;

@@ -278,7 +278,7 @@ fn large_object_goes_up_as_multipart_with_bounded_memory() {
         rss_kib as f64 / 1024.0,
         run.elapsed.as_secs_f64()
     );
-    let m = run.json()[0].clone();
+    let m = run.json()["backups"][0].clone();
     let size = m["size_bytes"].as_u64().unwrap();
     println!(
         "stored dump: {size} bytes ({:.1} MiB)",

@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod config;
 pub mod drill;
+pub mod notify;
 pub mod postgres;
 pub mod redis;
 pub mod runbooks;
@@ -132,6 +133,7 @@ pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
     backup::plan(ctx, &mut checks);
     drill::plan(ctx, &mut checks);
     runbooks::plan(ctx, &mut checks);
+    notify::plan(ctx, &mut checks);
     checks
 }
 

@@ -11,6 +11,8 @@ use crate::error::usage;
 use crate::output;
 
 pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
+    let notifier =
+        crate::notify::OperationRun::start_check(config, args.notify, args.metrics_file.clone())?;
     let storage = match &config.storage {
         Some(s) => Some(Arc::from(crate::storage::open(s)?)),
         None => None,
@@ -18,7 +20,7 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
     let ctx = Arc::new(CheckContext {
         config: config.clone(),
         storage,
-        secrets: checks::collect_secrets(config),
+        secrets: crate::notify::secrets(config),
         timeout: args.timeout,
     });
     let mut planned = checks::plan(&ctx);
@@ -38,9 +40,10 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
     }
     let results = checks::run(planned, args.timeout, &ctx.secrets).await;
     let report = CheckReport::new(results, args.strict);
+    let sent = notifier.finish_check(&report).await;
     output::emit(&match args.format {
         CheckFormat::Table => output::table::check_report(&report),
-        CheckFormat::Json => output::json(&report),
+        CheckFormat::Json => output::notify::json_with(&report, &sent),
         CheckFormat::Junit => output::junit::check_report(&report),
         CheckFormat::Prometheus => output::prometheus::check_report(&report),
     });

@@ -4,14 +4,17 @@ use anyhow::Result;
 use comfy_table::Cell;
 
 use crate::cli::{DrillArgs, Format};
-use crate::config::Config;
+use crate::config::{Config, NotifyEvent};
 use crate::drill::{self, DrillRequest};
+use crate::notify::{self, OperationRun, Outcome};
 use crate::output::{self, table};
 
 pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
-    let report = drill::run(DrillRequest {
+    let notifier = OperationRun::start(config, NotifyEvent::Drill, args.metrics_file.clone())?;
+    let started = std::time::Instant::now();
+    let result = drill::run(DrillRequest {
         config,
         storage: storage.as_ref(),
         target,
@@ -19,9 +22,33 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
         sandbox: args.sandbox,
         jobs: args.jobs,
     })
-    .await?;
+    .await;
+    let outcome = match &result {
+        Ok(report) => {
+            let mut o = Outcome::new(Some(&target.name), report.passed, report.verdict.clone());
+            o.backup_id = report.backup_id.clone();
+            // Only a restore that was verified measured a recovery time.
+            if report.verification.is_some() {
+                o.rto_ms = Some(report.rto_ms);
+            }
+            o.rpo_ms = report.rpo_ms;
+            o
+        }
+        Err(e) => Outcome::new(Some(&target.name), false, format!("drill failed: {e:#}")),
+    };
+    let sent = if notify::attempted(&result) {
+        notifier
+            .finish(vec![Outcome {
+                duration_ms: started.elapsed().as_millis() as u64,
+                ..outcome
+            }])
+            .await
+    } else {
+        notify::NotifyReport::default()
+    };
+    let report = result?;
     match args.format {
-        Format::Json => output::emit(&output::json(&report)),
+        Format::Json => output::emit(&output::notify::json_with(&report, &sent)),
         Format::Table => {
             let mut text = super::restore::steps_table(&report.phases);
             let mut t = table::new_table(&["objective", "measured", "target", "met"]);

@@ -10,8 +10,9 @@ use crate::backup::catalog::{self, manifest_key};
 use crate::backup::manifest::BackupKind;
 use crate::backup::retention;
 use crate::cli::{Format, PruneArgs};
-use crate::config::Config;
+use crate::config::{Config, NotifyEvent, PostgresTarget, RetentionConfig};
 use crate::error::usage;
+use crate::notify::{OperationRun, Outcome};
 use crate::output::{self, table};
 use crate::storage::local::PARTIAL_MARKER;
 
@@ -40,23 +41,96 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
     })?;
     let targets = config.select_postgres(args.target.as_deref())?;
     let storage = super::open_storage(config)?;
-    let now = Utc::now();
+    let notifier = OperationRun::start(config, NotifyEvent::Prune, args.metrics_file.clone())?;
+    let started = std::time::Instant::now();
     let verb = if args.dry_run {
         "would remove"
     } else {
         "removed"
     };
     let mut entries = Vec::new();
+    let result = apply(
+        storage.as_ref(),
+        &targets,
+        &policy,
+        args.dry_run,
+        verb,
+        &mut entries,
+    )
+    .await;
+    let outcomes = targets
+        .iter()
+        .map(|t| {
+            let mut o = match &result {
+                Ok(()) => {
+                    let removed = entries
+                        .iter()
+                        .filter(|e| e.target == t.name && e.action != "keep")
+                        .count();
+                    Outcome::new(
+                        Some(&t.name),
+                        true,
+                        format!("{removed} backup(s) or leftover(s) {verb}"),
+                    )
+                }
+                Err(e) => Outcome::new(Some(&t.name), false, format!("prune failed: {e:#}")),
+            };
+            o.duration_ms = started.elapsed().as_millis() as u64;
+            o
+        })
+        .collect();
+    let sent = notifier.finish(outcomes).await;
+    result?;
+    let report = PruneReport {
+        format_version: 1,
+        dry_run: args.dry_run,
+        entries,
+    };
+    match args.format {
+        Format::Json => output::emit(&output::notify::json_with(&report, &sent)),
+        Format::Table => {
+            let mut t = table::new_table(&["target", "backup id", "kind", "action", "why"]);
+            for e in &report.entries {
+                t.add_row(vec![
+                    Cell::new(&e.target),
+                    Cell::new(&e.id),
+                    Cell::new(&e.kind),
+                    Cell::new(e.action),
+                    Cell::new(&e.reason),
+                ]);
+            }
+            let removed = report.entries.iter().filter(|e| e.action != "keep").count();
+            output::emit(&format!(
+                "{t}\n{} kept, {removed} {verb}{}\n",
+                report.entries.len() - removed,
+                if args.dry_run { " (dry run)" } else { "" }
+            ));
+        }
+    }
+    Ok(0)
+}
+
+/// Decides and removes, target by target; `entries` holds what was done, also when a
+/// removal fails part way.
+async fn apply(
+    storage: &dyn crate::storage::Storage,
+    targets: &[&PostgresTarget],
+    policy: &RetentionConfig,
+    dry_run: bool,
+    verb: &'static str,
+    entries: &mut Vec<PruneEntry>,
+) -> Result<()> {
+    let now = Utc::now();
     for target in targets {
-        let (manifests, _) = catalog::list_complete(storage.as_ref(), Some(&target.name)).await?;
-        let dirs = catalog::scan(storage.as_ref(), Some(&target.name)).await?;
+        let (manifests, _) = catalog::list_complete(storage, Some(&target.name)).await?;
+        let dirs = catalog::scan(storage, Some(&target.name)).await?;
         for kind in [BackupKind::Regular, BackupKind::Safety] {
             let pool: Vec<(String, chrono::DateTime<Utc>)> = manifests
                 .iter()
                 .filter(|m| m.kind == kind)
                 .map(|m| (m.id.clone(), m.created_at))
                 .collect();
-            for decision in retention::decide(&pool, &policy, now) {
+            for decision in retention::decide(&pool, policy, now) {
                 let kind_text = format!("{kind:?}").to_lowercase();
                 if decision.keep {
                     entries.push(PruneEntry {
@@ -68,7 +142,7 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
                     });
                     continue;
                 }
-                if !args.dry_run {
+                if !dry_run {
                     // Manifest first: from here on the backup is no longer complete.
                     storage
                         .delete(&manifest_key(&target.name, &decision.id))
@@ -96,7 +170,7 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
                 .collect();
             let old = now - dir.newest_modified > Duration::days(1);
             if !dir.has_manifest && old {
-                if !args.dry_run {
+                if !dry_run {
                     for key in &dir.keys {
                         storage.delete(key).await?;
                     }
@@ -109,7 +183,7 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
                     reason: format!("leftover of an interrupted or failed backup ({} object(s), no manifest, older than a day)", dir.keys.len()),
                 });
             } else if dir.has_manifest && old && !stale_partials.is_empty() {
-                if !args.dry_run {
+                if !dry_run {
                     for key in &stale_partials {
                         storage.delete(key).await?;
                     }
@@ -127,31 +201,5 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
             }
         }
     }
-    let report = PruneReport {
-        format_version: 1,
-        dry_run: args.dry_run,
-        entries,
-    };
-    match args.format {
-        Format::Json => output::emit(&output::json(&report)),
-        Format::Table => {
-            let mut t = table::new_table(&["target", "backup id", "kind", "action", "why"]);
-            for e in &report.entries {
-                t.add_row(vec![
-                    Cell::new(&e.target),
-                    Cell::new(&e.id),
-                    Cell::new(&e.kind),
-                    Cell::new(e.action),
-                    Cell::new(&e.reason),
-                ]);
-            }
-            let removed = report.entries.iter().filter(|e| e.action != "keep").count();
-            output::emit(&format!(
-                "{t}\n{} kept, {removed} {verb}{}\n",
-                report.entries.len() - removed,
-                if args.dry_run { " (dry run)" } else { "" }
-            ));
-        }
-    }
-    Ok(0)
+    Ok(())
 }

@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use crate::backup::{self, manifest::BackupKind, BackupPlan};
 use crate::cli::{Format, RestoreArgs};
-use crate::config::Config;
+use crate::config::{Config, NotifyEvent};
 use crate::error::usage;
+use crate::notify::{self, OperationRun, Outcome};
 use crate::output::{self, table};
 use crate::pg::{tools, ConnTarget};
 use crate::restore::verify::{self, VerifyReport, VerifyRequest};
@@ -50,6 +51,7 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
         destination: &destination,
         staging_dir: &staging_parent,
     };
+    let notifier = OperationRun::start(config, NotifyEvent::Restore, None)?;
     let mut steps = Steps::default();
     let mut safety_backup_id = None;
     let mut verification = None;
@@ -148,8 +150,28 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
         verification,
         error: result.as_ref().err().map(|e| format!("{e:#}")),
     };
+    let mut outcome = Outcome::new(
+        Some(&target.name),
+        report.ok,
+        match &report.error {
+            None => format!(
+                "backup {} restored into {} and verified",
+                report.backup_id.as_deref().unwrap_or("-"),
+                report.destination
+            ),
+            Some(e) => format!("restore into {} failed: {e}", report.destination),
+        },
+    );
+    outcome.backup_id = report.backup_id.clone();
+    outcome.duration_ms = total_ms;
+    outcome.rto_ms = report.ok.then_some(total_ms);
+    let sent = if notify::attempted(&result) {
+        notifier.finish(vec![outcome]).await
+    } else {
+        notify::NotifyReport::default()
+    };
     match args.format {
-        Format::Json => output::emit(&output::json(&report)),
+        Format::Json => output::emit(&output::notify::json_with(&report, &sent)),
         Format::Table => {
             let mut text = steps_table(&report.steps);
             if report.ok {

@@ -2,6 +2,7 @@
 //! report to text; `emit` writes it (and survives a closed pipe, as in `dr list | head`).
 
 pub mod junit;
+pub mod notify;
 pub mod prometheus;
 pub mod table;
 
