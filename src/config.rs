@@ -542,20 +542,17 @@ impl Config {
                 }
             }
             let has_key = sink.routing_key.is_some() || sink.routing_key_env.is_some();
-            match sink.kind {
-                SinkKind::Pagerduty => {
-                    if sink.routing_key.is_some() == sink.routing_key_env.is_some() {
-                        return Err(usage(format!(
-                            "{at} needs exactly one of routing_key and routing_key_env; hint: routing_key_env = \"DR_PAGERDUTY_ROUTING_KEY\" (the integration key of an Events API v2 service)"
-                        )));
-                    }
-                }
-                _ if has_key => {
-                    return Err(usage(format!(
-                        "{at}: routing_key is only for kind = \"pagerduty\"; hint: remove it"
-                    )))
-                }
-                _ => {}
+            if sink.kind == SinkKind::Pagerduty
+                && sink.routing_key.is_some() == sink.routing_key_env.is_some()
+            {
+                return Err(usage(format!(
+                    "{at} needs exactly one of routing_key and routing_key_env; hint: routing_key_env = \"DR_PAGERDUTY_ROUTING_KEY\" (the integration key of an Events API v2 service)"
+                )));
+            }
+            if sink.kind != SinkKind::Pagerduty && has_key {
+                return Err(usage(format!(
+                    "{at}: routing_key is only for kind = \"pagerduty\"; hint: remove it"
+                )));
             }
             if sink.severity.is_some() && sink.kind != SinkKind::Pagerduty {
                 return Err(usage(format!(

@@ -782,3 +782,64 @@ fn the_metrics_file_is_never_seen_half_written() {
     run.expect_code(2);
     assert!(run.stderr.contains("does not exist"), "{}", run.stderr);
 }
+
+#[test]
+fn the_readme_alert_rule_fires_when_no_backup_succeeds_within_the_rpo() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = &readme[readme
+        .find("### Alert rule")
+        .expect("README has the alert rule")..];
+    let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
+    let rules = &section[start..start + section[start..].find("```").unwrap()];
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
+    // The last success at time 0, never again; RPO one hour.
+    std::fs::write(
+        dir.path().join("test.yml"),
+        r#"
+rule_files: [rules.yml]
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'dr_last_success_timestamp_seconds{target="main",operation="backup",instance="db1"}'
+        values: '0+0x120'
+      - series: 'dr_rpo_objective_seconds{target="main",instance="db1"}'
+        values: '3600+0x120'
+      - series: 'dr_ready{instance="db1"}'
+        values: '1+0x120'
+    alert_rule_test:
+      - eval_time: 50m
+        alertname: DrNoBackupWithinRPO
+        exp_alerts: []
+      - eval_time: 75m
+        alertname: DrNoBackupWithinRPO
+        exp_alerts:
+          - exp_labels: {severity: critical, target: main, operation: backup, instance: db1}
+            exp_annotations:
+              summary: "no successful backup of main within the RPO"
+              description: "the last successful backup of main is 1h 15m 0s old; run `dr backup --target main` and read its error"
+      - eval_time: 75m
+        alertname: DrBackupMetricsMissing
+        exp_alerts: []
+      - eval_time: 75m
+        alertname: DrNotReady
+        exp_alerts: []
+"#,
+    )
+    .unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules", "test.yml"])
+        .current_dir(dir.path())
+        .output()
+        .expect(
+            "promtool not installed: run scripts/install-test-deps (Debian package prometheus)",
+        );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

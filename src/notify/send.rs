@@ -158,20 +158,22 @@ fn no_answer(timeout: Duration) -> String {
     )
 }
 
-/// The error and its causes, without the URL reqwest puts in its message.
+/// What went wrong, in a few words: the innermost cause (`Connection refused`,
+/// `dns error: ...`), without the URL reqwest puts in its own message.
 fn transport_error(e: reqwest::Error) -> String {
     let e = e.without_url();
-    let mut text = e.to_string();
+    let what = if e.is_connect() {
+        "cannot connect"
+    } else {
+        "the request failed"
+    };
+    let mut innermost = e.to_string();
     let mut source = std::error::Error::source(&e);
     while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
+        innermost = cause.to_string();
         source = cause.source();
     }
-    text
+    format!("{what}: {innermost}")
 }
 
 /// The start of the sink's answer (Slack and PagerDuty say what they disliked), on one
