@@ -126,7 +126,7 @@ fn files_are_0600_and_directories_0700_under_a_loose_umask() {
         String::from_utf8_lossy(&out.stderr)
     );
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let roles: Vec<&str> = m[0]["objects"]
+    let roles: Vec<&str> = m["backups"][0]["objects"]
         .as_array()
         .unwrap()
         .iter()
