@@ -554,6 +554,36 @@ impl Config {
                 ));
             }
         }
+        if let Some(threads) = self.backup.threads {
+            if threads > 256 {
+                return Err(at(
+                    "backup",
+                    "threads",
+                    format!(
+                        "threads = {threads} is out of range; hint: use 0 (one per core) to 256"
+                    ),
+                ));
+            }
+        }
+        for h in &self.verify.http {
+            if !(100..=599).contains(&h.expect_status) {
+                return Err(at(
+                    "verify.http",
+                    "expect_status",
+                    format!(
+                        "expect_status = {} in {:?} is not an HTTP status; hint: use 100 to 599 (usually 200)",
+                        h.expect_status, h.name
+                    ),
+                ));
+            }
+            if h.timeout.is_some_and(|t| t.is_zero()) {
+                return Err(at(
+                    "verify.http",
+                    "timeout",
+                    format!("timeout = 0 in {:?} never lets it answer; hint: use a duration such as \"5s\"", h.name),
+                ));
+            }
+        }
         for a in &self.verify.sql {
             if let Some(t) = &a.target {
                 if !self.postgres.iter().any(|p| &p.name == t) {

@@ -107,18 +107,14 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
             None => {
                 steps
                     .run("backup", Phase::Prepare, async {
-                        let m = backup::run(
-                            req.storage,
-                            BackupPlan {
-                                target_name: &req.target.name,
-                                conn: source.clone(),
-                                kind: BackupKind::Regular,
-                                settings: &req.config.backup,
-                                pg_bin_dir: req.target.pg_bin_dir.as_deref(),
-                                show_progress: false,
-                            },
-                        )
-                        .await?;
+                        let plan = BackupPlan::new(
+                            req.target,
+                            source.clone(),
+                            BackupKind::Regular,
+                            &req.config.backup,
+                            false,
+                        );
+                        let m = backup::run(req.storage, plan).await?;
                         let msg = format!("took fresh backup {} ({})", m.id, units::bytes(m.size_bytes));
                         Ok((m, msg))
                     })

@@ -180,6 +180,17 @@ pub struct RunningChild {
 }
 
 impl RunningChild {
+    /// The child's stdin (spawned with `Stdio::piped()`) as a blocking file, for a writer
+    /// thread that feeds it.
+    pub fn take_stdin_file(&mut self) -> Result<std::fs::File> {
+        let stdin = self
+            .child
+            .stdin
+            .take()
+            .context("the child's stdin is not piped")?;
+        Ok(stdin.into_owned_fd()?.into())
+    }
+
     /// Waits for the child; a non-zero exit is an error carrying the last stderr lines.
     /// Returns those lines on success too (warnings worth showing).
     pub async fn finish(mut self) -> Result<String> {

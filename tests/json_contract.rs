@@ -8,13 +8,24 @@ use std::collections::{BTreeMap, BTreeSet};
 
 /// README.md's table between the `json-table` markers: command → fields.
 fn readme_table() -> BTreeMap<String, BTreeSet<String>> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("<!-- json-table:start -->").expect("json-table:start marker");
-    let end = readme.find("<!-- json-table:end -->").expect("json-table:end marker");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- json-table:start -->")
+        .expect("json-table:start marker");
+    let end = readme
+        .find("<!-- json-table:end -->")
+        .expect("json-table:end marker");
     let mut table = BTreeMap::new();
-    for line in readme[start..end].lines().filter(|l| l.starts_with("| `dr ")) {
+    for line in readme[start..end]
+        .lines()
+        .filter(|l| l.starts_with("| `dr "))
+    {
         let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        let command = cells[1].trim_matches('`').trim_start_matches("dr ").to_string();
+        let command = cells[1]
+            .trim_matches('`')
+            .trim_start_matches("dr ")
+            .to_string();
         let fields = cells[2]
             .split(',')
             .map(|f| f.trim().trim_matches('`').to_string())
@@ -36,7 +47,10 @@ fn keys(doc: &serde_json::Value) -> BTreeSet<String> {
 fn assert_steps(command: &str, steps: &serde_json::Value) {
     for step in steps.as_array().unwrap() {
         for field in ["name", "phase", "status", "message", "duration_ms"] {
-            assert!(step.get(field).is_some(), "{command}: step without {field}: {step}");
+            assert!(
+                step.get(field).is_some(),
+                "{command}: step without {field}: {step}"
+            );
         }
         assert!(
             ["pass", "warn", "fail"].contains(&step["status"].as_str().unwrap()),
@@ -55,7 +69,10 @@ fn every_json_document_matches_the_readme_table() {
         ("check", vec!["check"]),
         ("list", vec!["list"]),
         ("validate", vec!["validate"]),
-        ("restore", vec!["restore", "--backup-id", "latest", "--into", &copy_url]),
+        (
+            "restore",
+            vec!["restore", "--backup-id", "latest", "--into", &copy_url],
+        ),
         ("verify", vec!["verify"]),
         ("drill", vec!["drill", "--backup-id", "latest"]),
         ("prune", vec!["prune", "--dry-run"]),
@@ -66,7 +83,10 @@ fn every_json_document_matches_the_readme_table() {
     let table = readme_table();
     let documented: BTreeSet<&str> = table.keys().map(String::as_str).collect();
     let run_names: BTreeSet<&str> = runs.iter().map(|(n, _)| *n).collect();
-    assert_eq!(documented, run_names, "README's JSON table and this test name the same commands");
+    assert_eq!(
+        documented, run_names,
+        "README's JSON table and this test name the same commands"
+    );
     for (name, args) in &runs {
         let mut args = args.clone();
         args.extend(["--format", "json"]);
@@ -75,7 +95,11 @@ fn every_json_document_matches_the_readme_table() {
         let doc = run.json();
         assert_eq!(doc["format_version"], 2, "{name}");
         assert!(doc["ok"].is_boolean(), "{name}: no ok");
-        assert_eq!(&keys(&doc), &table[*name], "{name}: fields differ from README's table");
+        assert_eq!(
+            &keys(&doc),
+            &table[*name],
+            "{name}: fields differ from README's table"
+        );
         if let Some(steps) = doc.get("steps") {
             if *name != "runbook show" {
                 assert_steps(name, steps);

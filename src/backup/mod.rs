@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use crate::config::{BackupConfig, Compression};
+use crate::config::{BackupConfig, Compression, PostgresTarget};
 use crate::pg::{self, tools, ConnTarget};
 use crate::process::ChildCommand;
 use crate::storage::{self, ByteStream, Storage};
@@ -41,6 +41,26 @@ pub struct BackupPlan<'a> {
     pub settings: &'a BackupConfig,
     pub pg_bin_dir: Option<&'a Path>,
     pub show_progress: bool,
+}
+
+impl<'a> BackupPlan<'a> {
+    /// A backup of `conn` filed under `target`, with the configured settings.
+    pub fn new(
+        target: &'a PostgresTarget,
+        conn: ConnTarget,
+        kind: BackupKind,
+        settings: &'a BackupConfig,
+        show_progress: bool,
+    ) -> Self {
+        BackupPlan {
+            target_name: &target.name,
+            conn,
+            kind,
+            settings,
+            pg_bin_dir: target.pg_bin_dir.as_deref(),
+            show_progress,
+        }
+    }
 }
 
 /// The pg_dump command line: no password, ever (it comes from the passfile).

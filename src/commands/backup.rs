@@ -17,18 +17,15 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
     for target in targets {
         let result = async {
             let conn = ConnTarget::parse(&target.resolve_url()?)?;
-            backup::run(
-                storage.as_ref(),
-                BackupPlan {
-                    target_name: &target.name,
-                    conn,
-                    kind: BackupKind::Regular,
-                    settings: &config.backup,
-                    pg_bin_dir: target.pg_bin_dir.as_deref(),
-                    show_progress: args.format == Format::Table,
-                },
-            )
-            .await
+            let show_progress = args.format == Format::Table;
+            let plan = BackupPlan::new(
+                target,
+                conn,
+                BackupKind::Regular,
+                &config.backup,
+                show_progress,
+            );
+            backup::run(storage.as_ref(), plan).await
         }
         .await;
         match result {

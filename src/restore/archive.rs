@@ -62,13 +62,7 @@ pub async fn list_streaming(
     let mut running = ChildCommand::new(pg_restore, "pg_restore --list")
         .arg("--list")
         .spawn(Stdio::piped(), Stdio::piped())?;
-    let stdin: std::fs::File = running
-        .child
-        .stdin
-        .take()
-        .expect("piped")
-        .into_owned_fd()?
-        .into();
+    let stdin = running.take_stdin_file()?;
     let listing = read_stdout(&mut running);
     stage::stream_object(storage, manifest, manifest.dump(), stdin, true).await?;
     running
@@ -129,13 +123,7 @@ async fn run_on_staged(
         Stdio::piped(),
     )?;
     let feeder = if piped {
-        let stdin: std::fs::File = running
-            .child
-            .stdin
-            .take()
-            .expect("piped")
-            .into_owned_fd()?
-            .into();
+        let stdin = running.take_stdin_file()?;
         let (path, compression) = (staged.path.clone(), staged.compression);
         Some(tokio::task::spawn_blocking(move || -> Result<u64> {
             let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);

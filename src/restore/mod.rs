@@ -189,17 +189,14 @@ async fn pipeline(
         if options.safety_backup {
             let id = steps
                 .run("safety backup", Phase::Restore, async {
-                    let m = backup::run(
-                        req.storage,
-                        BackupPlan {
-                            target_name: &req.target.name,
-                            conn: destination.clone(),
-                            kind: BackupKind::Safety,
-                            settings: &req.config.backup,
-                            pg_bin_dir: req.target.pg_bin_dir.as_deref(),
-                            show_progress: options.show_progress,
-                        },
-                    )
+                    let plan = BackupPlan::new(
+                        req.target,
+                        destination.clone(),
+                        BackupKind::Safety,
+                        &req.config.backup,
+                        options.show_progress,
+                    );
+                    let m = backup::run(req.storage, plan)
                     .await
                     .context("cannot take the safety backup of the destination, so nothing was restored; hint: fix the cause, or pass --no-safety-backup to overwrite without a copy")?;
                     let msg = format!(
