@@ -7,26 +7,26 @@ use std::sync::Arc;
 use anyhow::{anyhow, Result};
 
 use super::{CheckContext, Finding, PlannedCheck};
-use crate::config::SinkKind;
-use crate::notify::Sink;
+use crate::config::{NotifySink, SinkKind};
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
-    for sink in crate::notify::sinks(&ctx.config) {
+    for (sink, name) in ctx.config.notify.iter().zip(ctx.config.notify_names()) {
+        let sink = sink.clone();
         out.push(PlannedCheck {
             name: "notify.sinks",
-            target: Some(sink.name.clone()),
+            target: Some(name.clone()),
             critical: false,
             timeout_per_read: false,
-            run: Box::pin(async move { reachable(&sink).await }),
+            run: Box::pin(async move { reachable(&sink, &name).await }),
         });
     }
 }
 
-async fn reachable(sink: &Sink) -> Result<Finding> {
-    let kind = sink.config.kind.as_str();
-    let url = sink.config.resolve_url(&sink.name)?;
-    if sink.config.kind == SinkKind::Pagerduty {
-        sink.config.resolve_routing_key(&sink.name)?;
+async fn reachable(sink: &NotifySink, name: &str) -> Result<Finding> {
+    let kind = sink.kind.as_str();
+    let url = sink.resolve_url(name)?;
+    if sink.kind == SinkKind::Pagerduty {
+        sink.resolve_routing_key(name)?;
     }
     let parsed = url::Url::parse(&url).map_err(|_| {
         anyhow!("the {kind} sink's URL is not a valid URL; hint: check its url or url_env variable")
@@ -41,18 +41,17 @@ async fn reachable(sink: &Sink) -> Result<Finding> {
         }
     };
     let place = format!("{}://{host}:{port}", parsed.scheme());
-    let timeout = sink.config.timeout();
+    let timeout = sink.timeout();
     match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((host.as_str(), port))).await {
         Ok(Ok(_)) => Ok(Finding::pass(format!(
-            "{kind} sink at {place} accepts connections (nothing sent; `dr notify test --sink {}` sends a test event)",
-            sink.name
+            "{kind} sink at {place} accepts connections (nothing sent; `dr notify test --sink {name}` sends a test event)"
         ))),
         Ok(Err(e)) => Ok(Finding::fail(format!(
             "{kind} sink at {place}: cannot connect: {e}; hint: failures would go unannounced: check DNS, proxy and firewall from this host"
         ))),
         Err(_) => Ok(Finding::fail(format!(
             "{kind} sink at {place}: no connection within {}; hint: failures would go unannounced: check the network path from this host",
-            crate::config::format_duration(timeout)
+            crate::units::duration(timeout)
         ))),
     }
 }

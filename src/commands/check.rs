@@ -20,7 +20,7 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
     let ctx = Arc::new(CheckContext {
         config: config.clone(),
         storage,
-        secrets: crate::notify::secrets(config),
+        secrets: config.secrets(),
         timeout: args.timeout,
     });
     let mut planned = checks::plan(&ctx);
@@ -40,9 +40,11 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
     }
     let results = checks::run(planned, args.timeout, &ctx.secrets).await;
     let report = CheckReport::new(results, args.strict);
-    let sent = notifier.finish_check(&report).await;
+    let sent = notifier
+        .finish_check(&report, output::prometheus::check_report(&report))
+        .await;
     output::emit(&match args.format {
-        CheckFormat::Table => output::table::check_report(&report),
+        CheckFormat::Table => output::check::table(&report),
         CheckFormat::Json => output::notify::json_with(&report, &sent),
         CheckFormat::Junit => output::junit::check_report(&report),
         CheckFormat::Prometheus => output::prometheus::check_report(&report),

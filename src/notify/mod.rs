@@ -91,6 +91,18 @@ impl Outcome {
     }
 }
 
+impl Outcome {
+    /// A backup that was made: its id, duration and stored size.
+    pub fn backup_made(target: &str, id: &str, duration_ms: u64, size_bytes: u64) -> Outcome {
+        Outcome {
+            backup_id: Some(id.to_string()),
+            duration_ms,
+            size_bytes: Some(size_bytes),
+            ..Outcome::new(Some(target), true, format!("backup {id} complete"))
+        }
+    }
+}
+
 /// What sending did, for the command's output: every delivery, and the warnings (failed
 /// deliveries, status or metrics that could not be written) also printed on stderr.
 #[derive(Debug, Default, Serialize)]
@@ -114,33 +126,6 @@ pub fn sinks(config: &Config) -> Vec<Sink> {
         .zip(config.notify_names())
         .map(|(config, name)| Sink { name, config })
         .collect()
-}
-
-/// Every secret of the sinks (URLs, their paths, routing keys) plus the targets'
-/// passwords: scrubbed from every message that leaves the process.
-pub fn secrets(config: &Config) -> Vec<String> {
-    let mut out = crate::checks::collect_secrets(config);
-    for sink in sinks(config) {
-        if let Ok(url) = sink.config.resolve_url(&sink.name) {
-            if let Ok(parsed) = url::Url::parse(&url) {
-                if parsed.path().len() > 1 {
-                    out.push(parsed.path().to_string());
-                }
-                if let Some(q) = parsed.query() {
-                    out.push(q.to_string());
-                }
-            }
-            out.push(url);
-        }
-        if sink.config.kind == SinkKind::Pagerduty {
-            if let Ok(key) = sink.config.resolve_routing_key(&sink.name) {
-                out.push(key);
-            }
-        }
-    }
-    // Longest first, so a URL is replaced whole before its path is.
-    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
-    out
 }
 
 /// The notification side of one run of an operation.
@@ -209,7 +194,7 @@ impl OperationRun {
             storage,
             metrics_file,
             rpo_objective: config.objectives.rpo,
-            secrets: secrets(config),
+            secrets: config.secrets(),
             host: host_name(),
             started: Instant::now(),
             heartbeat_starts: Vec::new(),
@@ -253,13 +238,14 @@ impl OperationRun {
     }
 
     /// `dr check`: one outcome (ready or not); with `--notify`, a notification only when
-    /// readiness changed since the stored previous check.
-    pub async fn finish_check(mut self, check: &CheckReport) -> NotifyReport {
+    /// readiness changed since the stored previous check. `exposition` is the check report
+    /// as Prometheus text, which the metrics file starts with.
+    pub async fn finish_check(mut self, check: &CheckReport, exposition: String) -> NotifyReport {
         let mut report = self.started_pings().await;
         let failed: Vec<String> = check
             .checks
             .iter()
-            .filter(|c| c.status == crate::checks::Status::Fail)
+            .filter(|c| c.status == crate::report::Status::Fail)
             .map(|c| match &c.target {
                 Some(t) => format!("{} [{t}]: {}", c.name, c.message),
                 None => format!("{}: {}", c.name, c.message),
@@ -292,7 +278,7 @@ impl OperationRun {
                 .await;
         }
         if let Some(path) = &self.metrics_file {
-            let mut text = crate::output::prometheus::check_report(check);
+            let mut text = exposition;
             let mut families = self.operation_families(&outcomes, &records).await;
             families.push(self.rpo_family().await);
             text.push_str(&metrics::render(&families));
@@ -345,7 +331,7 @@ impl OperationRun {
                 target,
                 o.status,
                 Utc::now(),
-                &crate::checks::scrub(&o.message, &self.secrets),
+                &crate::secret::scrub(&o.message, &self.secrets),
                 o.size_bytes,
             );
             if let Err(e) = state::write(storage.as_ref(), &next).await {
@@ -372,7 +358,7 @@ impl OperationRun {
             status,
             previous_status,
             target: o.target.clone(),
-            message: crate::checks::scrub(&o.message, &self.secrets),
+            message: crate::secret::scrub(&o.message, &self.secrets),
             backup_id: o.backup_id.clone(),
             time: payload::time_text(Utc::now()),
             duration_ms: o.duration_ms,
@@ -538,7 +524,7 @@ impl OperationRun {
         report.warnings = report
             .warnings
             .iter()
-            .map(|w| crate::checks::scrub(w, &self.secrets))
+            .map(|w| crate::secret::scrub(w, &self.secrets))
             .collect();
         for w in &report.warnings {
             tracing::warn!(
@@ -673,7 +659,7 @@ pub async fn send_test(config: &Config, only: Option<&str>) -> Result<Vec<Delive
         }
         None => all,
     };
-    let secrets = secrets(config);
+    let secrets = config.secrets();
     let host = host_name();
     let doc = |status| EventDocument {
         format_version: payload::WEBHOOK_FORMAT_VERSION,

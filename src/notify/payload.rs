@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{NotifyStatus, RunStatus};
-use crate::output::table::{human_bytes, millis};
+use crate::units::{bytes as human_bytes, millis};
 
 pub const WEBHOOK_FORMAT_VERSION: u32 = 1;
 /// PagerDuty refuses a longer summary.

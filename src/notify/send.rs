@@ -154,7 +154,7 @@ fn finished(
 fn no_answer(timeout: Duration) -> String {
     format!(
         "no answer within {}; hint: the sink accepted no request or hung; check the service, or raise timeout in its [[notify]] entry",
-        crate::config::format_duration(timeout)
+        crate::units::duration(timeout)
     )
 }
 
@@ -189,7 +189,7 @@ fn answer_excerpt(text: &str, secrets: &[String]) -> String {
     if line.is_empty() {
         String::new()
     } else {
-        format!(": {}", crate::checks::scrub(&line, secrets))
+        format!(": {}", crate::secret::scrub(&line, secrets))
     }
 }
 

@@ -34,7 +34,7 @@ struct TestReport<'a> {
 
 pub fn test_json(deliveries: &[Delivery]) -> String {
     super::json(&TestReport {
-        format_version: 1,
+        format_version: crate::report::FORMAT_VERSION,
         ok: deliveries.iter().all(|d| d.delivered),
         notifications: deliveries,
     })
@@ -48,12 +48,12 @@ pub fn test_table(deliveries: &[Delivery]) -> String {
             Cell::new(d.kind),
             Cell::new(d.action),
             table::status_cell(if d.delivered {
-                crate::checks::Status::Pass
+                crate::report::Status::Pass
             } else {
-                crate::checks::Status::Fail
+                crate::report::Status::Fail
             }),
             Cell::new(d.attempts),
-            Cell::new(table::millis(d.duration_ms)),
+            Cell::new(crate::units::millis(d.duration_ms)),
         ]);
     }
     let failed: Vec<String> = deliveries

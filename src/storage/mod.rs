@@ -10,7 +10,7 @@ pub mod s3;
 
 use std::pin::Pin;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -47,42 +47,15 @@ pub trait Storage: Send + Sync {
     }
 }
 
-/// A parsed `[storage] url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageUrl {
-    Local(std::path::PathBuf),
-    S3 { bucket: String, prefix: String },
-}
-
-impl StorageUrl {
-    pub fn parse(url: &str) -> Result<StorageUrl> {
-        if let Some(path) = url.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                bail!("{url:?} must be an absolute path such as file:///var/backups/dr");
-            }
-            return Ok(StorageUrl::Local(path.into()));
-        }
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                bail!("{url:?} names no bucket; write s3://bucket/optional/prefix");
-            }
-            return Ok(StorageUrl::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            });
-        }
-        bail!("{url:?} is not a supported storage URL; use file:///absolute/path or s3://bucket/prefix")
-    }
-}
+pub use crate::config::StorageUrl;
 
 /// Opens the configured storage.
 pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>> {
-    match StorageUrl::parse(&config.url)? {
-        StorageUrl::Local(path) => Ok(Box::new(local::LocalStorage::new(path))),
+    match &config.url {
+        StorageUrl::Local(path) => Ok(Box::new(local::LocalStorage::new(path.clone()))),
         StorageUrl::S3 { bucket, prefix } => Ok(Box::new(s3::S3Storage::new(
-            bucket,
-            prefix,
+            bucket.clone(),
+            prefix.clone(),
             config.s3.clone().unwrap_or_default(),
         )?)),
     }
@@ -105,27 +78,4 @@ pub async fn put_bytes(storage: &dyn Storage, key: &str, data: Vec<u8>) -> Resul
     storage
         .put(key, Box::pin(futures::stream::iter([chunk])))
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_urls() {
-        assert_eq!(
-            StorageUrl::parse("file:///var/backups/dr").unwrap(),
-            StorageUrl::Local("/var/backups/dr".into())
-        );
-        assert_eq!(
-            StorageUrl::parse("s3://bucket/a/b/").unwrap(),
-            StorageUrl::S3 {
-                bucket: "bucket".into(),
-                prefix: "a/b".into()
-            }
-        );
-        assert!(StorageUrl::parse("file://relative").is_err());
-        assert!(StorageUrl::parse("ftp://x").is_err());
-        assert!(StorageUrl::parse("s3:///x").is_err());
-    }
 }
