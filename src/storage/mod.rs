@@ -7,6 +7,10 @@
 
 pub mod local;
 pub mod s3;
+/// The s3s-fs server of the integration tests, shared so that there is one copy of it.
+#[cfg(test)]
+#[path = "../../tests/support/s3.rs"]
+mod s3_test_server;
 
 use std::pin::Pin;
 
