@@ -14,15 +14,16 @@ mod object_lock;
 mod settings;
 mod store;
 #[cfg(test)]
-mod testing;
+pub(super) mod testing;
 
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, Result};
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 
 use crate::secret::Secret;
+use crate::storage::check_key;
 use object_lock::ObjectLock;
 
 const MIB: usize = 1024 * 1024;
@@ -58,12 +59,7 @@ impl S3Storage {
     }
 
     fn path_of(&self, key: &str) -> Result<Path> {
-        if key
-            .split('/')
-            .any(|part| part == ".." || part == "." || part.is_empty())
-        {
-            bail!("invalid object key {key:?}");
-        }
+        check_key(key)?;
         Path::parse(self.full_key(key)).map_err(|e| anyhow!("invalid object key {key:?}: {e}"))
     }
 

@@ -10,10 +10,41 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 
 use super::errors::{error_text, explain};
 use super::{strip_prefix, S3Storage, MIB};
-use crate::storage::{ByteStream, ObjectMeta, Storage};
+use crate::storage::{list_prefix, ByteStream, ObjectMeta, Storage};
 
 /// S3 refuses a multipart upload of more parts than this.
 const MAX_PARTS: u64 = 10_000;
+
+/// Aborts, in the background, a multipart upload whose `put` is dropped midway (a
+/// cancelled future), so that its parts do not linger unseen. When the whole process
+/// stops instead, no request can go out: the bucket's lifecycle rule removes the parts.
+struct AbortOnDrop(Option<WriteMultipart>);
+
+impl AbortOnDrop {
+    fn upload(&mut self) -> &mut WriteMultipart {
+        self.0.as_mut().expect("upload not yet handed back")
+    }
+
+    /// Hands the upload back, to be completed or aborted in place.
+    fn disarm(mut self) -> WriteMultipart {
+        self.0.take().expect("upload not yet handed back")
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(upload) = self.0.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = upload.abort().await {
+                    tracing::debug!("could not abort a cancelled multipart upload: {e}");
+                }
+            });
+        }
+    }
+}
 
 impl S3Storage {
     /// Streams everything after `first` into `upload`, keeping at most `concurrency`
@@ -89,8 +120,13 @@ impl Storage for S3Storage {
             .put_multipart(&path)
             .await
             .map_err(|e| self.explain(e, Some(key)))?;
-        let mut upload = WriteMultipart::new_with_chunk_size(upload, self.part_size);
-        match self.feed(&mut upload, first, &mut data).await {
+        let mut guard = AbortOnDrop(Some(WriteMultipart::new_with_chunk_size(
+            upload,
+            self.part_size,
+        )));
+        let fed = self.feed(guard.upload(), first, &mut data).await;
+        let mut upload = guard.disarm();
+        match fed {
             Ok(written) => {
                 // On failure, finish() aborts the upload itself.
                 upload
@@ -144,7 +180,7 @@ impl Storage for S3Storage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        let sub = prefix.trim_matches('/');
+        let sub = list_prefix(prefix)?;
         let full = self.full_key(sub);
         let path = if full.is_empty() {
             None
