@@ -19,10 +19,38 @@ pub enum BackupKind {
     Safety,
 }
 
+impl BackupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Regular => "regular",
+            BackupKind::Safety => "safety",
+        }
+    }
+}
+
+/// What a stored object of a backup holds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectRole {
+    /// The database, as a `pg_dump` custom-format archive.
+    Dump,
+    /// Roles and tablespaces, as `pg_dumpall --globals-only` SQL.
+    Globals,
+}
+
+impl ObjectRole {
+    /// The file name of the object once staged for a restore (decompressed).
+    pub fn staged_file_name(self) -> &'static str {
+        match self {
+            ObjectRole::Dump => "dump.pgdump",
+            ObjectRole::Globals => "globals.sql",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredObject {
-    /// `dump` (pg_dump custom format) or `globals` (pg_dumpall --globals-only SQL).
-    pub role: String,
+    pub role: ObjectRole,
     /// File name inside the backup's directory.
     pub file: String,
     pub compression: Compression,
@@ -87,12 +115,12 @@ impl BackupManifest {
     pub fn dump(&self) -> &StoredObject {
         self.objects
             .iter()
-            .find(|o| o.role == "dump")
+            .find(|o| o.role == ObjectRole::Dump)
             .expect("validated: a manifest has a dump object")
     }
 
     pub fn globals(&self) -> Option<&StoredObject> {
-        self.objects.iter().find(|o| o.role == "globals")
+        self.objects.iter().find(|o| o.role == ObjectRole::Globals)
     }
 
     /// Parses a manifest and checks the invariants a restore relies on.
@@ -104,7 +132,7 @@ impl BackupManifest {
                 m.format_version
             );
         }
-        if m.objects.iter().filter(|o| o.role == "dump").count() != 1 {
+        if m.objects.iter().filter(|o| o.role == ObjectRole::Dump).count() != 1 {
             anyhow::bail!("manifest {} lists no dump object", m.id);
         }
         if m.objects

@@ -62,6 +62,8 @@ pub trait Storage: Send + Sync {
     }
 }
 
+pub use crate::config::StorageUrl;
+
 /// Checks that `key` names an object below the storage root: `/`-separated segments, none
 /// of them empty, `.` or `..`, and no control character. Every backend accepts exactly
 /// these keys, so that no key reaches outside the root or means two objects.
@@ -87,42 +89,13 @@ pub fn list_prefix(prefix: &str) -> Result<&str> {
 const KEY_RULE: &str =
     "a key is names separated by single slashes, with no . or .. segment and no control character";
 
-/// A parsed `[storage] url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageUrl {
-    Local(std::path::PathBuf),
-    S3 { bucket: String, prefix: String },
-}
-
-impl StorageUrl {
-    pub fn parse(url: &str) -> Result<StorageUrl> {
-        if let Some(path) = url.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                bail!("{url:?} must be an absolute path such as file:///var/backups/dr");
-            }
-            return Ok(StorageUrl::Local(path.into()));
-        }
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                bail!("{url:?} names no bucket; write s3://bucket/optional/prefix");
-            }
-            return Ok(StorageUrl::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            });
-        }
-        bail!("{url:?} is not a supported storage URL; use file:///absolute/path or s3://bucket/prefix")
-    }
-}
-
 /// Opens the configured storage.
 pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>> {
-    match StorageUrl::parse(&config.url)? {
-        StorageUrl::Local(path) => Ok(Box::new(local::LocalStorage::new(path))),
+    match &config.url {
+        StorageUrl::Local(path) => Ok(Box::new(local::LocalStorage::new(path.clone()))),
         StorageUrl::S3 { bucket, prefix } => Ok(Box::new(s3::S3Storage::new(
-            bucket,
-            prefix,
+            bucket.clone(),
+            prefix.clone(),
             config.s3.clone().unwrap_or_default(),
         )?)),
     }
@@ -145,27 +118,4 @@ pub async fn put_bytes(storage: &dyn Storage, key: &str, data: Vec<u8>) -> Resul
     storage
         .put(key, Box::pin(futures::stream::iter([chunk])))
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_urls() {
-        assert_eq!(
-            StorageUrl::parse("file:///var/backups/dr").unwrap(),
-            StorageUrl::Local("/var/backups/dr".into())
-        );
-        assert_eq!(
-            StorageUrl::parse("s3://bucket/a/b/").unwrap(),
-            StorageUrl::S3 {
-                bucket: "bucket".into(),
-                prefix: "a/b".into()
-            }
-        );
-        assert!(StorageUrl::parse("file://relative").is_err());
-        assert!(StorageUrl::parse("ftp://x").is_err());
-        assert!(StorageUrl::parse("s3:///x").is_err());
-    }
 }
