@@ -169,19 +169,31 @@ impl S3Config {
         if self.object_lock_days == Some(0) {
             return Some((
                 "object_lock_days",
-                "object_lock_days = 0 locks nothing; hint: set at least 1, or remove the key".into(),
+                "object_lock_days = 0 locks nothing; hint: set at least 1, or remove the key"
+                    .into(),
             ));
         }
-        if let Some(e) = self.endpoint.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
+        if let Some(e) = self
+            .endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
             if !e.starts_with("https://") && !e.starts_with("http://") {
-                return Some(("endpoint", format!(
+                return Some((
+                    "endpoint",
+                    format!(
                     "endpoint = {e:?} has no scheme; hint: write endpoint = \"https://host:port\""
-                )));
+                ),
+                ));
             }
             if url::Url::parse(e).is_err() {
-                return Some(("endpoint", format!(
+                return Some((
+                    "endpoint",
+                    format!(
                     "endpoint = {e:?} is not a URL; hint: write endpoint = \"https://host:port\""
-                )));
+                ),
+                ));
             }
             if e.starts_with("http://") && !self.allow_http {
                 return Some(("endpoint", format!(
@@ -193,7 +205,10 @@ impl S3Config {
             return Some(("access_key_id_env", "sets only one of access_key_id_env and secret_access_key_env; hint: set both, or neither to use the standard AWS_ environment variables".into()));
         }
         if self.region.as_deref().is_some_and(|r| r.trim().is_empty()) {
-            return Some(("region", "region is empty; hint: remove the key or name the region (us-east-1)".into()));
+            return Some((
+                "region",
+                "region is empty; hint: remove the key or name the region (us-east-1)".into(),
+            ));
         }
         None
     }
@@ -796,20 +811,33 @@ url = "redis://127.0.0.1:6379"
         );
         let err = parse(&text).unwrap_err();
         let msg = err.to_string();
-        assert!(msg.starts_with("dr.toml: line 11 (`part_size_mib = 1`): key storage.s3.part_size_mib"), "{msg}");
-        assert!(msg.contains("hint: S3 parts must be 5 to 5120 MiB"), "{msg}");
+        assert!(
+            msg.starts_with("dr.toml: line 11 (`part_size_mib = 1`): key storage.s3.part_size_mib"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("hint: S3 parts must be 5 to 5120 MiB"),
+            "{msg}"
+        );
         assert_eq!(crate::error::exit_code(&err), 2);
-        let err = parse(&text.replace("part_size_mib = 1", "endpoint = \"http://127.0.0.1:9000\"")).unwrap_err();
+        let err = parse(&text.replace("part_size_mib = 1", "endpoint = \"http://127.0.0.1:9000\""))
+            .unwrap_err();
         assert!(err.to_string().contains("allow_http = true"), "{err}");
         let err = parse(&MINIMAL.replace("rto = \"30m\"", "rto = \"0s\"")).unwrap_err();
-        assert!(err.to_string().contains("line 4 (`rto = \"0s\"`): key objectives.rto"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("line 4 (`rto = \"0s\"`): key objectives.rto"),
+            "{err}"
+        );
     }
 
     #[test]
     fn bad_expectation_and_storage_url_are_config_errors_with_a_line() {
         let err = parse(&MINIMAL.replace("file:///var/backups/dr", "ftp://x")).unwrap_err();
         assert!(err.to_string().contains("line 7"), "{err}");
-        let text = format!("{MINIMAL}\n[[verify.sql]]\nname = \"n\"\nquery = \"SELECT 1\"\nexpect = \">= x\"\n");
+        let text = format!(
+            "{MINIMAL}\n[[verify.sql]]\nname = \"n\"\nquery = \"SELECT 1\"\nexpect = \">= x\"\n"
+        );
         let err = parse(&text).unwrap_err();
         assert!(err.to_string().contains("is not a number"), "{err}");
         assert!(err.to_string().contains("line 20"), "{err}");

@@ -14,7 +14,15 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 /// Variables a child may inherit: what programs need to run, find `$HOME` files such as
 /// `~/.postgresql/root.crt`, and speak the operator's language. Nothing else: a `PGHOST`,
 /// `PGPASSWORD` or `PGSERVICE` left in the caller's shell must not redirect a child.
-const INHERITED: [&str; 7] = ["PATH", "HOME", "LANG", "LC_ALL", "LC_MESSAGES", "TZ", "TMPDIR"];
+const INHERITED: [&str; 7] = [
+    "PATH",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_MESSAGES",
+    "TZ",
+    "TMPDIR",
+];
 
 /// Lines of stderr kept for an error message.
 const STDERR_LINES: usize = 12;
@@ -100,7 +108,12 @@ impl ChildCommand {
     /// Starts the child: stdin as given, stdout as given, stderr piped into a tail that
     /// keeps the last lines. The child is killed if the returned value is dropped.
     pub fn spawn(&self, stdin: Stdio, stdout: Stdio) -> Result<RunningChild> {
-        tracing::debug!("starting {}: {} {:?}", self.what, self.program.display(), self.args);
+        tracing::debug!(
+            "starting {}: {} {:?}",
+            self.what,
+            self.program.display(),
+            self.args
+        );
         let mut cmd = tokio::process::Command::from(self.std_command());
         cmd.stdin(stdin)
             .stdout(stdout)

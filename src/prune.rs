@@ -163,7 +163,11 @@ pub async fn apply(
         for entry in entries.iter().filter(|e| e.action == Action::Remove) {
             for key in &entry.keys {
                 storage.delete(key).await.with_context(|| {
-                    format!("cannot remove {key} of {} {}", entry.kind.as_str(), entry.backup_id)
+                    format!(
+                        "cannot remove {key} of {} {}",
+                        entry.kind.as_str(),
+                        entry.backup_id
+                    )
                 })?;
             }
         }

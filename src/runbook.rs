@@ -12,8 +12,8 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::units::duration as format_duration;
 use crate::storage::Storage;
+use crate::units::duration as format_duration;
 
 const EMBEDDED: &[(&str, &str)] = &[
     (

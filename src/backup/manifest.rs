@@ -132,7 +132,12 @@ impl BackupManifest {
                 m.format_version
             );
         }
-        if m.objects.iter().filter(|o| o.role == ObjectRole::Dump).count() != 1 {
+        if m.objects
+            .iter()
+            .filter(|o| o.role == ObjectRole::Dump)
+            .count()
+            != 1
+        {
             anyhow::bail!("manifest {} lists no dump object", m.id);
         }
         if m.objects

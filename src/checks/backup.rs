@@ -7,11 +7,11 @@ use anyhow::Result;
 use chrono::Utc;
 
 use super::{CheckContext, Finding, PlannedCheck};
-use crate::units::age as age_text;
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupKind, BackupManifest};
 use crate::backup::retention::FUTURE_TOLERANCE;
 use crate::storage::Storage;
+use crate::units::age as age_text;
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     let Some(store) = ctx.storage.clone() else {

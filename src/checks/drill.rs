@@ -6,8 +6,8 @@ use anyhow::Result;
 use chrono::Utc;
 
 use super::{CheckContext, Finding, PlannedCheck};
-use crate::units::age as age_text;
 use crate::storage::Storage;
+use crate::units::age as age_text;
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     let Some(store) = ctx.storage.clone() else {

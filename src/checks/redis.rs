@@ -108,9 +108,8 @@ pub fn judge_persistence(
     }
     let rdb_on = save_rules.map(|s| !s.trim().is_empty());
     let last_save = field("rdb_last_save_time").and_then(|v| v.parse::<i64>().ok());
-    let age = last_save.map(|t| {
-        crate::units::duration(std::time::Duration::from_secs((now - t).max(0) as u64))
-    });
+    let age = last_save
+        .map(|t| crate::units::duration(std::time::Duration::from_secs((now - t).max(0) as u64)));
     match (must_persist, aof_on, rdb_on) {
         (true, false, Some(false)) => Finding::warn(
             "persistence is off (no RDB save rules, AOF disabled) but this target is persistent = true: a restart loses every key; hint: CONFIG SET appendonly yes (and persist it in redis.conf), or set save rules",

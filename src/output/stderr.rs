@@ -29,7 +29,12 @@ where
             Level::ERROR => write!(writer, "error: ")?,
             Level::WARN => write!(writer, "warning: ")?,
             Level::INFO if meta.target() == "notice" => {}
-            level => write!(writer, "{} {}: ", level.as_str().to_lowercase(), meta.target())?,
+            level => write!(
+                writer,
+                "{} {}: ",
+                level.as_str().to_lowercase(),
+                meta.target()
+            )?,
         }
         ctx.field_format().format_fields(writer.by_ref(), event)?;
         writeln!(writer)
@@ -47,9 +52,8 @@ pub fn filter_directives(verbose: u8, quiet: bool) -> String {
 }
 
 pub fn init(verbose: u8, quiet: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(filter_directives(verbose, quiet))
-    });
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(filter_directives(verbose, quiet)));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

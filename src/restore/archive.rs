@@ -59,8 +59,9 @@ pub async fn list_streaming(
     manifest: &BackupManifest,
     pg_restore: &Path,
 ) -> Result<usize> {
-    let mut running =
-        ChildCommand::new(pg_restore, "pg_restore --list").arg("--list").spawn(Stdio::piped(), Stdio::piped())?;
+    let mut running = ChildCommand::new(pg_restore, "pg_restore --list")
+        .arg("--list")
+        .spawn(Stdio::piped(), Stdio::piped())?;
     let stdin: std::fs::File = running
         .child
         .stdin
@@ -99,7 +100,12 @@ pub async fn restore_staged(
 
 /// Runs `psql` on a staged globals file; returns how many statements failed (a role that
 /// already exists is the usual one).
-pub async fn apply_globals(psql: &Path, public_url: &str, file: &Path, auth: &ChildAuth) -> Result<usize> {
+pub async fn apply_globals(
+    psql: &Path,
+    public_url: &str,
+    file: &Path,
+    auth: &ChildAuth,
+) -> Result<usize> {
     let out = ChildCommand::new(psql, "psql (globals)")
         .args(psql_globals_args(public_url, file))
         .envs(auth.env())
@@ -116,11 +122,7 @@ async fn run_on_staged(
     reader_may_stop_early: bool,
 ) -> Result<String> {
     let piped = staged.compression != Compression::None;
-    let cmd = if piped {
-        cmd
-    } else {
-        cmd.arg(&staged.path)
-    };
+    let cmd = if piped { cmd } else { cmd.arg(&staged.path) };
     let what = cmd.what().to_string();
     let mut running = cmd.spawn(
         if piped { Stdio::piped() } else { Stdio::null() },
@@ -190,6 +192,9 @@ mod tests {
 
     #[test]
     fn toc_entries_skip_comments() {
-        assert_eq!(count_toc_entries(";\n; Archive\n1; 2 TABLE x\n\n2; 3 DATA y\n"), 2);
+        assert_eq!(
+            count_toc_entries(";\n; Archive\n1; 2 TABLE x\n\n2; 3 DATA y\n"),
+            2
+        );
     }
 }

@@ -272,7 +272,11 @@ async fn pipeline(
     })
     .await;
     let finding = Finding {
-        status: if report.ok { Status::Pass } else { Status::Fail },
+        status: if report.ok {
+            Status::Pass
+        } else {
+            Status::Fail
+        },
         message: report.summary(),
     };
     steps.push(

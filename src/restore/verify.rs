@@ -9,9 +9,9 @@ use crate::secret::scrub;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::manifest::BackupManifest;
-use crate::report::{Finding, Phase, Status, Step};
 use crate::config::{Config, HttpCheck, RedisTarget, SqlAssertion};
 use crate::pg::{self, ConnTarget};
+use crate::report::{Finding, Phase, Status, Step};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RowMismatch {
@@ -244,5 +244,10 @@ async fn redis_round_trip(target: &RedisTarget) -> Finding {
 }
 
 fn step(name: &str, finding: Finding, started: Instant) -> Step {
-    Step::new(name, Phase::Verify, finding, started.elapsed().as_millis() as u64)
+    Step::new(
+        name,
+        Phase::Verify,
+        finding,
+        started.elapsed().as_millis() as u64,
+    )
 }
