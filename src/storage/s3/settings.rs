@@ -15,38 +15,28 @@ use super::{S3Storage, Target, MIB};
 use crate::config::S3Config;
 use crate::secret::Secret;
 
-const DEFAULT_PART_MIB: usize = 8;
-const MIN_PART_MIB: usize = 5;
-const MAX_PART_MIB: usize = 5 * 1024;
-const DEFAULT_CONCURRENCY: usize = 4;
-const MAX_CONCURRENCY: usize = 64;
-
 impl S3Storage {
+    /// Builds the clients from a `[storage.s3]` table that passed the range checks of
+    /// config loading (part size, concurrency, Object Lock days, endpoint scheme and
+    /// allow_http, both or neither credential variable); what only the environment can
+    /// tell is checked here.
     pub fn new(bucket: String, prefix: String, config: S3Config) -> Result<Self> {
         let prefix = prefix.trim_matches('/').to_string();
-        let part_mib = config.part_size_mib.unwrap_or(DEFAULT_PART_MIB);
-        if !(MIN_PART_MIB..=MAX_PART_MIB).contains(&part_mib) {
-            bail!(
-                "[storage.s3] part_size_mib = {part_mib} is out of range; hint: S3 parts must be {MIN_PART_MIB} to {MAX_PART_MIB} MiB (default {DEFAULT_PART_MIB})"
-            );
-        }
-        let concurrency = config.upload_concurrency.unwrap_or(DEFAULT_CONCURRENCY);
-        if !(1..=MAX_CONCURRENCY).contains(&concurrency) {
-            bail!(
-                "[storage.s3] upload_concurrency = {concurrency} is out of range; hint: use 1 to {MAX_CONCURRENCY} (default {DEFAULT_CONCURRENCY}); memory is about part_size_mib x (upload_concurrency + 1)"
-            );
-        }
-        if config.object_lock_days == Some(0) {
-            bail!("[storage.s3] object_lock_days = 0 locks nothing; hint: set at least 1, or remove the key");
-        }
+        let part_mib = config.part_size_mib.unwrap_or(S3Config::DEFAULT_PART_MIB);
+        let concurrency = config
+            .upload_concurrency
+            .unwrap_or(S3Config::DEFAULT_CONCURRENCY);
 
         let env_nonempty = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let (builder, credentials, secret, region) =
             match (&config.access_key_id_env, &config.secret_access_key_env) {
                 (Some(key_var), Some(secret_var)) => {
                     let key = read_credential_env(key_var, "access_key_id_env", "access key id")?;
-                    let secret =
-                        read_credential_env(secret_var, "secret_access_key_env", "secret access key")?;
+                    let secret = read_credential_env(
+                        secret_var,
+                        "secret_access_key_env",
+                        "secret access key",
+                    )?;
                     let region = config.region.clone().filter(|r| !r.is_empty());
                     (
                         AmazonS3Builder::new()
@@ -57,7 +47,8 @@ impl S3Storage {
                         region.unwrap_or_else(|| "us-east-1".to_string()),
                     )
                 }
-                (None, None) => {
+                // Config loading refuses one variable without the other.
+                _ => {
                     let region = config
                         .region
                         .clone()
@@ -67,14 +58,12 @@ impl S3Storage {
                         .unwrap_or_else(|| "us-east-1".to_string());
                     (
                         AmazonS3Builder::from_env(),
-                        "$AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (or the instance role)".to_string(),
+                        "$AWS_ACCESS_KEY_ID and $AWS_SECRET_ACCESS_KEY (or the instance role)"
+                            .to_string(),
                         env_nonempty("AWS_SECRET_ACCESS_KEY").map(Secret::new),
                         region,
                     )
                 }
-                _ => bail!(
-                    "[storage.s3] sets only one of access_key_id_env and secret_access_key_env; hint: set both, or neither to use the standard AWS_ environment variables"
-                ),
             };
 
         let endpoint_cfg = config
@@ -82,16 +71,6 @@ impl S3Storage {
             .as_deref()
             .map(|e| e.trim().trim_end_matches('/').to_string())
             .filter(|e| !e.is_empty());
-        if let Some(e) = &endpoint_cfg {
-            if !e.starts_with("https://") && !e.starts_with("http://") {
-                bail!("[storage.s3] endpoint = {e:?} has no scheme; hint: write endpoint = \"https://host:port\"");
-            }
-            if e.starts_with("http://") && !config.allow_http {
-                bail!(
-                    "[storage.s3] endpoint {e} is plain http, which is refused by default; hint: set allow_http = true in [storage.s3] (loopback or a private network only) or use https"
-                );
-            }
-        }
         let endpoint = endpoint_cfg
             .clone()
             .or_else(|| {
@@ -194,39 +173,61 @@ mod tests {
     use super::*;
     use crate::storage::Storage;
 
+    /// What `new` trusts: config loading refuses each setting it cannot use.
     #[test]
-    fn rejects_bad_config() {
-        let cfg = |f: fn(&mut S3Config)| {
-            let mut c = S3Config {
+    fn config_loading_refuses_what_the_clients_cannot_use() {
+        let load = |settings: &str| {
+            let text = format!(
+                "[storage]\nurl = \"s3://b/p\"\n\n[storage.s3]\nendpoint = \"http://127.0.0.1:9\"\n{settings}\n"
+            );
+            crate::config::Config::parse(&text, std::path::Path::new("dr.toml"))
+        };
+        assert!(load("allow_http = true").is_ok());
+        for (settings, expected) in [
+            (
+                "allow_http = true\npart_size_mib = 4",
+                "key storage.s3.part_size_mib",
+            ),
+            (
+                "allow_http = true\nupload_concurrency = 0",
+                "key storage.s3.upload_concurrency",
+            ),
+            (
+                "allow_http = true\nobject_lock_days = 0",
+                "key storage.s3.object_lock_days",
+            ),
+            (
+                "allow_http = true\naccess_key_id_env = \"X\"",
+                "key storage.s3.access_key_id_env",
+            ),
+            ("allow_http = false", "allow_http = true"),
+        ] {
+            match load(settings) {
+                Ok(_) => panic!("{settings:?} was accepted"),
+                Err(e) => assert!(e.to_string().contains(expected), "{settings:?}: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn names_a_missing_credential_variable() {
+        let err = S3Storage::new(
+            "b".into(),
+            "".into(),
+            S3Config {
                 endpoint: Some("http://127.0.0.1:9".into()),
                 allow_http: true,
+                access_key_id_env: Some("DR_UNIT_SURELY_UNSET_KEY".into()),
+                secret_access_key_env: Some("DR_UNIT_SURELY_UNSET_SECRET".into()),
                 ..Default::default()
-            };
-            f(&mut c);
-            S3Storage::new("b".into(), "".into(), c)
-                .err()
-                .map(|e| e.to_string())
-        };
-        assert!(cfg(|c| c.part_size_mib = Some(4))
-            .unwrap()
-            .contains("part_size_mib"));
-        assert!(cfg(|c| c.upload_concurrency = Some(0))
-            .unwrap()
-            .contains("upload_concurrency"));
-        assert!(cfg(|c| c.allow_http = false)
-            .unwrap()
-            .contains("allow_http = true"));
-        assert!(cfg(|c| c.access_key_id_env = Some("X".into()))
-            .unwrap()
-            .contains("both"));
-        let missing = cfg(|c| {
-            c.access_key_id_env = Some("DR_UNIT_SURELY_UNSET_KEY".into());
-            c.secret_access_key_env = Some("DR_UNIT_SURELY_UNSET_SECRET".into());
-        })
-        .unwrap();
+            },
+        )
+        .err()
+        .expect("an unset credential variable")
+        .to_string();
         assert!(
-            missing.contains("DR_UNIT_SURELY_UNSET_KEY") && missing.contains("hint"),
-            "{missing}"
+            err.contains("DR_UNIT_SURELY_UNSET_KEY") && err.contains("hint"),
+            "{err}"
         );
     }
 
