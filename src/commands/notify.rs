@@ -18,7 +18,7 @@ pub async fn run(config: &Config, args: NotifyArgs) -> Result<i32> {
         Ok(0)
     } else {
         Err(anyhow::anyhow!(
-            "{failed} of {} test notification(s) were not delivered; hint: see the table above, fix the sink's URL or key, and run `dr notify test` again",
+            "{failed} of {} test notification(s) were not delivered; hint: see the sink's message above, fix the sink's URL or key, and run `dr notify test` again",
             deliveries.len()
         ))
     }

@@ -240,7 +240,7 @@ mod tests {
             text.contains("&lt;connection refused&gt; &amp; more"),
             "{text}"
         );
-        assert!(text.contains("took 1.5 s"), "{text}");
+        assert!(text.contains("took 1.5s"), "{text}");
     }
 
     #[test]
