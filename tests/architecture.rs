@@ -10,8 +10,9 @@ const LAYERS: &[&[&str]] = &[
     // Words everything speaks: exit codes, units, secrets, the report vocabulary.
     &["error", "units"],
     &["secret", "report"],
-    // The configuration and how children are started; the metrics file writer.
-    &["config", "process", "metrics"],
+    // The configuration and how children are started; leftovers of dead runs; the metrics
+    // file writer.
+    &["config", "process", "leftovers", "metrics"],
     // Talking to the outside: storage, PostgreSQL, Redis.
     &["storage", "pg", "redis_client"],
     // Domain: backups and throwaway clusters, then restores on top of them.
