@@ -727,8 +727,9 @@ fn notify_test_reaches_every_sink_and_config_mistakes_are_named() {
 #[test]
 fn the_metrics_file_is_never_seen_half_written() {
     let mut world = World::new();
+    // A target, so the config check has something to protect; it is never contacted.
     world.write_config(&format!(
-        "[storage]\nurl = \"file://{}\"\n",
+        "[storage]\nurl = \"file://{}\"\n\n[[postgres]]\nname = \"main\"\nurl = \"postgres://dr@127.0.0.1:1/app\"\n",
         world.storage_dir().display()
     ));
     world.env.clear();
@@ -736,10 +737,12 @@ fn the_metrics_file_is_never_seen_half_written() {
     std::fs::create_dir(&dir).unwrap();
     let prom = dir.join("dr.prom");
     let done = std::sync::atomic::AtomicBool::new(false);
-    let reads = std::thread::scope(|s| {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let (reads, codes) = std::thread::scope(|s| {
         let reader = s.spawn(|| {
             let mut reads = 0;
-            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            // The deadline keeps a failing writer loop from leaving this thread spinning.
+            while !done.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < deadline {
                 if let Ok(text) = std::fs::read_to_string(&prom) {
                     reads += 1;
                     assert!(
@@ -750,22 +753,28 @@ fn the_metrics_file_is_never_seen_half_written() {
             }
             reads
         });
-        for _ in 0..15 {
-            dr(
-                &world,
-                &[
-                    "check",
-                    "--only",
-                    "config",
-                    "--metrics-file",
-                    prom.to_str().unwrap(),
-                ],
-            )
-            .expect_code(0);
-        }
+        let codes: Vec<(i32, String)> = (0..15)
+            .map(|_| {
+                let out = world
+                    .command(&[
+                        "check",
+                        "--only",
+                        "config",
+                        "--metrics-file",
+                        prom.to_str().unwrap(),
+                    ])
+                    .output()
+                    .unwrap();
+                (
+                    out.status.code().unwrap_or(-1),
+                    String::from_utf8_lossy(&out.stderr).into_owned(),
+                )
+            })
+            .collect();
         done.store(true, std::sync::atomic::Ordering::SeqCst);
-        reader.join().unwrap()
+        (reader.join().unwrap(), codes)
     });
+    assert!(codes.iter().all(|(code, _)| *code == 0), "{codes:?}");
     assert!(reads > 0);
     assert_promtool_accepts(&prom);
     // Only the file itself: no temporary file left behind.
