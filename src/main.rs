@@ -19,6 +19,7 @@ mod sandbox;
 mod secret;
 mod storage;
 mod units;
+mod version;
 
 use clap::Parser;
 

@@ -3,30 +3,47 @@
 
 mod backup;
 mod check;
+mod completions;
 mod contacts;
 mod demo;
 mod drill;
 mod list;
+mod man;
 mod prune;
 mod restore;
 mod runbook;
 mod validate;
 mod verify;
+mod version;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, TextFormat, VersionArgs};
 use crate::config::{Config, PostgresTarget};
 use crate::pg::ConnTarget;
 use crate::storage::{self, Storage};
 
 pub async fn dispatch(cli: Cli) -> Result<i32> {
     let config_path = cli.config.as_deref();
-    match cli.command {
+    let command = match (cli.version, cli.command) {
+        (true, _) => Command::Version(VersionArgs {
+            format: TextFormat::Text,
+        }),
+        (false, Some(command)) => command,
+        (false, None) => {
+            return Err(crate::error::usage(
+                "no command given; hint: `dr --help` lists the commands",
+            ))
+        }
+    };
+    match command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
+        Command::Version(args) => version::run(args).await,
         Command::Check(args) => check::run(&Config::load(config_path)?, args).await,
         Command::Validate(args) => validate::run(&Config::load(config_path)?, args).await,
         Command::Backup(args) => backup::run(&Config::load(config_path)?, args).await,
