@@ -14,6 +14,9 @@ use serde::{Deserialize, Deserializer};
 use crate::error::usage;
 use crate::secret::redact_url;
 
+/// Target names become parts of backup ids, file names and object keys.
+pub const MAX_TARGET_NAME: usize = 64;
+
 pub const DEFAULT_DRILL_EVERY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -294,6 +297,9 @@ pub struct RedisTarget {
     /// The data must survive a restart: warn when RDB and AOF are both off.
     #[serde(default)]
     pub persistent: bool,
+    /// How long connecting and each command may take (default 10s).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -525,6 +531,12 @@ impl Config {
                     "{file}: [[{kind}]] name = {name:?} is not a valid target name; hint: use letters, digits, '-' and '_' only"
                 )));
             }
+            if name.len() > MAX_TARGET_NAME {
+                return Err(usage(format!(
+                    "{file}: [[{kind}]] name = {name:?} is {} characters long; hint: use at most {MAX_TARGET_NAME}, since backup ids and file names are built from it",
+                    name.len()
+                )));
+            }
             if !names.insert(name.as_str()) {
                 return Err(usage(format!(
                     "{file}: target name {name:?} is used twice (key [[{kind}]] name); hint: give every target a unique name"
@@ -713,9 +725,9 @@ pub fn resolve_url(
     let var = url_env.as_deref().unwrap_or_default();
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Ok(v),
-        _ => Err(anyhow::anyhow!(
-            "{kind} target {name:?}: environment variable {var} is not set; hint: export {var}=<connection URL> or set url in dr.toml"
-        )),
+        _ => Err(usage(format!(
+            "{kind} target {name:?}: environment variable {var} (its url_env) is not set; hint: export {var}=<connection URL> or set url in dr.toml"
+        ))),
     }
 }
 

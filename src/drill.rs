@@ -147,6 +147,12 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
                 dest
             }
             DrillMode::ScratchDatabase => {
+                for stale in stale_scratch_databases(&source).await.unwrap_or_default() {
+                    match drop_database(&source, &stale).await {
+                        Ok(()) => tracing::warn!("dropped scratch database {stale} left by a drill that died"),
+                        Err(e) => tracing::warn!("cannot drop scratch database {stale} left by a drill that died: {e:#}"),
+                    }
+                }
                 let name = format!("dr_drill_{}", started_at.format("%Y%m%d%H%M%S"));
                 let db = steps
                     .run("scratch database", Phase::Prepare, async {
@@ -171,6 +177,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
             target: req.target,
             backup_id: &manifest.id,
             destination: &destination,
+            destination_named: true,
             staging_dir: &staging_dir,
             action: Action::Restore(RestoreOptions {
                 jobs: req.jobs,
@@ -283,6 +290,24 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         .await
         .with_context(|| format!("cannot store the drill report {key}"))?;
     Ok(report)
+}
+
+/// Scratch databases of drills that died: named `dr_drill_<timestamp>`, older than a few
+/// minutes, and with nobody connected (a live drill's pg_restore or verify always is).
+pub async fn stale_scratch_databases(server: &ConnTarget) -> Result<Vec<String>> {
+    let client = server.connect().await?;
+    let rows = client
+        .query(
+            "SELECT d.datname FROM pg_database d
+              WHERE d.datname ~ '^dr_drill_[0-9]{14}$'
+                AND to_timestamp(substr(d.datname, 10), 'YYYYMMDDHH24MISS') AT TIME ZONE 'UTC' < (now() AT TIME ZONE 'UTC') - interval '5 minutes'
+                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow!("cannot list scratch databases: {}", pg::describe_pg_error(&e)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Drill reports of a target, newest first.

@@ -7,6 +7,7 @@ mod commands;
 mod config;
 mod drill;
 mod error;
+mod leftovers;
 mod output;
 mod pg;
 mod process;
@@ -39,14 +40,17 @@ fn main() {
         tokio::select! {
             result = commands::dispatch(cli) => result,
             // Dropping the command's future kills its children and removes temporary data.
-            () = shutdown_signal() => Err(anyhow::Error::new(error::Interrupted)),
+            () = shutdown_signal() => Err(anyhow::Error::new(error::Interrupted::now())),
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     let code = match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", secret::redact_url(&format!("{e:#}")));
+            eprintln!(
+                "error: {}",
+                error::tidy_message(&secret::redact_url(&format!("{e:#}")))
+            );
             error::exit_code(&e)
         }
     };

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::backup::catalog::{self, manifest_key};
-use crate::backup::manifest::BackupKind;
+use crate::backup::manifest::{BackupKind, BackupManifest};
 use crate::backup::retention;
 use crate::config::RetentionConfig;
 use crate::report::FORMAT_VERSION;
@@ -27,6 +27,8 @@ pub enum EntryKind {
     Incomplete,
     /// Temporary files of a crashed write inside a complete backup.
     Temporary,
+    /// A complete backup whose stored bytes do not match its manifest.
+    Corrupt,
 }
 
 impl EntryKind {
@@ -36,6 +38,7 @@ impl EntryKind {
             EntryKind::Safety => "safety",
             EntryKind::Incomplete => "incomplete",
             EntryKind::Temporary => "temporary",
+            EntryKind::Corrupt => "corrupt",
         }
     }
 }
@@ -87,36 +90,20 @@ pub async fn plan(
     for &target in targets {
         let (manifests, _) = catalog::list_complete(storage, Some(target)).await?;
         let dirs = catalog::scan(storage, Some(target)).await?;
-        for kind in [BackupKind::Regular, BackupKind::Safety] {
-            let pool: Vec<(String, DateTime<Utc>)> = manifests
+        // One pool per kind and, for safety copies, per destination: one database's
+        // safety copies never push out another's.
+        let mut pools: Vec<(BackupKind, &str)> = manifests
+            .iter()
+            .map(|m| (m.kind, pool_destination(m)))
+            .collect();
+        pools.sort();
+        pools.dedup();
+        for (kind, destination) in pools {
+            let members: Vec<&BackupManifest> = manifests
                 .iter()
-                .filter(|m| m.kind == kind)
-                .map(|m| (m.id.clone(), m.created_at))
+                .filter(|m| m.kind == kind && pool_destination(m) == destination)
                 .collect();
-            for decision in retention::decide(&pool, policy, now) {
-                let (action, reason, keys) = if decision.keep {
-                    (Action::Keep, decision.reasons.join(", "), vec![])
-                } else {
-                    let manifest = manifest_key(target, &decision.id);
-                    let mut keys = vec![manifest.clone()];
-                    if let Some(dir) = dirs.iter().find(|d| d.id == decision.id) {
-                        keys.extend(dir.keys.iter().filter(|k| **k != manifest).cloned());
-                    }
-                    (
-                        Action::Remove,
-                        "outside the retention policy".to_string(),
-                        keys,
-                    )
-                };
-                entries.push(PruneEntry {
-                    target: target.to_string(),
-                    backup_id: decision.id,
-                    kind: kind.into(),
-                    action,
-                    reason,
-                    keys,
-                });
-            }
+            entries.extend(decide_verified(storage, target, &members, &dirs, policy, now).await?);
         }
         for dir in &dirs {
             let stale_partials: Vec<String> = dir
@@ -153,6 +140,105 @@ pub async fn plan(
     Ok(entries)
 }
 
+/// Safety copies are pooled by the database they copy; regular backups by target.
+fn pool_destination(m: &BackupManifest) -> &str {
+    match m.kind {
+        BackupKind::Regular => "",
+        BackupKind::Safety => &m.source,
+    }
+}
+
+/// Retention over backups whose stored bytes match their manifest. Every backup the policy
+/// would keep is verified first; a corrupt one is never counted as kept (the decision is
+/// made again without it) and is never removed either: it is reported for a person to
+/// look at. So the newest backup that verifies is always kept.
+async fn decide_verified(
+    storage: &dyn Storage,
+    target: &str,
+    members: &[&BackupManifest],
+    dirs: &[catalog::BackupDir],
+    policy: &RetentionConfig,
+    now: DateTime<Utc>,
+) -> Result<Vec<PruneEntry>> {
+    let mut corrupt: Vec<(&BackupManifest, String)> = Vec::new();
+    let mut verified: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let decisions = loop {
+        let pool: Vec<(String, DateTime<Utc>)> = members
+            .iter()
+            .filter(|m| !corrupt.iter().any(|(c, _)| c.id == m.id))
+            .map(|m| (m.id.clone(), m.created_at))
+            .collect();
+        let decisions = retention::decide(&pool, policy, now);
+        let mut found_corrupt = false;
+        for d in decisions.iter().filter(|d| d.keep) {
+            if verified.contains(d.id.as_str()) {
+                continue;
+            }
+            let m = members
+                .iter()
+                .find(|m| m.id == d.id)
+                .expect("a pool member");
+            match catalog::verify_checksums(storage, m, None).await {
+                Ok(()) => {
+                    verified.insert(m.id.as_str());
+                }
+                Err(e) => {
+                    corrupt.push((m, format!("{e:#}")));
+                    found_corrupt = true;
+                }
+            }
+        }
+        if !found_corrupt {
+            break decisions;
+        }
+    };
+    let mut entries = Vec::new();
+    for decision in decisions {
+        let (action, reason, keys) = if decision.keep {
+            (
+                Action::Keep,
+                format!("{}; verified", decision.reasons.join(", ")),
+                vec![],
+            )
+        } else {
+            let manifest = manifest_key(target, &decision.id);
+            let mut keys = vec![manifest.clone()];
+            if let Some(dir) = dirs.iter().find(|d| d.id == decision.id) {
+                keys.extend(dir.keys.iter().filter(|k| **k != manifest).cloned());
+            }
+            (
+                Action::Remove,
+                "outside the retention policy".to_string(),
+                keys,
+            )
+        };
+        let kind = members
+            .iter()
+            .find(|m| m.id == decision.id)
+            .map(|m| m.kind)
+            .unwrap_or_default();
+        entries.push(PruneEntry {
+            target: target.to_string(),
+            backup_id: decision.id,
+            kind: kind.into(),
+            action,
+            reason,
+            keys,
+        });
+    }
+    for (m, why) in corrupt {
+        entries.push(PruneEntry {
+            target: target.to_string(),
+            backup_id: m.id.clone(),
+            kind: EntryKind::Corrupt,
+            action: Action::Keep,
+            reason: format!("CORRUPT, not counted as kept and left for inspection: {why}"),
+            keys: vec![],
+        });
+    }
+    Ok(entries)
+}
+
 /// Removes what the plan removes (nothing when `dry_run`), in the plan's order.
 pub async fn apply(
     storage: &dyn Storage,
@@ -174,7 +260,7 @@ pub async fn apply(
     }
     Ok(PruneReport {
         format_version: FORMAT_VERSION,
-        ok: true,
+        ok: !entries.iter().any(|e| e.kind == EntryKind::Corrupt),
         dry_run,
         backups: entries,
     })

@@ -11,7 +11,7 @@ const LAYERS: &[&[&str]] = &[
     &["error", "units"],
     &["secret", "report"],
     // The configuration and how children are started.
-    &["config", "process"],
+    &["config", "process", "leftovers"],
     // Talking to the outside: storage, PostgreSQL, Redis.
     &["storage", "pg", "redis_client"],
     // Domain: backups and throwaway clusters, then restores on top of them.

@@ -8,8 +8,7 @@ use chrono::Utc;
 
 use super::{CheckContext, Finding, PlannedCheck};
 use crate::backup::catalog;
-use crate::backup::manifest::{BackupKind, BackupManifest};
-use crate::backup::retention::FUTURE_TOLERANCE;
+use crate::backup::manifest::BackupManifest;
 use crate::storage::Storage;
 use crate::units::age as age_text;
 
@@ -59,10 +58,7 @@ async fn newest(
         for d in damaged {
             tracing::warn!("damaged manifest {}: {}", d.key, d.error);
         }
-        let now = Utc::now();
-        Ok(all
-            .into_iter()
-            .find(|m| m.kind == BackupKind::Regular && m.created_at <= now + FUTURE_TOLERANCE))
+        Ok(catalog::newest_trusted(&all, Utc::now()).0.cloned())
     })
     .await
     .clone()

@@ -67,6 +67,8 @@ pub struct CheckContext {
     pub secrets: Vec<String>,
     /// `--timeout`, for checks that apply it per read.
     pub timeout: Duration,
+    /// What dead `dr` runs left on this host, found (and removed) before the checks ran.
+    pub leftovers: Vec<crate::leftovers::Leftover>,
 }
 
 pub type CheckFuture = BoxFuture<'static, anyhow::Result<Finding>>;

@@ -39,12 +39,22 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
             ))
         }
     };
+    let leftovers = match command {
+        Command::Demo(_)
+        | Command::Contacts(_)
+        | Command::Runbook(_)
+        | Command::Completions(_)
+        | Command::Man(_)
+        | Command::Version(_) => Vec::new(),
+        // What a killed dr left on this host goes first, before anything new is made.
+        _ => sweep_leftovers(),
+    };
     match command {
         Command::Demo(args) => demo::run(args).await,
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::Version(args) => version::run(args).await,
-        Command::Check(args) => check::run(&Config::load(config_path)?, args).await,
+        Command::Check(args) => check::run(&Config::load(config_path)?, args, leftovers).await,
         Command::Validate(args) => validate::run(&Config::load(config_path)?, args).await,
         Command::Backup(args) => backup::run(&Config::load(config_path)?, args).await,
         Command::List(args) => list::run(&Config::load(config_path)?, args).await,
@@ -55,6 +65,25 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Contacts(args) => contacts::run(&Config::load(config_path)?, args),
         Command::Runbook(args) => runbook::run(&Config::load(config_path)?, args).await,
     }
+}
+
+fn sweep_leftovers() -> Vec<crate::leftovers::Leftover> {
+    let found = crate::leftovers::sweep();
+    for left in &found {
+        match &left.error {
+            None => tracing::warn!(
+                "removed the {} left by a dr run that died (pid {})",
+                left.resource.describe(),
+                left.pid
+            ),
+            Some(e) => tracing::warn!(
+                "found the {} left by a dr run that died (pid {}), and could not remove it: {e}; hint: remove it by hand",
+                left.resource.describe(),
+                left.pid
+            ),
+        }
+    }
+    found
 }
 
 pub fn open_storage(config: &Config) -> Result<Arc<dyn Storage>> {

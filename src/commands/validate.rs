@@ -18,6 +18,7 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
         target,
         backup_id: &args.backup_id,
         destination: &destination,
+        destination_named: args.into.is_some(),
         staging_dir: &staging_dir,
         action: Action::Validate,
     })

@@ -14,6 +14,7 @@ use super::archive;
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
 use crate::config::Compression;
+use crate::leftovers;
 use crate::report::{Phase, Steps};
 use crate::storage::Storage;
 use crate::units;
@@ -71,6 +72,17 @@ pub async fn stream_object<W: Write + Send + 'static>(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.with_context(|| format!("cannot read {key} from storage"))?;
         size += chunk.len() as u64;
+        if size > object.size_bytes {
+            // Longer than the manifest says (a link to /dev/zero, an appended file):
+            // reading on could take forever, and the answer is already known.
+            drop(tx);
+            let _ = writer.await;
+            bail!(
+                "{key} holds more than the {} bytes its manifest records: the backup was altered; hint: use another backup (`dr list --target {}`)",
+                object.size_bytes,
+                manifest.target
+            );
+        }
         hasher.update(&chunk);
         if sink_open && tx.send(chunk).await.is_err() {
             sink_open = false;
@@ -95,14 +107,17 @@ pub async fn stream_object<W: Write + Send + 'static>(
 }
 
 /// A private staging directory (0700), removed on drop whatever happens.
-pub fn staging_area(parent: &Path) -> Result<tempfile::TempDir> {
+pub fn staging_area(parent: &Path) -> Result<(tempfile::TempDir, leftovers::Registered)> {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::Builder::new()
         .prefix("dr-staging-")
         .tempdir_in(parent)
         .with_context(|| format!("cannot create a staging directory in {}", parent.display()))?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
-    Ok(dir)
+    let registered = leftovers::register(leftovers::Resource::Staging {
+        dir: dir.path().to_path_buf(),
+    });
+    Ok((dir, registered))
 }
 
 /// Fetches an object once, checking its SHA-256 while it streams, into a 0600 file:
@@ -122,7 +137,7 @@ pub async fn stage(
         .open(path)
         .with_context(|| format!("cannot create staging file {}", path.display()))?;
     let writer = std::io::BufWriter::with_capacity(1 << 20, file);
-    if decompress {
+    let result = if decompress {
         stream_object(storage, manifest, object, writer, false).await
     } else {
         // Same hash check, no decoding: the bytes are staged as stored.
@@ -131,7 +146,35 @@ pub async fn stage(
             ..object.clone()
         };
         stream_object(storage, manifest, &stored, writer, false).await
-    }
+    };
+    result.map_err(|e| {
+        let needed = if decompress {
+            object.raw_bytes
+        } else {
+            object.size_bytes
+        };
+        match out_of_space(&e) {
+            Some(why) => anyhow::anyhow!(
+                "staging {} stopped: {why}; the restore stages {} there; hint: free space, raise the limit (ulimit -f), or pass --staging-dir on a disk with room",
+                path.display(),
+                units::bytes(needed)
+            ),
+            None => e,
+        }
+    })
+}
+
+/// Whether an error chain is a full disk or a file-size limit, in words.
+fn out_of_space(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain().find_map(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>()?;
+        match io.raw_os_error() {
+            Some(28) => Some("the disk is full"),
+            Some(27) => Some("the file-size limit (ulimit -f) was reached"),
+            Some(122) => Some("the disk quota is exhausted"),
+            _ => None,
+        }
+    })
 }
 
 /// A dump fetched once and checksum-verified; the staging directory is removed when this
@@ -142,6 +185,8 @@ pub struct StagedDump {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
     pub compression: Compression,
+    /// Dropped after `dir`: the record goes once the directory is gone.
+    _registered: leftovers::Registered,
 }
 
 /// The `fetch` and `archive` steps of every restore.
@@ -153,7 +198,7 @@ pub async fn stage_dump(
     seekable: bool,
     steps: &mut Steps,
 ) -> Result<StagedDump> {
-    let dir = staging_area(staging_parent)?;
+    let (dir, registered) = staging_area(staging_parent)?;
     let object = manifest.dump();
     let path = dir.path().join(object.role.staged_file_name());
     let compression = if seekable {
@@ -179,6 +224,7 @@ pub async fn stage_dump(
         dir,
         path,
         compression,
+        _registered: registered,
     };
     steps
         .run("archive", Phase::Fetch, async {
