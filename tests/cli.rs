@@ -4,14 +4,21 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use support::limit::output_within;
+use support::OutputLimited;
 use support::World;
 
 const DR: &str = env!("CARGO_BIN_EXE_dr");
 const LIMIT: Duration = Duration::from_secs(60);
+
+/// `cmd` with stdin closed, under a time limit (a hang fails the test, naming the command).
+fn limited(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    cmd.stdin(Stdio::null())
+        .output_within(limit)
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+}
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -19,7 +26,7 @@ fn stdout(out: &std::process::Output) -> String {
 
 /// Runs `dr` with no configuration around it.
 fn dr(args: &[&str]) -> std::process::Output {
-    output_within(
+    limited(
         Command::new(DR)
             .args(args)
             .env("NO_COLOR", "1")
@@ -68,7 +75,7 @@ _dr dr --f check
 printf 'flag %s\n' "${{COMPREPLY[@]}}"
 "#
     );
-    let out = output_within(Command::new(bash).arg("-c").arg(script), LIMIT);
+    let out = limited(Command::new(bash).arg("-c").arg(script), LIMIT);
     let text = stdout(&out);
     assert!(
         out.status.success(),
@@ -108,7 +115,7 @@ fn man_pages_render_with_man() {
     assert!(out.status.success());
     std::fs::write(&page, &out.stdout).unwrap();
     let render = |path: &Path| {
-        let out = output_within(
+        let out = limited(
             Command::new(&man)
                 .arg("-l")
                 .arg(path)
@@ -248,10 +255,7 @@ fn version_names_the_commit_the_build_date_and_the_client_tools() {
     assert!(built <= today, "built {built}, today {today}");
     // The client tools: the same pg_dump and version the shell finds.
     let pg_dump = require("pg_dump", "postgresql-client");
-    let own = stdout(&output_within(
-        Command::new(&pg_dump).arg("--version"),
-        LIMIT,
-    ));
+    let own = stdout(&limited(Command::new(&pg_dump).arg("--version"), LIMIT));
     let tool = doc["tools"]
         .as_array()
         .unwrap()
@@ -266,7 +270,7 @@ fn version_names_the_commit_the_build_date_and_the_client_tools() {
         "{text}"
     );
     // Not found is reported, not fatal.
-    let bare = output_within(
+    let bare = limited(
         Command::new(DR).arg("version").env("PATH", "/nonexistent"),
         LIMIT,
     );
@@ -314,7 +318,7 @@ fn on_pty(world: &World, cols: u16, args: &str) -> String {
     for (k, v) in &world.env {
         cmd.env(k, v);
     }
-    let out = output_within(&mut cmd, LIMIT);
+    let out = limited(&mut cmd, LIMIT);
     assert!(out.status.success(), "{}", stdout(&out));
     let text = plain(&stdout(&out));
     assert!(
@@ -358,15 +362,15 @@ fn tables_fit_the_terminal_and_keep_ids_whole() {
 
     // Not a terminal: COLUMNS decides; without it nothing wraps.
     let mut piped = world.command(&["list"]);
-    let wide = output_within(piped.env_remove("COLUMNS"), LIMIT);
+    let wide = limited(piped.env_remove("COLUMNS"), LIMIT);
     let wide = stdout(&wide);
     assert_eq!(id_lines(&wide), 2);
     assert!(widest(&wide) > 80 && wide.contains("sha256"), "{wide}");
     let mut piped = world.command(&["check"]);
-    let fitted = stdout(&output_within(piped.env("COLUMNS", "72"), LIMIT));
+    let fitted = stdout(&limited(piped.env("COLUMNS", "72"), LIMIT));
     assert!(widest(&fitted) <= 72, "{fitted}");
     let mut piped = world.command(&["check"]);
-    let unwrapped = stdout(&output_within(piped.env_remove("COLUMNS"), LIMIT));
+    let unwrapped = stdout(&limited(piped.env_remove("COLUMNS"), LIMIT));
     assert!(widest(&unwrapped) > 72, "{unwrapped}");
     assert!(
         fitted.lines().count() > unwrapped.lines().count(),
@@ -444,7 +448,7 @@ fn under_strict_junit_failures_and_the_exit_status_agree() {
     );
     let path = world.dir.path().join("strict.xml");
     std::fs::write(&path, &strict.stdout).unwrap();
-    let parsed = output_within(
+    let parsed = limited(
         Command::new("python3").arg("-c").arg(
             "import sys\nfrom junitparser import JUnitXml, Failure\nxml = JUnitXml.fromfile(sys.argv[1])\nprint(','.join(c.name for s in xml for c in s if any(isinstance(r, Failure) for r in c.result)))",
         )

@@ -7,12 +7,19 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::limit::output_within;
+use support::OutputLimited;
 
 const LIMIT: Duration = Duration::from_secs(120);
+
+/// `cmd` with stdin closed, under a time limit (a hang fails the test, naming the command).
+fn limited(cmd: &mut Command, limit: Duration) -> std::process::Output {
+    cmd.stdin(Stdio::null())
+        .output_within(limit)
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"))
+}
 
 fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
@@ -29,7 +36,7 @@ fn validator(program: &str, package: &str) -> PathBuf {
 }
 
 fn run(cmd: &mut Command) -> Output {
-    output_within(cmd, LIMIT)
+    limited(cmd, LIMIT)
 }
 
 fn report(out: &Output) -> String {

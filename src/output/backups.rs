@@ -94,6 +94,7 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
     let mut t = new_table(&[
         "backup id",
         "target",
+        "database",
         "kind",
         "created (UTC)",
         "age",
@@ -101,11 +102,12 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         "tables",
         "sha256",
     ])
-    .fit(Fit::Detail, &["kind", "tables", "sha256"]);
+    .fit(Fit::Detail, &["database", "kind", "tables", "sha256"]);
     for m in &report.backups {
         t.add_row(vec![
             cell(&m.id),
             cell(&m.target),
+            cell(&m.database),
             cell(m.kind.as_str()),
             cell(units::time(m.created_at)),
             cell(units::age(now - m.created_at)),
