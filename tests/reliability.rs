@@ -345,6 +345,44 @@ fn a_silent_redis_fails_verify_within_its_timeout() {
     );
 }
 
+#[test]
+fn a_silent_s3_endpoint_fails_backup_and_validate_within_its_timeout() {
+    let (_listener, port) = silent_listener();
+    let pg = PgCluster::start();
+    pg.create_db("app");
+    support::load_sample(&pg, "app");
+    let mut world = World::new();
+    world.standard_config(&pg, "app", "");
+    let cfg = std::fs::read_to_string(world.config_path()).unwrap();
+    let storage_table = format!(
+        "[storage]\nurl = \"s3://bucket/prefix\"\n\n[storage.s3]\nendpoint = \"http://127.0.0.1:{port}\"\nregion = \"us-east-1\"\nallow_http = true\naccess_key_id_env = \"K\"\nsecret_access_key_env = \"S\"\ntimeout = \"2s\"\n"
+    );
+    let start = cfg.find("[storage]").unwrap();
+    let end = cfg[start..].find("[retention]").unwrap() + start;
+    world.write_config(&format!(
+        "{}{storage_table}\n{}",
+        &cfg[..start],
+        &cfg[end..]
+    ));
+    world.env.push(("K".into(), "key".into()));
+    world.env.push(("S".into(), "secretsecret".into()));
+    for args in [vec!["backup"], vec!["validate"]] {
+        let started = Instant::now();
+        let run = world.dr(&args);
+        run.expect_code(1);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{args:?} took {:?}",
+            started.elapsed()
+        );
+        assert!(
+            run.stderr.contains(&format!("127.0.0.1:{port}")) && run.stderr.contains("timeout"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+}
+
 // 10. An object longer than its manifest says is not read forever.
 #[test]
 fn a_dump_replaced_by_dev_zero_fails_validate_quickly() {
