@@ -21,6 +21,7 @@ mod sandbox;
 mod secret;
 mod storage;
 mod units;
+mod version;
 
 use clap::Parser;
 

@@ -17,7 +17,7 @@ const LAYERS: &[&[&str]] = &[
     // Domain: backups and throwaway clusters, then restores on top of them.
     &["backup", "sandbox"],
     &["restore"],
-    &["drill", "prune", "runbook"],
+    &["drill", "prune", "runbook", "version"],
     &["checks"],
     // Presentation, then the CLI surface.
     &["output"],
