@@ -5,6 +5,7 @@ mod checks;
 mod cli;
 mod commands;
 mod config;
+mod demo;
 mod drill;
 mod encryption;
 mod error;
