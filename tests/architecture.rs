@@ -14,11 +14,11 @@ const LAYERS: &[&[&str]] = &[
     // file writer.
     &["config", "process", "leftovers", "metrics"],
     // Talking to the outside: storage, PostgreSQL, Redis.
-    &["storage", "pg", "redis_client"],
+    &["storage", "pg", "redis_client", "encryption"],
     // Domain: backups and throwaway clusters, then restores on top of them.
     &["backup", "sandbox"],
     &["restore"],
-    &["drill", "prune", "runbook"],
+    &["drill", "prune", "runbook", "version", "demo"],
     &["checks"],
     // Telling people and monitors: sinks, status records, metrics of an operation.
     &["notify"],

@@ -1,10 +1,9 @@
 //! Notification results in a command's output: the JSON report with `notifications` and
 //! `warnings` beside its own fields, and the table of `dr notify test`.
 
-use comfy_table::Cell;
 use serde::Serialize;
 
-use super::table;
+use super::table::{self, cell};
 use crate::notify::{Delivery, NotifyReport};
 
 #[derive(Serialize)]
@@ -44,16 +43,16 @@ pub fn test_table(deliveries: &[Delivery]) -> String {
     let mut t = table::new_table(&["sink", "kind", "sent", "result", "attempts", "time"]);
     for d in deliveries {
         t.add_row(vec![
-            Cell::new(&d.sink),
-            Cell::new(d.kind),
-            Cell::new(d.action),
+            cell(&d.sink),
+            cell(d.kind),
+            cell(d.action),
             table::status_cell(if d.delivered {
                 crate::report::Status::Pass
             } else {
                 crate::report::Status::Fail
             }),
-            Cell::new(d.attempts),
-            Cell::new(crate::units::millis(d.duration_ms)),
+            cell(d.attempts.to_string()),
+            cell(crate::units::millis(d.duration_ms)),
         ]);
     }
     let failed: Vec<String> = deliveries
@@ -61,7 +60,7 @@ pub fn test_table(deliveries: &[Delivery]) -> String {
         .filter(|d| !d.delivered)
         .map(|d| format!("{} ({}): {}", d.sink, d.action, d.message))
         .collect();
-    let mut text = format!("{t}\n");
+    let mut text = t.render();
     if failed.is_empty() {
         text.push_str(&format!("{} notification(s) delivered\n", deliveries.len()));
     } else {
