@@ -22,6 +22,7 @@ Checks (each under --timeout; PostgreSQL targets critical by default, Redis not)
   pg.privileges      the role can read every table (names the unreadable ones)
   redis.connect      PING answers
   redis.persistence  last RDB save / AOF write succeeded; persistence on if required
+  redis.backup       a complete Redis backup younger than the RPO (backup = true targets)
   storage.writable   a probe object is written, read back and deleted
   storage.object_lock  S3 Object Lock really applied (when object_lock_days is set)
   backup.latest      a complete backup younger than the RPO (warn past 80%)
@@ -76,7 +77,7 @@ pub enum Command {
     /// Prove a backup could be restored, changing nothing
     #[command(after_help = EXIT_CODES)]
     Validate(ValidateArgs),
-    /// Take a checksummed backup of each (or one) PostgreSQL target
+    /// Take a checksummed backup of each (or one) PostgreSQL target and backed-up Redis
     #[command(after_help = EXIT_CODES)]
     Backup(BackupArgs),
     /// List complete backups, newest first
@@ -85,13 +86,13 @@ pub enum Command {
     /// Remove backups outside the [retention] policy, and leftovers of crashed runs
     #[command(after_help = EXIT_CODES)]
     Prune(PruneArgs),
-    /// Restore a backup: validate, confirm, safety backup, pg_restore, verify
+    /// Restore a backup: validate, confirm, safety backup, pg_restore (Redis: RESTORE), verify
     #[command(after_help = EXIT_CODES)]
     Restore(RestoreArgs),
-    /// Verify a database against a backup's row counts and the configured assertions
+    /// Verify a database against a backup's row counts (Redis: key counts and sampled keys)
     #[command(after_help = EXIT_CODES)]
     Verify(VerifyArgs),
-    /// Rehearse a recovery into a scratch database and measure RTO and RPO
+    /// Rehearse a recovery into a scratch database (Redis: a sandbox) and measure RTO and RPO
     #[command(after_help = EXIT_CODES)]
     Drill(DrillArgs),
     /// Emergency contacts and vendors from dr.toml
@@ -147,7 +148,7 @@ pub struct ValidateArgs {
     /// Backup id, or `latest`
     #[arg(long, default_value = "latest")]
     pub backup_id: String,
-    /// PostgreSQL target (required when several are configured)
+    /// Target, PostgreSQL or Redis (required when several are configured)
     #[arg(long)]
     pub target: Option<String>,
     /// Check this destination instead of the target's database
@@ -193,15 +194,22 @@ pub struct RestoreArgs {
     /// Backup id, or `latest`
     #[arg(long)]
     pub backup_id: String,
-    /// PostgreSQL target (required when several are configured)
+    /// Target, PostgreSQL or Redis (required when several are configured)
     #[arg(long)]
     pub target: Option<String>,
-    /// Restore into this existing database instead of the target's
+    /// Restore into this existing database (Redis: this server) instead of the target's
     #[arg(long, value_name = "URL")]
     pub into: Option<String>,
     /// Confirm overwriting a non-empty destination without a prompt
     #[arg(long)]
     pub yes: bool,
+    /// Redis: empty the destination (FLUSHALL) before restoring, after the safety backup
+    #[arg(long)]
+    pub flush: bool,
+    /// Redis, RDB backups: write the RDB to this new file (with the steps to load it)
+    /// instead of restoring into a server
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["into", "flush"])]
+    pub rdb_file: Option<PathBuf>,
     /// Parallel pg_restore jobs
     #[arg(long, default_value_t = 1)]
     pub jobs: u32,

@@ -156,6 +156,13 @@ pub struct PostgresTarget {
     pub pg_bin_dir: Option<PathBuf>,
 }
 
+/// A target `dr backup` can back up.
+#[derive(Debug, Clone, Copy)]
+pub enum BackupTarget<'a> {
+    Postgres(&'a PostgresTarget),
+    Redis(&'a RedisTarget),
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisTarget {
@@ -168,6 +175,34 @@ pub struct RedisTarget {
     /// The data must survive a restart: warn when RDB and AOF are both off.
     #[serde(default)]
     pub persistent: bool,
+    /// `dr backup` backs up this Redis's data (and `redis.backup` watches its age).
+    #[serde(default)]
+    pub backup: bool,
+    /// How: an RDB snapshot over the replication protocol, key by key with SCAN + DUMP,
+    /// or `auto` (RDB, falling back to keys when the server refuses SYNC/PSYNC).
+    #[serde(default)]
+    pub method: RedisBackupMethod,
+    /// The `redis-server` that drills start as a throwaway sandbox (default: on PATH).
+    pub redis_server: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisBackupMethod {
+    Rdb,
+    Keys,
+    #[default]
+    Auto,
+}
+
+impl RedisBackupMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisBackupMethod::Rdb => "rdb",
+            RedisBackupMethod::Keys => "keys",
+            RedisBackupMethod::Auto => "auto",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -384,6 +419,67 @@ impl Config {
             ))),
             None => Ok(self.postgres.iter().collect()),
         }
+    }
+
+    /// The `[[redis]]` target of that name, if there is one.
+    pub fn redis_target(&self, name: &str) -> Option<&RedisTarget> {
+        self.redis.iter().find(|t| t.name == name)
+    }
+
+    /// A Redis target named explicitly for a data command (restore, verify, drill): it
+    /// must have `backup = true`, since only then does it have backups.
+    pub fn redis_backup_target(&self, name: Option<&str>) -> Option<Result<&RedisTarget>> {
+        let target = self.redis_target(name?)?;
+        if target.backup {
+            Some(Ok(target))
+        } else {
+            Some(Err(usage(format!(
+                "{}: Redis target {:?} is not backed up by dr (backup = false); hint: add backup = true to its [[redis]] table",
+                self.path.display(),
+                target.name
+            ))))
+        }
+    }
+
+    /// The targets `dr backup` works on: the named one, or every PostgreSQL target and
+    /// every Redis target with `backup = true`.
+    pub fn select_backup_targets(&self, name: Option<&str>) -> Result<Vec<BackupTarget<'_>>> {
+        if let Some(result) = self.redis_backup_target(name) {
+            return Ok(vec![BackupTarget::Redis(result?)]);
+        }
+        if name.is_none() && self.postgres.is_empty() {
+            let redis: Vec<BackupTarget<'_>> = self
+                .redis
+                .iter()
+                .filter(|t| t.backup)
+                .map(BackupTarget::Redis)
+                .collect();
+            if !redis.is_empty() {
+                return Ok(redis);
+            }
+        }
+        let mut out: Vec<BackupTarget<'_>> = self
+            .select_postgres(name)?
+            .into_iter()
+            .map(BackupTarget::Postgres)
+            .collect();
+        if name.is_none() {
+            out.extend(
+                self.redis
+                    .iter()
+                    .filter(|t| t.backup)
+                    .map(BackupTarget::Redis),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Checks that `name` is a configured target of either kind (for list and prune).
+    pub fn known_target(&self, name: &str) -> Result<()> {
+        if self.redis_target(name).is_some() {
+            return Ok(());
+        }
+        self.postgres_target(name).map(|_| ())
     }
 
     /// Whether the file carries a password inline (in a URL or a password parameter).

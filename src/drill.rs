@@ -40,6 +40,9 @@ pub struct DrillReport {
     pub rto_met: Option<bool>,
     pub rpo_met: Option<bool>,
     pub verification: Option<VerifyReport>,
+    /// Redis drills: key counts and sampled keys against the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_verification: Option<crate::redis_backup::verify::RedisVerifyReport>,
     pub passed: bool,
     /// One line: what passed, or what failed and why.
     pub verdict: String,
@@ -305,6 +308,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         rto_met,
         rpo_met,
         verification,
+        redis_verification: None,
         passed,
         verdict,
     };

@@ -9,6 +9,7 @@ mod drill;
 mod error;
 mod output;
 mod pg;
+mod redis_backup;
 mod restore;
 mod runbook;
 mod sandbox;

@@ -174,6 +174,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             id: id.clone(),
             target: plan.target_name.to_string(),
             kind: plan.kind,
+            engine: manifest::Engine::Postgres,
             database: conn.database.clone(),
             source: conn.public_url.clone(),
             created_at,
@@ -194,6 +195,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             schemas: catalog_info.schemas.clone(),
             extensions: catalog_info.extensions.clone(),
             tables,
+            redis: None,
         };
         let json = serde_json::to_vec_pretty(&manifest)?;
         // The commit point: before this line there is no backup, after it there is one.
@@ -247,7 +249,11 @@ async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<(
     )
 }
 
-async fn unique_id(storage: &dyn Storage, target: &str, kind: BackupKind) -> Result<String> {
+pub(crate) async fn unique_id(
+    storage: &dyn Storage,
+    target: &str,
+    kind: BackupKind,
+) -> Result<String> {
     loop {
         let id = manifest::backup_id(target, Utc::now(), kind);
         if storage
@@ -341,7 +347,7 @@ async fn count_rows(client: &Client, tables: &[(String, String)]) -> Result<Vec<
     Ok(out)
 }
 
-fn compression_level(settings: &BackupConfig) -> i32 {
+pub(crate) fn compression_level(settings: &BackupConfig) -> i32 {
     settings.level.unwrap_or(match settings.compression {
         Compression::Zstd => 3,
         Compression::Gzip => 6,
@@ -349,7 +355,7 @@ fn compression_level(settings: &BackupConfig) -> i32 {
     })
 }
 
-fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
+pub(crate) fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !show || !std::io::stderr().is_terminal() {
         return None;
@@ -520,18 +526,12 @@ fn compress_into(
     threads: u32,
     progress: Option<indicatif::ProgressBar>,
 ) -> Result<StoredObject> {
-    let sink = ChannelWriter {
-        tx,
-        buf: Vec::with_capacity(CHUNK),
-        hasher: Sha256::new(),
-        size: 0,
-    };
-    let mut raw_bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];
-    let mut pump = |w: &mut dyn Write| -> Result<()> {
+    compress_with(tx, compression, level, threads, |w: &mut dyn Write| {
+        let mut raw_bytes = 0u64;
         loop {
             let n = match input.read(&mut buf) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(raw_bytes),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e).context("cannot read the dump"),
@@ -543,7 +543,25 @@ fn compress_into(
             w.write_all(&buf[..n])
                 .context("cannot pass the dump to storage")?;
         }
+    })
+}
+
+/// Compresses what `fill` writes (it returns the number of raw bytes it wrote), hashing and
+/// counting the compressed bytes on their way to the storage writer behind `tx`.
+pub(crate) fn compress_with(
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    compression: Compression,
+    level: i32,
+    threads: u32,
+    fill: impl FnOnce(&mut dyn Write) -> Result<u64>,
+) -> Result<StoredObject> {
+    let sink = ChannelWriter {
+        tx,
+        buf: Vec::with_capacity(CHUNK),
+        hasher: Sha256::new(),
+        size: 0,
     };
+    let raw_bytes;
     let mut sink = match compression {
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
@@ -557,7 +575,7 @@ fn compress_into(
             if workers > 1 {
                 enc.multithread(workers)?;
             }
-            pump(&mut enc)?;
+            raw_bytes = fill(&mut enc)?;
             enc.finish()?
         }
         Compression::Gzip => {
@@ -565,12 +583,12 @@ fn compress_into(
                 sink,
                 flate2::Compression::new(level.clamp(0, 9) as u32),
             );
-            pump(&mut enc)?;
+            raw_bytes = fill(&mut enc)?;
             enc.finish()?
         }
         Compression::None => {
             let mut sink = sink;
-            pump(&mut sink)?;
+            raw_bytes = fill(&mut sink)?;
             sink
         }
     };

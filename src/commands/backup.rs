@@ -5,16 +5,40 @@ use comfy_table::Cell;
 
 use crate::backup::{self, manifest::BackupKind, BackupPlan};
 use crate::cli::{BackupArgs, Format};
-use crate::config::Config;
+use crate::config::{BackupTarget, Config};
 use crate::output::{self, table};
 use crate::pg::ConnTarget;
 
 pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
-    let targets = config.select_postgres(args.target.as_deref())?;
+    let targets = config.select_backup_targets(args.target.as_deref())?;
     let storage = super::open_storage(config)?;
     let mut manifests = Vec::new();
     let mut failures = Vec::new();
-    for target in targets {
+    for selected in targets {
+        let target = match selected {
+            BackupTarget::Postgres(t) => t,
+            BackupTarget::Redis(t) => {
+                match super::redis_data::backup(
+                    config,
+                    storage.as_ref(),
+                    t,
+                    args.format == Format::Table,
+                )
+                .await
+                {
+                    Ok(m) => manifests.push(m),
+                    Err(e) => {
+                        let message = crate::checks::scrub(
+                            &format!("{e:#}"),
+                            &crate::checks::collect_secrets(config),
+                        );
+                        eprintln!("error: backup of {} failed: {message}", t.name);
+                        failures.push(t.name.clone());
+                    }
+                }
+                continue;
+            }
+        };
         let result = async {
             let conn = ConnTarget::parse(&target.resolve_url()?)?;
             backup::run(
@@ -63,8 +87,14 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
                     Cell::new(table::human_bytes(
                         m.objects.iter().map(|o| o.raw_bytes).sum(),
                     )),
-                    Cell::new(m.tables.len()),
-                    Cell::new(m.tables.iter().map(|t| t.rows).sum::<i64>()),
+                    Cell::new(match &m.redis {
+                        Some(d) => format!("{} db", d.databases.len()),
+                        None => m.tables.len().to_string(),
+                    }),
+                    Cell::new(match &m.redis {
+                        Some(d) => format!("{} keys ({})", d.keys, d.method.as_str()),
+                        None => m.tables.iter().map(|t| t.rows).sum::<i64>().to_string(),
+                    }),
                     Cell::new(table::millis(m.duration_ms)),
                 ]);
             }

@@ -9,6 +9,9 @@ use crate::drill::{self, DrillRequest};
 use crate::output::{self, table};
 
 pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
+    if let Some(redis) = config.redis_backup_target(args.target.as_deref()) {
+        return super::redis_data::drill(config, redis?, args).await;
+    }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
     let report = drill::run(DrillRequest {
@@ -20,7 +23,20 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
         jobs: args.jobs,
     })
     .await?;
-    match args.format {
+    render(&report, args.format);
+    if report.passed {
+        Ok(0)
+    } else {
+        Err(anyhow::anyhow!(
+            "drill {} failed: {}",
+            report.id,
+            report.verdict.trim_start_matches("fail: ")
+        ))
+    }
+}
+
+pub fn render(report: &crate::drill::DrillReport, format: Format) {
+    match format {
         Format::Json => output::emit(&output::json(&report)),
         Format::Table => {
             let mut text = super::restore::steps_table(&report.phases);
@@ -51,14 +67,5 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
             ));
             output::emit(&text);
         }
-    }
-    if report.passed {
-        Ok(0)
-    } else {
-        Err(anyhow::anyhow!(
-            "drill {} failed: {}",
-            report.id,
-            report.verdict.trim_start_matches("fail: ")
-        ))
     }
 }

@@ -10,7 +10,7 @@ use crate::output::{self, table};
 
 pub async fn run(config: &Config, args: ListArgs) -> Result<i32> {
     if let Some(t) = &args.target {
-        config.postgres_target(t)?;
+        config.known_target(t)?;
     }
     let storage = super::open_storage(config)?;
     let (manifests, damaged) =
@@ -36,7 +36,7 @@ pub async fn run(config: &Config, args: ListArgs) -> Result<i32> {
                     "kind",
                     "created (UTC)",
                     "size",
-                    "tables",
+                    "contents",
                     "sha256",
                 ]);
                 for m in &manifests {
@@ -46,7 +46,7 @@ pub async fn run(config: &Config, args: ListArgs) -> Result<i32> {
                         Cell::new(format!("{:?}", m.kind).to_lowercase()),
                         Cell::new(m.created_at.format("%Y-%m-%d %H:%M:%S")),
                         Cell::new(table::human_bytes(m.size_bytes)),
-                        Cell::new(m.tables.len()),
+                        Cell::new(output::redis::contents(m)),
                         Cell::new(&m.sha256[..12]),
                     ]);
                 }

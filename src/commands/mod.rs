@@ -8,6 +8,7 @@ mod demo;
 mod drill;
 mod list;
 mod prune;
+mod redis_data;
 mod restore;
 mod runbook;
 mod validate;

@@ -38,7 +38,20 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
             config.path.display()
         ))
     })?;
-    let targets = config.select_postgres(args.target.as_deref())?;
+    let targets: Vec<String> = match args.target.as_deref() {
+        Some(t) => {
+            config.known_target(t)?;
+            vec![t.to_string()]
+        }
+        None => {
+            let mut names: Vec<String> = config.postgres.iter().map(|t| t.name.clone()).collect();
+            names.extend(config.redis.iter().map(|t| t.name.clone()));
+            if names.is_empty() {
+                config.select_postgres(None)?;
+            }
+            names
+        }
+    };
     let storage = super::open_storage(config)?;
     let now = Utc::now();
     let verb = if args.dry_run {
@@ -47,9 +60,10 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
         "removed"
     };
     let mut entries = Vec::new();
-    for target in targets {
-        let (manifests, _) = catalog::list_complete(storage.as_ref(), Some(&target.name)).await?;
-        let dirs = catalog::scan(storage.as_ref(), Some(&target.name)).await?;
+    for target in &targets {
+        let (manifests, _) =
+            catalog::list_complete(storage.as_ref(), Some(target.as_str())).await?;
+        let dirs = catalog::scan(storage.as_ref(), Some(target.as_str())).await?;
         for kind in [BackupKind::Regular, BackupKind::Safety] {
             let pool: Vec<(String, chrono::DateTime<Utc>)> = manifests
                 .iter()
@@ -60,7 +74,7 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
                 let kind_text = format!("{kind:?}").to_lowercase();
                 if decision.keep {
                     entries.push(PruneEntry {
-                        target: target.name.clone(),
+                        target: target.clone(),
                         id: decision.id,
                         kind: kind_text,
                         action: "keep",
@@ -70,9 +84,7 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
                 }
                 if !args.dry_run {
                     // Manifest first: from here on the backup is no longer complete.
-                    storage
-                        .delete(&manifest_key(&target.name, &decision.id))
-                        .await?;
+                    storage.delete(&manifest_key(target, &decision.id)).await?;
                     if let Some(dir) = dirs.iter().find(|d| d.id == decision.id) {
                         for key in &dir.keys {
                             storage.delete(key).await?;
@@ -80,7 +92,7 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
                     }
                 }
                 entries.push(PruneEntry {
-                    target: target.name.clone(),
+                    target: target.clone(),
                     id: decision.id,
                     kind: kind_text,
                     action: verb,
@@ -102,7 +114,7 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
                     }
                 }
                 entries.push(PruneEntry {
-                    target: target.name.clone(),
+                    target: target.clone(),
                     id: dir.id.clone(),
                     kind: "incomplete".into(),
                     action: verb,
@@ -115,7 +127,7 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
                     }
                 }
                 entries.push(PruneEntry {
-                    target: target.name.clone(),
+                    target: target.clone(),
                     id: dir.id.clone(),
                     kind: "temporary".into(),
                     action: verb,

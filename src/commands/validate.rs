@@ -19,6 +19,9 @@ pub struct ValidateReport {
 }
 
 pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
+    if let Some(redis) = config.redis_backup_target(args.target.as_deref()) {
+        return super::redis_data::validate(config, redis?, args).await;
+    }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
     let destination = ConnTarget::parse(&match &args.into {

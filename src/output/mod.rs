@@ -3,6 +3,7 @@
 
 pub mod junit;
 pub mod prometheus;
+pub mod redis;
 pub mod table;
 
 use std::io::Write;

@@ -178,16 +178,25 @@ pub async fn preflight(
     Ok((manifest, pg_restore))
 }
 
-fn free_bytes(dir: &Path) -> Result<u64> {
+pub(crate) fn free_bytes(dir: &Path) -> Result<u64> {
     let stat = nix::sys::statvfs::statvfs(dir)
         .with_context(|| format!("cannot read free space of {}", dir.display()))?;
     Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)
 }
 
 /// A blocking `Read` over chunks arriving from async code.
-struct ChannelReader {
+pub(crate) struct ChannelReader {
     rx: mpsc::Receiver<Bytes>,
     current: Bytes,
+}
+
+impl ChannelReader {
+    pub(crate) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
 }
 
 impl Read for ChannelReader {

@@ -1,0 +1,171 @@
+//! The Redis side of `backup`, `restore`, `validate`, `verify` and `drill`: each command
+//! dispatches here when its `--target` is a `[[redis]]` target with `backup = true`.
+
+use anyhow::{anyhow, Result};
+
+use crate::backup::catalog;
+use crate::backup::manifest::{BackupKind, BackupManifest};
+use crate::cli::{DrillArgs, Format, RestoreArgs, ValidateArgs, VerifyArgs};
+use crate::config::{Config, RedisTarget};
+use crate::output;
+use crate::redis_backup::conn::{self, RedisEndpoint};
+use crate::redis_backup::restore::{self, RedisRestoreRequest};
+use crate::redis_backup::{self, drill, RedisBackupPlan};
+use crate::restore::Steps;
+use crate::storage::Storage;
+
+fn destination(target: &RedisTarget, into: Option<&str>) -> Result<RedisEndpoint> {
+    RedisEndpoint::parse(&match into {
+        Some(url) => url.to_string(),
+        None => target.resolve_url()?,
+    })
+}
+
+/// One Redis backup; a fallback from rdb to keys is said on stderr.
+pub async fn backup(
+    config: &Config,
+    storage: &dyn Storage,
+    target: &RedisTarget,
+    show_progress: bool,
+) -> Result<BackupManifest> {
+    let m = redis_backup::run(
+        storage,
+        RedisBackupPlan {
+            target_name: &target.name,
+            endpoint: RedisEndpoint::parse(&target.resolve_url()?)?,
+            method: target.method,
+            kind: BackupKind::Regular,
+            settings: &config.backup,
+            show_progress,
+        },
+    )
+    .await?;
+    if let Some(reason) = m.redis.as_ref().and_then(|d| d.fallback_reason.as_deref()) {
+        eprintln!(
+            "warning: Redis target {}: method auto fell back to keys (SCAN + DUMP + PTTL, not a point-in-time snapshot) because the RDB snapshot failed: {reason}",
+            target.name
+        );
+    }
+    Ok(m)
+}
+
+pub async fn restore(config: &Config, target: &RedisTarget, args: RestoreArgs) -> Result<i32> {
+    let storage = super::open_storage(config)?;
+    let (report, result) = restore::run(RedisRestoreRequest {
+        config,
+        storage: storage.as_ref(),
+        target,
+        backup_id: &args.backup_id,
+        destination: destination(target, args.into.as_deref())?,
+        yes: args.yes,
+        flush: args.flush,
+        no_safety_backup: args.no_safety_backup,
+        rdb_file: args.rdb_file.clone(),
+        staging_dir: super::staging_dir(args.staging_dir.as_deref()),
+        show_progress: args.format == Format::Table,
+    })
+    .await;
+    match args.format {
+        Format::Json => output::emit(&output::json(&report)),
+        Format::Table => output::emit(&output::redis::restore_report(&report)),
+    }
+    result.map(|_| 0)
+}
+
+pub async fn validate(config: &Config, target: &RedisTarget, args: ValidateArgs) -> Result<i32> {
+    let storage = super::open_storage(config)?;
+    let endpoint = destination(target, args.into.as_deref())?;
+    let mut steps = Steps::default();
+    let result = restore::validate(
+        storage.as_ref(),
+        target,
+        &args.backup_id,
+        &endpoint,
+        &super::staging_dir(args.staging_dir.as_deref()),
+        &mut steps,
+    )
+    .await;
+    let report = super::validate::ValidateReport {
+        format_version: 1,
+        ok: result.is_ok(),
+        target: target.name.clone(),
+        backup_id: result.as_ref().ok().cloned(),
+        steps: steps.0,
+    };
+    match args.format {
+        Format::Json => output::emit(&output::json(&report)),
+        Format::Table => output::emit(&super::restore::steps_table(&report.steps)),
+    }
+    result
+        .map(|_| 0)
+        .map_err(|e| e.context("validation failed: nothing was changed"))
+}
+
+pub async fn verify(config: &Config, target: &RedisTarget, args: VerifyArgs) -> Result<i32> {
+    let storage = super::open_storage(config)?;
+    let manifest = catalog::resolve(storage.as_ref(), &target.name, &args.backup_id).await?;
+    redis_backup::details(&manifest)?;
+    let endpoint = destination(target, args.into.as_deref())?;
+    let mut con = endpoint.connect().await?;
+    let now = conn::server_time_ms(&mut con).await?;
+    let mut steps = Steps::default();
+    let (_staging, staged) = restore::fetch(
+        storage.as_ref(),
+        &manifest,
+        &crate::backup::default_staging_dir(),
+        false,
+        &mut steps,
+    )
+    .await?;
+    let (digest, _) =
+        restore::read_staged(&manifest, &staged, manifest.dump().compression, now).await?;
+    let report = redis_backup::verify::verify(
+        &mut con,
+        &target.name,
+        &endpoint.public_url,
+        &manifest,
+        &digest,
+    )
+    .await;
+    match args.format {
+        Format::Json => output::emit(&output::json(&report)),
+        Format::Table => output::emit(&output::redis::verify_report(&report)),
+    }
+    if report.ok {
+        Ok(0)
+    } else {
+        Err(anyhow!(
+            "verification of {} against backup {} failed: {}",
+            endpoint.public_url,
+            manifest.id,
+            report
+                .items
+                .iter()
+                .filter(|i| i.status == crate::checks::Status::Fail)
+                .map(|i| format!("{}: {}", i.name, i.message))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ))
+    }
+}
+
+pub async fn drill(config: &Config, target: &RedisTarget, args: DrillArgs) -> Result<i32> {
+    let storage = super::open_storage(config)?;
+    let report = drill::run(drill::RedisDrillRequest {
+        config,
+        storage: storage.as_ref(),
+        target,
+        backup_id: args.backup_id.as_deref(),
+    })
+    .await?;
+    super::drill::render(&report, args.format);
+    if report.passed {
+        Ok(0)
+    } else {
+        Err(anyhow!(
+            "drill {} failed: {}",
+            report.id,
+            report.verdict.trim_start_matches("fail: ")
+        ))
+    }
+}
