@@ -1,0 +1,537 @@
+//! Redis data backups against real redis-server processes: both methods round-trip every
+//! type with TTLs, `auto` falls back when SYNC and PSYNC are renamed away, a killed backup
+//! leaves nothing listed, restores ask before touching data, verify and drill compare
+//! against the backup.
+
+mod support;
+
+use std::time::Duration;
+
+use support::redis_data::{assert_same_data, load_every_type, load_many, snapshot, DataRedis};
+use support::World;
+
+/// A world whose only target is Redis `cache` (URL in $DR_TEST_REDIS_URL).
+fn redis_world(source: &DataRedis, method: &str) -> World {
+    let mut world = World::new();
+    world.env.push(("DR_TEST_REDIS_URL".into(), source.url()));
+    world.write_config(&format!(
+        r#"
+[objectives]
+rpo = "1h"
+rto = "10m"
+
+[storage]
+url = "file://{}"
+
+[retention]
+keep_last = 2
+
+[[redis]]
+name = "cache"
+url_env = "DR_TEST_REDIS_URL"
+persistent = true
+backup = true
+method = "{method}"
+
+[[contacts]]
+name = "Test On-Call"
+role = "primary"
+phone = "+1-555-0100"
+"#,
+        world.storage_dir().display()
+    ));
+    world
+}
+
+fn backup(world: &World) -> serde_json::Value {
+    let run = world.dr(&["backup", "--target", "cache", "--format", "json"]);
+    run.expect_code(0);
+    run.json()[0].clone()
+}
+
+fn restore_into(world: &World, id: &str, into: &DataRedis, extra: &[&str]) -> support::Run {
+    let url = into.url();
+    let mut args = vec![
+        "restore",
+        "--target",
+        "cache",
+        "--backup-id",
+        id,
+        "--into",
+        url.as_str(),
+        "--format",
+        "json",
+    ];
+    args.extend_from_slice(extra);
+    world.dr(&args)
+}
+
+fn round_trip(method: &str) {
+    let source = DataRedis::start();
+    let keys = load_every_type(&source);
+    let world = redis_world(&source, method);
+    let m = backup(&world);
+    assert_eq!(m["engine"], "redis");
+    assert_eq!(m["redis"]["method"], method);
+    assert_eq!(
+        m["redis"]["rdb_version"], 10,
+        "Redis 7.0 writes RDB version 10"
+    );
+    assert!(
+        m["server_version"].as_str().unwrap().starts_with("7."),
+        "{m}"
+    );
+    assert_eq!(m["redis"]["keys"], keys);
+    let dbs: Vec<(u64, u64)> = m["redis"]["databases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["db"].as_u64().unwrap(), d["keys"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(dbs, vec![(0, keys - 22), (1, 2), (5, 20)]);
+    assert!(
+        m.get("tables").is_none() && m.get("pg_dump_version").is_none(),
+        "{m}"
+    );
+
+    // Listed like any backup, with its checksum matching the stored bytes.
+    let list = world.dr(&["list", "--target", "cache", "--format", "json"]);
+    list.expect_code(0);
+    assert_eq!(list.json()[0]["id"], m["id"]);
+    let data_file = world.dump_path(&m);
+    assert_eq!(
+        support::sha256sum(&data_file),
+        m["sha256"].as_str().unwrap()
+    );
+
+    let fresh = DataRedis::start();
+    let run = restore_into(&world, m["id"].as_str().unwrap(), &fresh, &[]);
+    run.expect_code(0);
+    let report = run.json();
+    assert_eq!(report["restored"]["keys"], keys, "{report}");
+    assert_eq!(report["verification"]["ok"], true, "{report}");
+    assert_same_data(&snapshot(&source), &snapshot(&fresh));
+
+    let url = fresh.url();
+    world
+        .dr(&["verify", "--target", "cache", "--into", &url])
+        .expect_code(0);
+}
+
+#[test]
+fn rdb_method_round_trips_every_type_and_ttl() {
+    round_trip("rdb");
+}
+
+#[test]
+fn keys_method_round_trips_every_type_and_ttl() {
+    round_trip("keys");
+}
+
+#[test]
+fn auto_falls_back_to_keys_when_sync_is_disabled() {
+    let source = DataRedis::with_config(&["rename-command SYNC \"\"", "rename-command PSYNC \"\""]);
+    load_every_type(&source);
+    let world = redis_world(&source, "auto");
+    let run = world.dr(&["backup", "--target", "cache", "--format", "json"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("fell back to keys") && run.stderr.contains("PSYNC"),
+        "{}",
+        run.stderr
+    );
+    let m = &run.json()[0];
+    assert_eq!(m["redis"]["method"], "keys");
+    assert_eq!(m["redis"]["requested_method"], "auto");
+    assert!(
+        m["redis"]["fallback_reason"]
+            .as_str()
+            .unwrap()
+            .contains("refused PSYNC"),
+        "{m}"
+    );
+    let fresh = DataRedis::start();
+    restore_into(&world, m["id"].as_str().unwrap(), &fresh, &[]).expect_code(0);
+    assert_same_data(&snapshot(&source), &snapshot(&fresh));
+
+    // Asked for rdb explicitly, the same server is a failure that says what to do.
+    let strict = redis_world(&source, "rdb");
+    let run = strict.dr(&["backup", "--target", "cache"]);
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("method = \\\"keys\\\"") || run.stderr.contains("method = \"keys\""),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        strict.storage_files().is_empty(),
+        "{:?}",
+        strict.storage_files()
+    );
+}
+
+#[test]
+fn kill_9_mid_backup_leaves_nothing_listed() {
+    let source = DataRedis::start();
+    load_many(&source, 300_000, 200);
+    let world = redis_world(&source, "keys");
+    let mut child = world.spawn(&["backup", "--target", "cache"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while world.storage_files().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the backup never started writing"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the backup ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    support::send_signal(child.id(), "KILL");
+    child.wait().unwrap();
+    let files = world.storage_files();
+    assert!(!files.is_empty());
+    assert!(
+        files.iter().all(|f| !f.ends_with("manifest.json")),
+        "{files:?}"
+    );
+    let list = world.dr(&["list", "--target", "cache", "--format", "json"]);
+    list.expect_code(0);
+    assert_eq!(list.json(), serde_json::json!([]));
+    let fresh = DataRedis::start();
+    let run = restore_into(&world, "latest", &fresh, &[]);
+    run.expect_code(1);
+    assert!(run.stdout.contains("no complete backup"), "{}", run.all());
+    assert_eq!(fresh.dbsize_total(), 0);
+    // The killed backup's lock died with its connection: the next backup runs.
+    let m = backup(&world);
+    assert_eq!(m["redis"]["keys"], 300_000);
+}
+
+#[test]
+fn a_destination_with_keys_needs_consent_and_gets_a_safety_backup() {
+    let source = DataRedis::start();
+    load_every_type(&source);
+    let world = redis_world(&source, "rdb");
+    let m = backup(&world);
+    let id = m["id"].as_str().unwrap();
+
+    let dest = DataRedis::start();
+    redis::cmd("SET")
+        .arg("only-in-destination")
+        .arg("keep me?")
+        .query::<()>(&mut dest.con())
+        .unwrap();
+    let run = restore_into(&world, id, &dest, &[]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("not empty") && run.stderr.contains("--yes"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        dest.dbsize_total(),
+        1,
+        "a refused restore changed the destination"
+    );
+
+    // --yes without --flush: the backup's keys come back, the other key stays; verify warns.
+    let run = restore_into(&world, id, &dest, &["--yes"]);
+    run.expect_code(0);
+    let report = run.json();
+    let safety = report["safety_backup_id"].as_str().unwrap().to_string();
+    assert!(safety.ends_with("-safety"), "{report}");
+    let counts = report["verification"]["items"][0].clone();
+    assert_eq!(counts["status"], "warn", "{counts}");
+    assert!(
+        counts["message"].as_str().unwrap().contains("not flushed"),
+        "{counts}"
+    );
+
+    // --yes --flush: exactly the backup.
+    let run = restore_into(&world, id, &dest, &["--yes", "--flush"]);
+    run.expect_code(0);
+    assert_eq!(run.json()["verification"]["items"][0]["status"], "pass");
+    assert_same_data(&snapshot(&source), &snapshot(&dest));
+
+    // The first safety backup holds the destination as it was: one key.
+    let other = DataRedis::start();
+    restore_into(&world, &safety, &other, &[]).expect_code(0);
+    let back = snapshot(&other);
+    assert_eq!(back.len(), 1);
+    assert!(back.contains_key(&(0, b"only-in-destination".to_vec())));
+}
+
+#[test]
+fn expired_keys_are_skipped_and_verification_allows_for_them() {
+    let source = DataRedis::start();
+    load_every_type(&source);
+    redis::cmd("SET")
+        .arg("short-lived")
+        .arg("x")
+        .arg("PX")
+        .arg(1500)
+        .query::<()>(&mut source.con())
+        .unwrap();
+    let world = redis_world(&source, "keys");
+    let m = backup(&world);
+    std::thread::sleep(Duration::from_millis(1700));
+    let fresh = DataRedis::start();
+    let run = restore_into(&world, m["id"].as_str().unwrap(), &fresh, &[]);
+    run.expect_code(0);
+    let report = run.json();
+    assert_eq!(report["restored"]["skipped_expired"], 1, "{report}");
+    assert_eq!(
+        report["verification"]["databases"][0]["expired_since"], 1,
+        "{report}"
+    );
+    assert!(snapshot(&fresh)
+        .get(&(0, b"short-lived".to_vec()))
+        .is_none());
+}
+
+#[test]
+fn verify_finds_missing_and_changed_keys() {
+    // Fewer keys than the sample size: every key is compared.
+    let source = DataRedis::start();
+    let mut con = source.con();
+    for i in 0..10 {
+        redis::cmd("HSET")
+            .arg(format!("h{i}"))
+            .arg("f")
+            .arg(i)
+            .query::<()>(&mut con)
+            .unwrap();
+    }
+    let world = redis_world(&source, "rdb");
+    let m = backup(&world);
+    let dest = DataRedis::start();
+    restore_into(&world, m["id"].as_str().unwrap(), &dest, &[]).expect_code(0);
+    let url = dest.url();
+    let mut d = dest.con();
+    redis::cmd("HSET")
+        .arg("h3")
+        .arg("f")
+        .arg("changed")
+        .query::<()>(&mut d)
+        .unwrap();
+    let run = world.dr(&[
+        "verify", "--target", "cache", "--into", &url, "--format", "json",
+    ]);
+    run.expect_code(1);
+    let mismatches = run.json()["sample_mismatches"].to_string();
+    assert!(
+        mismatches.contains("h3") && mismatches.contains("differs"),
+        "{mismatches}"
+    );
+
+    redis::cmd("DEL").arg("h5").query::<()>(&mut d).unwrap();
+    let run = world.dr(&["verify", "--target", "cache", "--into", &url]);
+    run.expect_code(1);
+    assert!(run.stderr.contains("1 key(s) missing"), "{}", run.all());
+}
+
+#[test]
+fn a_newer_backup_is_refused_naming_both_versions() {
+    let source = DataRedis::start();
+    load_every_type(&source);
+    let world = redis_world(&source, "rdb");
+    let m = backup(&world);
+    let manifest_path = world.dump_path(&m).with_file_name("manifest.json");
+    let mut edited: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
+    edited["server_version"] = "99.1.0".into();
+    edited["server_major"] = 99.into();
+    edited["redis"]["rdb_version"] = 99.into();
+    std::fs::write(&manifest_path, serde_json::to_vec(&edited).unwrap()).unwrap();
+    let dest = DataRedis::start();
+    let run = restore_into(&world, m["id"].as_str().unwrap(), &dest, &[]);
+    run.expect_code(1);
+    let out = run.all();
+    assert!(out.contains("runs Redis 7.0"), "{out}");
+    assert!(
+        out.contains("Redis 99.1.0") && out.contains("RDB version 99"),
+        "{out}"
+    );
+    assert_eq!(dest.dbsize_total(), 0);
+}
+
+#[test]
+fn a_corrupted_backup_is_refused_before_the_destination_is_touched() {
+    let source = DataRedis::start();
+    load_every_type(&source);
+    let world = redis_world(&source, "keys");
+    let m = backup(&world);
+    let path = world.dump_path(&m);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x40;
+    std::fs::write(&path, bytes).unwrap();
+    let dest = DataRedis::start();
+    let run = restore_into(&world, m["id"].as_str().unwrap(), &dest, &[]);
+    run.expect_code(1);
+    assert!(run.stdout.contains("checksum mismatch"), "{}", run.all());
+    assert_eq!(dest.dbsize_total(), 0);
+}
+
+#[test]
+fn drills_restore_both_kinds_into_a_sandbox() {
+    let source = DataRedis::start();
+    load_every_type(&source);
+    for method in ["rdb", "keys"] {
+        let world = redis_world(&source, method);
+        let run = world.dr(&["drill", "--target", "cache", "--format", "json"]);
+        run.expect_code(0);
+        let report = run.json();
+        assert_eq!(report["passed"], true, "{report}");
+        assert_eq!(report["mode"], "redis-sandbox");
+        let v = &report["redis_verification"];
+        assert_eq!(v["ok"], true, "{report}");
+        assert_eq!(v["samples_checked"], 32, "{report}");
+        let phases: Vec<&str> = report["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap())
+            .collect();
+        if method == "rdb" {
+            assert!(phases.contains(&"load"), "{phases:?}");
+        } else {
+            assert!(phases.contains(&"restore"), "{phases:?}");
+        }
+        assert!(world
+            .storage_files()
+            .iter()
+            .any(|f| f.to_string_lossy().contains("drills/cache/")));
+    }
+    let leftovers: Vec<String> = support::processes()
+        .into_iter()
+        .filter(|p| p.cmdline.contains("dr-redis-sandbox"))
+        .map(|p| p.cmdline)
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+#[test]
+fn rdb_file_is_written_with_the_steps_to_place_it() {
+    let source = DataRedis::start();
+    load_every_type(&source);
+    let world = redis_world(&source, "rdb");
+    let m = backup(&world);
+    let id = m["id"].as_str().unwrap();
+    let out = world.dir.path().join("restored.rdb");
+    let out_s = out.to_str().unwrap();
+    let run = world.dr(&[
+        "restore",
+        "--target",
+        "cache",
+        "--backup-id",
+        id,
+        "--rdb-file",
+        out_s,
+    ]);
+    run.expect_code(0);
+    assert!(run.stdout.contains("appendonly no"), "{}", run.stdout);
+    assert!(run.stdout.contains("install -m 0640"), "{}", run.stdout);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&out).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read(&out).unwrap().starts_with(b"REDIS0010"));
+
+    // Placed under a server as its dump.rdb, with AOF off, it loads the same data.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&out, dir.path().join("loaded.rdb")).unwrap();
+    let dir_line = format!("dir {}", dir.path().display());
+    let loaded = DataRedis::with_config(&[&dir_line, "dbfilename loaded.rdb"]);
+    assert_same_data(&snapshot(&source), &snapshot(&loaded));
+
+    // An existing file is never overwritten; a keys backup has no RDB to write.
+    let again = world.dr(&[
+        "restore",
+        "--target",
+        "cache",
+        "--backup-id",
+        id,
+        "--rdb-file",
+        out_s,
+    ]);
+    again.expect_code(2);
+    assert!(
+        again.stderr.contains("never overwrites"),
+        "{}",
+        again.stderr
+    );
+    let keys_world = redis_world(&source, "keys");
+    let km = backup(&keys_world);
+    let other = world.dir.path().join("other.rdb");
+    let run = keys_world.dr(&[
+        "restore",
+        "--target",
+        "cache",
+        "--backup-id",
+        km["id"].as_str().unwrap(),
+        "--rdb-file",
+        other.to_str().unwrap(),
+    ]);
+    run.expect_code(2);
+    assert!(!other.exists());
+}
+
+#[test]
+fn redis_backup_check_follows_the_newest_backup() {
+    let source = DataRedis::start();
+    redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query::<()>(&mut source.con())
+        .unwrap();
+    let world = redis_world(&source, "auto");
+    let check = || {
+        let run = world.dr(&["check", "--only", "redis.backup", "--format", "json"]);
+        run.json()["checks"][0].clone()
+    };
+    let before = check();
+    assert_eq!(before["status"], "fail", "{before}");
+    assert!(
+        before["message"]
+            .as_str()
+            .unwrap()
+            .contains("dr backup --target cache"),
+        "{before}"
+    );
+    backup(&world);
+    let after = check();
+    assert_eq!(after["status"], "pass", "{after}");
+}
+
+#[test]
+fn passwords_stay_out_of_outputs_and_storage() {
+    let password = "redis-Secret-9931";
+    let requirepass = format!("requirepass {password}");
+    let source = DataRedis::with_config(&[&requirepass]);
+    load_every_type(&source);
+    let world = redis_world(&source, "auto");
+    let m = world.dr(&["-vv", "backup", "--target", "cache", "--format", "json"]);
+    m.expect_code(0);
+    assert_eq!(
+        m.json()[0]["redis"]["method"],
+        "rdb",
+        "PSYNC after AUTH works"
+    );
+    let drill = world.dr(&["-vv", "drill", "--target", "cache", "--format", "json"]);
+    drill.expect_code(0);
+    for run in [&m, &drill] {
+        assert!(!run.all().contains(password), "{}", run.all());
+    }
+    for f in world.storage_files() {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(password),
+            "{} holds the password",
+            f.display()
+        );
+    }
+}
