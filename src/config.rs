@@ -638,6 +638,43 @@ url = "redis://127.0.0.1:6379"
     }
 
     #[test]
+    fn redis_backup_keys_and_target_selection() {
+        let c = parse(&MINIMAL.replace(
+            "url = \"redis://127.0.0.1:6379\"",
+            "url = \"redis://127.0.0.1:6379\"\nbackup = true\nmethod = \"keys\"",
+        ))
+        .unwrap();
+        assert!(c.redis[0].backup);
+        assert_eq!(c.redis[0].method, RedisBackupMethod::Keys);
+        let all: Vec<String> = c
+            .select_backup_targets(None)
+            .unwrap()
+            .iter()
+            .map(|t| match t {
+                BackupTarget::Postgres(p) => format!("pg:{}", p.name),
+                BackupTarget::Redis(r) => format!("redis:{}", r.name),
+            })
+            .collect();
+        assert_eq!(all, vec!["pg:main", "redis:cache"]);
+
+        // Not backed up: named explicitly, it is a usage error that says how to turn it on.
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.redis[0].method, RedisBackupMethod::Auto);
+        assert_eq!(c.select_backup_targets(None).unwrap().len(), 1);
+        let err = c.select_backup_targets(Some("cache")).unwrap_err();
+        assert!(err.to_string().contains("backup = true"), "{err}");
+        assert_eq!(crate::error::exit_code(&err), 2);
+
+        let err = parse(&MINIMAL.replace(
+            "url = \"redis://127.0.0.1:6379\"",
+            "url = \"redis://127.0.0.1:6379\"\nmethod = \"snapshot\"",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("snapshot"), "{err}");
+        assert_eq!(crate::error::exit_code(&err), 2);
+    }
+
+    #[test]
     fn url_env_resolution_names_variable() {
         let c = parse(&MINIMAL.replace(
             "url = \"postgres://backup@db.internal:5432/shop\"",

@@ -12,7 +12,16 @@ use support::World;
 
 /// A world whose only target is Redis `cache` (URL in $DR_TEST_REDIS_URL).
 fn redis_world(source: &DataRedis, method: &str) -> World {
-    let mut world = World::new();
+    let world = World::new();
+    let storage = format!(
+        "[storage]\nurl = \"file://{}\"\n",
+        world.storage_dir().display()
+    );
+    redis_world_on(world, &storage, source, method)
+}
+
+/// The same, with `storage_toml` as its `[storage]` table.
+fn redis_world_on(mut world: World, storage_toml: &str, source: &DataRedis, method: &str) -> World {
     world.env.push(("DR_TEST_REDIS_URL".into(), source.url()));
     world.write_config(&format!(
         r#"
@@ -20,8 +29,7 @@ fn redis_world(source: &DataRedis, method: &str) -> World {
 rpo = "1h"
 rto = "10m"
 
-[storage]
-url = "file://{}"
+{storage_toml}
 
 [retention]
 keep_last = 2
@@ -37,8 +45,7 @@ method = "{method}"
 name = "Test On-Call"
 role = "primary"
 phone = "+1-555-0100"
-"#,
-        world.storage_dir().display()
+"#
     ));
     world
 }
@@ -502,9 +509,52 @@ fn redis_backup_check_follows_the_newest_backup() {
             .contains("dr backup --target cache"),
         "{before}"
     );
-    backup(&world);
+    let first = backup(&world);
     let after = check();
     assert_eq!(after["status"], "pass", "{after}");
+
+    // Retention treats Redis backups like PostgreSQL ones (keep_last = 2).
+    backup(&world);
+    let newest = backup(&world);
+    world.dr(&["prune", "--target", "cache"]).expect_code(0);
+    let ids: Vec<String> = world
+        .dr(&["list", "--target", "cache", "--format", "json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 2, "{ids:?}");
+    assert_eq!(ids[0], newest["id"].as_str().unwrap());
+    assert!(!ids.contains(&first["id"].as_str().unwrap().to_string()));
+}
+
+#[test]
+fn s3_storage_holds_redis_backups_like_any_other() {
+    let s3 = support::s3::S3Server::start();
+    let source = DataRedis::start();
+    load_every_type(&source);
+    let mut world = World::new();
+    world.env.extend(s3.env());
+    let world = redis_world_on(world, &s3.config_toml("redis"), &source, "keys");
+    let m = backup(&world);
+    assert!(world.storage_files().is_empty(), "nothing local");
+    let fresh = DataRedis::start();
+    restore_into(&world, "latest", &fresh, &[]).expect_code(0);
+    assert_same_data(&snapshot(&source), &snapshot(&fresh));
+    let url = fresh.url();
+    world
+        .dr(&[
+            "validate",
+            "--target",
+            "cache",
+            "--backup-id",
+            m["id"].as_str().unwrap(),
+            "--into",
+            &url,
+        ])
+        .expect_code(0);
 }
 
 #[test]

@@ -82,7 +82,7 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
                 Ok(t) => t,
                 Err(e) => {
                     let reason = crate::checks::scrub(&format!("{e:#}"), &[]);
-                    eprintln!("warning: Redis target {}: the RDB snapshot failed ({reason}); falling back to method keys (SCAN + DUMP + PTTL)", plan.target_name);
+                    tracing::info!(target = plan.target_name, "the RDB snapshot failed ({reason}); falling back to method keys");
                     // The partial object (if any) was discarded by the storage contract.
                     storage.delete(&rdb_key).await.ok();
                     fallback_reason = Some(reason);

@@ -132,7 +132,7 @@ pub async fn check_destination(
             }
             let keys: u64 = conn::keyspace(&mut con).await?.values().map(|k| k.0).sum();
             let msg = format!(
-                "{} answers, Redis {} (loads RDB version {rdb_version}); holds {keys} key(s)",
+                "{} answers, Redis {} (can load the backup's RDB version {rdb_version}); holds {keys} key(s)",
                 destination.public_url, server.version
             );
             Ok(((con, keys), msg))
