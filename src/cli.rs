@@ -28,6 +28,8 @@ Checks (each under --timeout; PostgreSQL targets critical by default, Redis not)
   backup.latest      a complete backup younger than the RPO (warn past 80%)
   backup.integrity   the newest backup hashes to its manifest (timeout per read)
   drill.recent       a successful drill within objectives.drill_every (warn if none)
+  drill.leftovers    nothing left by a dr that died: files on this host (removed),
+                     scratch databases on the target's server (warn)
   runbooks           every runbook renders with this configuration
 
 Formats:
@@ -139,7 +141,7 @@ pub struct CheckArgs {
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
     /// Time limit for each check
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 }
 
@@ -210,8 +212,8 @@ pub struct RestoreArgs {
     /// instead of restoring into a server
     #[arg(long, value_name = "PATH", conflicts_with_all = ["into", "flush"])]
     pub rdb_file: Option<PathBuf>,
-    /// Parallel pg_restore jobs
-    #[arg(long, default_value_t = 1)]
+    /// Parallel pg_restore jobs (1 or more)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// Skip the safety backup of a non-empty destination
     #[arg(long)]
@@ -253,8 +255,8 @@ pub struct DrillArgs {
     /// Restore into a throwaway local PostgreSQL cluster instead of a scratch database
     #[arg(long)]
     pub sandbox: bool,
-    /// Parallel pg_restore jobs
-    #[arg(long, default_value_t = 1)]
+    /// Parallel pg_restore jobs (1 or more)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -286,6 +288,11 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(s)
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match crate::units::parse_duration(s)? {
+        d if d.is_zero() => Err(
+            "a time limit of 0 lets nothing finish; give a positive duration such as 10s".into(),
+        ),
+        d => Ok(d),
+    }
 }

@@ -8,15 +8,40 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{self, catalog, manifest::BackupKind, BackupPlan};
-use crate::checks::Status;
 use crate::config::{Config, PostgresTarget};
 use crate::pg::{self, ConnTarget};
-use crate::restore::verify::{self, VerifyReport, VerifyRequest};
-use crate::restore::{self, Preflight, Step, Steps};
+use crate::report::{Finding, Phase, Step, Steps, FORMAT_VERSION};
+use crate::restore::verify::VerifyReport;
+use crate::restore::{self, Action, RestoreOptions, RestoreRequest};
 use crate::sandbox::SandboxCluster;
 use crate::storage::{self, Storage};
+use crate::units;
+
+pub mod redis;
 
 pub const DRILLS_PREFIX: &str = "drills";
+
+/// Where a drill restores: never production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrillMode {
+    /// A new database `dr_drill_<timestamp>` on the target's server, dropped afterwards.
+    ScratchDatabase,
+    /// A throwaway PostgreSQL cluster started by `dr`, removed afterwards.
+    Sandbox,
+    /// A throwaway redis-server started by `dr` (Redis targets), removed afterwards.
+    RedisSandbox,
+}
+
+impl DrillMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillMode::ScratchDatabase => "scratch-database",
+            DrillMode::Sandbox => "sandbox",
+            DrillMode::RedisSandbox => "redis-sandbox",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillReport {
@@ -25,25 +50,27 @@ pub struct DrillReport {
     pub target: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
-    /// `scratch-database` or `sandbox`.
-    pub mode: String,
+    pub mode: DrillMode,
     pub destination: String,
     pub backup_id: Option<String>,
     pub backup_created_at: Option<DateTime<Utc>>,
-    pub phases: Vec<Step>,
+    #[serde(alias = "phases")]
+    pub steps: Vec<Step>,
     /// Measured recovery time: preflight, fetch, restore and verify.
     pub rto_ms: u64,
     /// Age of the backup used, at drill time.
     pub rpo_ms: Option<u64>,
     pub rto_objective_ms: Option<u64>,
     pub rpo_objective_ms: Option<u64>,
+    /// A failed drill meets no objective.
     pub rto_met: Option<bool>,
     pub rpo_met: Option<bool>,
     pub verification: Option<VerifyReport>,
     /// Redis drills: key counts and sampled keys against the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_verification: Option<crate::redis_backup::verify::RedisVerifyReport>,
-    pub passed: bool,
+    #[serde(alias = "passed")]
+    pub ok: bool,
     /// One line: what passed, or what failed and why.
     pub verdict: String,
 }
@@ -53,7 +80,7 @@ pub struct DrillRequest<'a> {
     pub storage: &'a dyn Storage,
     pub target: &'a PostgresTarget,
     pub backup_id: Option<&'a str>,
-    pub sandbox: bool,
+    pub mode: DrillMode,
     pub jobs: u32,
 }
 
@@ -78,130 +105,107 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         let manifest = match req.backup_id {
             Some(bid) => {
                 steps
-                    .run("backup", async {
+                    .run("backup", Phase::Prepare, async {
                         let m = catalog::resolve(req.storage, &req.target.name, bid).await?;
-                        let msg =
-                            format!("using backup {} taken {}", m.id, m.created_at.to_rfc3339());
+                        let msg = format!("using backup {} taken {}", m.id, units::time(m.created_at));
                         Ok((m, msg))
                     })
                     .await?
             }
             None => {
                 steps
-                    .run("backup", async {
-                        let m = backup::run(
-                            req.storage,
-                            BackupPlan {
-                                target_name: &req.target.name,
-                                conn: source.clone(),
-                                kind: BackupKind::Regular,
-                                settings: &req.config.backup,
-                                pg_bin_dir: req.target.pg_bin_dir.as_deref(),
-                                show_progress: false,
-                            },
-                        )
-                        .await?;
-                        let msg = format!("took fresh backup {} ({} bytes)", m.id, m.size_bytes);
+                    .run("backup", Phase::Prepare, async {
+                        let plan = BackupPlan::new(
+                            req.target,
+                            source.clone(),
+                            BackupKind::Regular,
+                            &req.config.backup,
+                            false,
+                        );
+                        let m = backup::run(req.storage, plan).await?;
+                        let msg = format!("took fresh backup {} ({})", m.id, units::bytes(m.size_bytes));
                         Ok((m, msg))
                     })
                     .await?
             }
         };
         manifest_used = Some(manifest.clone());
-        let destination = if req.sandbox {
-            let bin = req.target.pg_bin_dir.clone();
-            let cluster = steps
-                .run("sandbox", async {
-                    let c =
-                        tokio::task::spawn_blocking(move || SandboxCluster::start(bin.as_deref()))
-                            .await??;
-                    let msg = format!("throwaway cluster on 127.0.0.1:{}", c.port);
-                    Ok((c, msg))
-                })
-                .await?;
-            let dest = ConnTarget::parse(&cluster.url)?.with_database("dr_drill")?;
-            let admin = ConnTarget::parse(&cluster.url)?;
-            sandbox = Some(cluster);
-            admin
-                .connect()
-                .await?
-                .batch_execute("CREATE DATABASE dr_drill")
-                .await
-                .map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
-            dest
-        } else {
-            let name = format!("dr_drill_{}", started_at.format("%Y%m%d%H%M%S"));
-            let db = steps
-                .run("scratch database", async {
-                    let db = ScratchDatabase::create(&source, &name).await?;
-                    let msg = format!("created {name} on the target's server");
-                    Ok((db, msg))
-                })
-                .await?;
-            let dest = db.conn.clone();
-            scratch = Some(db);
-            dest
+        let destination = match req.mode {
+            DrillMode::Sandbox => {
+                let bin = req.target.pg_bin_dir.clone();
+                let cluster = steps
+                    .run("sandbox", Phase::Prepare, async {
+                        let c = tokio::task::spawn_blocking(move || {
+                            SandboxCluster::start(bin.as_deref())
+                        })
+                        .await??;
+                        let msg = format!("throwaway cluster on 127.0.0.1:{}", c.port);
+                        Ok((c, msg))
+                    })
+                    .await?;
+                let dest = ConnTarget::parse(&cluster.url)?.with_database("dr_drill")?;
+                let admin = ConnTarget::parse(&cluster.url)?;
+                sandbox = Some(cluster);
+                admin
+                    .connect()
+                    .await?
+                    .batch_execute("CREATE DATABASE dr_drill")
+                    .await
+                    .map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
+                dest
+            }
+            DrillMode::RedisSandbox => {
+                anyhow::bail!("a Redis sandbox is not a PostgreSQL drill destination")
+            }
+            DrillMode::ScratchDatabase => {
+                for stale in stale_scratch_databases(&source).await.unwrap_or_default() {
+                    match drop_database(&source, &stale).await {
+                        Ok(()) => tracing::warn!("dropped scratch database {stale} left by a drill that died"),
+                        Err(e) => tracing::warn!("cannot drop scratch database {stale} left by a drill that died: {e:#}"),
+                    }
+                }
+                let name = format!("dr_drill_{}", started_at.format("%Y%m%d%H%M%S"));
+                let db = steps
+                    .run("scratch database", Phase::Prepare, async {
+                        let db = ScratchDatabase::create(&source, &name).await?;
+                        let msg = format!("created {name} on the target's server");
+                        Ok((db, msg))
+                    })
+                    .await?;
+                let dest = db.conn.clone();
+                scratch = Some(db);
+                dest
+            }
         };
         destination_text = destination.public_url.clone();
-        let staging_parent = backup::default_staging_dir();
-        let pf = Preflight {
+        let staging_dir = backup::default_staging_dir();
+        let never_asked = |_: &ConnTarget, _: i64| -> Result<()> {
+            anyhow::bail!("the drill's destination is not empty; it was created for this drill, so something else wrote into it")
+        };
+        let (restored, result) = restore::run(RestoreRequest {
+            config: req.config,
             storage: req.storage,
             target: req.target,
             backup_id: &manifest.id,
             destination: &destination,
-            staging_dir: &staging_parent,
-        };
-        let (_, pg_restore) = restore::preflight(&pf, &mut steps, req.jobs > 1).await?;
-        let staged = restore::stage_dump(
-            req.storage,
-            &manifest,
-            &pg_restore,
-            &staging_parent,
-            req.jobs > 1,
-            &mut steps,
-        )
-        .await?;
-        // A scratch database may lack the production roles: ownership is not what a drill proves.
-        restore::pg_restore_step(
-            &mut steps,
-            &pg_restore,
-            &destination,
-            &staged,
-            req.jobs,
-            false,
-            req.sandbox,
-        )
-        .await?;
-        drop(staged);
-        let started = Instant::now();
-        let report = verify::verify(VerifyRequest {
-            config: req.config,
-            target: &req.target.name,
-            conn: &destination,
-            manifest: Some(&manifest),
-            include_services: false,
+            destination_named: true,
+            staging_dir: &staging_dir,
+            action: Action::Restore(RestoreOptions {
+                jobs: req.jobs,
+                // A scratch database may lack the production roles: ownership is not what a
+                // drill proves.
+                no_owner: req.mode == DrillMode::Sandbox,
+                with_globals: false,
+                safety_backup: false,
+                verify_services: false,
+                show_progress: false,
+                confirm: &never_asked,
+            }),
         })
         .await;
-        steps.0.push(Step {
-            name: "verify".into(),
-            status: if report.ok {
-                Status::Pass
-            } else {
-                Status::Fail
-            },
-            message: format!(
-                "{} table(s) checked, {} mismatch(es)",
-                report.tables_checked,
-                report.mismatches.len()
-            ),
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
-        let ok = report.ok;
-        verification = Some(report);
-        if !ok {
-            anyhow::bail!("verification of the restored copy failed");
-        }
-        Ok(())
+        steps.0.extend(restored.steps);
+        verification = restored.verification;
+        result
     }
     .await;
 
@@ -220,87 +224,68 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
     }
     if !cleanup_msgs.is_empty() {
         let ok = !cleanup_msgs.iter().any(|m| m.starts_with("could not"));
-        steps.0.push(Step {
-            name: "cleanup".into(),
-            status: if ok { Status::Pass } else { Status::Warn },
-            message: cleanup_msgs.join("; "),
-            duration_ms: cleanup_started.elapsed().as_millis() as u64,
-        });
+        let message = cleanup_msgs.join("; ");
+        steps.push(
+            "cleanup",
+            Phase::Cleanup,
+            if ok {
+                Finding::pass(message)
+            } else {
+                Finding::warn(message)
+            },
+            cleanup_started.elapsed().as_millis() as u64,
+        );
     }
 
-    let rto_ms: u64 = steps
-        .0
-        .iter()
-        .filter(|s| {
-            matches!(
-                s.name.as_str(),
-                "destination"
-                    | "extensions"
-                    | "disk"
-                    | "storage"
-                    | "manifest"
-                    | "tools"
-                    | "fetch"
-                    | "archive"
-                    | "pg_restore"
-                    | "verify"
-            )
-        })
-        .map(|s| s.duration_ms)
-        .sum();
+    let rto_ms = steps.recovery_ms();
     let rpo_ms = manifest_used
         .as_ref()
         .map(|m| (started_at - m.created_at).num_milliseconds().max(0) as u64);
     let objectives = &req.config.objectives;
     let rto_objective_ms = objectives.rto.map(|d| d.as_millis() as u64);
     let rpo_objective_ms = objectives.rpo.map(|d| d.as_millis() as u64);
-    let rto_met = rto_objective_ms.map(|o| rto_ms <= o);
+    let restored = outcome.is_ok();
+    let rto_met = rto_objective_ms.map(|o| restored && rto_ms <= o);
     let rpo_met = match (rpo_ms, rpo_objective_ms) {
-        (Some(a), Some(o)) => Some(a <= o),
+        (Some(a), Some(o)) => Some(restored && a <= o),
+        (None, Some(_)) => Some(false),
         _ => None,
     };
     let mut problems = Vec::new();
     if let Err(e) = &outcome {
         problems.push(format!("{e:#}"));
     }
-    if rto_met == Some(false) {
+    if restored && rto_met == Some(false) {
         problems.push(format!(
             "RTO objective missed: recovery took {}, the objective is {}",
-            crate::output::table::millis(rto_ms),
-            crate::output::table::millis(rto_objective_ms.unwrap_or(0))
+            units::millis(rto_ms),
+            units::millis(rto_objective_ms.unwrap_or(0))
         ));
     }
-    if rpo_met == Some(false) {
+    if restored && rpo_met == Some(false) {
         problems.push(format!(
             "RPO objective missed: the backup was {} old, the objective is {}",
-            crate::output::table::millis(rpo_ms.unwrap_or(0)),
-            crate::output::table::millis(rpo_objective_ms.unwrap_or(0))
+            units::millis(rpo_ms.unwrap_or(0)),
+            units::millis(rpo_objective_ms.unwrap_or(0))
         ));
     }
-    let passed = problems.is_empty();
-    let verdict = if passed {
-        format!(
-            "pass: restored and verified in {}",
-            crate::output::table::millis(rto_ms)
-        )
+    let ok = problems.is_empty();
+    let verdict = if ok {
+        format!("pass: restored and verified in {}", units::millis(rto_ms))
     } else {
         format!("fail: {}", problems.join("; "))
     };
     let report = DrillReport {
-        format_version: 1,
+        format_version: FORMAT_VERSION,
         id,
         target: req.target.name.clone(),
         started_at,
         finished_at: Utc::now(),
-        mode: if req.sandbox {
-            "sandbox".into()
-        } else {
-            "scratch-database".into()
-        },
+        mode: req.mode,
         destination: destination_text,
         backup_id: manifest_used.as_ref().map(|m| m.id.clone()),
         backup_created_at: manifest_used.as_ref().map(|m| m.created_at),
-        phases: steps.0,
+        steps: steps.0,
         rto_ms,
         rpo_ms,
         rto_objective_ms,
@@ -309,7 +294,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         rpo_met,
         verification,
         redis_verification: None,
-        passed,
+        ok,
         verdict,
     };
     let key = format!("{DRILLS_PREFIX}/{}/{}.json", report.target, report.id);
@@ -317,6 +302,24 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         .await
         .with_context(|| format!("cannot store the drill report {key}"))?;
     Ok(report)
+}
+
+/// Scratch databases of drills that died: named `dr_drill_<timestamp>`, older than a few
+/// minutes, and with nobody connected (a live drill's pg_restore or verify always is).
+pub async fn stale_scratch_databases(server: &ConnTarget) -> Result<Vec<String>> {
+    let client = server.connect().await?;
+    let rows = client
+        .query(
+            "SELECT d.datname FROM pg_database d
+              WHERE d.datname ~ '^dr_drill_[0-9]{14}$'
+                AND to_timestamp(substr(d.datname, 10), 'YYYYMMDDHH24MISS') AT TIME ZONE 'UTC' < (now() AT TIME ZONE 'UTC') - interval '5 minutes'
+                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow!("cannot list scratch databases: {}", pg::describe_pg_error(&e)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Drill reports of a target, newest first.
@@ -392,9 +395,7 @@ impl Drop for ScratchDatabase {
                 .build()
                 .ok()?;
             if let Err(e) = rt.block_on(drop_database(&admin, &name)) {
-                eprintln!(
-                    "warning: could not drop scratch database {name}: {e:#}; drop it by hand"
-                );
+                tracing::warn!("could not drop scratch database {name}: {e:#}; drop it by hand");
             }
             Some(())
         })

@@ -7,20 +7,26 @@ mod commands;
 mod config;
 mod drill;
 mod error;
+mod leftovers;
 mod output;
 mod pg;
+mod process;
+mod prune;
 mod redis_backup;
+mod redis_client;
+mod report;
 mod restore;
 mod runbook;
 mod sandbox;
 mod secret;
 mod storage;
+mod units;
 
 use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
-    init_tracing(cli.verbose, cli.quiet);
+    output::stderr::init(cli.verbose, cli.quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,14 +40,17 @@ fn main() {
         tokio::select! {
             result = commands::dispatch(cli) => result,
             // Dropping the command's future kills its children and removes temporary data.
-            () = shutdown_signal() => Err(anyhow::Error::new(error::Interrupted)),
+            () = shutdown_signal() => Err(anyhow::Error::new(error::Interrupted::now())),
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     let code = match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", secret::redact_url(&format!("{e:#}")));
+            eprintln!(
+                "error: {}",
+                error::tidy_message(&secret::redact_url(&format!("{e:#}")))
+            );
             error::exit_code(&e)
         }
     };
@@ -56,24 +65,4 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::warn!("interrupted: stopping children and removing temporary data");
-}
-
-fn init_tracing(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "debug",
-        (false, _) => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("dr={level},warn")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
 }

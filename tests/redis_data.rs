@@ -53,7 +53,7 @@ phone = "+1-555-0100"
 fn backup(world: &World) -> serde_json::Value {
     let run = world.dr(&["backup", "--target", "cache", "--format", "json"]);
     run.expect_code(0);
-    run.json()[0].clone()
+    run.json()["backups"][0].clone()
 }
 
 fn restore_into(world: &World, id: &str, into: &DataRedis, extra: &[&str]) -> support::Run {
@@ -104,7 +104,7 @@ fn round_trip(method: &str) {
     // Listed like any backup, with its checksum matching the stored bytes.
     let list = world.dr(&["list", "--target", "cache", "--format", "json"]);
     list.expect_code(0);
-    assert_eq!(list.json()[0]["id"], m["id"]);
+    assert_eq!(list.json()["backups"][0]["id"], m["id"]);
     let data_file = world.dump_path(&m);
     assert_eq!(
         support::sha256sum(&data_file),
@@ -147,7 +147,8 @@ fn auto_falls_back_to_keys_when_sync_is_disabled() {
         "{}",
         run.stderr
     );
-    let m = &run.json()[0];
+    let doc = run.json();
+    let m = &doc["backups"][0];
     assert_eq!(m["redis"]["method"], "keys");
     assert_eq!(m["redis"]["requested_method"], "auto");
     assert!(
@@ -205,11 +206,15 @@ fn kill_9_mid_backup_leaves_nothing_listed() {
     );
     let list = world.dr(&["list", "--target", "cache", "--format", "json"]);
     list.expect_code(0);
-    assert_eq!(list.json(), serde_json::json!([]));
+    assert_eq!(list.json()["backups"], serde_json::json!([]));
     let fresh = DataRedis::start();
     let run = restore_into(&world, "latest", &fresh, &[]);
     run.expect_code(1);
-    assert!(run.stdout.contains("no complete backup"), "{}", run.all());
+    assert!(
+        run.stdout.contains("complete backup of target"),
+        "{}",
+        run.all()
+    );
     assert_eq!(fresh.dbsize_total(), 0);
     // The killed backup's lock died with its connection: the next backup runs.
     let m = backup(&world);
@@ -249,7 +254,7 @@ fn a_destination_with_keys_needs_consent_and_gets_a_safety_backup() {
     let report = run.json();
     let safety = report["safety_backup_id"].as_str().unwrap().to_string();
     assert!(safety.ends_with("-safety"), "{report}");
-    let counts = report["verification"]["items"][0].clone();
+    let counts = report["verification"]["steps"][0].clone();
     assert_eq!(counts["status"], "warn", "{counts}");
     assert!(
         counts["message"].as_str().unwrap().contains("not flushed"),
@@ -259,7 +264,7 @@ fn a_destination_with_keys_needs_consent_and_gets_a_safety_backup() {
     // --yes --flush: exactly the backup.
     let run = restore_into(&world, id, &dest, &["--yes", "--flush"]);
     run.expect_code(0);
-    assert_eq!(run.json()["verification"]["items"][0]["status"], "pass");
+    assert_eq!(run.json()["verification"]["steps"][0]["status"], "pass");
     assert_same_data(&snapshot(&source), &snapshot(&dest));
 
     // The first safety backup holds the destination as it was: one key.
@@ -389,12 +394,12 @@ fn drills_restore_both_kinds_into_a_sandbox() {
         let run = world.dr(&["drill", "--target", "cache", "--format", "json"]);
         run.expect_code(0);
         let report = run.json();
-        assert_eq!(report["passed"], true, "{report}");
+        assert_eq!(report["ok"], true, "{report}");
         assert_eq!(report["mode"], "redis-sandbox");
         let v = &report["redis_verification"];
         assert_eq!(v["ok"], true, "{report}");
         assert_eq!(v["samples_checked"], 32, "{report}");
-        let phases: Vec<&str> = report["phases"]
+        let phases: Vec<&str> = report["steps"]
             .as_array()
             .unwrap()
             .iter()
@@ -517,7 +522,7 @@ fn redis_backup_check_follows_the_newest_backup() {
     world.dr(&["prune", "--target", "cache"]).expect_code(0);
     let ids: Vec<String> = world
         .dr(&["list", "--target", "cache", "--format", "json"])
-        .json()
+        .json()["backups"]
         .as_array()
         .unwrap()
         .iter()
@@ -565,7 +570,7 @@ fn passwords_stay_out_of_outputs_and_storage() {
     let m = world.dr(&["-vv", "backup", "--target", "cache", "--format", "json"]);
     m.expect_code(0);
     assert_eq!(
-        m.json()[0]["redis"]["method"],
+        m.json()["backups"][0]["redis"]["method"],
         "rdb",
         "PSYNC after AUTH works"
     );

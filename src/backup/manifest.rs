@@ -9,7 +9,7 @@ use crate::config::{Compression, RedisBackupMethod};
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BackupKind {
     /// Taken by `dr backup` (or a drill).
@@ -17,6 +17,35 @@ pub enum BackupKind {
     Regular,
     /// Taken by `dr restore` of the destination before overwriting it.
     Safety,
+}
+
+impl BackupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Regular => "regular",
+            BackupKind::Safety => "safety",
+        }
+    }
+}
+
+/// What a stored object of a backup holds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectRole {
+    /// The database, as a `pg_dump` custom-format archive.
+    Dump,
+    /// Roles and tablespaces, as `pg_dumpall --globals-only` SQL.
+    Globals,
+}
+
+impl ObjectRole {
+    /// The file name of the object once staged for a restore (decompressed).
+    pub fn staged_file_name(self) -> &'static str {
+        match self {
+            ObjectRole::Dump => "dump.pgdump",
+            ObjectRole::Globals => "globals.sql",
+        }
+    }
 }
 
 /// What kind of target a backup is of.
@@ -58,8 +87,7 @@ pub struct RedisDetails {
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredObject {
-    /// `dump` (pg_dump custom format) or `globals` (pg_dumpall --globals-only SQL).
-    pub role: String,
+    pub role: ObjectRole,
     /// File name inside the backup's directory.
     pub file: String,
     pub compression: Compression,
@@ -211,15 +239,16 @@ impl BackupManifest {
     pub fn dump(&self) -> &StoredObject {
         self.objects
             .iter()
-            .find(|o| o.role == "dump")
+            .find(|o| o.role == ObjectRole::Dump)
             .expect("validated: a manifest has a dump object")
     }
 
     pub fn globals(&self) -> Option<&StoredObject> {
-        self.objects.iter().find(|o| o.role == "globals")
+        self.objects.iter().find(|o| o.role == ObjectRole::Globals)
     }
 
-    /// Parses a manifest and checks the invariants a restore relies on.
+    /// Parses a manifest and checks every field a reader relies on: an edited or
+    /// inconsistent manifest is refused, never trusted.
     pub fn parse(bytes: &[u8]) -> anyhow::Result<BackupManifest> {
         let m: BackupManifest = serde_json::from_slice(bytes)?;
         if m.format_version > MANIFEST_FORMAT_VERSION {
@@ -228,22 +257,98 @@ impl BackupManifest {
                 m.format_version
             );
         }
-        if m.engine == Engine::Redis && m.redis.is_none() {
-            anyhow::bail!(
-                "manifest {} is a Redis backup without its redis section",
-                m.id
-            );
-        }
-        if m.objects.iter().filter(|o| o.role == "dump").count() != 1 {
-            anyhow::bail!("manifest {} lists no dump object", m.id);
-        }
-        if m.objects
-            .iter()
-            .any(|o| o.file.contains('/') || o.sha256.len() != 64)
-        {
-            anyhow::bail!("manifest {} has a malformed object entry", m.id);
+        if let Some(problem) = m.inconsistency() {
+            anyhow::bail!("manifest {} is inconsistent: {problem}; it was edited or damaged, so the backup cannot be trusted", m.id);
         }
         Ok(m)
+    }
+
+    /// The first field that contradicts another, if any.
+    fn inconsistency(&self) -> Option<String> {
+        let dumps = self
+            .objects
+            .iter()
+            .filter(|o| o.role == ObjectRole::Dump)
+            .count();
+        if dumps != 1 {
+            return Some(format!("it lists {dumps} dump objects, not one"));
+        }
+        let mut files = std::collections::HashSet::new();
+        for o in &self.objects {
+            if o.file.is_empty()
+                || o.file.contains('/')
+                || o.file == MANIFEST_FILE
+                || !files.insert(o.file.as_str())
+            {
+                return Some(format!("object file name {:?} is not allowed", o.file));
+            }
+            if o.sha256.len() != 64 || !o.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Some(format!("object {} has no valid SHA-256", o.file));
+            }
+        }
+        let dump = self.dump();
+        if self.sha256 != dump.sha256 {
+            return Some(format!(
+                "its sha256 {} differs from its dump object's {}",
+                self.sha256, dump.sha256
+            ));
+        }
+        let total: u64 = self.objects.iter().map(|o| o.size_bytes).sum();
+        if self.size_bytes != total {
+            return Some(format!(
+                "its size_bytes {} differs from the sum of its objects, {total}",
+                self.size_bytes
+            ));
+        }
+        if self.compression != dump.compression {
+            return Some(format!(
+                "its compression {} differs from its dump object's {}",
+                self.compression.as_str(),
+                dump.compression.as_str()
+            ));
+        }
+        if self.finished_at < self.created_at {
+            return Some("it finished before it started".into());
+        }
+        let version_major = self
+            .server_version
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|v| v.parse::<u32>().ok());
+        if version_major != Some(self.server_major) {
+            return Some(format!(
+                "server_major {} does not match server_version {:?}",
+                self.server_major, self.server_version
+            ));
+        }
+        if let Some(t) = self.tables.iter().find(|t| t.rows < 0) {
+            return Some(format!("table {} has a negative row count", t.qualified()));
+        }
+        if (self.engine == Engine::Redis) != self.redis.is_some() {
+            return Some(format!(
+                "engine {:?} does not match its redis section",
+                self.engine
+            ));
+        }
+        if let Some(r) = &self.redis {
+            let total: u64 = r.databases.iter().map(|d| d.keys).sum();
+            if r.keys != total || r.databases.iter().any(|d| d.expires > d.keys) {
+                return Some(format!(
+                    "its redis key count {} differs from the sum of its databases, {total}",
+                    r.keys
+                ));
+            }
+        }
+        if !self.id.starts_with(&format!("{}-", self.target))
+            || (self.kind == BackupKind::Safety) != self.id.ends_with("-safety")
+        {
+            return Some(format!(
+                "its id does not match its target {} and kind {}",
+                self.target,
+                self.kind.as_str()
+            ));
+        }
+        None
     }
 }
 
@@ -261,6 +366,51 @@ pub fn backup_id(target: &str, at: DateTime<Utc>, kind: BackupKind) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn sample() -> serde_json::Value {
+        serde_json::json!({
+            "format_version": 1, "id": "main-20260102T030405Z", "target": "main", "kind": "regular",
+            "database": "app", "source": "postgres://u@h/app",
+            "created_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:04:06Z",
+            "duration_ms": 1000, "server_version": "15.18 (Debian)", "server_major": 15,
+            "pg_dump_version": "15.18", "dr_version": "0.1.0", "format": "custom",
+            "compression": "zstd", "compression_level": 3, "encryption": null,
+            "size_bytes": 30, "sha256": "a".repeat(64),
+            "objects": [
+                {"role": "dump", "file": "dump.pgdump.zst", "compression": "zstd", "size_bytes": 10, "sha256": "a".repeat(64), "raw_bytes": 100},
+                {"role": "globals", "file": "globals.sql.zst", "compression": "zstd", "size_bytes": 20, "sha256": "b".repeat(64), "raw_bytes": 50}
+            ],
+            "snapshot": "s", "schemas": ["public"], "extensions": [], "tables": [{"schema": "public", "name": "t", "rows": 3}]
+        })
+    }
+
+    #[test]
+    fn every_field_a_reader_relies_on_is_checked() {
+        let parse = |v: &serde_json::Value| BackupManifest::parse(&serde_json::to_vec(v).unwrap());
+        parse(&sample()).unwrap();
+        let edits: [(&str, serde_json::Value); 8] = [
+            ("sha256", serde_json::json!("c".repeat(64))),
+            ("size_bytes", serde_json::json!(31)),
+            ("compression", serde_json::json!("gzip")),
+            ("finished_at", serde_json::json!("2026-01-02T03:04:04Z")),
+            ("server_major", serde_json::json!(16)),
+            ("id", serde_json::json!("other-20260102T030405Z")),
+            ("kind", serde_json::json!("safety")),
+            (
+                "tables",
+                serde_json::json!([{"schema": "public", "name": "t", "rows": -1}]),
+            ),
+        ];
+        for (field, value) in edits {
+            let mut m = sample();
+            m[field] = value;
+            let err = parse(&m).unwrap_err().to_string();
+            assert!(err.contains("inconsistent"), "{field}: {err}");
+        }
+        let mut m = sample();
+        m["objects"][1]["file"] = serde_json::json!("dump.pgdump.zst");
+        assert!(parse(&m).is_err(), "duplicate file names");
+    }
 
     #[test]
     fn ids_sort_by_time() {

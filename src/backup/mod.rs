@@ -15,14 +15,16 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use chrono::Utc;
 use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use crate::config::{BackupConfig, Compression};
+use crate::config::{BackupConfig, Compression, PostgresTarget};
 use crate::pg::{self, tools, ConnTarget};
+use crate::process::ChildCommand;
 use crate::storage::{self, ByteStream, Storage};
-use manifest::{BackupKind, BackupManifest, StoredObject, TableCount, MANIFEST_FORMAT_VERSION};
+use manifest::{
+    BackupKind, BackupManifest, ObjectRole, StoredObject, TableCount, MANIFEST_FORMAT_VERSION,
+};
 
 /// Advisory lock key (classid, objid) held for the whole backup of a database. Advisory
 /// locks live on the server, so they exclude a second `dr backup` on any host, and the
@@ -39,6 +41,26 @@ pub struct BackupPlan<'a> {
     pub settings: &'a BackupConfig,
     pub pg_bin_dir: Option<&'a Path>,
     pub show_progress: bool,
+}
+
+impl<'a> BackupPlan<'a> {
+    /// A backup of `conn` filed under `target`, with the configured settings.
+    pub fn new(
+        target: &'a PostgresTarget,
+        conn: ConnTarget,
+        kind: BackupKind,
+        settings: &'a BackupConfig,
+        show_progress: bool,
+    ) -> Self {
+        BackupPlan {
+            target_name: &target.name,
+            conn,
+            kind,
+            settings,
+            pg_bin_dir: target.pg_bin_dir.as_deref(),
+            show_progress,
+        }
+    }
 }
 
 /// The pg_dump command line: no password, ever (it comes from the passfile).
@@ -71,7 +93,7 @@ pub fn pg_dumpall_args(public_url: &str, superuser: bool) -> Vec<String> {
 pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupManifest> {
     let conn = &plan.conn;
     let pg_dump = tools::find("pg_dump", plan.pg_bin_dir)?;
-    let (dump_major, pg_dump_version) = tools::version(&pg_dump)?;
+    let (dump_major, pg_dump_version) = tools::version(&pg_dump).await?;
 
     let lock_client = conn.connect().await?;
     acquire_lock(&lock_client, plan.target_name, &conn.database).await?;
@@ -113,18 +135,11 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
 
     let result: Result<BackupManifest> = async {
         let auth = conn.child_env()?;
-        let mut cmd = tokio::process::Command::new(&pg_dump);
-        cmd.args(pg_dump_args(&conn.public_url, &snapshot));
+        let cmd = ChildCommand::new(&pg_dump, "pg_dump")
+            .args(pg_dump_args(&conn.public_url, &snapshot))
+            .envs(auth.env());
         let progress = progress_bar(plan.show_progress, plan.target_name);
-        let dump = stream_child(
-            storage,
-            &dump_key,
-            cmd,
-            &auth,
-            settings,
-            progress.clone(),
-            "pg_dump",
-        );
+        let dump = stream_child(storage, &dump_key, cmd, settings, progress.clone());
         let counts = count_rows(&snap_client, &catalog_info.tables);
         let (dump, counts) = tokio::join!(dump, counts);
         if let Some(p) = &progress {
@@ -139,7 +154,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             (Ok(_), Err(c)) => return Err(c),
         };
         let mut objects = vec![StoredObject {
-            role: "dump".into(),
+            role: ObjectRole::Dump,
             file: dump_file.clone(),
             ..dump
         }];
@@ -150,20 +165,12 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             let globals_file = format!("globals.sql{}", settings.compression.extension());
             let globals_key = catalog::backup_dir(plan.target_name, &id) + "/" + &globals_file;
             written_keys.push(globals_key.clone());
-            let mut cmd = tokio::process::Command::new(dumpall);
-            cmd.args(pg_dumpall_args(&conn.public_url, catalog_info.superuser));
-            let globals = stream_child(
-                storage,
-                &globals_key,
-                cmd,
-                &auth,
-                settings,
-                None,
-                "pg_dumpall",
-            )
-            .await?;
+            let cmd = ChildCommand::new(dumpall, "pg_dumpall")
+                .args(pg_dumpall_args(&conn.public_url, catalog_info.superuser))
+                .envs(auth.env());
+            let globals = stream_child(storage, &globals_key, cmd, settings, None).await?;
             objects.push(StoredObject {
-                role: "globals".into(),
+                role: ObjectRole::Globals,
                 file: globals_file,
                 ..globals
             });
@@ -377,30 +384,20 @@ pub(crate) fn progress_bar(show: bool, target: &str) -> Option<indicatif::Progre
 async fn stream_child(
     storage: &dyn Storage,
     key: &str,
-    mut cmd: tokio::process::Command,
-    auth: &pg::ChildAuth,
+    cmd: ChildCommand,
     settings: &BackupConfig,
     progress: Option<indicatif::ProgressBar>,
-    program: &str,
 ) -> Result<StoredObject> {
-    auth.apply(&mut cmd);
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {program}"))?;
-    let stdout: std::fs::File = child.stdout.take().expect("piped").into_owned_fd()?.into();
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_task = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = (&mut stderr)
-            .take(64 * 1024)
-            .read_to_string(&mut text)
-            .await;
-        text
-    });
+    let program = cmd.what().to_string();
+    let child_name = program.clone();
+    let mut child = cmd.spawn(Stdio::null(), Stdio::piped())?;
+    let stdout: std::fs::File = child
+        .child
+        .stdout
+        .take()
+        .expect("piped")
+        .into_owned_fd()?
+        .into();
 
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
     let compression = settings.compression;
@@ -430,29 +427,21 @@ async fn stream_child(
         let produced = producer
             .await
             .map_err(|e| anyhow!("compression thread failed: {e}"));
-        let status = child
-            .wait()
-            .await
-            .with_context(|| format!("cannot wait for {program}"))?;
-        let stderr_text = stderr_task.await.unwrap_or_default();
-        let failure = if !status.success() {
-            Some(format!(
-                "{program} failed ({status}): {}",
-                stderr_text.trim()
-            ))
-        } else {
-            match &produced {
-                Ok(Err(e)) => Some(format!("{e:#}")),
-                Err(e) => Some(format!("{e:#}")),
-                Ok(Ok(_)) => None,
-            }
+        let finished = child.finish().await;
+        let failure = match (&finished, &produced) {
+            (Err(e), _) => Some(format!("{e:#}")),
+            (Ok(_), Ok(Err(e))) => Some(format!("{e:#}")),
+            (Ok(_), Err(e)) => Some(format!("{e:#}")),
+            (Ok(_), Ok(Ok(_))) => None,
         };
         if let Some(message) = failure {
             let _ = tx.send(Err(std::io::Error::other(message.clone()))).await;
             bail!("{message}");
         }
-        if !stderr_text.trim().is_empty() {
-            tracing::warn!("{program} said: {}", stderr_text.trim());
+        if let Ok(said) = &finished {
+            if !said.trim().is_empty() {
+                tracing::warn!("{} said: {}", child_name, said.trim());
+            }
         }
         drop(tx);
         produced?
@@ -594,7 +583,7 @@ pub(crate) fn compress_with(
     };
     sink.send()?;
     Ok(StoredObject {
-        role: String::new(),
+        role: ObjectRole::Dump,
         file: String::new(),
         compression,
         size_bytes: sink.size,

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use anyhow::Result;
 use chrono::Utc;
 
-use super::{age_text, CheckContext, Finding, PlannedCheck};
+use super::{CheckContext, Finding, PlannedCheck};
 use crate::backup::catalog;
-use crate::backup::manifest::{BackupKind, BackupManifest};
-use crate::backup::retention::FUTURE_TOLERANCE;
+use crate::backup::manifest::BackupManifest;
 use crate::storage::Storage;
+use crate::units::age as age_text;
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     let Some(store) = ctx.storage.clone() else {
@@ -58,10 +58,7 @@ async fn newest(
         for d in damaged {
             tracing::warn!("damaged manifest {}: {}", d.key, d.error);
         }
-        let now = Utc::now();
-        Ok(all
-            .into_iter()
-            .find(|m| m.kind == BackupKind::Regular && m.created_at <= now + FUTURE_TOLERANCE))
+        Ok(catalog::newest_trusted(&all, Utc::now()).0.cloned())
     })
     .await
     .clone()
@@ -127,7 +124,7 @@ async fn integrity(
             anyhow::anyhow!(
                 "listing backups in {} timed out after {}",
                 storage.describe(),
-                crate::config::format_duration(timeout)
+                crate::units::duration(timeout)
             )
         })?;
     let Some(m) = newest? else {

@@ -10,7 +10,18 @@ use crate::config::Config;
 use crate::error::usage;
 use crate::output;
 
-pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
+pub async fn run(
+    config: &Config,
+    args: CheckArgs,
+    leftovers: Vec<crate::leftovers::Leftover>,
+) -> Result<i32> {
+    // An unset url_env is a configuration error (exit 2), as at every other command.
+    for t in &config.postgres {
+        t.resolve_url()?;
+    }
+    for t in &config.redis {
+        t.resolve_url()?;
+    }
     let storage = match &config.storage {
         Some(s) => Some(Arc::from(crate::storage::open(s)?)),
         None => None,
@@ -18,8 +29,9 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
     let ctx = Arc::new(CheckContext {
         config: config.clone(),
         storage,
-        secrets: checks::collect_secrets(config),
+        secrets: config.secrets(),
         timeout: args.timeout,
+        leftovers,
     });
     let mut planned = checks::plan(&ctx);
     if !args.only.is_empty() {
@@ -39,7 +51,7 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
     let results = checks::run(planned, args.timeout, &ctx.secrets).await;
     let report = CheckReport::new(results, args.strict);
     output::emit(&match args.format {
-        CheckFormat::Table => output::table::check_report(&report),
+        CheckFormat::Table => output::check::table(&report),
         CheckFormat::Json => output::json(&report),
         CheckFormat::Junit => output::junit::check_report(&report),
         CheckFormat::Prometheus => output::prometheus::check_report(&report),

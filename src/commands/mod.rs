@@ -21,13 +21,19 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, PostgresTarget};
+use crate::pg::ConnTarget;
 use crate::storage::{self, Storage};
 
 pub async fn dispatch(cli: Cli) -> Result<i32> {
     let config_path = cli.config.as_deref();
+    let leftovers = match cli.command {
+        Command::Demo(_) | Command::Contacts(_) | Command::Runbook(_) => Vec::new(),
+        // What a killed dr left on this host goes first, before anything new is made.
+        _ => sweep_leftovers(),
+    };
     match cli.command {
         Command::Demo(args) => demo::run(args).await,
-        Command::Check(args) => check::run(&Config::load(config_path)?, args).await,
+        Command::Check(args) => check::run(&Config::load(config_path)?, args, leftovers).await,
         Command::Validate(args) => validate::run(&Config::load(config_path)?, args).await,
         Command::Backup(args) => backup::run(&Config::load(config_path)?, args).await,
         Command::List(args) => list::run(&Config::load(config_path)?, args).await,
@@ -38,6 +44,25 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Contacts(args) => contacts::run(&Config::load(config_path)?, args),
         Command::Runbook(args) => runbook::run(&Config::load(config_path)?, args).await,
     }
+}
+
+fn sweep_leftovers() -> Vec<crate::leftovers::Leftover> {
+    let found = crate::leftovers::sweep();
+    for left in &found {
+        match &left.error {
+            None => tracing::warn!(
+                "removed the {} left by a dr run that died (pid {})",
+                left.resource.describe(),
+                left.pid
+            ),
+            Some(e) => tracing::warn!(
+                "found the {} left by a dr run that died (pid {}), and could not remove it: {e}; hint: remove it by hand",
+                left.resource.describe(),
+                left.pid
+            ),
+        }
+    }
+    found
 }
 
 pub fn open_storage(config: &Config) -> Result<Arc<dyn Storage>> {
@@ -61,6 +86,14 @@ pub fn single_target<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a P
             ))),
         },
     }
+}
+
+/// Where a restore, validate or verify looks: `--into URL`, else the target's database.
+pub fn destination(target: &PostgresTarget, into: Option<&str>) -> Result<ConnTarget> {
+    ConnTarget::parse(&match into {
+        Some(url) => url.to_string(),
+        None => target.resolve_url()?,
+    })
 }
 
 pub fn staging_dir(explicit: Option<&Path>) -> std::path::PathBuf {

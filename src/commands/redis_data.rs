@@ -7,11 +7,12 @@ use crate::backup::catalog;
 use crate::backup::manifest::{BackupKind, BackupManifest};
 use crate::cli::{DrillArgs, Format, RestoreArgs, ValidateArgs, VerifyArgs};
 use crate::config::{Config, RedisTarget};
+use crate::drill::redis::{self as redis_drill, RedisDrillRequest};
 use crate::output;
 use crate::redis_backup::conn::{self, RedisEndpoint};
 use crate::redis_backup::restore::{self, RedisRestoreRequest};
-use crate::redis_backup::{self, drill, RedisBackupPlan};
-use crate::restore::Steps;
+use crate::redis_backup::{self, RedisBackupPlan};
+use crate::report::{Status, Steps};
 use crate::storage::Storage;
 
 fn destination(target: &RedisTarget, into: Option<&str>) -> Result<RedisEndpoint> {
@@ -41,8 +42,8 @@ pub async fn backup(
     )
     .await?;
     if let Some(reason) = m.redis.as_ref().and_then(|d| d.fallback_reason.as_deref()) {
-        eprintln!(
-            "warning: Redis target {}: method auto fell back to keys (SCAN + DUMP + PTTL, not a point-in-time snapshot) because the RDB snapshot failed: {reason}",
+        tracing::warn!(
+            "Redis target {}: method auto fell back to keys (SCAN + DUMP + PTTL, not a point-in-time snapshot) because the RDB snapshot failed: {reason}",
             target.name
         );
     }
@@ -65,39 +66,29 @@ pub async fn restore(config: &Config, target: &RedisTarget, args: RestoreArgs) -
         show_progress: args.format == Format::Table,
     })
     .await;
-    match args.format {
-        Format::Json => output::emit(&output::json(&report)),
-        Format::Table => output::emit(&output::redis::restore_report(&report)),
-    }
-    result.map(|_| 0)
+    output::emit(&match args.format {
+        Format::Json => output::json(&report),
+        Format::Table => output::redis::restore_table(&report),
+    });
+    result.map(|()| 0)
 }
 
 pub async fn validate(config: &Config, target: &RedisTarget, args: ValidateArgs) -> Result<i32> {
     let storage = super::open_storage(config)?;
-    let endpoint = destination(target, args.into.as_deref())?;
-    let mut steps = Steps::default();
-    let result = restore::validate(
+    let (report, result) = restore::validate(
         storage.as_ref(),
         target,
         &args.backup_id,
-        &endpoint,
+        &destination(target, args.into.as_deref())?,
         &super::staging_dir(args.staging_dir.as_deref()),
-        &mut steps,
     )
     .await;
-    let report = super::validate::ValidateReport {
-        format_version: 1,
-        ok: result.is_ok(),
-        target: target.name.clone(),
-        backup_id: result.as_ref().ok().cloned(),
-        steps: steps.0,
-    };
-    match args.format {
-        Format::Json => output::emit(&output::json(&report)),
-        Format::Table => output::emit(&super::restore::steps_table(&report.steps)),
-    }
+    output::emit(&match args.format {
+        Format::Json => output::json(&report),
+        Format::Table => output::redis::restore_table(&report),
+    });
     result
-        .map(|_| 0)
+        .map(|()| 0)
         .map_err(|e| e.context("validation failed: nothing was changed"))
 }
 
@@ -108,8 +99,9 @@ pub async fn verify(config: &Config, target: &RedisTarget, args: VerifyArgs) -> 
     let endpoint = destination(target, args.into.as_deref())?;
     let mut con = endpoint.connect().await?;
     let now = conn::server_time_ms(&mut con).await?;
+    // The sample is drawn from the backup itself, fetched (and its checksum checked) once.
     let mut steps = Steps::default();
-    let (_staging, staged) = restore::fetch(
+    let staged = restore::fetch(
         storage.as_ref(),
         &manifest,
         &crate::backup::default_staging_dir(),
@@ -118,7 +110,8 @@ pub async fn verify(config: &Config, target: &RedisTarget, args: VerifyArgs) -> 
     )
     .await?;
     let (digest, _) =
-        restore::read_staged(&manifest, &staged, manifest.dump().compression, now).await?;
+        restore::read_staged(&manifest, &staged.path, manifest.dump().compression, now).await?;
+    drop(staged);
     let report = redis_backup::verify::verify(
         &mut con,
         &target.name,
@@ -127,10 +120,10 @@ pub async fn verify(config: &Config, target: &RedisTarget, args: VerifyArgs) -> 
         &digest,
     )
     .await;
-    match args.format {
-        Format::Json => output::emit(&output::json(&report)),
-        Format::Table => output::emit(&output::redis::verify_report(&report)),
-    }
+    output::emit(&match args.format {
+        Format::Json => output::json(&report),
+        Format::Table => output::redis::verify_table(&report),
+    });
     if report.ok {
         Ok(0)
     } else {
@@ -139,10 +132,10 @@ pub async fn verify(config: &Config, target: &RedisTarget, args: VerifyArgs) -> 
             endpoint.public_url,
             manifest.id,
             report
-                .items
+                .steps
                 .iter()
-                .filter(|i| i.status == crate::checks::Status::Fail)
-                .map(|i| format!("{}: {}", i.name, i.message))
+                .filter(|s| s.status == Status::Fail)
+                .map(|s| format!("{}: {}", s.name, s.message))
                 .collect::<Vec<_>>()
                 .join("; ")
         ))
@@ -151,15 +144,18 @@ pub async fn verify(config: &Config, target: &RedisTarget, args: VerifyArgs) -> 
 
 pub async fn drill(config: &Config, target: &RedisTarget, args: DrillArgs) -> Result<i32> {
     let storage = super::open_storage(config)?;
-    let report = drill::run(drill::RedisDrillRequest {
+    let report = redis_drill::run(RedisDrillRequest {
         config,
         storage: storage.as_ref(),
         target,
         backup_id: args.backup_id.as_deref(),
     })
     .await?;
-    super::drill::render(&report, args.format);
-    if report.passed {
+    output::emit(&match args.format {
+        Format::Json => output::json(&report),
+        Format::Table => output::drill::table(&report),
+    });
+    if report.ok {
         Ok(0)
     } else {
         Err(anyhow!(

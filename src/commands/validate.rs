@@ -1,22 +1,11 @@
 //! `dr validate`: proves a restore could start, changing nothing.
 
 use anyhow::Result;
-use serde::Serialize;
 
 use crate::cli::{Format, ValidateArgs};
 use crate::config::Config;
 use crate::output;
-use crate::pg::ConnTarget;
-use crate::restore::{self, Preflight, Step, Steps};
-
-#[derive(Serialize)]
-pub struct ValidateReport {
-    pub format_version: u32,
-    pub ok: bool,
-    pub target: String,
-    pub backup_id: Option<String>,
-    pub steps: Vec<Step>,
-}
+use crate::restore::{self, Action, RestoreRequest};
 
 pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
     if let Some(redis) = config.redis_backup_target(args.target.as_deref()) {
@@ -24,45 +13,24 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
     }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
-    let destination = ConnTarget::parse(&match &args.into {
-        Some(url) => url.clone(),
-        None => target.resolve_url()?,
-    })?;
-    let staging = super::staging_dir(args.staging_dir.as_deref());
-    let pf = Preflight {
+    let destination = super::destination(target, args.into.as_deref())?;
+    let staging_dir = super::staging_dir(args.staging_dir.as_deref());
+    let (report, result) = restore::run(RestoreRequest {
+        config,
         storage: storage.as_ref(),
         target,
         backup_id: &args.backup_id,
         destination: &destination,
-        staging_dir: &staging,
-    };
-    let mut steps = Steps::default();
-    let result: Result<String> = async {
-        let (manifest, pg_restore) = restore::preflight(&pf, &mut steps, false).await?;
-        steps
-            .run("checksum+archive", async {
-                for object in manifest.objects.iter().filter(|o| o.role != "dump") {
-                    restore::stream_object(storage.as_ref(), &manifest, object, std::io::sink(), false).await?;
-                }
-                let entries = restore::list_archive_streaming(storage.as_ref(), &manifest, &pg_restore).await?;
-                Ok(((), format!("{} object(s) match their SHA-256; pg_restore --list reads {entries} archive entries", manifest.objects.len())))
-            })
-            .await?;
-        Ok(manifest.id)
-    }
+        destination_named: args.into.is_some(),
+        staging_dir: &staging_dir,
+        action: Action::Validate,
+    })
     .await;
-    let report = ValidateReport {
-        format_version: 1,
-        ok: result.is_ok(),
-        target: target.name.clone(),
-        backup_id: result.as_ref().ok().cloned(),
-        steps: steps.0,
-    };
-    match args.format {
-        Format::Json => output::emit(&output::json(&report)),
-        Format::Table => output::emit(&super::restore::steps_table(&report.steps)),
-    }
+    output::emit(&match args.format {
+        Format::Json => output::json(&report),
+        Format::Table => output::restore::table(&report),
+    });
     result
-        .map(|_| 0)
+        .map(|()| 0)
         .map_err(|e| e.context("validation failed: nothing was changed"))
 }

@@ -1,56 +1,30 @@
-//! Human renderings of Redis data reports: restore, verify, and the backup/list cells.
+//! Redis data reports as human text: restore (and validate), verify.
 
 use comfy_table::Cell;
 
-use super::table;
-use crate::backup::manifest::BackupManifest;
+use super::table::{new_table, status_cell, steps};
 use crate::redis_backup::restore::RedisRestoreReport;
 use crate::redis_backup::verify::RedisVerifyReport;
-use crate::restore::Step;
+use crate::restore::Operation;
+use crate::units;
 
-/// What a backup holds, in one cell: `3 tables` or `1200 keys in 3 db (rdb)`.
-pub fn contents(m: &BackupManifest) -> String {
-    match &m.redis {
-        Some(d) => format!(
-            "{} keys in {} db ({})",
-            d.keys,
-            d.databases.len(),
-            d.method.as_str()
-        ),
-        None => format!("{} tables", m.tables.len()),
-    }
-}
-
-fn steps_table(steps: &[Step]) -> String {
-    let mut t = table::new_table(&["step", "status", "message", "time"]);
-    for s in steps {
-        t.add_row(vec![
-            Cell::new(&s.name),
-            table::status_cell(s.status),
-            Cell::new(&s.message),
-            Cell::new(table::millis(s.duration_ms)),
-        ]);
-    }
-    format!("{t}\n")
-}
-
-pub fn verify_report(report: &RedisVerifyReport) -> String {
-    let mut t = table::new_table(&["database", "in backup", "expired since", "found", "status"]);
+pub fn verify_table(report: &RedisVerifyReport) -> String {
+    let mut t = new_table(&["database", "in backup", "expired since", "found", "status"]);
     for d in &report.databases {
         t.add_row(vec![
             Cell::new(format!("db{}", d.db)),
-            Cell::new(d.expected),
-            Cell::new(d.expired_since),
-            Cell::new(d.found),
-            table::status_cell(d.status),
+            Cell::new(units::count(d.expected)),
+            Cell::new(units::count(d.expired_since)),
+            Cell::new(units::count(d.found)),
+            status_cell(d.status),
         ]);
     }
-    let mut items = table::new_table(&["verification", "status", "message"]);
-    for i in &report.items {
+    let mut items = new_table(&["verification", "status", "message"]);
+    for s in &report.steps {
         items.add_row(vec![
-            Cell::new(&i.name),
-            table::status_cell(i.status),
-            Cell::new(&i.message),
+            Cell::new(&s.name),
+            status_cell(s.status),
+            Cell::new(&s.message),
         ]);
     }
     format!(
@@ -63,8 +37,8 @@ pub fn verify_report(report: &RedisVerifyReport) -> String {
     )
 }
 
-pub fn restore_report(report: &RedisRestoreReport) -> String {
-    let mut text = steps_table(&report.steps);
+pub fn restore_table(report: &RedisRestoreReport) -> String {
+    let mut text = steps(&report.steps);
     let backup = report.backup_id.as_deref().unwrap_or("-");
     if let Some(file) = &report.rdb_file {
         if report.ok {
@@ -81,25 +55,31 @@ pub fn restore_report(report: &RedisRestoreReport) -> String {
         }
         return text;
     }
-    if report.ok {
-        text.push_str(&format!(
-            "\nbackup {backup} restored into {} in {} (RTO objective: {})\n",
-            report.destination,
-            table::millis(report.total_ms),
-            match (report.rto_objective_ms, report.rto_met) {
-                (Some(r), Some(true)) => format!("{}, met", table::millis(r)),
-                (Some(r), _) => format!("{}, MISSED", table::millis(r)),
+    match report.operation {
+        Operation::Validate => text.push_str(if report.ok {
+            "VALID: a restore of this backup can start\n"
+        } else {
+            "NOT VALID: see the failed step; nothing was changed\n"
+        }),
+        Operation::Restore if report.ok => {
+            let objective = match (report.rto_objective_ms, report.rto_met) {
+                (Some(r), Some(true)) => format!("{}, met", units::millis(r)),
+                (Some(r), _) => format!("{}, MISSED", units::millis(r)),
                 _ => "not set".into(),
-            }
-        ));
-    } else {
-        text.push_str(&format!(
+            };
+            text.push_str(&format!(
+                "\nbackup {backup} restored into {} in {} (RTO objective: {objective})\n",
+                report.destination,
+                units::millis(report.duration_ms),
+            ));
+        }
+        Operation::Restore => text.push_str(&format!(
             "\nRESTORE NOT COMPLETED into {} (see the error below)\n",
             report.destination
-        ));
+        )),
     }
     if let Some(v) = &report.verification {
-        text.push_str(&verify_report(v));
+        text.push_str(&verify_table(v));
     }
     if let Some(id) = &report.safety_backup_id {
         text.push_str(&format!("safety backup of the previous contents: {id}\n"));

@@ -78,7 +78,7 @@ impl RedisEndpoint {
                 anyhow!(
                     "cannot connect to Redis at {}: {}; hint: check that redis-server runs there (redis-cli -u URL ping) and the password is right",
                     self.public_url,
-                    crate::checks::scrub(&e.to_string(), &[])
+                    crate::secret::scrub(&e.to_string(), &[])
                 )
             })
     }
@@ -101,7 +101,7 @@ pub async fn server_info(con: &mut MultiplexedConnection) -> Result<ServerInfo> 
         .query_async(con)
         .await
         .map_err(|e| anyhow!("INFO server failed: {e}"))?;
-    let version = crate::checks::redis::info_field(&info, "redis_version")
+    let version = crate::redis_client::info_field(&info, "redis_version")
         .ok_or_else(|| anyhow!("INFO server does not report redis_version"))?
         .to_string();
     Ok(ServerInfo {

@@ -8,7 +8,6 @@
 //! or loaded by a throwaway `redis-server` (drills).
 
 pub mod conn;
-pub mod drill;
 pub mod keys_format;
 pub mod rdb;
 pub mod restore;
@@ -32,7 +31,7 @@ use crate::backup::manifest::{
     MANIFEST_FORMAT_VERSION,
 };
 use crate::config::{BackupConfig, RedisBackupMethod};
-use crate::restore::ChannelReader;
+use crate::restore::stage::ChannelReader;
 use crate::storage::{self, ByteStream, Storage};
 use conn::RedisEndpoint;
 use rdb::{DbTally, EntrySource, RdbReader};
@@ -81,7 +80,7 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
             RedisBackupMethod::Auto => match take_rdb(storage, &plan, &rdb_key).await {
                 Ok(t) => t,
                 Err(e) => {
-                    let reason = crate::checks::scrub(&format!("{e:#}"), &[]);
+                    let reason = crate::secret::scrub(&format!("{e:#}"), &[]);
                     tracing::info!(target = plan.target_name, "the RDB snapshot failed ({reason}); falling back to method keys");
                     // The partial object (if any) was discarded by the storage contract.
                     storage.delete(&rdb_key).await.ok();
@@ -267,7 +266,7 @@ async fn store_stream<T: Send + 'static>(
     match (put, produced) {
         (Ok(_), Ok((stats, value))) => Ok((
             StoredObject {
-                role: "dump".into(),
+                role: crate::backup::manifest::ObjectRole::Dump,
                 file: key.rsplit('/').next().unwrap_or(key).to_string(),
                 ..stats
             },

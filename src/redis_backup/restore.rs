@@ -22,8 +22,12 @@ use crate::backup::catalog;
 use crate::backup::manifest::{BackupKind, BackupManifest};
 use crate::config::{Config, RedisTarget};
 use crate::error::usage;
-use crate::restore::{Step, Steps};
+use crate::report::{Phase, Steps, FORMAT_VERSION};
+use crate::restore::preflight::free_bytes;
+use crate::restore::stage::{stage, staging_area};
+use crate::restore::Operation;
 use crate::storage::Storage;
+use crate::units;
 
 /// Commands per pipeline, and the payload bytes after which a pipeline is sent early.
 const PIPELINE_KEYS: usize = 1000;
@@ -52,26 +56,28 @@ pub struct RestoredKeys {
     pub skipped_expired: u64,
 }
 
+/// The restore report's fields and vocabulary, plus what only Redis has: the keys restored,
+/// and with `--rdb-file` the file and the steps to load it.
 #[derive(Debug, Serialize)]
 pub struct RedisRestoreReport {
     pub format_version: u32,
+    pub operation: Operation,
     pub ok: bool,
-    pub backup_id: Option<String>,
     pub target: String,
+    pub backup_id: Option<String>,
     /// Password removed.
     pub destination: String,
     pub safety_backup_id: Option<String>,
-    pub steps: Vec<Step>,
+    pub steps: Vec<crate::report::Step>,
     /// Measured RTO: every step, without the time spent waiting for the operator.
-    pub total_ms: u64,
+    pub duration_ms: u64,
     pub rto_objective_ms: Option<u64>,
     pub rto_met: Option<bool>,
-    pub restored: Option<RestoredKeys>,
-    /// With --rdb-file: where the RDB was written, and how to put it in place.
-    pub rdb_file: Option<String>,
-    pub next_steps: Vec<String>,
     pub verification: Option<RedisVerifyReport>,
     pub error: Option<String>,
+    pub restored: Option<RestoredKeys>,
+    pub rdb_file: Option<String>,
+    pub next_steps: Vec<String>,
 }
 
 /// Storage reachable and the manifest a Redis backup of this target.
@@ -82,13 +88,13 @@ pub async fn resolve_manifest(
     steps: &mut Steps,
 ) -> Result<BackupManifest> {
     steps
-        .run("storage", async {
+        .run("storage", Phase::Preflight, async {
             storage.list(catalog::BACKUPS_PREFIX).await?;
             Ok(((), format!("{} is reachable", storage.describe())))
         })
         .await?;
     steps
-        .run("manifest", async {
+        .run("manifest", Phase::Preflight, async {
             let m = catalog::resolve(storage, &target.name, backup_id).await?;
             let d = super::details(&m)?;
             let msg = format!(
@@ -114,7 +120,7 @@ pub async fn check_destination(
     steps: &mut Steps,
 ) -> Result<(MultiplexedConnection, u64)> {
     steps
-        .run("destination", async {
+        .run("destination", Phase::Preflight, async {
             let mut con = destination.connect().await?;
             let server = conn::server_info(&mut con).await?;
             let rdb_version = super::details(manifest)?.rdb_version;
@@ -140,6 +146,15 @@ pub async fn check_destination(
         .await
 }
 
+/// A backup object staged locally; its directory (and the record that lets the next `dr`
+/// remove it if this one is killed) goes when this is dropped.
+pub struct Staged {
+    pub path: PathBuf,
+    _dir: tempfile::TempDir,
+    /// Dropped after `_dir`: the record goes once the directory is gone.
+    _registered: crate::leftovers::Registered,
+}
+
 /// Fetches the stored object into a private staging directory, checking its SHA-256.
 pub async fn fetch(
     storage: &dyn Storage,
@@ -147,8 +162,8 @@ pub async fn fetch(
     staging_parent: &Path,
     decompress: bool,
     steps: &mut Steps,
-) -> Result<(tempfile::TempDir, PathBuf)> {
-    let dir = crate::restore::staging_area(staging_parent)?;
+) -> Result<Staged> {
+    let (dir, registered) = staging_area(staging_parent)?;
     let object = manifest.dump();
     let path = dir.path().join(if decompress {
         "dump.rdb"
@@ -156,8 +171,8 @@ pub async fn fetch(
         "backup.stored"
     });
     steps
-        .run("fetch", async {
-            let free = crate::restore::free_bytes(staging_parent)?;
+        .run("fetch", Phase::Fetch, async {
+            let free = free_bytes(staging_parent)?;
             let needed = if decompress { object.raw_bytes } else { object.size_bytes };
             if free < needed + needed / 20 {
                 bail!(
@@ -167,16 +182,20 @@ pub async fn fetch(
                     needed >> 20
                 );
             }
-            let n = crate::restore::stage(storage, manifest, object, &path, decompress).await?;
+            let n = stage(storage, manifest, object, &path, decompress).await?;
             Ok(((), format!(
                 "{} fetched, SHA-256 verified; {} staged in {}",
-                crate::output::table::human_bytes(object.size_bytes),
-                crate::output::table::human_bytes(n),
+                units::bytes(object.size_bytes),
+                units::bytes(n),
                 staging_parent.display()
             )))
         })
         .await?;
-    Ok((dir, path))
+    Ok(Staged {
+        path,
+        _dir: dir,
+        _registered: registered,
+    })
 }
 
 /// A destination that holds keys needs consent: the target's name typed on a terminal,
@@ -440,23 +459,8 @@ pub async fn placement_steps(
 /// ended (a refused confirmation is a usage error: nothing was changed).
 pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()>) {
     let mut steps = Steps::default();
-    let mut report = RedisRestoreReport {
-        format_version: 1,
-        ok: false,
-        backup_id: None,
-        target: req.target.name.clone(),
-        destination: req.destination.public_url.clone(),
-        safety_backup_id: None,
-        steps: vec![],
-        total_ms: 0,
-        rto_objective_ms: req.config.objectives.rto.map(|d| d.as_millis() as u64),
-        rto_met: None,
-        restored: None,
-        rdb_file: None,
-        next_steps: vec![],
-        verification: None,
-        error: None,
-    };
+    let mut report = RedisRestoreReport::new(Operation::Restore, req.target, &req.destination);
+    report.rto_objective_ms = req.config.objectives.rto.map(|d| d.as_millis() as u64);
     let result: Result<()> = async {
         let manifest = resolve_manifest(req.storage, req.target, req.backup_id, &mut steps).await?;
         report.backup_id = Some(manifest.id.clone());
@@ -467,12 +471,12 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
             return Ok(());
         }
         let (mut con, keys) = check_destination(&req.destination, &manifest, &mut steps).await?;
-        let (_staging, staged) = fetch(req.storage, &manifest, &req.staging_dir, false, &mut steps).await?;
+        let staged = fetch(req.storage, &manifest, &req.staging_dir, false, &mut steps).await?;
         if keys > 0 {
             confirm(&req, keys)?;
             if !req.no_safety_backup {
                 let id = steps
-                    .run("safety backup", async {
+                    .run("safety backup", Phase::Restore, async {
                         let m = super::run(
                             req.storage,
                             super::RedisBackupPlan {
@@ -500,7 +504,7 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
             }
             if req.flush {
                 steps
-                    .run("flush", async {
+                    .run("flush", Phase::Restore, async {
                         redis::cmd("FLUSHALL")
                             .query_async::<()>(&mut con)
                             .await
@@ -512,9 +516,9 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
         }
         let now = conn::server_time_ms(&mut con).await?;
         let (restored, digest) = steps
-            .run("restore", async {
+            .run("restore", Phase::Restore, async {
                 let (restored, digest) =
-                    load_keys(&mut con, &manifest, &staged, manifest.dump().compression, now).await?;
+                    load_keys(&mut con, &manifest, &staged.path, manifest.dump().compression, now).await?;
                 let msg = format!(
                     "{} key(s) restored with RESTORE ... REPLACE ABSTTL; {} already expired, skipped",
                     restored.keys, restored.skipped_expired
@@ -532,17 +536,12 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
             &digest,
         )
         .await;
-        steps.0.push(Step {
-            name: "verify".into(),
-            status: if verification.ok { crate::checks::Status::Pass } else { crate::checks::Status::Fail },
-            message: verification
-                .items
-                .iter()
-                .map(|i| format!("{}: {}", i.name, i.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
+        steps.push(
+            "verify",
+            Phase::Verify,
+            verification.as_finding(),
+            started.elapsed().as_millis() as u64,
+        );
         let ok = verification.ok;
         report.verification = Some(verification);
         if !ok {
@@ -551,12 +550,43 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
         Ok(())
     }
     .await;
-    report.total_ms = steps.total_ms();
-    report.rto_met = report.rto_objective_ms.map(|r| report.total_ms <= r);
-    report.steps = steps.0;
-    report.ok = result.is_ok();
-    report.error = result.as_ref().err().map(|e| format!("{e:#}"));
+    report.finish(steps, &result);
     (report, result)
+}
+
+impl RedisRestoreReport {
+    fn new(operation: Operation, target: &RedisTarget, destination: &RedisEndpoint) -> Self {
+        RedisRestoreReport {
+            format_version: FORMAT_VERSION,
+            operation,
+            ok: false,
+            target: target.name.clone(),
+            backup_id: None,
+            destination: destination.public_url.clone(),
+            safety_backup_id: None,
+            steps: vec![],
+            duration_ms: 0,
+            rto_objective_ms: None,
+            rto_met: None,
+            verification: None,
+            error: None,
+            restored: None,
+            rdb_file: None,
+            next_steps: vec![],
+        }
+    }
+
+    fn finish(&mut self, steps: Steps, result: &Result<()>) {
+        self.duration_ms = steps.total_ms();
+        self.rto_met = match (self.rto_objective_ms, result.is_ok()) {
+            (Some(r), true) if self.rdb_file.is_none() => Some(self.duration_ms <= r),
+            (Some(_), _) => Some(false),
+            (None, _) => None,
+        };
+        self.steps = steps.0;
+        self.ok = result.is_ok();
+        self.error = result.as_ref().err().map(|e| format!("{e:#}"));
+    }
 }
 
 /// `--rdb-file`: the decompressed RDB, checksum-verified and parsed to its end, in a new
@@ -588,8 +618,8 @@ async fn write_rdb_file(
     // replace a file that appeared meanwhile): a failed write leaves nothing usable-looking.
     let partial = file.with_file_name(format!(".{name}.dr-partial-{}", std::process::id()));
     let outcome = steps
-        .run("rdb file", async {
-            let n = crate::restore::stage(req.storage, manifest, manifest.dump(), &partial, true).await?;
+        .run("rdb file", Phase::Restore, async {
+            let n = stage(req.storage, manifest, manifest.dump(), &partial, true).await?;
             let path = partial.clone();
             let (version, keys, dbs) = tokio::task::spawn_blocking(move || -> Result<(u16, u64, usize)> {
                 let mut r = RdbReader::new(std::io::BufReader::new(std::fs::File::open(&path)?))?;
@@ -602,7 +632,7 @@ async fn write_rdb_file(
             Ok(((), format!(
                 "{} written ({}): RDB version {version}, {keys} key(s) in {dbs} database(s), CRC-64 verified",
                 file.display(),
-                crate::output::table::human_bytes(n)
+                units::bytes(n)
             )))
         })
         .await;
@@ -643,34 +673,41 @@ pub async fn validate(
     backup_id: &str,
     destination: &RedisEndpoint,
     staging_parent: &Path,
-    steps: &mut Steps,
-) -> Result<String> {
-    let manifest = resolve_manifest(storage, target, backup_id, steps).await?;
-    check_destination(destination, &manifest, steps).await?;
-    let (_staging, staged) = fetch(storage, &manifest, staging_parent, false, steps).await?;
-    steps
-        .run("contents", async {
-            let (_, per_db) = read_staged(&manifest, &staged, manifest.dump().compression, 0).await?;
-            let details = super::details(&manifest)?;
-            for d in &details.databases {
-                let read = per_db.get(&d.db).copied().unwrap_or(0);
-                // A keys stream may hold a key twice (SCAN repeats keys), never fewer.
-                let ok = if manifest.format == "rdb" { read == d.keys } else { read >= d.keys };
-                if !ok {
-                    bail!(
-                        "db{} holds {read} key(s) in the backup but the manifest records {}: the backup does not match its manifest",
-                        d.db,
-                        d.keys
-                    );
+) -> (RedisRestoreReport, Result<()>) {
+    let mut steps = Steps::default();
+    let mut report = RedisRestoreReport::new(Operation::Validate, target, destination);
+    let result: Result<()> = async {
+        let manifest = resolve_manifest(storage, target, backup_id, &mut steps).await?;
+        report.backup_id = Some(manifest.id.clone());
+        check_destination(destination, &manifest, &mut steps).await?;
+        let staged = fetch(storage, &manifest, staging_parent, false, &mut steps).await?;
+        steps
+            .run("contents", Phase::Fetch, async {
+                let (_, per_db) =
+                    read_staged(&manifest, &staged.path, manifest.dump().compression, 0).await?;
+                let details = super::details(&manifest)?;
+                for d in &details.databases {
+                    let read = per_db.get(&d.db).copied().unwrap_or(0);
+                    // A keys stream may hold a key twice (SCAN repeats keys), never fewer.
+                    let ok = if manifest.format == "rdb" { read == d.keys } else { read >= d.keys };
+                    if !ok {
+                        bail!(
+                            "db{} holds {read} key(s) in the backup but the manifest records {}: the backup does not match its manifest",
+                            d.db,
+                            d.keys
+                        );
+                    }
                 }
-            }
-            Ok(((), format!(
-                "read to the end ({}, integrity trailer checked): {} key(s) in {} database(s), as the manifest records",
-                manifest.format,
-                details.keys,
-                details.databases.len()
-            )))
-        })
-        .await?;
-    Ok(manifest.id)
+                Ok(((), format!(
+                    "read to the end ({}, integrity trailer checked): {} key(s) in {} database(s), as the manifest records",
+                    manifest.format,
+                    details.keys,
+                    details.databases.len()
+                )))
+            })
+            .await
+    }
+    .await;
+    report.finish(steps, &result);
+    (report, result)
 }

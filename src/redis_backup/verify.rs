@@ -19,8 +19,7 @@ use serde::{Deserialize, Serialize};
 use super::conn::{self, server_error_text};
 use super::rdb::{Entry, EntryHead};
 use crate::backup::manifest::BackupManifest;
-use crate::checks::Status;
-use crate::restore::verify::VerifyItem;
+use crate::report::{Finding, Phase, Status, Step, FORMAT_VERSION};
 
 /// Keys compared by value per verification.
 pub const SAMPLE_SIZE: usize = 32;
@@ -172,8 +171,36 @@ pub struct RedisVerifyReport {
     pub databases: Vec<DbCheck>,
     pub samples_checked: usize,
     pub sample_mismatches: Vec<String>,
-    pub items: Vec<VerifyItem>,
+    /// Every verification, in order.
+    pub steps: Vec<Step>,
     pub duration_ms: u64,
+}
+
+impl RedisVerifyReport {
+    /// The verdict as one finding: every step's message, failed ones first.
+    pub fn as_finding(&self) -> Finding {
+        let mut steps: Vec<&Step> = self.steps.iter().collect();
+        steps.sort_by_key(|s| std::cmp::Reverse(s.status));
+        let text = steps
+            .iter()
+            .map(|s| format!("{}: {}", s.name, s.message))
+            .collect::<Vec<_>>()
+            .join("; ");
+        match self.steps.iter().map(|s| s.status).max() {
+            Some(Status::Fail) => Finding::fail(text),
+            Some(Status::Warn) => Finding::warn(text),
+            _ => Finding::pass(text),
+        }
+    }
+}
+
+fn step(name: &str, status: Status, message: String, started: Instant) -> Step {
+    Step::new(
+        name,
+        Phase::Verify,
+        Finding { status, message },
+        started.elapsed().as_millis() as u64,
+    )
 }
 
 fn type_name(rdb_type: u8) -> Option<&'static str> {
@@ -366,11 +393,12 @@ pub async fn verify(
     digest: &BackupDigest,
 ) -> RedisVerifyReport {
     let started = Instant::now();
-    let mut items = Vec::new();
+    let mut items: Vec<Step> = Vec::new();
     let mut databases = Vec::new();
     let mut mismatches = Vec::new();
     let details = manifest.redis.as_ref();
     let result: Result<()> = async {
+        let counted = Instant::now();
         let now = conn::server_time_ms(con).await?;
         let keyspace = conn::keyspace(con).await?;
         let mut problems = Vec::new();
@@ -417,33 +445,32 @@ pub async fn verify(
         let expected: u64 = databases.iter().map(|c| c.expected).sum();
         let found: u64 = databases.iter().map(|c| c.found).sum();
         items.push(if !problems.is_empty() {
-            VerifyItem {
-                name: "key counts".into(),
-                status: Status::Fail,
-                message: problems.join("; "),
-            }
+            step("key counts", Status::Fail, problems.join("; "), counted)
         } else if !extra.is_empty() {
-            VerifyItem {
-                name: "key counts".into(),
-                status: Status::Warn,
-                message: format!(
+            step(
+                "key counts",
+                Status::Warn,
+                format!(
                     "every key of backup {} is accounted for; also present: {} (not flushed before the restore, or written since)",
                     manifest.id,
                     extra.join("; ")
                 ),
-            }
+                counted,
+            )
         } else {
-            VerifyItem {
-                name: "key counts".into(),
-                status: Status::Pass,
-                message: format!(
+            step(
+                "key counts",
+                Status::Pass,
+                format!(
                     "{found} key(s) in {} database(s) match backup {} ({expected} backed up, {} expired since)",
                     databases.len(),
                     manifest.id,
                     databases.iter().map(|c| c.expired_since).sum::<u64>()
                 ),
-            }
+                counted,
+            )
         });
+        let sampling = Instant::now();
         for (i, sample) in digest.samples.iter().enumerate() {
             if sample.expire_at_ms.is_some_and(|t| t <= now + 1000) {
                 continue;
@@ -454,38 +481,36 @@ pub async fn verify(
         }
         let checked = digest.samples.len();
         items.push(if mismatches.is_empty() {
-            VerifyItem {
-                name: "sampled keys".into(),
-                status: Status::Pass,
-                message: if checked == 0 {
+            step(
+                "sampled keys",
+                Status::Pass,
+                if checked == 0 {
                     "the backup holds no key to sample".into()
                 } else {
                     format!("{checked} randomly chosen key(s) match the backup by type, value and TTL")
                 },
-            }
+                sampling,
+            )
         } else {
-            VerifyItem {
-                name: "sampled keys".into(),
-                status: Status::Fail,
-                message: format!(
+            step(
+                "sampled keys",
+                Status::Fail,
+                format!(
                     "{} of {checked} sampled key(s) differ: {}",
                     mismatches.len(),
                     mismatches.iter().take(5).cloned().collect::<Vec<_>>().join("; ")
                 ),
-            }
+                sampling,
+            )
         });
         Ok(())
     }
     .await;
     if let Err(e) = result {
-        items.push(VerifyItem {
-            name: "redis".into(),
-            status: Status::Fail,
-            message: format!("{e:#}"),
-        });
+        items.push(step("redis", Status::Fail, format!("{e:#}"), started));
     }
     RedisVerifyReport {
-        format_version: 1,
+        format_version: FORMAT_VERSION,
         ok: items.iter().all(|i| i.status != Status::Fail),
         target: target.to_string(),
         destination: destination.to_string(),
@@ -493,7 +518,7 @@ pub async fn verify(
         samples_checked: digest.samples.len(),
         databases,
         sample_mismatches: mismatches,
-        items,
+        steps: items,
         duration_ms: started.elapsed().as_millis() as u64,
     }
 }

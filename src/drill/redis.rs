@@ -1,7 +1,7 @@
 //! Redis drills: restore a backup into a throwaway `redis-server` (never production),
 //! verify it, measure RTO and RPO against the objectives, and keep the report beside the
-//! PostgreSQL drills. An RDB backup is loaded the way a real recovery loads it: the file
-//! in the server's directory, AOF off, then the server started; a keys backup is
+//! PostgreSQL drills. An RDB backup is loaded the way a self-hosted recovery loads it: the
+//! file in the server's directory, AOF off, then the server started; a keys backup is
 //! restored with RESTORE into an empty sandbox.
 
 use std::time::Instant;
@@ -9,17 +9,18 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 
-use super::conn;
-use super::rdb::RdbReader;
-use super::restore::{check_destination, fetch, load_keys, resolve_manifest};
-use super::sandbox::{self, RedisSandbox};
-use super::verify::BackupDigest;
+use super::{DrillMode, DrillReport, DRILLS_PREFIX};
 use crate::backup::manifest::BackupKind;
-use crate::checks::Status;
-use crate::config::{Compression, Config, RedisTarget};
-use crate::drill::{DrillReport, DRILLS_PREFIX};
-use crate::restore::{Step, Steps};
+use crate::config::{Config, RedisTarget};
+use crate::redis_backup::conn::{self, RedisEndpoint};
+use crate::redis_backup::rdb::{EntrySource, RdbReader};
+use crate::redis_backup::restore::{check_destination, fetch, load_keys, resolve_manifest};
+use crate::redis_backup::sandbox::{self, RedisSandbox};
+use crate::redis_backup::verify::BackupDigest;
+use crate::redis_backup::{self, RedisBackupPlan};
+use crate::report::{Finding, Phase, Steps, FORMAT_VERSION};
 use crate::storage::{self, Storage};
+use crate::units;
 
 pub struct RedisDrillRequest<'a> {
     pub config: &'a Config,
@@ -48,12 +49,12 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
             Some(b) => b.to_string(),
             None => {
                 steps
-                    .run("backup", async {
-                        let m = super::run(
+                    .run("backup", Phase::Prepare, async {
+                        let m = redis_backup::run(
                             req.storage,
-                            super::RedisBackupPlan {
+                            RedisBackupPlan {
                                 target_name: &req.target.name,
-                                endpoint: conn::RedisEndpoint::parse(&req.target.resolve_url()?)?,
+                                endpoint: RedisEndpoint::parse(&req.target.resolve_url()?)?,
                                 method: req.target.method,
                                 kind: BackupKind::Regular,
                                 settings: &req.config.backup,
@@ -61,7 +62,7 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
                             },
                         )
                         .await?;
-                        let msg = format!("took fresh backup {} ({} bytes)", m.id, m.size_bytes);
+                        let msg = format!("took fresh backup {} ({})", m.id, units::bytes(m.size_bytes));
                         Ok((m.id, msg))
                     })
                     .await?
@@ -69,7 +70,7 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
         };
         let manifest = resolve_manifest(req.storage, req.target, &backup_id, &mut steps).await?;
         manifest_used = Some(manifest.clone());
-        let details = super::details(&manifest)?.clone();
+        let details = redis_backup::details(&manifest)?.clone();
         let binary = sandbox::find_binary(req.target.redis_server.as_deref())?;
         let version = sandbox::version(&binary).await?;
         if !conn::can_load(&version, &manifest.server_version, details.rdb_version) {
@@ -86,20 +87,21 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
         let databases = details.databases.iter().map(|d| d.db + 1).max().unwrap_or(16);
         let mut sb = RedisSandbox::create(binary, databases)?;
         destination = format!("sandbox redis-server {version} on 127.0.0.1:{}", sb.port);
-        let loaded = if manifest.format == "rdb" {
-            // The RDB goes where the sandbox's server loads it from.
-            let (_staging, staged) =
-                fetch(req.storage, &manifest, sb.dir(), true, &mut steps).await?;
-            std::fs::rename(&staged, sb.rdb_path()).context("cannot move the RDB into the sandbox")?;
+        let (mut con, digest) = if manifest.format == "rdb" {
+            // The RDB goes where the sandbox's server loads it from at start.
+            let staged = fetch(req.storage, &manifest, sb.dir(), true, &mut steps).await?;
+            std::fs::rename(&staged.path, sb.rdb_path())
+                .context("cannot move the RDB into the sandbox")?;
             let path = sb.rdb_path();
-            let (mut con, digest) = steps
-                .run("load", async {
-                    // The digest is drawn from the file the server is about to load.
-                    let now = chrono::Utc::now().timestamp_millis();
+            let loaded = steps
+                .run("load", Phase::Restore, async {
+                    // The digest is drawn from the very file the server is about to load.
+                    let now = Utc::now().timestamp_millis();
                     let digest = tokio::task::spawn_blocking(move || -> Result<BackupDigest> {
-                        let mut reader = RdbReader::new(std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?))?;
+                        let file = std::fs::File::open(&path)?;
+                        let mut reader = RdbReader::new(std::io::BufReader::with_capacity(1 << 20, file))?;
                         let mut digest = BackupDigest::new(now);
-                        while let Some(e) = super::rdb::EntrySource::next_entry(&mut reader, &mut |h| digest.consider(h))? {
+                        while let Some(e) = reader.next_entry(&mut |h| digest.consider(h))? {
                             digest.keep(&e);
                         }
                         Ok(digest)
@@ -110,12 +112,11 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
                     Ok(((con, digest), format!("redis-server {version} started with the backup's RDB in place (appendonly no) and loaded it")))
                 })
                 .await?;
-            check_loaded(&mut con).await?;
             sandbox = Some(sb);
-            (con, digest)
+            loaded
         } else {
             steps
-                .run("sandbox", async {
+                .run("sandbox", Phase::Prepare, async {
                     sb.start().await?;
                     Ok(((), format!("empty redis-server {version} on 127.0.0.1:{}", sb.port)))
                 })
@@ -124,31 +125,20 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
             sandbox = Some(sb);
             let (mut con, _) = check_destination(&endpoint, &manifest, &mut steps).await?;
             let staging = crate::backup::default_staging_dir();
-            let (_staging, staged) = fetch(req.storage, &manifest, &staging, false, &mut steps).await?;
+            let staged = fetch(req.storage, &manifest, &staging, false, &mut steps).await?;
             let now = conn::server_time_ms(&mut con).await?;
-            let compression: Compression = manifest.dump().compression;
+            let compression = manifest.dump().compression;
             let digest = steps
-                .run("restore", async {
-                    let (restored, digest) = load_keys(&mut con, &manifest, &staged, compression, now).await?;
+                .run("restore", Phase::Restore, async {
+                    let (restored, digest) = load_keys(&mut con, &manifest, &staged.path, compression, now).await?;
                     Ok((digest, format!("{} key(s) restored, {} already expired", restored.keys, restored.skipped_expired)))
                 })
                 .await?;
             (con, digest)
         };
-        let (mut con, digest) = loaded;
         let started = Instant::now();
-        let report = super::verify::verify(&mut con, &req.target.name, &destination, &manifest, &digest).await;
-        steps.0.push(Step {
-            name: "verify".into(),
-            status: if report.ok { Status::Pass } else { Status::Fail },
-            message: report
-                .items
-                .iter()
-                .map(|i| format!("{}: {}", i.name, i.message))
-                .collect::<Vec<_>>()
-                .join("; "),
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
+        let report = redis_backup::verify::verify(&mut con, &req.target.name, &destination, &manifest, &digest).await;
+        steps.push("verify", Phase::Verify, report.as_finding(), started.elapsed().as_millis() as u64);
         let ok = report.ok;
         verification = Some(report);
         if !ok {
@@ -158,65 +148,63 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
     }
     .await;
 
-    let cleanup_started = Instant::now();
+    // Cleanup runs on success and failure alike; Ctrl-C is covered by the sandbox's Drop.
     if let Some(mut sb) = sandbox.take() {
+        let cleanup_started = Instant::now();
         sb.stop().await;
         drop(sb);
-        steps.0.push(Step {
-            name: "cleanup".into(),
-            status: Status::Pass,
-            message: "stopped and removed the sandbox redis-server".into(),
-            duration_ms: cleanup_started.elapsed().as_millis() as u64,
-        });
+        steps.push(
+            "cleanup",
+            Phase::Cleanup,
+            Finding::pass("stopped and removed the sandbox redis-server"),
+            cleanup_started.elapsed().as_millis() as u64,
+        );
     }
 
-    let rto_ms: u64 = steps
-        .0
-        .iter()
-        .filter(|s| !matches!(s.name.as_str(), "backup" | "cleanup"))
-        .map(|s| s.duration_ms)
-        .sum();
+    let rto_ms = steps.recovery_ms();
     let rpo_ms = manifest_used
         .as_ref()
         .map(|m| (started_at - m.created_at).num_milliseconds().max(0) as u64);
     let objectives = &req.config.objectives;
     let rto_objective_ms = objectives.rto.map(|d| d.as_millis() as u64);
     let rpo_objective_ms = objectives.rpo.map(|d| d.as_millis() as u64);
-    let rto_met = rto_objective_ms.map(|o| rto_ms <= o);
+    let restored = outcome.is_ok();
+    let rto_met = rto_objective_ms.map(|o| restored && rto_ms <= o);
     let rpo_met = match (rpo_ms, rpo_objective_ms) {
-        (Some(a), Some(o)) => Some(a <= o),
+        (Some(a), Some(o)) => Some(restored && a <= o),
+        (None, Some(_)) => Some(false),
         _ => None,
     };
     let mut problems = Vec::new();
     if let Err(e) = &outcome {
         problems.push(format!("{e:#}"));
     }
-    if rto_met == Some(false) {
+    if restored && rto_met == Some(false) {
         problems.push(format!(
             "RTO objective missed: recovery took {}, the objective is {}",
-            crate::output::table::millis(rto_ms),
-            crate::output::table::millis(rto_objective_ms.unwrap_or(0))
+            units::millis(rto_ms),
+            units::millis(rto_objective_ms.unwrap_or(0))
         ));
     }
-    if rpo_met == Some(false) {
+    if restored && rpo_met == Some(false) {
         problems.push(format!(
             "RPO objective missed: the backup was {} old, the objective is {}",
-            crate::output::table::millis(rpo_ms.unwrap_or(0)),
-            crate::output::table::millis(rpo_objective_ms.unwrap_or(0))
+            units::millis(rpo_ms.unwrap_or(0)),
+            units::millis(rpo_objective_ms.unwrap_or(0))
         ));
     }
-    let passed = problems.is_empty();
+    let ok = problems.is_empty();
     let report = DrillReport {
-        format_version: 1,
+        format_version: FORMAT_VERSION,
         id,
         target: req.target.name.clone(),
         started_at,
         finished_at: Utc::now(),
-        mode: "redis-sandbox".into(),
+        mode: DrillMode::RedisSandbox,
         destination,
         backup_id: manifest_used.as_ref().map(|m| m.id.clone()),
         backup_created_at: manifest_used.as_ref().map(|m| m.created_at),
-        phases: steps.0,
+        steps: steps.0,
         rto_ms,
         rpo_ms,
         rto_objective_ms,
@@ -225,12 +213,9 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
         rpo_met,
         verification: None,
         redis_verification: verification,
-        passed,
-        verdict: if passed {
-            format!(
-                "pass: restored and verified in {}",
-                crate::output::table::millis(rto_ms)
-            )
+        ok,
+        verdict: if ok {
+            format!("pass: restored and verified in {}", units::millis(rto_ms))
         } else {
             format!("fail: {}", problems.join("; "))
         },
@@ -240,17 +225,4 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
         .await
         .with_context(|| format!("cannot store the drill report {key}"))?;
     Ok(report)
-}
-
-/// After a start with an RDB in place: the server really loaded it (not an AOF instead).
-async fn check_loaded(con: &mut redis::aio::MultiplexedConnection) -> Result<()> {
-    let info: String = redis::cmd("INFO")
-        .arg("persistence")
-        .query_async(con)
-        .await
-        .context("INFO persistence failed")?;
-    if crate::checks::redis::info_field(&info, "loading") == Some("1") {
-        bail!("the sandbox still reports loading:1 after answering PING");
-    }
-    Ok(())
 }

@@ -1,0 +1,267 @@
+//! Retention applied to storage, as a plan and its application. The plan decides what to
+//! keep and why ([`crate::backup::retention`]) and what leftovers of crashed runs to sweep;
+//! applying removes each backup's manifest first, then its data, so a half-removed
+//! backup never looks complete.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::backup::catalog::{self, manifest_key};
+use crate::backup::manifest::{BackupKind, BackupManifest};
+use crate::backup::retention;
+use crate::config::RetentionConfig;
+use crate::report::FORMAT_VERSION;
+use crate::storage::local::PARTIAL_MARKER;
+use crate::storage::Storage;
+
+/// What a prune entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A complete backup taken by `dr backup` or a drill.
+    Regular,
+    /// A complete safety copy taken by `dr restore`.
+    Safety,
+    /// Data without a manifest: an interrupted or failed backup.
+    Incomplete,
+    /// Temporary files of a crashed write inside a complete backup.
+    Temporary,
+    /// A complete backup whose stored bytes do not match its manifest.
+    Corrupt,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Regular => "regular",
+            EntryKind::Safety => "safety",
+            EntryKind::Incomplete => "incomplete",
+            EntryKind::Temporary => "temporary",
+            EntryKind::Corrupt => "corrupt",
+        }
+    }
+}
+
+impl From<BackupKind> for EntryKind {
+    fn from(kind: BackupKind) -> Self {
+        match kind {
+            BackupKind::Regular => EntryKind::Regular,
+            BackupKind::Safety => EntryKind::Safety,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Keep,
+    Remove,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneEntry {
+    pub target: String,
+    pub backup_id: String,
+    pub kind: EntryKind,
+    pub action: Action,
+    pub reason: String,
+    /// What removal deletes, in order (the manifest first).
+    #[serde(skip)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PruneReport {
+    pub format_version: u32,
+    pub ok: bool,
+    pub dry_run: bool,
+    pub backups: Vec<PruneEntry>,
+}
+
+/// Decides, for every target, what to keep and what to remove. Reads storage, changes nothing.
+pub async fn plan(
+    storage: &dyn Storage,
+    targets: &[&str],
+    policy: &RetentionConfig,
+    now: DateTime<Utc>,
+) -> Result<Vec<PruneEntry>> {
+    let mut entries = Vec::new();
+    for &target in targets {
+        let (manifests, _) = catalog::list_complete(storage, Some(target)).await?;
+        let dirs = catalog::scan(storage, Some(target)).await?;
+        // One pool per kind and, for safety copies, per destination: one database's
+        // safety copies never push out another's.
+        let mut pools: Vec<(BackupKind, &str)> = manifests
+            .iter()
+            .map(|m| (m.kind, pool_destination(m)))
+            .collect();
+        pools.sort();
+        pools.dedup();
+        for (kind, destination) in pools {
+            let members: Vec<&BackupManifest> = manifests
+                .iter()
+                .filter(|m| m.kind == kind && pool_destination(m) == destination)
+                .collect();
+            entries.extend(decide_verified(storage, target, &members, &dirs, policy, now).await?);
+        }
+        for dir in &dirs {
+            let stale_partials: Vec<String> = dir
+                .keys
+                .iter()
+                .filter(|k| k.contains(PARTIAL_MARKER))
+                .cloned()
+                .collect();
+            let old = now - dir.newest_modified > Duration::days(1);
+            if !dir.has_manifest && old {
+                entries.push(PruneEntry {
+                    target: target.to_string(),
+                    backup_id: dir.id.clone(),
+                    kind: EntryKind::Incomplete,
+                    action: Action::Remove,
+                    reason: format!("leftover of an interrupted or failed backup ({} object(s), no manifest, older than a day)", dir.keys.len()),
+                    keys: dir.keys.clone(),
+                });
+            } else if dir.has_manifest && old && !stale_partials.is_empty() {
+                entries.push(PruneEntry {
+                    target: target.to_string(),
+                    backup_id: dir.id.clone(),
+                    kind: EntryKind::Temporary,
+                    action: Action::Remove,
+                    reason: format!(
+                        "{} temporary file(s) of a crashed write",
+                        stale_partials.len()
+                    ),
+                    keys: stale_partials,
+                });
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// Safety copies are pooled by the database they copy; regular backups by target.
+fn pool_destination(m: &BackupManifest) -> &str {
+    match m.kind {
+        BackupKind::Regular => "",
+        BackupKind::Safety => &m.source,
+    }
+}
+
+/// Retention over backups whose stored bytes match their manifest. Every backup the policy
+/// would keep is verified first; a corrupt one is never counted as kept (the decision is
+/// made again without it) and is never removed either: it is reported for a person to
+/// look at. So the newest backup that verifies is always kept.
+async fn decide_verified(
+    storage: &dyn Storage,
+    target: &str,
+    members: &[&BackupManifest],
+    dirs: &[catalog::BackupDir],
+    policy: &RetentionConfig,
+    now: DateTime<Utc>,
+) -> Result<Vec<PruneEntry>> {
+    let mut corrupt: Vec<(&BackupManifest, String)> = Vec::new();
+    let mut verified: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let decisions = loop {
+        let pool: Vec<(String, DateTime<Utc>)> = members
+            .iter()
+            .filter(|m| !corrupt.iter().any(|(c, _)| c.id == m.id))
+            .map(|m| (m.id.clone(), m.created_at))
+            .collect();
+        let decisions = retention::decide(&pool, policy, now);
+        let mut found_corrupt = false;
+        for d in decisions.iter().filter(|d| d.keep) {
+            if verified.contains(d.id.as_str()) {
+                continue;
+            }
+            let m = members
+                .iter()
+                .find(|m| m.id == d.id)
+                .expect("a pool member");
+            match catalog::verify_checksums(storage, m, None).await {
+                Ok(()) => {
+                    verified.insert(m.id.as_str());
+                }
+                Err(e) => {
+                    corrupt.push((m, format!("{e:#}")));
+                    found_corrupt = true;
+                }
+            }
+        }
+        if !found_corrupt {
+            break decisions;
+        }
+    };
+    let mut entries = Vec::new();
+    for decision in decisions {
+        let (action, reason, keys) = if decision.keep {
+            (
+                Action::Keep,
+                format!("{}; verified", decision.reasons.join(", ")),
+                vec![],
+            )
+        } else {
+            let manifest = manifest_key(target, &decision.id);
+            let mut keys = vec![manifest.clone()];
+            if let Some(dir) = dirs.iter().find(|d| d.id == decision.id) {
+                keys.extend(dir.keys.iter().filter(|k| **k != manifest).cloned());
+            }
+            (
+                Action::Remove,
+                "outside the retention policy".to_string(),
+                keys,
+            )
+        };
+        let kind = members
+            .iter()
+            .find(|m| m.id == decision.id)
+            .map(|m| m.kind)
+            .unwrap_or_default();
+        entries.push(PruneEntry {
+            target: target.to_string(),
+            backup_id: decision.id,
+            kind: kind.into(),
+            action,
+            reason,
+            keys,
+        });
+    }
+    for (m, why) in corrupt {
+        entries.push(PruneEntry {
+            target: target.to_string(),
+            backup_id: m.id.clone(),
+            kind: EntryKind::Corrupt,
+            action: Action::Keep,
+            reason: format!("CORRUPT, not counted as kept and left for inspection: {why}"),
+            keys: vec![],
+        });
+    }
+    Ok(entries)
+}
+
+/// Removes what the plan removes (nothing when `dry_run`), in the plan's order.
+pub async fn apply(
+    storage: &dyn Storage,
+    entries: Vec<PruneEntry>,
+    dry_run: bool,
+) -> Result<PruneReport> {
+    if !dry_run {
+        for entry in entries.iter().filter(|e| e.action == Action::Remove) {
+            for key in &entry.keys {
+                storage.delete(key).await.with_context(|| {
+                    format!(
+                        "cannot remove {key} of {} {}",
+                        entry.kind.as_str(),
+                        entry.backup_id
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(PruneReport {
+        format_version: FORMAT_VERSION,
+        ok: !entries.iter().any(|e| e.kind == EntryKind::Corrupt),
+        dry_run,
+        backups: entries,
+    })
+}

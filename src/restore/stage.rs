@@ -1,0 +1,245 @@
+//! Fetching a backup's objects: each streamed once from storage, hashed while it arrives,
+//! and handed on (decompressed or as stored) only when the bytes match the manifest.
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use futures::StreamExt;
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::archive;
+use crate::backup::catalog;
+use crate::backup::manifest::{BackupManifest, StoredObject};
+use crate::config::Compression;
+use crate::leftovers;
+use crate::report::{Phase, Steps};
+use crate::storage::Storage;
+use crate::units;
+
+/// A blocking `Read` over chunks arriving from async code.
+pub(crate) struct ChannelReader {
+    rx: mpsc::Receiver<Bytes>,
+    current: Bytes,
+}
+
+impl ChannelReader {
+    pub(crate) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
+        ChannelReader {
+            rx,
+            current: Bytes::new(),
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(chunk) => self.current = chunk,
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// Streams one stored object once: hashes what arrives and hands the decompressed bytes to
+/// `sink` on a blocking thread. Fails when the bytes do not match the manifest.
+pub async fn stream_object<W: Write + Send + 'static>(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    object: &StoredObject,
+    sink: W,
+    sink_may_stop_early: bool,
+) -> Result<u64> {
+    let key = catalog::object_key(manifest, &object.file);
+    let (tx, rx) = mpsc::channel::<Bytes>(8);
+    let compression = object.compression;
+    let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
+        let mut sink = sink;
+        let reader = ChannelReader {
+            rx,
+            current: Bytes::new(),
+        };
+        let mut decoder = crate::backup::decompressor(compression, reader)?;
+        let n = std::io::copy(&mut decoder, &mut sink)?;
+        sink.flush()?;
+        Ok(n)
+    });
+    let mut stream = storage
+        .get(&key)
+        .await
+        .with_context(|| format!("cannot fetch {key}"))?;
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut sink_open = true;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.with_context(|| format!("cannot read {key} from storage"))?;
+        size += chunk.len() as u64;
+        if size > object.size_bytes {
+            // Longer than the manifest says (a link to /dev/zero, an appended file):
+            // reading on could take forever, and the answer is already known.
+            drop(tx);
+            let _ = writer.await;
+            bail!(
+                "{key} holds more than the {} bytes its manifest records: the backup was altered; hint: use another backup (`dr list --target {}`)",
+                object.size_bytes,
+                manifest.target
+            );
+        }
+        hasher.update(&chunk);
+        if sink_open && tx.send(chunk).await.is_err() {
+            sink_open = false;
+        }
+    }
+    drop(tx);
+    let sha = hex::encode(hasher.finalize());
+    if sha != object.sha256 || size != object.size_bytes {
+        let _ = writer.await;
+        bail!(
+            "checksum mismatch for {key}: the manifest says sha256 {} and {} bytes, storage returned sha256 {sha} and {size} bytes: the backup is corrupted or truncated; hint: use another backup (`dr list --target {}`)",
+            object.sha256,
+            object.size_bytes,
+            manifest.target
+        );
+    }
+    match writer.await? {
+        Ok(n) => Ok(n),
+        Err(_) if sink_may_stop_early => Ok(0),
+        Err(e) => Err(e).with_context(|| format!("cannot decompress {key}")),
+    }
+}
+
+/// A private staging directory (0700), removed on drop whatever happens.
+pub fn staging_area(parent: &Path) -> Result<(tempfile::TempDir, leftovers::Registered)> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix("dr-staging-")
+        .tempdir_in(parent)
+        .with_context(|| format!("cannot create a staging directory in {}", parent.display()))?;
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+    let registered = leftovers::register(leftovers::Resource::Staging {
+        dir: dir.path().to_path_buf(),
+    });
+    Ok((dir, registered))
+}
+
+/// Fetches an object once, checking its SHA-256 while it streams, into a 0600 file:
+/// decompressed (a plain archive or SQL file), or as stored when `decompress` is false.
+pub async fn stage(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    object: &StoredObject,
+    path: &Path,
+    decompress: bool,
+) -> Result<u64> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create staging file {}", path.display()))?;
+    let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+    let result = if decompress {
+        stream_object(storage, manifest, object, writer, false).await
+    } else {
+        // Same hash check, no decoding: the bytes are staged as stored.
+        let stored = StoredObject {
+            compression: Compression::None,
+            ..object.clone()
+        };
+        stream_object(storage, manifest, &stored, writer, false).await
+    };
+    result.map_err(|e| {
+        let needed = if decompress {
+            object.raw_bytes
+        } else {
+            object.size_bytes
+        };
+        match out_of_space(&e) {
+            Some(why) => anyhow::anyhow!(
+                "staging {} stopped: {why}; the restore stages {} there; hint: free space, raise the limit (ulimit -f), or pass --staging-dir on a disk with room",
+                path.display(),
+                units::bytes(needed)
+            ),
+            None => e,
+        }
+    })
+}
+
+/// Whether an error chain is a full disk or a file-size limit, in words.
+fn out_of_space(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain().find_map(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>()?;
+        match io.raw_os_error() {
+            Some(28) => Some("the disk is full"),
+            Some(27) => Some("the file-size limit (ulimit -f) was reached"),
+            Some(122) => Some("the disk quota is exhausted"),
+            _ => None,
+        }
+    })
+}
+
+/// A dump fetched once and checksum-verified; the staging directory is removed when this
+/// is dropped. `compression` is that of the staged file: `None` means a plain archive that
+/// pg_restore can seek (needed for --jobs > 1); otherwise the stored bytes, decompressed
+/// into pg_restore's stdin, which spares writing the whole archive to disk.
+pub struct StagedDump {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub compression: Compression,
+    /// Dropped after `dir`: the record goes once the directory is gone.
+    _registered: leftovers::Registered,
+}
+
+/// The `fetch` and `archive` steps of every restore.
+pub async fn stage_dump(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    pg_restore: &Path,
+    staging_parent: &Path,
+    seekable: bool,
+    steps: &mut Steps,
+) -> Result<StagedDump> {
+    let (dir, registered) = staging_area(staging_parent)?;
+    let object = manifest.dump();
+    let path = dir.path().join(object.role.staged_file_name());
+    let compression = if seekable {
+        Compression::None
+    } else {
+        object.compression
+    };
+    steps
+        .run("fetch", Phase::Fetch, async {
+            let n = stage(storage, manifest, object, &path, seekable).await?;
+            Ok((
+                (),
+                format!(
+                    "{} fetched with SHA-256 verified; {} staged in {}",
+                    units::bytes(object.size_bytes),
+                    units::bytes(n),
+                    staging_parent.display()
+                ),
+            ))
+        })
+        .await?;
+    let staged = StagedDump {
+        dir,
+        path,
+        compression,
+        _registered: registered,
+    };
+    steps
+        .run("archive", Phase::Fetch, async {
+            let n = archive::list_staged(pg_restore, &staged).await?;
+            Ok(((), format!("pg_restore --list reads {n} entries")))
+        })
+        .await?;
+    Ok(staged)
+}
