@@ -142,6 +142,10 @@ pub struct S3Config {
     pub part_size_mib: Option<usize>,
     /// S3 Object Lock retention, in days, set on every uploaded object.
     pub object_lock_days: Option<u32>,
+    /// How long one read (or the upload of one part) may wait for the store; default 60s
+    /// plus 10s per MiB of part size.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
 }
 
 impl S3Config {
@@ -168,6 +172,12 @@ impl S3Config {
                     Self::MAX_CONCURRENCY, Self::DEFAULT_CONCURRENCY
                 )));
             }
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Some((
+                "timeout",
+                "timeout = 0 lets no request finish; hint: set a duration such as \"60s\", or remove the key".into(),
+            ));
         }
         if self.object_lock_days == Some(0) {
             return Some((

@@ -304,15 +304,16 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
     Ok(report)
 }
 
-/// Scratch databases of drills that died: named `dr_drill_<timestamp>`, older than a few
-/// minutes, and with nobody connected (a live drill's pg_restore or verify always is).
+/// Scratch databases of drills that died: named `dr_drill_<timestamp>`, a few seconds old
+/// at least, and with nobody connected (a live drill holds a session in its database from
+/// creation to drop).
 pub async fn stale_scratch_databases(server: &ConnTarget) -> Result<Vec<String>> {
     let client = server.connect().await?;
     let rows = client
         .query(
             "SELECT d.datname FROM pg_database d
               WHERE d.datname ~ '^dr_drill_[0-9]{14}$'
-                AND to_timestamp(substr(d.datname, 10), 'YYYYMMDDHH24MISS') AT TIME ZONE 'UTC' < (now() AT TIME ZONE 'UTC') - interval '5 minutes'
+                AND to_timestamp(substr(d.datname, 10), 'YYYYMMDDHH24MISS')::timestamp < (now() AT TIME ZONE 'UTC') - interval '15 seconds'
                 AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)
               ORDER BY 1",
             &[],
@@ -347,6 +348,9 @@ struct ScratchDatabase {
     conn: ConnTarget,
     name: String,
     dropped: bool,
+    /// A session held in the database for the drill's whole life: a scratch database
+    /// nobody is connected to belongs to a drill that died.
+    _keeper: tokio_postgres::Client,
 }
 
 impl ScratchDatabase {
@@ -356,11 +360,20 @@ impl ScratchDatabase {
             .batch_execute(&format!("CREATE DATABASE {}", pg::quote_ident(name)))
             .await
             .map_err(|e| anyhow!("cannot create the scratch database {name}: {}; hint: the role needs CREATEDB, or use --sandbox", pg::describe_pg_error(&e)))?;
+        let conn = source.with_database(name)?;
+        let keeper = match conn.connect().await {
+            Ok(k) => k,
+            Err(e) => {
+                drop_database(source, name).await.ok();
+                return Err(e);
+            }
+        };
         Ok(ScratchDatabase {
             admin: source.clone(),
-            conn: source.with_database(name)?,
+            conn,
             name: name.to_string(),
             dropped: false,
+            _keeper: keeper,
         })
     }
 

@@ -414,13 +414,87 @@ fn drills_restore_both_kinds_into_a_sandbox() {
             .storage_files()
             .iter()
             .any(|f| f.to_string_lossy().contains("drills/cache/")));
+        assert_no_sandbox_left(&world);
     }
-    let leftovers: Vec<String> = support::processes()
+}
+
+/// Sandboxes live in the world's $TMPDIR: nothing of them may remain, running or on disk.
+fn assert_no_sandbox_left(world: &World) {
+    let tmp = world.tmp_dir().canonicalize().unwrap();
+    let running: Vec<u32> = support::processes()
         .into_iter()
-        .filter(|p| p.cmdline.contains("dr-redis-sandbox"))
-        .map(|p| p.cmdline)
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{}/cwd", p.pid))
+                .is_ok_and(|cwd| cwd.starts_with(&tmp))
+        })
+        .map(|p| p.pid)
         .collect();
-    assert!(leftovers.is_empty(), "{leftovers:?}");
+    assert!(
+        running.is_empty(),
+        "sandbox servers still running: {running:?}"
+    );
+    let dirs: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("dr-redis-sandbox-")
+        })
+        .map(|e| e.path())
+        .collect();
+    assert!(dirs.is_empty(), "sandbox directories left: {dirs:?}");
+}
+
+/// redis-server processes working in a drill's sandbox directory: (pid, parent pid).
+fn sandbox_servers() -> Vec<(u32, u32)> {
+    support::processes()
+        .into_iter()
+        .filter(|p| {
+            std::fs::read_link(format!("/proc/{}/cwd", p.pid))
+                .is_ok_and(|cwd| cwd.to_string_lossy().contains("dr-redis-sandbox-"))
+        })
+        .map(|p| (p.pid, p.ppid))
+        .collect()
+}
+
+fn running(pid: u32) -> bool {
+    sandbox_servers().iter().any(|(p, _)| *p == pid)
+}
+
+#[test]
+fn a_killed_drill_s_sandbox_is_removed_by_the_next_run() {
+    let source = DataRedis::start();
+    load_many(&source, 100_000, 100);
+    let world = redis_world(&source, "keys");
+    let mut child = world.spawn(&["drill", "--target", "cache"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    // Other tests' drills may run meanwhile: this drill's server is its child.
+    let server = loop {
+        if let Some((pid, _)) = sandbox_servers()
+            .into_iter()
+            .find(|(_, ppid)| *ppid == child.id())
+        {
+            break pid;
+        }
+        assert!(std::time::Instant::now() < deadline, "no sandbox appeared");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the drill ended before it could be killed"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    support::send_signal(child.id(), "KILL");
+    child.wait().unwrap();
+    assert!(running(server), "kill -9 leaves the sandbox running");
+    let run = world.dr(&["list", "--target", "cache"]);
+    run.expect_code(0);
+    assert!(
+        run.stderr.contains("sandbox redis-server"),
+        "{}",
+        run.stderr
+    );
+    assert!(!running(server), "the next run stopped it");
 }
 
 #[test]

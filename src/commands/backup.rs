@@ -11,6 +11,13 @@ use crate::secret::scrub;
 
 pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
     let targets = config.select_backup_targets(args.target.as_deref())?;
+    // An unset url_env is a configuration error (exit 2) before anything starts.
+    for target in &targets {
+        match target {
+            BackupTarget::Postgres(t) => t.resolve_url()?,
+            BackupTarget::Redis(t) => t.resolve_url()?,
+        };
+    }
     let storage = super::open_storage(config)?;
     let mut manifests = Vec::new();
     let mut failures = Vec::new();

@@ -16,10 +16,11 @@ use crate::report::{Status, Steps};
 use crate::storage::Storage;
 
 fn destination(target: &RedisTarget, into: Option<&str>) -> Result<RedisEndpoint> {
-    RedisEndpoint::parse(&match into {
+    Ok(RedisEndpoint::parse(&match into {
         Some(url) => url.to_string(),
         None => target.resolve_url()?,
-    })
+    })?
+    .with_timeout(target.timeout))
 }
 
 /// One Redis backup; a fallback from rdb to keys is said on stderr.
@@ -33,7 +34,7 @@ pub async fn backup(
         storage,
         RedisBackupPlan {
             target_name: &target.name,
-            endpoint: RedisEndpoint::parse(&target.resolve_url()?)?,
+            endpoint: destination(target, None)?,
             method: target.method,
             kind: BackupKind::Regular,
             settings: &config.backup,

@@ -54,7 +54,8 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
                             req.storage,
                             RedisBackupPlan {
                                 target_name: &req.target.name,
-                                endpoint: RedisEndpoint::parse(&req.target.resolve_url()?)?,
+                                endpoint: RedisEndpoint::parse(&req.target.resolve_url()?)?
+                                    .with_timeout(req.target.timeout),
                                 method: req.target.method,
                                 kind: BackupKind::Regular,
                                 settings: &req.config.backup,

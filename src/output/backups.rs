@@ -100,6 +100,7 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
     let mut t = new_table(&[
         "backup id",
         "target",
+        "database",
         "kind",
         "created (UTC)",
         "age",
@@ -111,6 +112,7 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         t.add_row(vec![
             Cell::new(&m.id),
             Cell::new(&m.target),
+            Cell::new(&m.database),
             Cell::new(m.kind.as_str()),
             Cell::new(units::time(m.created_at)),
             Cell::new(units::age(now - m.created_at)),

@@ -20,7 +20,13 @@ pub struct RedisEndpoint {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub tls: bool,
+    /// How long connecting may take (the target's `timeout`, default 10s).
+    pub connect_timeout: Duration,
 }
+
+/// Data commands (a pipeline of a thousand DUMPs or RESTOREs) may take longer than a
+/// target's `timeout`, which is sized for PING: they get at least this long.
+const DATA_RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl std::fmt::Debug for RedisEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -50,7 +56,16 @@ impl RedisEndpoint {
             username: info.redis.username.clone(),
             password: info.redis.password.clone().map(Secret::new),
             tls,
+            connect_timeout: crate::redis_client::DEFAULT_TIMEOUT,
         })
+    }
+
+    /// The same endpoint with a target's `timeout` for connecting.
+    pub fn with_timeout(mut self, timeout: Option<Duration>) -> Self {
+        if let Some(t) = timeout {
+            self.connect_timeout = t;
+        }
+        self
     }
 
     /// The same server with other credentials (a sandbox's), for messages and tests.
@@ -69,11 +84,20 @@ impl RedisEndpoint {
         let client = redis::Client::open(self.url.expose())
             .map_err(|e| anyhow!("invalid Redis URL {}: {e}", self.public_url))?;
         let config = redis::AsyncConnectionConfig::new()
-            .set_connection_timeout(Duration::from_secs(10))
+            .set_connection_timeout(self.connect_timeout)
             .set_response_timeout(response_timeout);
-        client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await
+        tokio::time::timeout(
+            self.connect_timeout,
+            client.get_multiplexed_async_connection_with_config(&config),
+        )
+        .await
+        .map_err(|_| {
+            anyhow!(
+                "Redis at {} did not answer within {} (timeout); hint: check its load and network, or raise timeout in its [[redis]] table",
+                self.public_url,
+                crate::units::duration(self.connect_timeout)
+            )
+        })?
             .map_err(|e| {
                 anyhow!(
                     "cannot connect to Redis at {}: {}; hint: check that redis-server runs there (redis-cli -u URL ping) and the password is right",
@@ -84,7 +108,8 @@ impl RedisEndpoint {
     }
 
     pub async fn connect(&self) -> Result<MultiplexedConnection> {
-        self.connect_with(Duration::from_secs(120)).await
+        self.connect_with(DATA_RESPONSE_TIMEOUT.max(self.connect_timeout))
+            .await
     }
 }
 

@@ -12,10 +12,13 @@ use anyhow::{anyhow, bail, Context, Result};
 
 use super::conn::RedisEndpoint;
 
+/// Fields drop in order: the server is killed, then its directory removed, then the record
+/// that would let the next `dr` do both is forgotten.
 pub struct RedisSandbox {
-    dir: tempfile::TempDir,
-    binary: PathBuf,
     child: Option<tokio::process::Child>,
+    dir: tempfile::TempDir,
+    _registered: crate::leftovers::Registered,
+    binary: PathBuf,
     pub port: u16,
     pub endpoint: RedisEndpoint,
 }
@@ -66,10 +69,11 @@ impl RedisSandbox {
         let password = crate::sandbox::random_hex(16)?;
         let port = crate::sandbox::free_port()?;
         let config = format!(
-            "port {port}\nbind 127.0.0.1\nprotected-mode yes\ndaemonize no\ndir {}\ndbfilename dump.rdb\nsave \"\"\nappendonly no\ndatabases {}\nrequirepass {password}\nlogfile {}\n",
+            "port {port}\nbind 127.0.0.1\nprotected-mode yes\ndaemonize no\ndir {}\ndbfilename dump.rdb\nsave \"\"\nappendonly no\ndatabases {}\nrequirepass {password}\nlogfile {}\npidfile {}\n",
             dir.path().display(),
             databases.max(16),
-            dir.path().join("redis.log").display()
+            dir.path().join("redis.log").display(),
+            dir.path().join("redis.pid").display()
         );
         let conf_path = dir.path().join("redis.conf");
         {
@@ -83,10 +87,14 @@ impl RedisSandbox {
             f.write_all(config.as_bytes())?;
         }
         let endpoint = RedisEndpoint::parse(&format!("redis://:{password}@127.0.0.1:{port}"))?;
+        let registered = crate::leftovers::register(crate::leftovers::Resource::RedisSandbox {
+            dir: dir.path().to_path_buf(),
+        });
         Ok(RedisSandbox {
-            dir,
-            binary,
             child: None,
+            dir,
+            _registered: registered,
+            binary,
             port,
             endpoint,
         })

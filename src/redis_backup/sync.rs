@@ -87,7 +87,7 @@ async fn send(sock: &mut BufReader<TcpStream>, args: &[&[u8]]) -> Result<()> {
 /// Connects, authenticates and asks for a full snapshot.
 pub async fn request_snapshot(endpoint: &RedisEndpoint) -> Result<Handshake> {
     let addr = format!("{}:{}", endpoint.host, endpoint.port);
-    let stream = tokio::time::timeout(Duration::from_secs(10), TcpStream::connect(&addr))
+    let stream = tokio::time::timeout(endpoint.connect_timeout, TcpStream::connect(&addr))
         .await
         .map_err(|_| anyhow!("connecting to {} timed out", endpoint.public_url))?
         .with_context(|| format!("cannot connect to Redis at {}", endpoint.public_url))?;
