@@ -119,10 +119,55 @@ fn round_trip(method: &str) {
     assert_eq!(report["verification"]["ok"], true, "{report}");
     assert_same_data(&snapshot(&source), &snapshot(&fresh));
 
+    // The documents README describes: the restore report's fields plus Redis's own.
+    let fields = |doc: &serde_json::Value| -> Vec<String> {
+        let mut k: Vec<String> = doc.as_object().unwrap().keys().cloned().collect();
+        k.sort();
+        k
+    };
+    let mut expected = vec![
+        "format_version",
+        "operation",
+        "ok",
+        "target",
+        "backup_id",
+        "destination",
+        "safety_backup_id",
+        "steps",
+        "duration_ms",
+        "rto_objective_ms",
+        "rto_met",
+        "verification",
+        "error",
+        "restored",
+        "rdb_file",
+        "next_steps",
+    ];
+    expected.sort();
+    assert_eq!(fields(&report), expected);
+    assert_eq!(report["format_version"], 2);
     let url = fresh.url();
-    world
-        .dr(&["verify", "--target", "cache", "--into", &url])
-        .expect_code(0);
+    let run = world.dr(&[
+        "verify", "--target", "cache", "--into", &url, "--format", "json",
+    ]);
+    run.expect_code(0);
+    let mut expected = vec![
+        "format_version",
+        "ok",
+        "target",
+        "destination",
+        "backup_id",
+        "databases",
+        "samples_checked",
+        "sample_mismatches",
+        "steps",
+        "duration_ms",
+    ];
+    expected.sort();
+    assert_eq!(fields(&run.json()), expected);
+    for step in run.json()["steps"].as_array().unwrap() {
+        assert_eq!(step["phase"], "verify", "{step}");
+    }
 }
 
 #[test]

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use comfy_table::Cell;
 use serde::Serialize;
 
-use super::table::new_table;
+use super::table::{new_table, or_dash};
 use crate::backup::catalog::DamagedManifest;
 use crate::backup::manifest::BackupManifest;
 use crate::prune::{Action, PruneReport};
@@ -112,7 +112,7 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         t.add_row(vec![
             Cell::new(&m.id),
             Cell::new(&m.target),
-            Cell::new(&m.database),
+            or_dash((!m.database.is_empty()).then_some(m.database.as_str())),
             Cell::new(m.kind.as_str()),
             Cell::new(units::time(m.created_at)),
             Cell::new(units::age(now - m.created_at)),

@@ -100,7 +100,7 @@ pub async fn resolve_manifest(
             let msg = format!(
                 "backup {} taken {} from Redis {} ({}, RDB version {}, {} key(s) in {} database(s), {} bytes)",
                 m.id,
-                m.created_at.to_rfc3339(),
+                units::time(m.created_at),
                 m.server_version,
                 d.method.as_str(),
                 d.rdb_version,
@@ -491,7 +491,7 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
                         .await
                         .context("cannot take the safety backup of the destination, so nothing was restored; hint: fix the cause, or pass --no-safety-backup to overwrite without a copy")?;
                         let msg = format!(
-                            "{} ({} keys): to go back, run `dr restore --target {} --backup-id {} --flush`",
+                            "{} ({} key(s)): to go back, run `dr restore --target {} --backup-id {} --flush`",
                             m.id,
                             m.redis.as_ref().map_or(0, |d| d.keys),
                             req.target.name,
