@@ -30,6 +30,8 @@ Checks (each under --timeout; PostgreSQL targets critical by default, Redis not)
   drill.recent       a successful drill within objectives.drill_every (warn if none)
   drill.leftovers    nothing left by a dr that died: files on this host (removed),
                      scratch databases on the target's server (warn)
+  encryption.keys    (with [encryption]) recipients parse, the identity here opens the
+                     newest backup, a drill decrypted a backup within drill_every
   runbooks           every runbook renders with this configuration
 
 Formats:
@@ -159,6 +161,10 @@ pub struct ValidateArgs {
     /// Where a restore would stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// The age identity (private key file) that opens encrypted backups; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -227,6 +233,10 @@ pub struct RestoreArgs {
     /// Where to stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// The age identity (private key file) that opens encrypted backups; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -258,6 +268,10 @@ pub struct DrillArgs {
     /// Parallel pg_restore jobs (1 or more)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
+    /// The age identity (private key file) that opens encrypted backups; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }

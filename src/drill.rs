@@ -71,6 +71,10 @@ pub struct DrillReport {
     pub redis_verification: Option<crate::redis_backup::verify::RedisVerifyReport>,
     #[serde(alias = "passed")]
     pub ok: bool,
+    /// The backup was encrypted and this drill opened it with an identity: someone still
+    /// holds a key (`encryption.keys` looks for such a drill).
+    #[serde(default)]
+    pub decrypted: bool,
     /// One line: what passed, or what failed and why.
     pub verdict: String,
 }
@@ -82,6 +86,8 @@ pub struct DrillRequest<'a> {
     pub backup_id: Option<&'a str>,
     pub mode: DrillMode,
     pub jobs: u32,
+    /// Opens encrypted backups.
+    pub identities: Option<std::sync::Arc<crate::encryption::Identities>>,
 }
 
 /// Runs a drill and stores its report, pass or fail. Errors only when even the report
@@ -119,9 +125,9 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
                             req.target,
                             source.clone(),
                             BackupKind::Regular,
-                            &req.config.backup,
+                            req.config,
                             false,
-                        );
+                        )?;
                         let m = backup::run(req.storage, plan).await?;
                         let msg = format!("took fresh backup {} ({})", m.id, units::bytes(m.size_bytes));
                         Ok((m, msg))
@@ -190,6 +196,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
             destination: &destination,
             destination_named: true,
             staging_dir: &staging_dir,
+            identities: req.identities.clone(),
             action: Action::Restore(RestoreOptions {
                 jobs: req.jobs,
                 // A scratch database may lack the production roles: ownership is not what a
@@ -294,14 +301,53 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         rpo_met,
         verification,
         redis_verification: None,
+        decrypted: restored
+            && manifest_used
+                .as_ref()
+                .is_some_and(|m| m.encryption.is_some()),
         ok,
         verdict,
     };
+    store_report(req.storage, &report, req.config).await?;
+    Ok(report)
+}
+
+/// Stores a drill report. With `[encryption]`, what names tables (the verification) goes
+/// only into an encrypted copy (`.json.age`); the readable report keeps the verdict, the
+/// timings and the objectives, which is all `dr check` needs.
+async fn store_report(storage: &dyn Storage, report: &DrillReport, config: &Config) -> Result<()> {
     let key = format!("{DRILLS_PREFIX}/{}/{}.json", report.target, report.id);
-    storage::put_bytes(req.storage, &key, serde_json::to_vec_pretty(&report)?)
+    let readable = match crate::encryption::configured_recipients(config)? {
+        None => report.clone(),
+        Some(recipients) => {
+            let full = serde_json::to_vec_pretty(report)?;
+            let mut sealed = Vec::new();
+            let mut writer = recipients.encrypt(&mut sealed)?;
+            std::io::Write::write_all(&mut writer, &full)?;
+            writer.finish()?;
+            let sealed_key = format!("{key}.age");
+            storage::put_bytes(storage, &sealed_key, sealed)
+                .await
+                .with_context(|| format!("cannot store the drill report {sealed_key}"))?;
+            let mut redacted = report.clone();
+            redacted.verification = None;
+            for step in redacted
+                .steps
+                .iter_mut()
+                .filter(|s| s.phase == Phase::Verify)
+            {
+                step.message = format!(
+                    "{}; details in the encrypted report {sealed_key}",
+                    step.status.as_str()
+                );
+            }
+            redacted
+        }
+    };
+    storage::put_bytes(storage, &key, serde_json::to_vec_pretty(&readable)?)
         .await
         .with_context(|| format!("cannot store the drill report {key}"))?;
-    Ok(report)
+    Ok(())
 }
 
 /// Scratch databases of drills that died: named `dr_drill_<timestamp>`, a few seconds old

@@ -6,6 +6,7 @@ mod cli;
 mod commands;
 mod config;
 mod drill;
+mod encryption;
 mod error;
 mod leftovers;
 mod output;

@@ -20,6 +20,29 @@ fn redis_world(source: &DataRedis, method: &str) -> World {
     redis_world_on(world, &storage, source, method)
 }
 
+/// A world that also encrypts (an age key made by `age-keygen`); returns the identity file.
+fn encrypted_redis_world(source: &DataRedis, method: &str) -> (World, std::path::PathBuf) {
+    let world = World::new();
+    let identity = world.dir.path().join("team.key");
+    let made = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&identity)
+        .output()
+        .expect("age-keygen runs (Debian package age; scripts/install-test-deps)");
+    assert!(made.status.success());
+    let public = std::process::Command::new("age-keygen")
+        .arg("-y")
+        .arg(&identity)
+        .output()
+        .unwrap();
+    let public = String::from_utf8_lossy(&public.stdout).trim().to_string();
+    let storage = format!(
+        "[storage]\nurl = \"file://{}\"\n\n[encryption]\nrecipients = [\"{public}\"]\n",
+        world.storage_dir().display()
+    );
+    (redis_world_on(world, &storage, source, method), identity)
+}
+
 /// The same, with `storage_toml` as its `[storage]` table.
 fn redis_world_on(mut world: World, storage_toml: &str, source: &DataRedis, method: &str) -> World {
     world.env.push(("DR_TEST_REDIS_URL".into(), source.url()));
@@ -221,6 +244,57 @@ fn auto_falls_back_to_keys_when_sync_is_disabled() {
         "{:?}",
         strict.storage_files()
     );
+}
+
+#[test]
+fn encrypted_redis_backups_hold_no_plaintext_and_open_with_the_key() {
+    let source = DataRedis::start();
+    load_every_type(&source);
+    redis::cmd("SET")
+        .arg("needle")
+        .arg("plaintext-needle-5c1e")
+        .query::<()>(&mut source.con())
+        .unwrap();
+    for method in ["rdb", "keys"] {
+        let (world, identity) = encrypted_redis_world(&source, method);
+        let m = backup(&world);
+        assert_eq!(m["encryption"], "age", "{m}");
+        let object = &m["objects"][0];
+        assert!(
+            object["file"].as_str().unwrap().ends_with(".zst.age"),
+            "{m}"
+        );
+        let stored = std::fs::read(world.dump_path(&m)).unwrap();
+        assert!(!stored.windows(21).any(|w| w == b"plaintext-needle-5c1e"));
+        // Without the key: a usage error naming who can open it, nothing touched.
+        let fresh = DataRedis::start();
+        let id = m["id"].as_str().unwrap();
+        let run = restore_into(&world, id, &fresh, &[]);
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("encrypted") && run.stderr.contains("--identity"),
+            "{}",
+            run.stderr
+        );
+        assert_eq!(fresh.dbsize_total(), 0);
+        // With it: the same data back, and a drill opens it too.
+        let key = identity.to_str().unwrap();
+        restore_into(&world, id, &fresh, &["--identity", key]).expect_code(0);
+        assert_same_data(&snapshot(&source), &snapshot(&fresh));
+        let drill = world.dr(&[
+            "drill",
+            "--target",
+            "cache",
+            "--backup-id",
+            id,
+            "--identity",
+            key,
+            "--format",
+            "json",
+        ]);
+        drill.expect_code(0);
+        assert_eq!(drill.json()["decrypted"], true);
+    }
 }
 
 #[test]

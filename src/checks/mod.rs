@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod config;
 pub mod drill;
+pub mod encryption;
 pub mod postgres;
 pub mod redis;
 pub mod runbooks;
@@ -92,6 +93,7 @@ pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
     storage::plan(ctx, &mut checks);
     backup::plan(ctx, &mut checks);
     drill::plan(ctx, &mut checks);
+    encryption::plan(ctx, &mut checks);
     runbooks::plan(ctx, &mut checks);
     checks
 }

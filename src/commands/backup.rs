@@ -43,13 +43,7 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
         let result = async {
             let conn = ConnTarget::parse(&target.resolve_url()?)?;
             let show_progress = args.format == Format::Table;
-            let plan = BackupPlan::new(
-                target,
-                conn,
-                BackupKind::Regular,
-                &config.backup,
-                show_progress,
-            );
+            let plan = BackupPlan::new(target, conn, BackupKind::Regular, config, show_progress)?;
             backup::run(storage.as_ref(), plan).await
         }
         .await;

@@ -96,6 +96,17 @@ pub fn destination(target: &PostgresTarget, into: Option<&str>) -> Result<ConnTa
     })
 }
 
+/// The identity that opens encrypted backups: `--identity`, else the configuration's.
+pub fn identities(
+    config: &Config,
+    explicit: Option<&Path>,
+) -> Result<Option<Arc<crate::encryption::Identities>>> {
+    Ok(
+        crate::encryption::Identities::load(config.encryption.as_ref(), config.dir(), explicit)?
+            .map(Arc::new),
+    )
+}
+
 pub fn staging_dir(explicit: Option<&Path>) -> std::path::PathBuf {
     explicit
         .map(Path::to_path_buf)

@@ -38,6 +38,7 @@ pub async fn backup(
             method: target.method,
             kind: BackupKind::Regular,
             settings: &config.backup,
+            recipients: crate::encryption::configured_recipients(config)?,
             show_progress,
         },
     )
@@ -65,6 +66,8 @@ pub async fn restore(config: &Config, target: &RedisTarget, args: RestoreArgs) -
         rdb_file: args.rdb_file.clone(),
         staging_dir: super::staging_dir(args.staging_dir.as_deref()),
         show_progress: args.format == Format::Table,
+        identities: super::identities(config, args.identity.as_deref())?,
+        recipients: crate::encryption::configured_recipients(config)?,
     })
     .await;
     output::emit(&match args.format {
@@ -81,6 +84,7 @@ pub async fn validate(config: &Config, target: &RedisTarget, args: ValidateArgs)
         target,
         &args.backup_id,
         &destination(target, args.into.as_deref())?,
+        super::identities(config, args.identity.as_deref())?.as_ref(),
         &super::staging_dir(args.staging_dir.as_deref()),
     )
     .await;
@@ -102,9 +106,12 @@ pub async fn verify(config: &Config, target: &RedisTarget, args: VerifyArgs) -> 
     let now = conn::server_time_ms(&mut con).await?;
     // The sample is drawn from the backup itself, fetched (and its checksum checked) once.
     let mut steps = Steps::default();
+    // verify has no --identity: an encrypted backup is opened with [encryption]'s identity.
+    let identities = super::identities(config, None)?;
     let staged = restore::fetch(
         storage.as_ref(),
         &manifest,
+        identities.as_ref(),
         &crate::backup::default_staging_dir(),
         false,
         &mut steps,
@@ -150,6 +157,7 @@ pub async fn drill(config: &Config, target: &RedisTarget, args: DrillArgs) -> Re
         storage: storage.as_ref(),
         target,
         backup_id: args.backup_id.as_deref(),
+        identities: super::identities(config, args.identity.as_deref())?,
     })
     .await?;
     output::emit(&match args.format {

@@ -34,6 +34,7 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
         destination: &destination,
         destination_named: args.into.is_some(),
         staging_dir: &staging_dir,
+        identities: super::identities(config, args.identity.as_deref())?,
         action: Action::Restore(RestoreOptions {
             jobs: args.jobs,
             no_owner: args.no_owner,

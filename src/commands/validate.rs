@@ -23,6 +23,7 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
         destination: &destination,
         destination_named: args.into.is_some(),
         staging_dir: &staging_dir,
+        identities: super::identities(config, args.identity.as_deref())?,
         action: Action::Validate,
     })
     .await;

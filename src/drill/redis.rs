@@ -12,6 +12,7 @@ use chrono::Utc;
 use super::{DrillMode, DrillReport, DRILLS_PREFIX};
 use crate::backup::manifest::BackupKind;
 use crate::config::{Config, RedisTarget};
+use crate::encryption::Identities;
 use crate::redis_backup::conn::{self, RedisEndpoint};
 use crate::redis_backup::rdb::{EntrySource, RdbReader};
 use crate::redis_backup::restore::{check_destination, fetch, load_keys, resolve_manifest};
@@ -21,12 +22,15 @@ use crate::redis_backup::{self, RedisBackupPlan};
 use crate::report::{Finding, Phase, Steps, FORMAT_VERSION};
 use crate::storage::{self, Storage};
 use crate::units;
+use std::sync::Arc;
 
 pub struct RedisDrillRequest<'a> {
     pub config: &'a Config,
     pub storage: &'a dyn Storage,
     pub target: &'a RedisTarget,
     pub backup_id: Option<&'a str>,
+    /// What encrypted backups are opened with.
+    pub identities: Option<Arc<Identities>>,
 }
 
 /// Runs a drill and stores its report, pass or fail. Errors only when even the report
@@ -59,6 +63,7 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
                                 method: req.target.method,
                                 kind: BackupKind::Regular,
                                 settings: &req.config.backup,
+                                recipients: crate::encryption::configured_recipients(req.config)?,
                                 show_progress: false,
                             },
                         )
@@ -90,7 +95,7 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
         destination = format!("sandbox redis-server {version} on 127.0.0.1:{}", sb.port);
         let (mut con, digest) = if manifest.format == "rdb" {
             // The RDB goes where the sandbox's server loads it from at start.
-            let staged = fetch(req.storage, &manifest, sb.dir(), true, &mut steps).await?;
+            let staged = fetch(req.storage, &manifest, req.identities.as_ref(), sb.dir(), true, &mut steps).await?;
             std::fs::rename(&staged.path, sb.rdb_path())
                 .context("cannot move the RDB into the sandbox")?;
             let path = sb.rdb_path();
@@ -126,7 +131,7 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
             sandbox = Some(sb);
             let (mut con, _) = check_destination(&endpoint, &manifest, &mut steps).await?;
             let staging = crate::backup::default_staging_dir();
-            let staged = fetch(req.storage, &manifest, &staging, false, &mut steps).await?;
+            let staged = fetch(req.storage, &manifest, req.identities.as_ref(), &staging, false, &mut steps).await?;
             let now = conn::server_time_ms(&mut con).await?;
             let compression = manifest.dump().compression;
             let digest = steps
@@ -214,6 +219,10 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
         rpo_met,
         verification: None,
         redis_verification: verification,
+        decrypted: restored
+            && manifest_used
+                .as_ref()
+                .is_some_and(|m| m.encryption.is_some()),
         ok,
         verdict: if ok {
             format!("pass: restored and verified in {}", units::millis(rto_ms))

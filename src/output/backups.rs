@@ -106,6 +106,7 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         "age",
         "size",
         "tables",
+        "encrypted for",
         "sha256",
     ]);
     for m in &report.backups {
@@ -121,10 +122,27 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
                 Some(d) => format!("{} keys ({})", units::count(d.keys), d.method.as_str()),
                 None => units::count(m.tables.len() as u64),
             }),
+            Cell::new(if m.recipients.is_empty() {
+                "-".to_string()
+            } else {
+                m.recipients
+                    .iter()
+                    .map(|r| short_key(r))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
             Cell::new(&m.sha256[..12.min(m.sha256.len())]),
         ]);
     }
     format!("{t}\n")
+}
+
+/// `age1abcdef…uvwxyz`: enough of a public key to tell keys apart in a table.
+fn short_key(key: &str) -> String {
+    if key.len() <= 16 {
+        return key.to_string();
+    }
+    format!("{}…{}", &key[..10], &key[key.len() - 6..])
 }
 
 pub fn prune_table(report: &PruneReport) -> String {

@@ -25,11 +25,11 @@ use chrono::Utc;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::mpsc;
 
-use crate::backup::catalog;
 use crate::backup::manifest::{
     BackupKind, BackupManifest, Engine, RedisDbCount, RedisDetails, StoredObject,
     MANIFEST_FORMAT_VERSION,
 };
+use crate::backup::{catalog, PipelineSettings};
 use crate::config::{BackupConfig, RedisBackupMethod};
 use crate::restore::stage::ChannelReader;
 use crate::storage::{self, ByteStream, Storage};
@@ -43,6 +43,8 @@ pub struct RedisBackupPlan<'a> {
     pub method: RedisBackupMethod,
     pub kind: BackupKind,
     pub settings: &'a BackupConfig,
+    /// Set when `[encryption]` is: the stored object is encrypted to them.
+    pub recipients: Option<crate::encryption::Recipients>,
     pub show_progress: bool,
 }
 
@@ -65,7 +67,8 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
     let id = crate::backup::unique_id(storage, plan.target_name, plan.kind).await?;
     let dir = catalog::backup_dir(plan.target_name, &id);
     tracing::info!(target = plan.target_name, id = %id, method = plan.method.as_str(), "Redis backup started");
-    let ext = plan.settings.compression.extension();
+    let pipeline = PipelineSettings::new(plan.settings, plan.recipients.clone());
+    let ext = pipeline.extension();
     let rdb_key = format!("{dir}/dump.rdb{ext}");
     let keys_key = format!("{dir}/keys.drkeys{ext}");
     let written = [rdb_key.clone(), keys_key.clone()];
@@ -73,11 +76,11 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
     let result: Result<BackupManifest> = async {
         let mut fallback_reason = None;
         let taken = match plan.method {
-            RedisBackupMethod::Rdb => take_rdb(storage, &plan, &rdb_key).await.map_err(|e| {
+            RedisBackupMethod::Rdb => take_rdb(storage, &plan, &pipeline, &rdb_key).await.map_err(|e| {
                 e.context("the RDB snapshot failed; hint: managed Redis (ElastiCache, Upstash, Redis Cloud) refuses SYNC: set method = \"keys\" (or \"auto\") for this target")
             })?,
-            RedisBackupMethod::Keys => take_keys(storage, &plan, &mut con, &server, &keys_key).await?,
-            RedisBackupMethod::Auto => match take_rdb(storage, &plan, &rdb_key).await {
+            RedisBackupMethod::Keys => take_keys(storage, &plan, &pipeline, &mut con, &server, &keys_key).await?,
+            RedisBackupMethod::Auto => match take_rdb(storage, &plan, &pipeline, &rdb_key).await {
                 Ok(t) => t,
                 Err(e) => {
                     let reason = crate::secret::scrub(&format!("{e:#}"), &[]);
@@ -85,7 +88,7 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
                     // The partial object (if any) was discarded by the storage contract.
                     storage.delete(&rdb_key).await.ok();
                     fallback_reason = Some(reason);
-                    take_keys(storage, &plan, &mut con, &server, &keys_key)
+                    take_keys(storage, &plan, &pipeline, &mut con, &server, &keys_key)
                         .await
                         .context("method keys failed too, after the RDB snapshot failed")?
                 }
@@ -119,7 +122,12 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
             format: taken.format.to_string(),
             compression: settings.compression,
             compression_level: crate::backup::compression_level(settings),
-            encryption: None,
+            encryption: plan.recipients.as_ref().map(|_| "age".to_string()),
+            recipients: plan
+                .recipients
+                .as_ref()
+                .map(|r| r.public_keys())
+                .unwrap_or_default(),
             size_bytes: taken.object.size_bytes,
             sha256: taken.object.sha256.clone(),
             objects: vec![taken.object],
@@ -232,23 +240,20 @@ impl<R: Read> Read for Tee<'_, R> {
 async fn store_stream<T: Send + 'static>(
     storage: &dyn Storage,
     key: &str,
-    settings: &BackupConfig,
+    pipeline: &PipelineSettings,
     fill: impl FnOnce(&mut dyn Write) -> Result<(u64, T)> + Send + 'static,
 ) -> Result<(StoredObject, T)> {
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
-    let compression = settings.compression;
-    let level = crate::backup::compression_level(settings);
-    let threads = settings.threads.unwrap_or(0);
+    let pipeline = pipeline.clone();
     let producer_tx = tx.clone();
     drop(tx);
     let producer = tokio::task::spawn_blocking(move || {
         let mut extra = None;
-        let result =
-            crate::backup::compress_with(producer_tx.clone(), compression, level, threads, |w| {
-                let (raw, value) = fill(w)?;
-                extra = Some(value);
-                Ok(raw)
-            });
+        let result = crate::backup::compress_with(producer_tx.clone(), &pipeline, |w| {
+            let (raw, value) = fill(w)?;
+            extra = Some(value);
+            Ok(raw)
+        });
         match result {
             Ok(stats) => Ok((stats, extra.expect("set by fill"))),
             Err(e) => {
@@ -277,7 +282,12 @@ async fn store_stream<T: Send + 'static>(
     }
 }
 
-async fn take_rdb(storage: &dyn Storage, plan: &RedisBackupPlan<'_>, key: &str) -> Result<Taken> {
+async fn take_rdb(
+    storage: &dyn Storage,
+    plan: &RedisBackupPlan<'_>,
+    pipeline: &PipelineSettings,
+    key: &str,
+) -> Result<Taken> {
     let stream = match sync::request_snapshot(&plan.endpoint).await? {
         sync::Handshake::Snapshot(s) => s,
         sync::Handshake::Refused(reason) => bail!("{reason}"),
@@ -285,7 +295,7 @@ async fn take_rdb(storage: &dyn Storage, plan: &RedisBackupPlan<'_>, key: &str) 
     let (raw_tx, raw_rx) = mpsc::channel::<Bytes>(16);
     let progress = crate::backup::progress_bar(plan.show_progress, plan.target_name);
     let bar = progress.clone();
-    let store = store_stream(storage, key, plan.settings, move |w| {
+    let store = store_stream(storage, key, pipeline, move |w| {
         let tee = Tee {
             inner: ChannelReader::new(raw_rx),
             sink: w,
@@ -323,6 +333,7 @@ async fn take_rdb(storage: &dyn Storage, plan: &RedisBackupPlan<'_>, key: &str) 
 async fn take_keys(
     storage: &dyn Storage,
     plan: &RedisBackupPlan<'_>,
+    pipeline: &PipelineSettings,
     con: &mut MultiplexedConnection,
     server: &conn::ServerInfo,
     key: &str,
@@ -337,7 +348,7 @@ async fn take_keys(
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let progress = crate::backup::progress_bar(plan.show_progress, plan.target_name);
     let bar = progress.clone();
-    let store = store_stream(storage, key, plan.settings, move |w| {
+    let store = store_stream(storage, key, pipeline, move |w| {
         let mut tee = Tee {
             inner: ChannelReader::new(rx),
             sink: w,

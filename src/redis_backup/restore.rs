@@ -21,6 +21,7 @@ use super::verify::{BackupDigest, RedisVerifyReport};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupKind, BackupManifest};
 use crate::config::{Config, RedisTarget};
+use crate::encryption::Identities;
 use crate::error::usage;
 use crate::report::{Phase, Steps, FORMAT_VERSION};
 use crate::restore::preflight::free_bytes;
@@ -28,6 +29,7 @@ use crate::restore::stage::{stage, staging_area};
 use crate::restore::Operation;
 use crate::storage::Storage;
 use crate::units;
+use std::sync::Arc;
 
 /// Commands per pipeline, and the payload bytes after which a pipeline is sent early.
 const PIPELINE_KEYS: usize = 1000;
@@ -46,6 +48,10 @@ pub struct RedisRestoreRequest<'a> {
     pub rdb_file: Option<PathBuf>,
     pub staging_dir: PathBuf,
     pub show_progress: bool,
+    /// What encrypted backups are opened with.
+    pub identities: Option<Arc<Identities>>,
+    /// What the safety backup is encrypted to (`[encryption]`).
+    pub recipients: Option<crate::encryption::Recipients>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -159,6 +165,7 @@ pub struct Staged {
 pub async fn fetch(
     storage: &dyn Storage,
     manifest: &BackupManifest,
+    identities: Option<&Arc<Identities>>,
     staging_parent: &Path,
     decompress: bool,
     steps: &mut Steps,
@@ -182,7 +189,7 @@ pub async fn fetch(
                     needed >> 20
                 );
             }
-            let n = stage(storage, manifest, object, &path, decompress).await?;
+            let n = stage(storage, manifest, object, identities, &path, decompress).await?;
             Ok(((), format!(
                 "{} fetched, SHA-256 verified; {} staged in {}",
                 units::bytes(object.size_bytes),
@@ -471,7 +478,15 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
             return Ok(());
         }
         let (mut con, keys) = check_destination(&req.destination, &manifest, &mut steps).await?;
-        let staged = fetch(req.storage, &manifest, &req.staging_dir, false, &mut steps).await?;
+        let staged = fetch(
+            req.storage,
+            &manifest,
+            req.identities.as_ref(),
+            &req.staging_dir,
+            false,
+            &mut steps,
+        )
+        .await?;
         if keys > 0 {
             confirm(&req, keys)?;
             if !req.no_safety_backup {
@@ -485,6 +500,7 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
                                 method: req.target.method,
                                 kind: BackupKind::Safety,
                                 settings: &req.config.backup,
+                                recipients: req.recipients.clone(),
                                 show_progress: req.show_progress,
                             },
                         )
@@ -619,7 +635,15 @@ async fn write_rdb_file(
     let partial = file.with_file_name(format!(".{name}.dr-partial-{}", std::process::id()));
     let outcome = steps
         .run("rdb file", Phase::Restore, async {
-            let n = stage(req.storage, manifest, manifest.dump(), &partial, true).await?;
+            let n = stage(
+                req.storage,
+                manifest,
+                manifest.dump(),
+                req.identities.as_ref(),
+                &partial,
+                true,
+            )
+            .await?;
             let path = partial.clone();
             let (version, keys, dbs) = tokio::task::spawn_blocking(move || -> Result<(u16, u64, usize)> {
                 let mut r = RdbReader::new(std::io::BufReader::new(std::fs::File::open(&path)?))?;
@@ -672,6 +696,7 @@ pub async fn validate(
     target: &RedisTarget,
     backup_id: &str,
     destination: &RedisEndpoint,
+    identities: Option<&Arc<Identities>>,
     staging_parent: &Path,
 ) -> (RedisRestoreReport, Result<()>) {
     let mut steps = Steps::default();
@@ -680,7 +705,8 @@ pub async fn validate(
         let manifest = resolve_manifest(storage, target, backup_id, &mut steps).await?;
         report.backup_id = Some(manifest.id.clone());
         check_destination(destination, &manifest, &mut steps).await?;
-        let staged = fetch(storage, &manifest, staging_parent, false, &mut steps).await?;
+        let staged =
+            fetch(storage, &manifest, identities, staging_parent, false, &mut steps).await?;
         steps
             .run("contents", Phase::Fetch, async {
                 let (_, per_db) =

@@ -10,13 +10,16 @@ pub mod stage;
 pub mod verify;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::backup::catalog;
 use crate::backup::{self, manifest::BackupKind, BackupPlan};
 use crate::config::{Config, PostgresTarget};
+use crate::encryption::Identities;
 use crate::pg::{tools, ConnTarget};
 use crate::report::{notice, Finding, Phase, Status, Steps, FORMAT_VERSION};
 use crate::storage::Storage;
@@ -58,6 +61,8 @@ pub struct RestoreRequest<'a> {
     /// the target's own database: commands that go back to it must name it too.
     pub destination_named: bool,
     pub staging_dir: &'a Path,
+    /// Opens encrypted backups; `None` when no identity is configured here.
+    pub identities: Option<Arc<Identities>>,
     pub action: Action<'a>,
 }
 
@@ -148,17 +153,63 @@ async fn pipeline(
     };
     let (manifest, pg_restore) = preflight::run(&pf, steps, seekable).await?;
     *backup_id = Some(manifest.id.clone());
+    if manifest.encryption.is_some() {
+        steps.push(
+            "keys",
+            Phase::Preflight,
+            key_rotation(req.config, &manifest)?,
+            0,
+        );
+    }
 
     let options = match &req.action {
+        Action::Validate if manifest.encryption.is_some() && req.identities.is_none() => {
+            // Integrity needs no key: the manifest records the hash of the stored bytes.
+            steps
+                .run("checksum", Phase::Fetch, async {
+                    catalog::verify_checksums(req.storage, &manifest, None).await?;
+                    Ok((
+                        (),
+                        format!(
+                            "{} encrypted object(s) match their SHA-256, proven without a key",
+                            manifest.objects.len()
+                        ),
+                    ))
+                })
+                .await?;
+            steps.push(
+                "archive",
+                Phase::Fetch,
+                Finding::warn(format!(
+                    "not read: the backup is encrypted (for {}) and no identity is configured here; hint: pass --identity FILE to prove the archive readable too",
+                    manifest.recipients.join(", ")
+                )),
+                0,
+            );
+            return Ok(());
+        }
         Action::Validate => {
+            let identities = req.identities.as_ref();
             return steps
                 .run("checksum+archive", Phase::Fetch, async {
                     for object in manifest.objects.iter().filter(|o| o != &manifest.dump()) {
-                        stage::stream_object(req.storage, &manifest, object, std::io::sink(), false)
-                            .await?;
+                        stage::stream_object(
+                            req.storage,
+                            &manifest,
+                            object,
+                            identities,
+                            std::io::sink(),
+                            false,
+                        )
+                        .await?;
                     }
-                    let entries =
-                        archive::list_streaming(req.storage, &manifest, &pg_restore).await?;
+                    let entries = archive::list_streaming(
+                        req.storage,
+                        &manifest,
+                        identities,
+                        &pg_restore,
+                    )
+                    .await?;
                     Ok((
                         (),
                         format!(
@@ -175,6 +226,7 @@ async fn pipeline(
     let staged = stage::stage_dump(
         req.storage,
         &manifest,
+        req.identities.as_ref(),
         &pg_restore,
         req.staging_dir,
         seekable,
@@ -196,9 +248,9 @@ async fn pipeline(
                         req.target,
                         destination.clone(),
                         BackupKind::Safety,
-                        &req.config.backup,
+                        req.config,
                         options.show_progress,
-                    );
+                    )?;
                     let m = backup::run(req.storage, plan)
                     .await
                     .context("cannot take the safety backup of the destination, so nothing was restored; hint: fix the cause, or pass --no-safety-backup to overwrite without a copy")?;
@@ -263,7 +315,15 @@ async fn apply(
                 let path = staged.dir.path().join(globals.role.staged_file_name());
                 steps
                     .run("globals", Phase::Restore, async {
-                        stage::stage(req.storage, manifest, globals, &path, true).await?;
+                        stage::stage(
+                            req.storage,
+                            manifest,
+                            globals,
+                            req.identities.as_ref(),
+                            &path,
+                            true,
+                        )
+                        .await?;
                         let psql = tools::find("psql", req.target.pg_bin_dir.as_deref())?;
                         let errors =
                             archive::apply_globals(&psql, &destination.public_url, &path, &auth)
@@ -338,6 +398,27 @@ async fn verify_step(
         bail!("the restore finished but verification failed (see the verify step)");
     }
     Ok(())
+}
+
+/// Whether the keys an encrypted backup was made for are still among the configured
+/// recipients: when none is, only an identity kept from before can open it.
+fn key_rotation(
+    config: &Config,
+    manifest: &crate::backup::manifest::BackupManifest,
+) -> Result<Finding> {
+    let configured = crate::encryption::configured_recipients(config)?
+        .map(|r| r.public_keys())
+        .unwrap_or_default();
+    let made_for = manifest.recipients.join(", ");
+    Ok(
+        if configured.is_empty() || manifest.recipients.iter().any(|r| configured.contains(r)) {
+            Finding::pass(format!("encrypted for {made_for}"))
+        } else {
+            Finding::warn(format!(
+                "encrypted for {made_for}, none of which is configured any more: only an identity kept from before opens it; hint: make sure someone still holds one of those keys"
+            ))
+        },
+    )
 }
 
 /// The exact command that restores the safety backup into the same destination.
