@@ -341,6 +341,44 @@ fn kill_9_mid_backup_leaves_nothing_listed() {
 }
 
 #[test]
+fn a_second_backup_of_the_same_target_is_refused_while_one_runs() {
+    let source = DataRedis::start();
+    load_many(&source, 300_000, 200);
+    let world = redis_world(&source, "keys");
+    let mut first = world.spawn(&["backup", "--target", "cache"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while world.storage_files().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first backup never started"
+        );
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first backup ended too soon"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let second = world.dr(&["backup", "--target", "cache"]);
+    second.expect_code(1);
+    assert!(
+        second
+            .stderr
+            .contains("another dr backup of Redis target cache is running"),
+        "{}",
+        second.stderr
+    );
+    let out = first.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let list = world.dr(&["list", "--target", "cache", "--format", "json"]);
+    assert_eq!(list.json()["backups"].as_array().unwrap().len(), 1);
+}
+
+#[test]
 fn a_destination_with_keys_needs_consent_and_gets_a_safety_backup() {
     let source = DataRedis::start();
     load_every_type(&source);
