@@ -5,6 +5,7 @@ mod checks;
 mod cli;
 mod commands;
 mod config;
+mod demo;
 mod drill;
 mod encryption;
 mod error;
@@ -22,6 +23,7 @@ mod sandbox;
 mod secret;
 mod storage;
 mod units;
+mod version;
 
 use clap::Parser;
 

@@ -19,7 +19,7 @@ const LAYERS: &[&[&str]] = &[
     &["restore"],
     // Redis data: backups, restores and verification of what a Redis holds.
     &["redis_backup"],
-    &["drill", "prune", "runbook"],
+    &["drill", "prune", "runbook", "version", "demo"],
     &["checks"],
     // Presentation, then the CLI surface.
     &["output"],

@@ -1,10 +1,9 @@
 //! `dr backup`, `dr list` and `dr prune` as human tables, and their JSON documents.
 
 use chrono::{DateTime, Utc};
-use comfy_table::Cell;
 use serde::Serialize;
 
-use super::table::{new_table, or_dash};
+use super::table::{cell, new_table, or_dash, Fit};
 use crate::backup::catalog::DamagedManifest;
 use crate::backup::manifest::BackupManifest;
 use crate::prune::{Action, PruneReport};
@@ -72,25 +71,26 @@ pub fn backup_table(report: &BackupReport) -> String {
         "tables",
         "rows",
         "duration",
-    ]);
+    ])
+    .fit(Fit::Detail, &["raw", "tables", "rows"]);
     for m in &report.backups {
         t.add_row(vec![
-            Cell::new(&m.id),
-            Cell::new(&m.target),
-            Cell::new(units::bytes(m.size_bytes)),
-            Cell::new(units::bytes(m.objects.iter().map(|o| o.raw_bytes).sum())),
-            Cell::new(match &m.redis {
+            cell(&m.id),
+            cell(&m.target),
+            cell(units::bytes(m.size_bytes)),
+            cell(units::bytes(m.objects.iter().map(|o| o.raw_bytes).sum())),
+            cell(match &m.redis {
                 Some(d) => format!("{} db", d.databases.len()),
                 None => units::count(m.tables.len() as u64),
             }),
-            Cell::new(match &m.redis {
+            cell(match &m.redis {
                 Some(d) => format!("{} keys ({})", units::count(d.keys), d.method.as_str()),
                 None => units::count(m.tables.iter().map(|t| t.rows).sum::<i64>()),
             }),
-            Cell::new(units::millis(m.duration_ms)),
+            cell(units::millis(m.duration_ms)),
         ]);
     }
-    format!("{t}\n")
+    t.render()
 }
 
 pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> String {
@@ -108,21 +108,25 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         "tables",
         "encrypted for",
         "sha256",
-    ]);
+    ])
+    .fit(
+        Fit::Detail,
+        &["database", "kind", "tables", "encrypted for", "sha256"],
+    );
     for m in &report.backups {
         t.add_row(vec![
-            Cell::new(&m.id),
-            Cell::new(&m.target),
+            cell(&m.id),
+            cell(&m.target),
             or_dash((!m.database.is_empty()).then_some(m.database.as_str())),
-            Cell::new(m.kind.as_str()),
-            Cell::new(units::time(m.created_at)),
-            Cell::new(units::age(now - m.created_at)),
-            Cell::new(units::bytes(m.size_bytes)),
-            Cell::new(match &m.redis {
+            cell(m.kind.as_str()),
+            cell(units::time(m.created_at)),
+            cell(units::age(now - m.created_at)),
+            cell(units::bytes(m.size_bytes)),
+            cell(match &m.redis {
                 Some(d) => format!("{} keys ({})", units::count(d.keys), d.method.as_str()),
                 None => units::count(m.tables.len() as u64),
             }),
-            Cell::new(if m.recipients.is_empty() {
+            cell(if m.recipients.is_empty() {
                 "-".to_string()
             } else {
                 m.recipients
@@ -131,10 +135,10 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
                     .collect::<Vec<_>>()
                     .join(" ")
             }),
-            Cell::new(&m.sha256[..12.min(m.sha256.len())]),
+            cell(&m.sha256[..12.min(m.sha256.len())]),
         ]);
     }
-    format!("{t}\n")
+    t.render()
 }
 
 /// `age1abcdef…uvwxyz`: enough of a public key to tell keys apart in a table.
@@ -151,17 +155,19 @@ pub fn prune_table(report: &PruneReport) -> String {
     } else {
         "removed"
     };
-    let mut t = new_table(&["target", "backup id", "kind", "action", "why"]);
+    let mut t = new_table(&["target", "backup id", "kind", "action", "why"])
+        .fit(Fit::Wrap, &["why"])
+        .fit(Fit::Detail, &["kind"]);
     for e in &report.backups {
         t.add_row(vec![
-            Cell::new(&e.target),
-            Cell::new(&e.backup_id),
-            Cell::new(e.kind.as_str()),
-            Cell::new(match e.action {
+            cell(&e.target),
+            cell(&e.backup_id),
+            cell(e.kind.as_str()),
+            cell(match e.action {
                 Action::Keep => "keep",
                 Action::Remove => removed_word,
             }),
-            Cell::new(&e.reason),
+            cell(&e.reason),
         ]);
     }
     let removed = report
@@ -170,7 +176,8 @@ pub fn prune_table(report: &PruneReport) -> String {
         .filter(|e| e.action == Action::Remove)
         .count();
     format!(
-        "{t}\n{} kept, {removed} {removed_word}{}\n",
+        "{}{} kept, {removed} {removed_word}{}\n",
+        t.render(),
         report.backups.len() - removed,
         if report.dry_run { " (dry run)" } else { "" }
     )

@@ -1,44 +1,56 @@
 //! Redis data reports as human text: restore (and validate), verify.
 
-use comfy_table::Cell;
-
-use super::table::{new_table, status_cell, steps};
+use super::table::{cell, new_table, status_cell, steps, Fit, ReportTable};
 use crate::redis_backup::restore::RedisRestoreReport;
 use crate::redis_backup::verify::RedisVerifyReport;
 use crate::restore::Operation;
 use crate::units;
 
-pub fn verify_table(report: &RedisVerifyReport) -> String {
+fn databases_table(report: &RedisVerifyReport) -> ReportTable {
     let mut t = new_table(&["database", "in backup", "expired since", "found", "status"]);
     for d in &report.databases {
         t.add_row(vec![
-            Cell::new(format!("db{}", d.db)),
-            Cell::new(units::count(d.expected)),
-            Cell::new(units::count(d.expired_since)),
-            Cell::new(units::count(d.found)),
+            cell(format!("db{}", d.db)),
+            cell(units::count(d.expected)),
+            cell(units::count(d.expired_since)),
+            cell(units::count(d.found)),
             status_cell(d.status),
         ]);
     }
-    let mut items = new_table(&["verification", "status", "message"]);
+    t
+}
+
+fn verification_table(report: &RedisVerifyReport) -> ReportTable {
+    let mut t = new_table(&["verification", "status", "message"]).fit(Fit::Wrap, &["message"]);
     for s in &report.steps {
-        items.add_row(vec![
-            Cell::new(&s.name),
-            status_cell(s.status),
-            Cell::new(&s.message),
-        ]);
+        t.add_row(vec![cell(&s.name), status_cell(s.status), cell(&s.message)]);
     }
-    format!(
-        "{t}\n{items}\n{}\n",
-        if report.ok {
-            "VERIFIED"
-        } else {
-            "VERIFICATION FAILED"
-        }
-    )
+    t
+}
+
+fn verify_verdict(report: &RedisVerifyReport) -> &'static str {
+    if report.ok {
+        "VERIFIED\n"
+    } else {
+        "VERIFICATION FAILED\n"
+    }
+}
+
+/// `dr verify` of a Redis target: key counts per database, the verifications, the verdict.
+pub fn verify_table(report: &RedisVerifyReport) -> String {
+    databases_table(report).heading("Databases").render()
+        + "\n"
+        + &verification_table(report).heading("Verification").render()
+        + verify_verdict(report)
 }
 
 pub fn restore_table(report: &RedisRestoreReport) -> String {
-    let mut text = steps(&report.steps);
+    let several = report.verification.is_some();
+    let mut steps = steps(&report.steps);
+    if several {
+        steps = steps.heading("Steps");
+    }
+    let mut text = steps.render();
     let backup = report.backup_id.as_deref().unwrap_or("-");
     if let Some(file) = &report.rdb_file {
         if report.ok {
@@ -79,7 +91,11 @@ pub fn restore_table(report: &RedisRestoreReport) -> String {
         )),
     }
     if let Some(v) = &report.verification {
-        text.push_str(&verify_table(v));
+        text.push('\n');
+        text.push_str(&databases_table(v).heading("Databases").render());
+        text.push('\n');
+        text.push_str(&verification_table(v).heading("Verification").render());
+        text.push_str(verify_verdict(v));
     }
     if let Some(id) = &report.safety_backup_id {
         text.push_str(&format!("safety backup of the previous contents: {id}\n"));
