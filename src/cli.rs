@@ -125,7 +125,7 @@ pub enum Command {
         "dr validate --into postgres://dr@standby.internal/shop --format json",
     ))]
     Validate(ValidateArgs),
-    /// Take a checksummed backup of each (or one) PostgreSQL target and backed-up Redis
+    /// Take a checksummed backup of each (or one) PostgreSQL and Redis target
     #[command(after_help = examples!(
         "dr backup",
         "dr backup --target main --format json",
@@ -145,7 +145,7 @@ pub enum Command {
         "dr prune --target main",
     ))]
     Prune(PruneArgs),
-    /// Restore a backup: validate, confirm, safety backup, pg_restore (Redis: RESTORE), verify
+    /// Restore a backup: validate, confirm, safety backup, restore, verify
     #[command(after_help = examples!(
         "dr restore --backup-id latest --target main",
         "dr restore --backup-id main-20261125T054631Z --into postgres://dr@localhost/shop_copy --yes --jobs 4",
@@ -154,13 +154,13 @@ pub enum Command {
         "dr restore --target sessions --backup-id latest --rdb-file /tmp/sessions.rdb",
     ))]
     Restore(RestoreArgs),
-    /// Verify a database against a backup's row counts (Redis: key counts and sampled keys)
+    /// Verify a restored database or Redis against a backup
     #[command(after_help = examples!(
         "dr verify --target main",
         "dr verify --into postgres://dr@localhost/shop_copy --backup-id main-20261125T054631Z",
     ))]
     Verify(VerifyArgs),
-    /// Rehearse a recovery into a scratch database (Redis: a sandbox) and measure RTO and RPO
+    /// Rehearse a recovery in a throwaway destination; measure RTO and RPO
     #[command(after_help = examples!(
         "dr drill",
         "dr drill --sandbox --backup-id latest --format json",
