@@ -39,6 +39,7 @@ Checks:
   pg.privileges      the role can read every table (names the unreadable ones)
   redis.connect      PING answers
   redis.persistence  last RDB save / AOF write succeeded; persistence on if required
+  redis.backup       a complete Redis backup younger than the RPO (backup = true targets)
   storage.writable   a probe object is written, read back and deleted
   storage.object_lock  S3 Object Lock really applied (when object_lock_days is set)
   backup.latest      a complete backup younger than the RPO (warn past 80%)
@@ -130,10 +131,11 @@ pub enum Command {
         "dr validate --into postgres://dr@standby.internal/shop --format json",
     ))]
     Validate(ValidateArgs),
-    /// Take a checksummed backup of each (or one) PostgreSQL target
+    /// Take a checksummed backup of each (or one) PostgreSQL and Redis target
     #[command(after_help = examples!(
         "dr backup",
         "dr backup --target main --format json",
+        "dr backup --target sessions     # a [[redis]] target with backup = true",
         "dr backup && dr prune           # the nightly job",
     ))]
     Backup(BackupArgs),
@@ -149,20 +151,22 @@ pub enum Command {
         "dr prune --target main",
     ))]
     Prune(PruneArgs),
-    /// Restore a backup: validate, confirm, safety backup, pg_restore, verify
+    /// Restore a backup: validate, confirm, safety backup, restore, verify
     #[command(after_help = examples!(
         "dr restore --backup-id latest --target main",
         "dr restore --backup-id main-20261125T054631Z --into postgres://dr@localhost/shop_copy --yes --jobs 4",
         "dr restore --backup-id latest --with-globals --yes   # onto a fresh cluster",
+        "dr restore --target sessions --backup-id latest --yes --flush   # Redis",
+        "dr restore --target sessions --backup-id latest --rdb-file /tmp/sessions.rdb",
     ))]
     Restore(RestoreArgs),
-    /// Verify a database against a backup's row counts and the configured assertions
+    /// Verify a restored database or Redis against a backup
     #[command(after_help = examples!(
         "dr verify --target main",
         "dr verify --into postgres://dr@localhost/shop_copy --backup-id main-20261125T054631Z",
     ))]
     Verify(VerifyArgs),
-    /// Rehearse a recovery into a scratch database and measure RTO and RPO
+    /// Rehearse a recovery in a throwaway destination; measure RTO and RPO
     #[command(after_help = examples!(
         "dr drill",
         "dr drill --sandbox --backup-id latest --format json",
@@ -263,7 +267,7 @@ pub struct ValidateArgs {
     /// Backup id (see `dr list`), or `latest` for the newest regular backup
     #[arg(long, default_value = "latest")]
     pub backup_id: String,
-    /// PostgreSQL target from dr.toml (required when several are configured)
+    /// Target from dr.toml, PostgreSQL or Redis (required when several are configured)
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// Check this destination instead of the target's database
@@ -325,15 +329,22 @@ pub struct RestoreArgs {
     /// Backup id (see `dr list`), or `latest` for the newest regular backup
     #[arg(long)]
     pub backup_id: String,
-    /// PostgreSQL target from dr.toml (required when several are configured)
+    /// Target from dr.toml, PostgreSQL or Redis (required when several are configured)
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Restore into this existing database instead of the target's
+    /// Restore into this existing database (Redis: this server) instead of the target's
     #[arg(long, value_name = "URL")]
     pub into: Option<String>,
     /// Confirm overwriting a non-empty destination without a prompt
     #[arg(long)]
     pub yes: bool,
+    /// Redis: empty the destination (FLUSHALL) before restoring, after the safety backup
+    #[arg(long)]
+    pub flush: bool,
+    /// Redis, RDB backups: write the RDB to this new file (with the steps to load it)
+    /// instead of restoring into a server
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["into", "flush"])]
+    pub rdb_file: Option<PathBuf>,
     /// Parallel pg_restore jobs, 1 to 64 (above 1 stages the decompressed archive)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,

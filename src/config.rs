@@ -300,6 +300,13 @@ pub struct PostgresTarget {
     pub pg_bin_dir: Option<PathBuf>,
 }
 
+/// A target `dr backup` can back up.
+#[derive(Debug, Clone, Copy)]
+pub enum BackupTarget<'a> {
+    Postgres(&'a PostgresTarget),
+    Redis(&'a RedisTarget),
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisTarget {
@@ -312,9 +319,37 @@ pub struct RedisTarget {
     /// The data must survive a restart: warn when RDB and AOF are both off.
     #[serde(default)]
     pub persistent: bool,
+    /// `dr backup` backs up this Redis's data (and `redis.backup` watches its age).
+    #[serde(default)]
+    pub backup: bool,
+    /// How: an RDB snapshot over the replication protocol, key by key with SCAN + DUMP,
+    /// or `auto` (RDB, falling back to keys when the server refuses SYNC/PSYNC).
+    #[serde(default)]
+    pub method: RedisBackupMethod,
+    /// The `redis-server` that drills start as a throwaway sandbox (default: on PATH).
+    pub redis_server: Option<PathBuf>,
     /// How long connecting and each command may take (default 10s).
     #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RedisBackupMethod {
+    Rdb,
+    Keys,
+    #[default]
+    Auto,
+}
+
+impl RedisBackupMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RedisBackupMethod::Rdb => "rdb",
+            RedisBackupMethod::Keys => "keys",
+            RedisBackupMethod::Auto => "auto",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -973,6 +1008,67 @@ impl Config {
         }
     }
 
+    /// The `[[redis]]` target of that name, if there is one.
+    pub fn redis_target(&self, name: &str) -> Option<&RedisTarget> {
+        self.redis.iter().find(|t| t.name == name)
+    }
+
+    /// A Redis target named explicitly for a data command (restore, verify, drill): it
+    /// must have `backup = true`, since only then does it have backups.
+    pub fn redis_backup_target(&self, name: Option<&str>) -> Option<Result<&RedisTarget>> {
+        let target = self.redis_target(name?)?;
+        if target.backup {
+            Some(Ok(target))
+        } else {
+            Some(Err(usage(format!(
+                "{}: Redis target {:?} is not backed up by dr (backup = false); hint: add backup = true to its [[redis]] table",
+                self.path.display(),
+                target.name
+            ))))
+        }
+    }
+
+    /// The targets `dr backup` works on: the named one, or every PostgreSQL target and
+    /// every Redis target with `backup = true`.
+    pub fn select_backup_targets(&self, name: Option<&str>) -> Result<Vec<BackupTarget<'_>>> {
+        if let Some(result) = self.redis_backup_target(name) {
+            return Ok(vec![BackupTarget::Redis(result?)]);
+        }
+        if name.is_none() && self.postgres.is_empty() {
+            let redis: Vec<BackupTarget<'_>> = self
+                .redis
+                .iter()
+                .filter(|t| t.backup)
+                .map(BackupTarget::Redis)
+                .collect();
+            if !redis.is_empty() {
+                return Ok(redis);
+            }
+        }
+        let mut out: Vec<BackupTarget<'_>> = self
+            .select_postgres(name)?
+            .into_iter()
+            .map(BackupTarget::Postgres)
+            .collect();
+        if name.is_none() {
+            out.extend(
+                self.redis
+                    .iter()
+                    .filter(|t| t.backup)
+                    .map(BackupTarget::Redis),
+            );
+        }
+        Ok(out)
+    }
+
+    /// Checks that `name` is a configured target of either kind (for list and prune).
+    pub fn known_target(&self, name: &str) -> Result<()> {
+        if self.redis_target(name).is_some() {
+            return Ok(());
+        }
+        self.postgres_target(name).map(|_| ())
+    }
+
     /// Whether the file carries a password inline (in a URL or a password parameter).
     pub fn has_inline_password(&self) -> bool {
         self.postgres
@@ -1319,6 +1415,43 @@ url = "redis://127.0.0.1:6379"
         ))
         .unwrap_err();
         assert!(err.to_string().contains("needs events"), "{err}");
+        assert_eq!(crate::error::exit_code(&err), 2);
+    }
+
+    #[test]
+    fn redis_backup_keys_and_target_selection() {
+        let c = parse(&MINIMAL.replace(
+            "url = \"redis://127.0.0.1:6379\"",
+            "url = \"redis://127.0.0.1:6379\"\nbackup = true\nmethod = \"keys\"",
+        ))
+        .unwrap();
+        assert!(c.redis[0].backup);
+        assert_eq!(c.redis[0].method, RedisBackupMethod::Keys);
+        let all: Vec<String> = c
+            .select_backup_targets(None)
+            .unwrap()
+            .iter()
+            .map(|t| match t {
+                BackupTarget::Postgres(p) => format!("pg:{}", p.name),
+                BackupTarget::Redis(r) => format!("redis:{}", r.name),
+            })
+            .collect();
+        assert_eq!(all, vec!["pg:main", "redis:cache"]);
+
+        // Not backed up: named explicitly, it is a usage error that says how to turn it on.
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(c.redis[0].method, RedisBackupMethod::Auto);
+        assert_eq!(c.select_backup_targets(None).unwrap().len(), 1);
+        let err = c.select_backup_targets(Some("cache")).unwrap_err();
+        assert!(err.to_string().contains("backup = true"), "{err}");
+        assert_eq!(crate::error::exit_code(&err), 2);
+
+        let err = parse(&MINIMAL.replace(
+            "url = \"redis://127.0.0.1:6379\"",
+            "url = \"redis://127.0.0.1:6379\"\nmethod = \"snapshot\"",
+        ))
+        .unwrap_err();
+        assert!(err.to_string().contains("snapshot"), "{err}");
         assert_eq!(crate::error::exit_code(&err), 2);
     }
 

@@ -17,6 +17,8 @@ use crate::sandbox::SandboxCluster;
 use crate::storage::{self, Storage};
 use crate::units;
 
+pub mod redis;
+
 pub const DRILLS_PREFIX: &str = "drills";
 
 /// Where a drill restores: never production.
@@ -27,6 +29,8 @@ pub enum DrillMode {
     ScratchDatabase,
     /// A throwaway PostgreSQL cluster started by `dr`, removed afterwards.
     Sandbox,
+    /// A throwaway redis-server started by `dr` (Redis targets), removed afterwards.
+    RedisSandbox,
 }
 
 impl DrillMode {
@@ -34,6 +38,7 @@ impl DrillMode {
         match self {
             DrillMode::ScratchDatabase => "scratch-database",
             DrillMode::Sandbox => "sandbox",
+            DrillMode::RedisSandbox => "redis-sandbox",
         }
     }
 }
@@ -61,6 +66,9 @@ pub struct DrillReport {
     pub rto_met: Option<bool>,
     pub rpo_met: Option<bool>,
     pub verification: Option<VerifyReport>,
+    /// Redis drills: key counts and sampled keys against the backup.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_verification: Option<crate::redis_backup::verify::RedisVerifyReport>,
     #[serde(alias = "passed")]
     pub ok: bool,
     /// The backup was encrypted and this drill opened it with an identity: someone still
@@ -151,6 +159,9 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
                     .await
                     .map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
                 dest
+            }
+            DrillMode::RedisSandbox => {
+                anyhow::bail!("a Redis sandbox is not a PostgreSQL drill destination")
             }
             DrillMode::ScratchDatabase => {
                 for stale in stale_scratch_databases(&source).await.unwrap_or_default() {
@@ -289,6 +300,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         rto_met,
         rpo_met,
         verification,
+        redis_verification: None,
         decrypted: restored
             && manifest_used
                 .as_ref()

@@ -21,6 +21,8 @@ pub enum Resource {
     Staging { dir: PathBuf },
     /// A sandbox cluster's directory; its postmaster may still run.
     Sandbox { dir: PathBuf },
+    /// A Redis drill's sandbox directory; its redis-server may still run.
+    RedisSandbox { dir: PathBuf },
 }
 
 impl Resource {
@@ -29,6 +31,9 @@ impl Resource {
             Resource::Passfile { dir } => format!("passfile directory {}", dir.display()),
             Resource::Staging { dir } => format!("staging directory {}", dir.display()),
             Resource::Sandbox { dir } => format!("sandbox cluster {}", dir.display()),
+            Resource::RedisSandbox { dir } => {
+                format!("sandbox redis-server {}", dir.display())
+            }
         }
     }
 }
@@ -178,6 +183,35 @@ fn remove(resource: &Resource) -> Result<(), String> {
         Resource::Sandbox { dir } => {
             stop_postmaster(dir);
             remove_dir(dir)
+        }
+        Resource::RedisSandbox { dir } => {
+            stop_redis_server(dir);
+            remove_dir(dir)
+        }
+    }
+}
+
+/// Kills a sandbox's redis-server if it still runs: the process named in its pid file,
+/// and only if that process works in the sandbox's directory (a recycled pid belongs to
+/// someone else).
+fn stop_redis_server(sandbox_dir: &Path) {
+    let Some(pid) = std::fs::read_to_string(sandbox_dir.join("redis.pid"))
+        .ok()
+        .and_then(|t| t.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    if cwd.is_none() || cwd != std::fs::canonicalize(sandbox_dir).ok() {
+        return;
+    }
+    let pid = nix::unistd::Pid::from_raw(pid);
+    if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).is_ok() {
+        for _ in 0..50 {
+            if nix::sys::signal::kill(pid, None).is_err() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
         }
     }
 }

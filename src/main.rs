@@ -16,6 +16,7 @@ mod output;
 mod pg;
 mod process;
 mod prune;
+mod redis_backup;
 mod redis_client;
 mod report;
 mod restore;

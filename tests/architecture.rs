@@ -18,6 +18,8 @@ const LAYERS: &[&[&str]] = &[
     // Domain: backups and throwaway clusters, then restores on top of them.
     &["backup", "sandbox"],
     &["restore"],
+    // Redis data: backups, restores and verification of what a Redis holds.
+    &["redis_backup"],
     &["drill", "prune", "runbook", "version", "demo"],
     &["checks"],
     // Telling people and monitors: sinks, status records, metrics of an operation.

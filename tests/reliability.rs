@@ -414,7 +414,12 @@ fn a_killed_sandbox_drill_leaves_nothing_after_the_next_run() {
             let _ = p;
             break procs
                 .iter()
-                .find(|p| p.cmdline.contains("dr-sandbox-") && p.cmdline.contains("postgres"))
+                .find(|p| {
+                    // This world's sandbox only: its directory is under the world's TMPDIR.
+                    p.cmdline.contains(&*world.tmp_dir().to_string_lossy())
+                        && p.cmdline.contains("dr-sandbox-")
+                        && p.cmdline.contains("postgres")
+                })
                 .map(|p| p.pid);
         }
         assert!(

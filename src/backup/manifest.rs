@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::config::Compression;
+use crate::config::{Compression, RedisBackupMethod};
 
 pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -48,6 +48,43 @@ impl ObjectRole {
     }
 }
 
+/// What kind of target a backup is of.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Postgres,
+    Redis,
+}
+
+/// Keys of one Redis database in the backup.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RedisDbCount {
+    pub db: u32,
+    pub keys: u64,
+    /// Of which with a TTL.
+    pub expires: u64,
+}
+
+/// What a Redis backup holds and how it was taken.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct RedisDetails {
+    /// `rdb` (a snapshot over the replication protocol) or `keys` (SCAN + DUMP + PTTL).
+    pub method: RedisBackupMethod,
+    /// The configured method: `auto` becomes `rdb` or, when the server refuses, `keys`.
+    pub requested_method: RedisBackupMethod,
+    /// Why `auto` fell back to keys.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// RDB format version of the snapshot or of the DUMP payloads: a destination must load
+    /// at least this version.
+    pub rdb_version: u16,
+    /// Every database that holds keys, ascending.
+    pub databases: Vec<RedisDbCount>,
+    /// Keys in all databases.
+    pub keys: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredObject {
     pub role: ObjectRole,
@@ -82,13 +119,19 @@ impl TableCount {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+/// Serialized through [`ManifestJson`]: PostgreSQL-only fields are left out of Redis
+/// manifests, and a manifest without `engine` (written before Redis backups) is PostgreSQL's.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
 pub struct BackupManifest {
     pub format_version: u32,
     pub id: String,
     pub target: String,
     #[serde(default)]
     pub kind: BackupKind,
+    #[serde(default)]
+    pub engine: Engine,
+    /// PostgreSQL: the database dumped.
+    #[serde(default)]
     pub database: String,
     /// The source, password removed.
     pub source: String,
@@ -97,9 +140,10 @@ pub struct BackupManifest {
     pub duration_ms: u64,
     pub server_version: String,
     pub server_major: u32,
+    #[serde(default)]
     pub pg_dump_version: String,
     pub dr_version: String,
-    /// Always `custom` (pg_dump -Fc).
+    /// `custom` (pg_dump -Fc), `rdb` (a Redis RDB file) or `dr-redis-keys-1` (see the README).
     pub format: String,
     pub compression: Compression,
     pub compression_level: i32,
@@ -114,10 +158,93 @@ pub struct BackupManifest {
     pub sha256: String,
     pub objects: Vec<StoredObject>,
     /// The exported snapshot both the counts and pg_dump used.
+    #[serde(default)]
     pub snapshot: String,
+    #[serde(default)]
     pub schemas: Vec<String>,
+    #[serde(default)]
     pub extensions: Vec<String>,
+    #[serde(default)]
     pub tables: Vec<TableCount>,
+    #[serde(default)]
+    pub redis: Option<RedisDetails>,
+}
+
+/// The JSON shape of a manifest, field for field in the order PostgreSQL manifests always had.
+#[derive(Serialize)]
+struct ManifestJson<'a> {
+    format_version: u32,
+    id: &'a str,
+    target: &'a str,
+    kind: BackupKind,
+    engine: Engine,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<&'a str>,
+    source: &'a str,
+    created_at: DateTime<Utc>,
+    finished_at: DateTime<Utc>,
+    duration_ms: u64,
+    server_version: &'a str,
+    server_major: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pg_dump_version: Option<&'a str>,
+    dr_version: &'a str,
+    format: &'a str,
+    compression: Compression,
+    compression_level: i32,
+    encryption: &'a Option<String>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    recipients: &'a [String],
+    size_bytes: u64,
+    sha256: &'a str,
+    objects: &'a [StoredObject],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    snapshot: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schemas: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extensions: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tables: Option<&'a [TableCount]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redis: Option<&'a RedisDetails>,
+}
+
+impl Serialize for BackupManifest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let pg = self.engine == Engine::Postgres;
+        let only_pg = |v| if pg { Some(v) } else { None };
+        ManifestJson {
+            format_version: self.format_version,
+            id: &self.id,
+            target: &self.target,
+            kind: self.kind,
+            engine: self.engine,
+            database: only_pg(self.database.as_str()),
+            source: &self.source,
+            created_at: self.created_at,
+            finished_at: self.finished_at,
+            duration_ms: self.duration_ms,
+            server_version: &self.server_version,
+            server_major: self.server_major,
+            pg_dump_version: only_pg(self.pg_dump_version.as_str()),
+            dr_version: &self.dr_version,
+            format: &self.format,
+            compression: self.compression,
+            compression_level: self.compression_level,
+            encryption: &self.encryption,
+            recipients: &self.recipients,
+            size_bytes: self.size_bytes,
+            sha256: &self.sha256,
+            objects: &self.objects,
+            snapshot: only_pg(self.snapshot.as_str()),
+            schemas: pg.then_some(self.schemas.as_slice()),
+            extensions: pg.then_some(self.extensions.as_slice()),
+            tables: pg.then_some(self.tables.as_slice()),
+            redis: self.redis.as_ref(),
+        }
+        .serialize(serializer)
+    }
 }
 
 impl BackupManifest {
@@ -221,6 +348,21 @@ impl BackupManifest {
         }
         if let Some(t) = self.tables.iter().find(|t| t.rows < 0) {
             return Some(format!("table {} has a negative row count", t.qualified()));
+        }
+        if (self.engine == Engine::Redis) != self.redis.is_some() {
+            return Some(format!(
+                "engine {:?} does not match its redis section",
+                self.engine
+            ));
+        }
+        if let Some(r) = &self.redis {
+            let total: u64 = r.databases.iter().map(|d| d.keys).sum();
+            if r.keys != total || r.databases.iter().any(|d| d.expires > d.keys) {
+                return Some(format!(
+                    "its redis key count {} differs from the sum of its databases, {total}",
+                    r.keys
+                ));
+            }
         }
         if !self.id.starts_with(&format!("{}-", self.target))
             || (self.kind == BackupKind::Safety) != self.id.ends_with("-safety")

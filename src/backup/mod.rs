@@ -187,6 +187,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             id: id.clone(),
             target: plan.target_name.to_string(),
             kind: plan.kind,
+            engine: manifest::Engine::Postgres,
             database: conn.database.clone(),
             source: conn.public_url.clone(),
             created_at,
@@ -212,6 +213,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             schemas: catalog_info.schemas.clone(),
             extensions: catalog_info.extensions.clone(),
             tables,
+            redis: None,
         };
         let json = serde_json::to_vec_pretty(&manifest)?;
         // The commit point: before this line there is no backup, after it there is one.
@@ -265,7 +267,11 @@ async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<(
     )
 }
 
-async fn unique_id(storage: &dyn Storage, target: &str, kind: BackupKind) -> Result<String> {
+pub(crate) async fn unique_id(
+    storage: &dyn Storage,
+    target: &str,
+    kind: BackupKind,
+) -> Result<String> {
     loop {
         let id = manifest::backup_id(target, Utc::now(), kind);
         if storage
@@ -359,7 +365,7 @@ async fn count_rows(client: &Client, tables: &[(String, String)]) -> Result<Vec<
     Ok(out)
 }
 
-fn compression_level(settings: &BackupConfig) -> i32 {
+pub(crate) fn compression_level(settings: &BackupConfig) -> i32 {
     settings.level.unwrap_or(match settings.compression {
         Compression::Zstd => 3,
         Compression::Gzip => 6,
@@ -367,7 +373,7 @@ fn compression_level(settings: &BackupConfig) -> i32 {
     })
 }
 
-fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
+pub(crate) fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !show || !std::io::stderr().is_terminal() {
         return None;
@@ -576,23 +582,12 @@ fn compress_into(
     settings: &PipelineSettings,
     progress: Option<indicatif::ProgressBar>,
 ) -> Result<StoredObject> {
-    let (compression, level, threads) = (settings.compression, settings.level, settings.threads);
-    let channel = ChannelWriter {
-        tx,
-        buf: Vec::with_capacity(CHUNK),
-        hasher: Sha256::new(),
-        size: 0,
-    };
-    let sink = match &settings.recipients {
-        None => Tail::Plain(channel),
-        Some(r) => Tail::Encrypted(HashingWriter::new(r.encrypt(channel)?)),
-    };
-    let mut raw_bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];
-    let mut pump = |w: &mut dyn Write| -> Result<()> {
+    compress_with(tx, settings, |w: &mut dyn Write| {
+        let mut raw_bytes = 0u64;
         loop {
             let n = match input.read(&mut buf) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(raw_bytes),
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e).context("cannot read the dump"),
@@ -604,7 +599,29 @@ fn compress_into(
             w.write_all(&buf[..n])
                 .context("cannot pass the dump to storage")?;
         }
+    })
+}
+
+/// Compresses (and encrypts, when configured) what `fill` writes (it returns the number of
+/// raw bytes it wrote), hashing and counting the stored bytes on their way to the storage
+/// writer behind `tx`.
+pub(crate) fn compress_with(
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+    settings: &PipelineSettings,
+    fill: impl FnOnce(&mut dyn Write) -> Result<u64>,
+) -> Result<StoredObject> {
+    let (compression, level, threads) = (settings.compression, settings.level, settings.threads);
+    let channel = ChannelWriter {
+        tx,
+        buf: Vec::with_capacity(CHUNK),
+        hasher: Sha256::new(),
+        size: 0,
     };
+    let sink = match &settings.recipients {
+        None => Tail::Plain(channel),
+        Some(r) => Tail::Encrypted(HashingWriter::new(r.encrypt(channel)?)),
+    };
+    let raw_bytes;
     let sink = match compression {
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
@@ -618,7 +635,7 @@ fn compress_into(
             if workers > 1 {
                 enc.multithread(workers)?;
             }
-            pump(&mut enc)?;
+            raw_bytes = fill(&mut enc)?;
             enc.finish()?
         }
         Compression::Gzip => {
@@ -626,12 +643,12 @@ fn compress_into(
                 sink,
                 flate2::Compression::new(level.clamp(0, 9) as u32),
             );
-            pump(&mut enc)?;
+            raw_bytes = fill(&mut enc)?;
             enc.finish()?
         }
         Compression::None => {
             let mut sink = sink;
-            pump(&mut sink)?;
+            raw_bytes = fill(&mut sink)?;
             sink
         }
     };

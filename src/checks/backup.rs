@@ -65,6 +65,15 @@ async fn newest(
     .map_err(anyhow::Error::msg)
 }
 
+/// `redis.backup`: the same judgement of the newest backup's age, for a Redis target.
+pub(super) async fn latest_redis(
+    storage: &dyn Storage,
+    target: &str,
+    rpo: Option<std::time::Duration>,
+) -> Result<Finding> {
+    latest(storage, &NewestBackup::default(), target, rpo).await
+}
+
 async fn latest(
     storage: &dyn Storage,
     cell: &NewestBackup,

@@ -27,6 +27,18 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             timeout_per_read: false,
             run: Box::pin(async move { persistence(&t).await }),
         });
+        if let (true, Some(store)) = (target.backup, ctx.storage.clone()) {
+            let (name, rpo) = (target.name.clone(), ctx.config.objectives.rpo);
+            out.push(PlannedCheck {
+                name: "redis.backup",
+                target: Some(target.name.clone()),
+                critical: target.critical,
+                timeout_per_read: false,
+                run: Box::pin(async move {
+                    super::backup::latest_redis(store.as_ref(), &name, rpo).await
+                }),
+            });
+        }
     }
 }
 

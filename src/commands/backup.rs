@@ -1,39 +1,53 @@
-//! `dr backup`: one backup per selected target; exit 1 if any failed.
+//! `dr backup`: one backup per selected target (PostgreSQL, and Redis with `backup = true`);
+//! exit 1 if any failed.
 
 use anyhow::Result;
 
 use crate::backup::{self, manifest::BackupKind, BackupPlan};
 use crate::cli::{BackupArgs, Format};
-use crate::config::{Config, NotifyEvent};
+use crate::config::{BackupTarget, Config, NotifyEvent};
 use crate::notify::{OperationRun, Outcome};
 use crate::output::{self, backups::BackupFailure, backups::BackupReport};
 use crate::pg::ConnTarget;
 use crate::secret::scrub;
 
 pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
-    let targets = config.select_postgres(args.target.as_deref())?;
+    let targets = config.select_backup_targets(args.target.as_deref())?;
     // An unset url_env is a configuration error (exit 2) before anything starts.
     for target in &targets {
-        target.resolve_url()?;
+        match target {
+            BackupTarget::Postgres(t) => t.resolve_url()?,
+            BackupTarget::Redis(t) => t.resolve_url()?,
+        };
     }
     let storage = super::open_storage(config)?;
     let notifier = OperationRun::start(config, NotifyEvent::Backup, args.metrics_file.clone())?;
+    let show_progress = args.format == Format::Table;
     let mut manifests = Vec::new();
     let mut failures = Vec::new();
     let mut outcomes = Vec::new();
-    for target in targets {
+    for selected in targets {
         let started = std::time::Instant::now();
-        let result = async {
-            let conn = ConnTarget::parse(&target.resolve_url()?)?;
-            let show_progress = args.format == Format::Table;
-            let plan = BackupPlan::new(target, conn, BackupKind::Regular, config, show_progress)?;
-            backup::run(storage.as_ref(), plan).await
-        }
-        .await;
+        let (name, result) = match selected {
+            BackupTarget::Redis(t) => (
+                &t.name,
+                super::redis_data::backup(config, storage.as_ref(), t, show_progress).await,
+            ),
+            BackupTarget::Postgres(t) => (
+                &t.name,
+                async {
+                    let conn = ConnTarget::parse(&t.resolve_url()?)?;
+                    let plan =
+                        BackupPlan::new(t, conn, BackupKind::Regular, config, show_progress)?;
+                    backup::run(storage.as_ref(), plan).await
+                }
+                .await,
+            ),
+        };
         match result {
             Ok(m) => {
                 outcomes.push(Outcome::backup_made(
-                    &target.name,
+                    name,
                     &m.id,
                     m.duration_ms,
                     m.size_bytes,
@@ -42,12 +56,12 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
             }
             Err(e) => {
                 let error = scrub(&format!("{e:#}"), &config.secrets());
-                tracing::error!("backup of {} failed: {error}", target.name);
-                let mut outcome = Outcome::new(Some(&target.name), false, error.clone());
+                tracing::error!("backup of {name} failed: {error}");
+                let mut outcome = Outcome::new(Some(name), false, error.clone());
                 outcome.duration_ms = started.elapsed().as_millis() as u64;
                 outcomes.push(outcome);
                 failures.push(BackupFailure {
-                    target: target.name.clone(),
+                    target: name.clone(),
                     error,
                 });
             }

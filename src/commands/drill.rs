@@ -9,6 +9,9 @@ use crate::notify::{self, OperationRun, Outcome};
 use crate::output;
 
 pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
+    if let Some(redis) = config.redis_backup_target(args.target.as_deref()) {
+        return super::redis_data::drill(config, redis?, args).await;
+    }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
     let notifier = OperationRun::start(config, NotifyEvent::Drill, args.metrics_file.clone())?;

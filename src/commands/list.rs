@@ -9,7 +9,7 @@ use crate::output::{self, backups::ListReport};
 
 pub async fn run(config: &Config, args: ListArgs) -> Result<i32> {
     if let Some(t) = &args.target {
-        config.postgres_target(t)?;
+        config.known_target(t)?;
     }
     let storage = super::open_storage(config)?;
     let (manifests, damaged) =

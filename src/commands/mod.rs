@@ -11,6 +11,7 @@ mod list;
 mod man;
 mod notify;
 mod prune;
+mod redis_data;
 mod restore;
 mod runbook;
 mod validate;

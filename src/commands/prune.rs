@@ -16,11 +16,24 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
             config.path.display()
         ))
     })?;
-    let targets: Vec<&str> = config
-        .select_postgres(args.target.as_deref())?
-        .iter()
-        .map(|t| t.name.as_str())
-        .collect();
+    let targets: Vec<&str> = match args.target.as_deref() {
+        Some(t) => {
+            config.known_target(t)?;
+            vec![t]
+        }
+        // Every target's backups, Redis ones too (also of targets no longer backed up).
+        None if !config.redis.is_empty() => config
+            .postgres
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(config.redis.iter().map(|t| t.name.as_str()))
+            .collect(),
+        None => config
+            .select_postgres(None)?
+            .iter()
+            .map(|t| t.name.as_str())
+            .collect(),
+    };
     let storage = super::open_storage(config)?;
     let notifier = OperationRun::start(config, NotifyEvent::Prune, args.metrics_file.clone())?;
     let started = std::time::Instant::now();

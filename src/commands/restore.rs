@@ -13,6 +13,14 @@ use crate::pg::ConnTarget;
 use crate::restore::{self, Action, RestoreOptions, RestoreRequest};
 
 pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
+    if let Some(redis) = config.redis_backup_target(args.target.as_deref()) {
+        return super::redis_data::restore(config, redis?, args).await;
+    }
+    if args.flush || args.rdb_file.is_some() {
+        return Err(usage(
+            "--flush and --rdb-file apply to Redis targets only; hint: a PostgreSQL restore replaces what the backup holds (see --yes)",
+        ));
+    }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
     let destination = super::destination(target, args.into.as_deref())?;

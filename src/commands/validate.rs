@@ -8,6 +8,9 @@ use crate::output;
 use crate::restore::{self, Action, RestoreRequest};
 
 pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
+    if let Some(redis) = config.redis_backup_target(args.target.as_deref()) {
+        return super::redis_data::validate(config, redis?, args).await;
+    }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
     let destination = super::destination(target, args.into.as_deref())?;

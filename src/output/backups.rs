@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::table::{cell, new_table, Fit};
+use super::table::{cell, new_table, or_dash, Fit};
 use crate::backup::catalog::DamagedManifest;
 use crate::backup::manifest::BackupManifest;
 use crate::prune::{Action, PruneReport};
@@ -79,8 +79,14 @@ pub fn backup_table(report: &BackupReport) -> String {
             cell(&m.target),
             cell(units::bytes(m.size_bytes)),
             cell(units::bytes(m.objects.iter().map(|o| o.raw_bytes).sum())),
-            cell(units::count(m.tables.len() as u64)),
-            cell(units::count(m.tables.iter().map(|t| t.rows).sum::<i64>())),
+            cell(match &m.redis {
+                Some(d) => format!("{} db", d.databases.len()),
+                None => units::count(m.tables.len() as u64),
+            }),
+            cell(match &m.redis {
+                Some(d) => format!("{} keys ({})", units::count(d.keys), d.method.as_str()),
+                None => units::count(m.tables.iter().map(|t| t.rows).sum::<i64>()),
+            }),
             cell(units::millis(m.duration_ms)),
         ]);
     }
@@ -111,12 +117,15 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         t.add_row(vec![
             cell(&m.id),
             cell(&m.target),
-            cell(&m.database),
+            or_dash((!m.database.is_empty()).then_some(m.database.as_str())),
             cell(m.kind.as_str()),
             cell(units::time(m.created_at)),
             cell(units::age(now - m.created_at)),
             cell(units::bytes(m.size_bytes)),
-            cell(units::count(m.tables.len() as u64)),
+            cell(match &m.redis {
+                Some(d) => format!("{} keys ({})", units::count(d.keys), d.method.as_str()),
+                None => units::count(m.tables.len() as u64),
+            }),
             cell(if m.recipients.is_empty() {
                 "-".to_string()
             } else {

@@ -9,6 +9,7 @@ pub mod manpage;
 pub mod notify;
 pub mod people;
 pub mod prometheus;
+pub mod redis;
 pub mod restore;
 pub mod stderr;
 pub mod table;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod redis_data;
 pub mod s3;
 
 use std::net::TcpListener;
