@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::restore::selection::{Selection, TableName};
+
 const EXIT_CODES: &str = "\
 Exit status:
   0    success; for `check`: ready
@@ -152,14 +154,65 @@ pub struct ValidateArgs {
     /// PostgreSQL target (required when several are configured)
     #[arg(long)]
     pub target: Option<String>,
-    /// Check this destination instead of the target's database
-    #[arg(long, value_name = "URL")]
-    pub into: Option<String>,
+    #[command(flatten)]
+    pub into: IntoArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Where a restore would stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+}
+
+/// A destination other than the target's own database.
+#[derive(Debug, Clone, Default, Args)]
+pub struct IntoArgs {
+    /// This database instead of the target's (with no password in it: a command line is
+    /// visible to every user; use --into-env or a password file)
+    #[arg(long, value_name = "URL", conflicts_with = "into_env")]
+    pub into: Option<String>,
+    /// Like --into, with the URL (which may hold a password) read from this environment
+    /// variable
+    #[arg(long, value_name = "VAR")]
+    pub into_env: Option<String>,
+}
+
+/// What a restore does to the destination (validate checks the privileges it needs).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ScopeArgs {
+    /// Create the destination database when it does not exist
+    #[arg(long)]
+    pub create: bool,
+    /// Restore roles and tablespaces first (when the backup holds them)
+    #[arg(long)]
+    pub with_globals: bool,
+    /// Do not restore object ownership: every object belongs to the restore role
+    #[arg(long)]
+    pub no_owner: bool,
+    #[command(flatten)]
+    pub only: OnlyArgs,
+}
+
+/// A table- or schema-level restore.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OnlyArgs {
+    /// Only this table's rows, with the backup's schema, into an empty database
+    /// (SCHEMA.TABLE; repeatable)
+    #[arg(long, value_name = "SCHEMA.TABLE", value_parser = TableName::parse)]
+    pub only_table: Vec<TableName>,
+    /// Only the rows of this schema's tables (repeatable)
+    #[arg(long, value_name = "SCHEMA")]
+    pub only_schema: Vec<String>,
+}
+
+impl OnlyArgs {
+    pub fn selection(&self) -> Selection {
+        Selection {
+            tables: self.only_table.clone(),
+            schemas: self.only_schema.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -198,24 +251,23 @@ pub struct RestoreArgs {
     /// PostgreSQL target (required when several are configured)
     #[arg(long)]
     pub target: Option<String>,
-    /// Restore into this existing database instead of the target's
-    #[arg(long, value_name = "URL")]
-    pub into: Option<String>,
+    #[command(flatten)]
+    pub into: IntoArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Confirm overwriting a non-empty destination without a prompt
     #[arg(long)]
     pub yes: bool,
+    /// Drop the backup's objects before recreating them (implied over a non-empty
+    /// destination; the retry after a failed restore)
+    #[arg(long)]
+    pub clean: bool,
     /// Parallel pg_restore jobs (1 or more)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// Skip the safety backup of a non-empty destination
     #[arg(long)]
     pub no_safety_backup: bool,
-    /// Restore roles and tablespaces first (when the backup holds them)
-    #[arg(long)]
-    pub with_globals: bool,
-    /// Do not restore object ownership (when the owning roles do not exist there)
-    #[arg(long)]
-    pub no_owner: bool,
     /// Where to stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
@@ -230,9 +282,10 @@ pub struct VerifyArgs {
     /// Backup whose row counts to compare with [default: latest]
     #[arg(long, default_value = "latest")]
     pub backup_id: String,
-    /// Verify this database instead of the target's
-    #[arg(long, value_name = "URL")]
-    pub into: Option<String>,
+    #[command(flatten)]
+    pub into: IntoArgs,
+    #[command(flatten)]
+    pub only: OnlyArgs,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -247,6 +300,13 @@ pub struct DrillArgs {
     /// Restore into a throwaway local PostgreSQL cluster instead of a scratch database
     #[arg(long)]
     pub sandbox: bool,
+    /// Restore the backup's roles and tablespaces first (only with --sandbox, where it is
+    /// the default when the backup holds them)
+    #[arg(long, requires = "sandbox")]
+    pub with_globals: bool,
+    /// Do not restore object ownership: every object belongs to the restore role
+    #[arg(long)]
+    pub no_owner: bool,
     /// Parallel pg_restore jobs (1 or more)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,

@@ -21,6 +21,8 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
             DrillMode::ScratchDatabase
         },
         jobs: args.jobs,
+        with_globals: args.with_globals,
+        no_owner: args.no_owner,
     })
     .await?;
     output::emit(&match args.format {

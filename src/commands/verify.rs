@@ -12,13 +12,17 @@ pub async fn run(config: &Config, args: VerifyArgs) -> Result<i32> {
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
     let manifest = catalog::resolve(storage.as_ref(), &target.name, &args.backup_id).await?;
-    let conn = super::destination(target, args.into.as_deref())?;
+    let selection = args.only.selection();
+    selection.check_against(&manifest)?;
+    let (conn, named) = super::destination(target, &args.into)?;
     let report = verify::verify(VerifyRequest {
         config,
         target: &target.name,
         conn: &conn,
         manifest: Some(&manifest),
-        include_services: true,
+        // Another database is a copy: production's Redis and HTTP endpoints are not its.
+        include_services: named.is_none(),
+        selection: &selection,
     })
     .await;
     output::emit(&match args.format {
