@@ -83,6 +83,19 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(UsageError(message.into()))
 }
 
+/// Maps any error chain to the documented exit code.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<UsageError>().is_some() {
+            return EXIT_USAGE;
+        }
+        if cause.downcast_ref::<Interrupted>().is_some() {
+            return EXIT_INTERRUPTED;
+        }
+    }
+    EXIT_FAILED
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,17 +124,4 @@ mod tests {
             "interrupted by signal: the destination is half restored"
         );
     }
-}
-
-/// Maps any error chain to the documented exit code.
-pub fn exit_code(err: &anyhow::Error) -> i32 {
-    for cause in err.chain() {
-        if cause.downcast_ref::<UsageError>().is_some() {
-            return EXIT_USAGE;
-        }
-        if cause.downcast_ref::<Interrupted>().is_some() {
-            return EXIT_INTERRUPTED;
-        }
-    }
-    EXIT_FAILED
 }

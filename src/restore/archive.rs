@@ -157,7 +157,11 @@ pub fn rename_database_sql(sql: &str, old_name: &str, new_name: &str) -> String 
     let new = crate::pg::quote_ident(new_name);
     let mut out = String::new();
     for line in sql.lines() {
-        if line.starts_with("\\connect") {
+        // The database exists already, with its owner: only its settings and grants apply.
+        if line.starts_with("\\connect")
+            || line.starts_with("CREATE DATABASE ")
+            || (line.starts_with("ALTER DATABASE ") && line.contains(" OWNER TO "))
+        {
             continue;
         }
         let mut line = line.to_string();
@@ -350,9 +354,13 @@ GRANT pg_read_all_data TO app GRANTED BY postgres;\n";
 
     #[test]
     fn database_settings_are_renamed() {
-        let sql = "\\connect shop\nALTER DATABASE shop SET work_mem TO '8MB';\nGRANT CONNECT ON DATABASE shop TO app;\nALTER ROLE app IN DATABASE shop SET x TO '1';\nCOMMENT ON DATABASE shop IS 'DATABASE shopkeeper';\nALTER DATABASE shop2 SET y TO 1;\n";
+        let sql = "CREATE DATABASE shop WITH TEMPLATE = template0;\nALTER DATABASE shop OWNER TO app;\n\\connect shop\nALTER DATABASE shop SET work_mem TO '8MB';\nGRANT CONNECT ON DATABASE shop TO app;\nALTER ROLE app IN DATABASE shop SET x TO '1';\nCOMMENT ON DATABASE shop IS 'DATABASE shopkeeper';\nALTER DATABASE shop2 SET y TO 1;\n";
         let out = rename_database_sql(sql, "shop", "Shop Recovery");
         assert!(!out.contains("\\connect"));
+        assert!(
+            !out.contains("CREATE DATABASE") && !out.contains("OWNER TO"),
+            "{out}"
+        );
         assert!(out.contains("ALTER DATABASE \"Shop Recovery\" SET work_mem"));
         assert!(out.contains("ON DATABASE \"Shop Recovery\" TO app"));
         assert!(out.contains("IN DATABASE \"Shop Recovery\" SET x"));

@@ -266,7 +266,7 @@ async fn pipeline(req: &RestoreRequest<'_>, steps: &mut Steps, out: &mut Outcome
         backup_id: manifest.id.clone(),
     };
     // From here on the destination changes: an interruption must say so, and how to go back.
-    crate::error::set_interrupt_note(Some(failure_note(req, &before, false)));
+    crate::error::set_interrupt_note(Some(failure_note(req, &before, &[])));
     let changed = apply(
         req,
         options,
@@ -281,8 +281,8 @@ async fn pipeline(req: &RestoreRequest<'_>, steps: &mut Steps, out: &mut Outcome
     .await;
     crate::error::set_interrupt_note(None);
     if let Err(e) = changed {
-        let ownership = !req.scope.no_owner && is_ownership_error(&e);
-        return Err(e.context(failure_note(req, &before, ownership)));
+        let fixes = fixes_for(&e, &req.scope, &manifest);
+        return Err(restore_failed(e, failure_note(req, &before, &fixes)));
     }
     drop(staged);
     verify_step(req, options, &manifest, steps, out).await
@@ -735,6 +735,30 @@ async fn database_settings(
     result.unwrap_or_else(|e| Finding::warn(format!("database settings not applied: {e:#}")))
 }
 
+/// What a failed pg_restore needs next time, by its words: owners it may not hand
+/// objects to (`--no-owner`), or roles that do not exist (`--with-globals` when the
+/// backup holds them).
+fn fixes_for(
+    e: &anyhow::Error,
+    scope: &RestoreScope,
+    manifest: &BackupManifest,
+) -> Vec<&'static str> {
+    let text = format!("{e:#}");
+    let missing_role = text.contains("role \"") && text.contains("\" does not exist");
+    let mut fixes = Vec::new();
+    if missing_role && manifest.globals().is_some() && !scope.with_globals {
+        fixes.push("--with-globals");
+    }
+    let grant = text.contains("Command was: GRANT") || text.contains("Command was: REVOKE");
+    let owner = text.contains("must be member of role")
+        || text.contains("must be able to SET ROLE")
+        || (missing_role && !grant);
+    if owner && !scope.no_owner {
+        fixes.push("--no-owner");
+    }
+    fixes
+}
+
 /// pg_restore's words, with what to do when they are about owners or missing roles.
 fn explain_restore_error(
     e: anyhow::Error,
@@ -742,27 +766,28 @@ fn explain_restore_error(
     manifest: &BackupManifest,
     role: &RestoreRole,
 ) -> anyhow::Error {
-    if scope.no_owner || !is_ownership_error(&e) {
+    let fixes = fixes_for(&e, scope, manifest);
+    let mut hints = Vec::new();
+    if fixes.contains(&"--with-globals") {
+        hints.push("create the backup's roles first with --with-globals".to_string());
+    } else if format!("{e:#}").contains("\" does not exist") && !scope.with_globals {
+        hints.push("create the missing role first (CREATE ROLE ... NOLOGIN)".to_string());
+    }
+    if fixes.contains(&"--no-owner") {
+        hints.push(format!(
+            "restore with --no-owner (every object then belongs to {})",
+            role.name
+        ));
+    }
+    if hints.is_empty() {
         return e;
     }
-    let globals = if manifest.globals().is_some() && !scope.with_globals {
-        ", or create the roles first with --with-globals"
-    } else {
-        ""
-    };
-    anyhow!(
-        "{e:#}; hint: restore with --no-owner (every object then belongs to {}){globals}, or as a superuser",
-        role.name
-    )
-}
-
-/// Whether pg_restore failed on an owner (a role missing, or one the restore role may
-/// not hand objects to).
-fn is_ownership_error(e: &anyhow::Error) -> bool {
     let text = format!("{e:#}");
-    text.contains("must be member of role")
-        || text.contains("must be able to SET ROLE")
-        || (text.contains("role \"") && text.contains("\" does not exist"))
+    anyhow!(
+        "{}; hint: {}",
+        text.trim_end_matches([';', ' ']),
+        hints.join(", or ")
+    )
 }
 
 async fn verify_step(
@@ -804,6 +829,23 @@ async fn verify_step(
     Ok(())
 }
 
+/// A failure after the destination changed: what failed, the state it left, then one
+/// hint: the fix for the cause, then the retry or the way back.
+fn restore_failed(e: anyhow::Error, note: String) -> anyhow::Error {
+    if crate::error::exit_code(&e) != crate::error::EXIT_FAILED {
+        return e.context(note);
+    }
+    let cause = format!("{e:#}");
+    let (head, cause_hint) = cause.split_once("; hint: ").unwrap_or((&cause, ""));
+    let head = head.trim_end_matches([';', ' ']);
+    let (state, next) = note.split_once("; hint: ").unwrap_or((&note, ""));
+    let hints: Vec<&str> = [cause_hint, next]
+        .into_iter()
+        .filter(|h| !h.is_empty())
+        .collect();
+    anyhow!("{head}; {state}; hint: {}", hints.join("; then "))
+}
+
 /// The destination before the restore changed it.
 struct Before {
     destructive: bool,
@@ -837,13 +879,13 @@ fn go_back_command(req: &RestoreRequest<'_>, safety_id: &str) -> String {
 /// The same restore again, over what the failed one left: `--clean` drops the backup's
 /// objects first; the previous contents are already safe (or were empty), so no new
 /// safety copy.
-fn retry_command(req: &RestoreRequest<'_>, before: &Before, add_no_owner: bool) -> String {
+fn retry_command(req: &RestoreRequest<'_>, before: &Before, fixes: &[&str]) -> String {
     let mut cmd = restore_command(req, &before.backup_id);
     let scope = &req.scope;
-    if scope.with_globals {
+    if scope.with_globals || fixes.contains(&"--with-globals") {
         cmd.push_str(" --with-globals");
     }
-    if scope.no_owner || add_no_owner {
+    if scope.no_owner || fixes.contains(&"--no-owner") {
         cmd.push_str(" --no-owner");
     }
     if !scope.selection.is_empty() {
@@ -856,10 +898,10 @@ fn retry_command(req: &RestoreRequest<'_>, before: &Before, add_no_owner: bool) 
 
 /// What an interruption or failure leaves while the destination changes, and how to go
 /// on: the retry (`--clean`, or drop and `--create`) and the safety backup.
-fn failure_note(req: &RestoreRequest<'_>, before: &Before, ownership: bool) -> String {
+fn failure_note(req: &RestoreRequest<'_>, before: &Before, fixes: &[&str]) -> String {
     let dest = &req.destination.public_url;
     let db = &req.destination.database;
-    let retry = retry_command(req, before, ownership);
+    let retry = retry_command(req, before, fixes);
     if !before.existed {
         return format!(
             "database {db} was created by this restore and is now partly restored; hint: drop it (DROP DATABASE {}) and run the restore again with --create, or finish it over what is there with `{retry}`",
@@ -919,16 +961,69 @@ mod tests {
         assert_eq!(crate::error::exit_code(&two), 2);
     }
 
+    fn manifest(globals: bool) -> BackupManifest {
+        let mut objects = vec![
+            serde_json::json!({"role": "dump", "file": "d", "compression": "zstd", "size_bytes": 1, "sha256": "a".repeat(64), "raw_bytes": 1}),
+        ];
+        if globals {
+            objects.push(serde_json::json!({"role": "globals", "file": "g", "compression": "zstd", "size_bytes": 1, "sha256": "b".repeat(64), "raw_bytes": 1}));
+        }
+        serde_json::from_value(serde_json::json!({
+            "format_version": 1, "id": "main-20260102T030405Z", "target": "main", "database": "shop",
+            "source": "postgres://u@h/shop", "created_at": "2026-01-02T03:04:05Z",
+            "finished_at": "2026-01-02T03:04:06Z", "duration_ms": 1, "server_version": "15.1",
+            "server_major": 15, "pg_dump_version": "15.1", "dr_version": "0", "format": "custom",
+            "compression": "zstd", "compression_level": 3, "encryption": null, "size_bytes": 2,
+            "sha256": "a".repeat(64), "objects": objects, "snapshot": "s", "schemas": [],
+            "extensions": [], "tables": []
+        }))
+        .unwrap()
+    }
+
     #[test]
-    fn ownership_errors_are_recognised() {
-        assert!(is_ownership_error(&anyhow!(
-            "pg_restore failed: could not execute query: ERROR:  must be member of role \"postgres\""
-        )));
-        assert!(is_ownership_error(&anyhow!(
-            "ERROR:  role \"app\" does not exist"
-        )));
-        assert!(!is_ownership_error(&anyhow!(
-            "ERROR:  permission denied for database locked"
-        )));
+    fn failed_restores_name_the_flag_that_fixes_them() {
+        let scope = RestoreScope::default();
+        let member = anyhow!("pg_restore failed: could not execute query: ERROR:  must be member of role \"postgres\" | Command was: ALTER TABLE shop.t OWNER TO postgres;");
+        assert_eq!(
+            fixes_for(&member, &scope, &manifest(true)),
+            vec!["--no-owner"]
+        );
+        let owner_missing = anyhow!(
+            "ERROR:  role \"app\" does not exist | Command was: ALTER SCHEMA shop OWNER TO app;"
+        );
+        assert_eq!(
+            fixes_for(&owner_missing, &scope, &manifest(true)),
+            vec!["--with-globals", "--no-owner"]
+        );
+        assert_eq!(
+            fixes_for(&owner_missing, &scope, &manifest(false)),
+            vec!["--no-owner"]
+        );
+        let grantee = anyhow!("ERROR:  role \"reporting\" does not exist | Command was: GRANT SELECT ON TABLE shop.orders TO reporting;");
+        assert_eq!(
+            fixes_for(&grantee, &scope, &manifest(true)),
+            vec!["--with-globals"]
+        );
+        assert!(fixes_for(&grantee, &scope, &manifest(false)).is_empty());
+        let other = anyhow!("ERROR:  permission denied for database locked");
+        assert!(fixes_for(&other, &scope, &manifest(true)).is_empty());
+        let role = RestoreRole {
+            name: "dr_restore".into(),
+            superuser: false,
+            createdb: true,
+            createrole: false,
+        };
+        let explained = explain_restore_error(member, &scope, &manifest(true), &role).to_string();
+        assert!(
+            explained.ends_with(
+                "hint: restore with --no-owner (every object then belongs to dr_restore)"
+            ),
+            "{explained}"
+        );
+        let explained = explain_restore_error(grantee, &scope, &manifest(false), &role).to_string();
+        assert!(
+            explained.contains("hint: create the missing role first"),
+            "{explained}"
+        );
     }
 }

@@ -397,13 +397,6 @@ pub async fn ownership(
             role.name
         )));
     }
-    if role.superuser {
-        return Ok(Finding::pass(format!(
-            "role {} is a superuser: objects go back to their owners ({})",
-            role.name,
-            owners.join(", ")
-        )));
-    }
     let client = if dest.exists {
         destination.connect().await?
     } else {
@@ -426,6 +419,8 @@ pub async fn ownership(
         match row.map(|r| r.get::<_, bool>(0)) {
             Some(true) => {}
             Some(false) => problems.push(format!("it is not a member of {owner}")),
+            // --with-globals creates it first; only a superuser may then hand it objects.
+            None if scope.with_globals && role.superuser => {}
             None if scope.with_globals => problems.push(format!(
                 "{owner} does not exist there yet, and only a superuser can give objects to the roles --with-globals creates"
             )),
@@ -434,9 +429,10 @@ pub async fn ownership(
     }
     if problems.is_empty() {
         return Ok(Finding::pass(format!(
-            "role {} may give every object back to its owner ({})",
+            "role {} may give every object back to its owner ({}){}",
             role.name,
-            owners.join(", ")
+            owners.join(", "),
+            if role.superuser { ": a superuser" } else { "" }
         )));
     }
     let globals_hint = if manifest.globals().is_some() && !scope.with_globals {
@@ -445,10 +441,11 @@ pub async fn ownership(
         ""
     };
     Err(anyhow!(
-        "role {} cannot give the restored objects back to their owners: {}; hint: use --no-owner (every object then belongs to {}){globals_hint}, or restore as a superuser",
+        "role {} cannot give the restored objects back to their owners: {}; hint: use --no-owner (every object then belongs to {}){globals_hint}{}",
         role.name,
         problems.join("; "),
-        role.name
+        role.name,
+        if role.superuser { "" } else { ", or restore as a superuser" }
     ))
 }
 

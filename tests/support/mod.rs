@@ -3,7 +3,9 @@
 //! built `dr` binary. A missing server binary is a failure naming the package, never a skip.
 #![allow(dead_code)]
 
+pub mod roles;
 pub mod s3;
+pub mod world;
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -60,6 +62,12 @@ pub struct PgCluster {
 
 impl PgCluster {
     pub fn start() -> PgCluster {
+        Self::start_on(free_port())
+    }
+
+    /// A fresh cluster (new `initdb`, only the `postgres` superuser) on a given port: the
+    /// same address a lost cluster had.
+    pub fn start_on(port: u16) -> PgCluster {
         let bin = pg_bin_dir();
         let run_as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -79,7 +87,7 @@ impl PgCluster {
         }
         let cluster = PgCluster {
             dir,
-            port: free_port(),
+            port,
             bin,
             run_as_postgres,
         };
