@@ -250,9 +250,7 @@ fn demo_runs_to_the_end_and_leaves_nothing_running() {
     let left: Vec<_> = std::fs::read_dir(&tmp)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| {
-            !(p.ends_with("dr-runs") && std::fs::read_dir(p).unwrap().next().is_none())
-        })
+        .filter(|p| !(p.ends_with("dr-runs") && std::fs::read_dir(p).unwrap().next().is_none()))
         .collect();
     assert!(left.is_empty(), "demo removed its files: {left:?}");
     assert_eq!(postgres_processes_under(&tmp), 0);

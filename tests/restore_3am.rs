@@ -823,7 +823,7 @@ fn failures_say_what_to_do_next() {
         .to_string();
     assert!(
         retry.ends_with(
-            "--into-env COPY_URL --with-globals --no-owner --clean --yes --no-safety-backup"
+            "--into-env COPY_URL --with-globals --no-owner --create --clean --yes --no-safety-backup"
         ),
         "{retry}"
     );

@@ -113,10 +113,19 @@ impl ConnTarget {
         Ok(target)
     }
 
-    /// The server's maintenance database (`postgres`), reached with the same role: where
-    /// databases are created and roles applied when the destination database is missing.
-    pub fn maintenance(&self) -> Result<ConnTarget> {
-        self.with_database("postgres")
+    /// Connects to the server's maintenance database with the same role, as `createdb`
+    /// does: `postgres`, else `template1`. That is where databases are created and roles
+    /// applied while the destination database does not exist.
+    pub async fn connect_maintenance(&self) -> Result<(ConnTarget, Client)> {
+        let postgres = self.with_database("postgres")?;
+        match postgres.connect().await {
+            Err(e) if is_missing_database(&e) => {
+                let template1 = self.with_database("template1")?;
+                let client = template1.connect().await?;
+                Ok((template1, client))
+            }
+            other => other.map(|client| (postgres, client)),
+        }
     }
 
     /// `host:port` of the server, for messages.

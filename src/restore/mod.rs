@@ -134,6 +134,8 @@ pub struct RestoreReport {
 /// What the pipeline learns as it goes, kept for the report even when it stops.
 #[derive(Default)]
 struct Outcome {
+    /// Whether this run created the destination database (`--create`).
+    created_database: bool,
     backup_id: Option<String>,
     safety_backup_id: Option<String>,
     verification: Option<VerifyReport>,
@@ -266,7 +268,7 @@ async fn pipeline(req: &RestoreRequest<'_>, steps: &mut Steps, out: &mut Outcome
         backup_id: manifest.id.clone(),
     };
     // From here on the destination changes: an interruption must say so, and how to go back.
-    crate::error::set_interrupt_note(Some(failure_note(req, &before, &[])));
+    crate::error::set_interrupt_note(Some(failure_note(req, &before, &[], None)));
     let changed = apply(
         req,
         options,
@@ -282,7 +284,11 @@ async fn pipeline(req: &RestoreRequest<'_>, steps: &mut Steps, out: &mut Outcome
     crate::error::set_interrupt_note(None);
     if let Err(e) = changed {
         let fixes = fixes_for(&e, &req.scope, &manifest);
-        return Err(restore_failed(e, failure_note(req, &before, &fixes)));
+        let created = Some(out.created_database);
+        return Err(restore_failed(
+            e,
+            failure_note(req, &before, &fixes, created),
+        ));
     }
     drop(staged);
     verify_step(req, options, &manifest, steps, out).await
@@ -432,7 +438,7 @@ async fn apply(
     let server = if dest.exists {
         destination.clone()
     } else {
-        destination.maintenance()?
+        destination.connect_maintenance().await?.0
     };
     if req.scope.with_globals {
         if let Some(globals) = manifest.globals() {
@@ -466,6 +472,7 @@ async fn apply(
                 ))
             })
             .await?;
+        out.created_database = true;
     }
     let use_list = if req.scope.selection.is_empty() {
         None
@@ -632,7 +639,7 @@ async fn create_database(
     manifest: &BackupManifest,
     role: &RestoreRole,
 ) -> Result<String> {
-    let client = destination.maintenance()?.connect().await?;
+    let (_, client) = destination.connect_maintenance().await?;
     let mut owner = role.name.clone();
     let mut why = String::new();
     if let Some(original) = manifest
@@ -888,6 +895,9 @@ fn retry_command(req: &RestoreRequest<'_>, before: &Before, fixes: &[&str]) -> S
     if scope.no_owner || fixes.contains(&"--no-owner") {
         cmd.push_str(" --no-owner");
     }
+    if scope.create {
+        cmd.push_str(" --create");
+    }
     if !scope.selection.is_empty() {
         cmd.push(' ');
         cmd.push_str(&scope.selection.flags());
@@ -898,15 +908,38 @@ fn retry_command(req: &RestoreRequest<'_>, before: &Before, fixes: &[&str]) -> S
 
 /// What an interruption or failure leaves while the destination changes, and how to go
 /// on: the retry (`--clean`, or drop and `--create`) and the safety backup.
-fn failure_note(req: &RestoreRequest<'_>, before: &Before, fixes: &[&str]) -> String {
+fn failure_note(
+    req: &RestoreRequest<'_>,
+    before: &Before,
+    fixes: &[&str],
+    created: Option<bool>,
+) -> String {
     let dest = &req.destination.public_url;
     let db = &req.destination.database;
     let retry = retry_command(req, before, fixes);
-    if !before.existed {
-        return format!(
-            "database {db} was created by this restore and is now partly restored; hint: drop it (DROP DATABASE {}) and run the restore again with --create, or finish it over what is there with `{retry}`",
-            pg::quote_ident(db)
-        );
+    let drop = format!("DROP DATABASE {}", pg::quote_ident(db));
+    match (before.existed, created) {
+        (false, Some(true)) => {
+            return format!(
+                "database {db} was created by this restore and is now partly restored; hint: drop it ({drop}) and run the restore again with --create, or finish it over what is there with `{retry}`"
+            )
+        }
+        (false, Some(false)) => {
+            return format!(
+                "database {db} was not created{}; hint: fix the cause and run `{retry}`",
+                if req.scope.with_globals {
+                    " (the backup's roles may have been)"
+                } else {
+                    ""
+                }
+            )
+        }
+        (false, None) => {
+            return format!(
+                "database {db} did not exist and was being created and restored, and is now partly restored or missing; hint: drop it if it exists ({drop}) and run the restore again with --create, or finish it with `{retry}`"
+            )
+        }
+        _ => {}
     }
     if !before.destructive {
         return format!(

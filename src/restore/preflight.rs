@@ -208,7 +208,7 @@ async fn destination(
     let (client, exists) = match dest.connect().await {
         Ok(client) => (client, true),
         Err(e) if pg::is_missing_database(&e) && p.scope.create => {
-            (dest.maintenance()?.connect().await?, false)
+            (dest.connect_maintenance().await?.1, false)
         }
         Err(e) if pg::is_missing_database(&e) => bail!(
             "database {} does not exist on {}; hint: add --create to create it (the restore role needs CREATEDB)",
@@ -400,7 +400,7 @@ pub async fn ownership(
     let client = if dest.exists {
         destination.connect().await?
     } else {
-        destination.maintenance()?.connect().await?
+        destination.connect_maintenance().await?.1
     };
     // From PostgreSQL 16, giving an object away takes the SET option on the new owner.
     let privilege = if dest.server_major >= 16 {
