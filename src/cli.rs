@@ -7,16 +7,33 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::restore::selection::{Selection, TableName};
 
-const EXIT_CODES: &str = "\
-Exit status:
-  0    success; for `check`: ready
-  1    the operation failed, or a critical check failed
-       (with --strict: any check that is not a pass)
+/// The exit status table every help text ends with (and the man pages' EXIT STATUS).
+macro_rules! exit_status {
+    () => {
+        "Exit status:
+  0    success
+  1    the operation failed; the error names the step and the fix
   2    usage or configuration error; nothing was changed
-  130  interrupted (Ctrl-C, SIGTERM); temporary data was removed";
+  130  interrupted (Ctrl-C, SIGTERM); children killed, temporary data removed"
+    };
+}
+
+/// Help that ends with examples and the exit status table.
+macro_rules! examples {
+    ($($line:literal),+ $(,)?) => {
+        concat!("Examples:\n", $("  ", $line, "\n",)+ "\n", exit_status!())
+    };
+}
+
+const TOP_HELP: &str = examples!(
+    "dr check                        # ready for an incident?",
+    "dr backup && dr prune           # the nightly job",
+    "dr restore --backup-id latest   # 3 a.m.: validate, confirm, restore, verify",
+);
 
 const CHECK_HELP: &str = "\
-Checks (each under --timeout; PostgreSQL targets critical by default, Redis not):
+Checks:
+  Each runs under --timeout; PostgreSQL targets are critical by default, Redis not.
   config             dr.toml is valid; warns on an inline password in a readable file
   contacts           at least one emergency contact (warn)
   pg.connect         connects and runs SELECT 1; reports the server version
@@ -31,15 +48,23 @@ Checks (each under --timeout; PostgreSQL targets critical by default, Redis not)
   drill.recent       a successful drill within objectives.drill_every (warn if none)
   drill.leftovers    nothing left by a dr that died: files on this host (removed),
                      scratch databases on the target's server (warn)
+  encryption.keys    (with [encryption]) recipients parse, the identity here opens the
+                     newest backup, a drill decrypted a backup within drill_every
   runbooks           every runbook renders with this configuration
 
 Formats:
   table       human table; colour and symbols only on a terminal without NO_COLOR
-  json        {\"format_version\", \"ready\", \"strict\", \"checks\": [{\"name\", \"target\",
-              \"status\", \"critical\", \"message\", \"duration_ms\"}]}
-  junit       one testcase per check; fail is a <failure>, warn is not
+  json        {\"format_version\", \"ok\", \"ready\", \"strict\", \"checks\": [{\"name\",
+              \"target\", \"status\", \"critical\", \"message\", \"duration_ms\"}]}
+  junit       one testcase per check; a fail is a <failure>, and under --strict
+              a warn is one too, so failures > 0 whenever the exit status is 1
   prometheus  dr_check_status{check,target,critical} (0 pass, 1 warn, 2 fail),
-              dr_check_duration_seconds{...}, dr_ready
+              dr_check_duration_seconds{...} (each check's own time), dr_ready
+
+Examples:
+  dr check
+  dr check --strict --format junit > dr-check.xml   # gate a deploy in CI
+  dr check --only pg --only backup --timeout 30s
 
 Exit status:
   0    ready: no critical check failed (with --strict: every check passed)
@@ -50,26 +75,43 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(
     name = "dr",
-    version,
+    version = crate::version::LINE,
+    disable_version_flag = true,
+    arg_required_else_help = true,
     about = "Provable disaster recovery for PostgreSQL and Redis",
     long_about = "Provable disaster recovery for PostgreSQL and Redis: readiness checks before an incident, checksummed backups, and restores that are validated, verified and timed against your RTO/RPO.",
-    after_help = EXIT_CODES
+    after_help = TOP_HELP
 )]
 pub struct Cli {
     /// Configuration file [default: $DR_CONFIG, else ./dr.toml]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
     pub config: Option<PathBuf>,
 
     /// More logs on stderr (-v debug, -vv trace); RUST_LOG overrides
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
 
     /// Only errors on stderr
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
     pub quiet: bool,
 
+    /// Print the version, git commit, build date and PostgreSQL client tools (as `dr version`)
+    #[arg(short = 'V', long)]
+    pub version: bool,
+
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,40 +120,97 @@ pub enum Command {
     #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
     /// Prove a backup could be restored, changing nothing
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr validate",
+        "dr validate --backup-id main-20261125T054631Z --target main",
+        "dr validate --backup-id main-20261125T054631Z --target main --create",
+        "dr validate --into-env RECOVERY_URL --create --only-table shop.orders --format json",
+    ))]
     Validate(ValidateArgs),
     /// Take a checksummed backup of each (or one) PostgreSQL target
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr backup",
+        "dr backup --target main --format json",
+        "dr backup && dr prune           # the nightly job",
+    ))]
     Backup(BackupArgs),
     /// List complete backups, newest first
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr list",
+        "dr list --target main --format json | jq -r '.backups[0].id'",
+    ))]
     List(ListArgs),
     /// Remove backups outside the [retention] policy, and leftovers of crashed runs
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr prune --dry-run              # what would go, and why",
+        "dr prune --target main",
+    ))]
     Prune(PruneArgs),
     /// Restore a backup: validate, confirm, safety backup, pg_restore, verify
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr restore --backup-id latest --target main",
+        "dr restore --backup-id latest --target main --create --jobs 4   # the database was dropped",
+        "dr restore --backup-id latest --with-globals --create   # a new cluster, as its superuser",
+        "dr restore --backup-id main-20261125T054631Z --into-env RECOVERY_URL --create --only-table shop.orders",
+    ))]
     Restore(RestoreArgs),
     /// Verify a database against a backup's row counts and the configured assertions
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr verify --target main",
+        "dr verify --into-env RECOVERY_URL --only-table shop.orders --backup-id main-20261125T054631Z",
+    ))]
     Verify(VerifyArgs),
     /// Rehearse a recovery into a scratch database and measure RTO and RPO
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr drill",
+        "dr drill --sandbox --backup-id latest --format json",
+        "dr drill --sandbox --no-owner",
+    ))]
     Drill(DrillArgs),
     /// Emergency contacts and vendors from dr.toml
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("dr contacts", "dr contacts --format json"))]
     Contacts(FormatArgs),
     /// Incident runbooks, filled in from the live configuration
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr runbook",
+        "dr runbook show database-failure",
+        "dr runbook show database-failure --format json",
+    ))]
     Runbook(RunbookArgs),
     /// A first run: sandbox PostgreSQL with a sample shop, then check, backup, list, drill
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("dr demo", "dr demo --keep"))]
     Demo(DemoArgs),
+    /// Shell completions for bash, zsh, fish or PowerShell, on stdout
+    #[command(after_help = examples!(
+        "dr completions bash > /etc/bash_completion.d/dr",
+        "dr completions zsh > \"${fpath[1]}/_dr\"",
+        "dr completions fish > ~/.config/fish/completions/dr.fish",
+    ))]
+    Completions(CompletionsArgs),
+    /// The manual page dr(1) on stdout, or every page (dr-check(1)...) into a directory
+    #[command(after_help = examples!(
+        "dr man | man -l -",
+        "dr man --dir /usr/local/share/man/man1",
+    ))]
+    Man(ManArgs),
+    /// Version, git commit, build date and the PostgreSQL client tools found on PATH
+    #[command(after_help = examples!("dr version", "dr version --format json"))]
+    Version(VersionArgs),
 }
 
+/// Output of commands that print tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
+    Json,
+}
+
+/// Output of commands that print prose rather than a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TextFormat {
+    // `table` was its name once; scripts may still say so.
+    #[value(alias = "table")]
+    Text,
     Json,
 }
 
@@ -148,11 +247,11 @@ pub struct CheckArgs {
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Backup id, or `latest`
+    /// Backup id (see `dr list`), or `latest` for the newest regular backup
     #[arg(long, default_value = "latest")]
     pub backup_id: String,
-    /// PostgreSQL target (required when several are configured)
-    #[arg(long)]
+    /// PostgreSQL target from dr.toml (required when several are configured)
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     #[command(flatten)]
     pub into: IntoArgs,
@@ -161,6 +260,11 @@ pub struct ValidateArgs {
     /// Where a restore would stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// The age identity (private key file) that opens encrypted backups; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -217,17 +321,20 @@ impl OnlyArgs {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Back up only this target
-    #[arg(long)]
+    /// Back up only this PostgreSQL target [default: every target in dr.toml]
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
+    /// Output format (json: the new manifests)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    #[arg(long)]
+    /// List only this PostgreSQL target's backups [default: every target]
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
+    /// Output format (json: the manifests)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -237,19 +344,21 @@ pub struct PruneArgs {
     /// Show what would be removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
-    #[arg(long)]
+    /// Prune only this PostgreSQL target's backups [default: every target in dr.toml]
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
+    /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Backup id, or `latest`
+    /// Backup id (see `dr list`), or `latest` for the newest regular backup
     #[arg(long)]
     pub backup_id: String,
-    /// PostgreSQL target (required when several are configured)
-    #[arg(long)]
+    /// PostgreSQL target from dr.toml (required when several are configured)
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     #[command(flatten)]
     pub into: IntoArgs,
@@ -262,7 +371,7 @@ pub struct RestoreArgs {
     /// destination; the retry after a failed restore)
     #[arg(long)]
     pub clean: bool,
-    /// Parallel pg_restore jobs (1 or more)
+    /// Parallel pg_restore jobs, 1 to 64 (above 1 stages the decompressed archive)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// Skip the safety backup of a non-empty destination
@@ -271,28 +380,36 @@ pub struct RestoreArgs {
     /// Where to stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// The age identity (private key file) that opens encrypted backups; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    #[arg(long)]
+    /// PostgreSQL target from dr.toml (required when several are configured)
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Backup whose row counts to compare with [default: latest]
+    /// Backup whose row counts to compare with (an id, or `latest`)
     #[arg(long, default_value = "latest")]
     pub backup_id: String,
     #[command(flatten)]
     pub into: IntoArgs,
     #[command(flatten)]
     pub only: OnlyArgs,
+    /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
-    #[arg(long)]
+    /// PostgreSQL target from dr.toml (required when several are configured)
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// Use this backup (or `latest`) instead of taking a fresh one
     #[arg(long)]
@@ -307,9 +424,14 @@ pub struct DrillArgs {
     /// Do not restore object ownership: every object belongs to the restore role
     #[arg(long)]
     pub no_owner: bool,
-    /// Parallel pg_restore jobs (1 or more)
+    /// Parallel pg_restore jobs, 1 to 64
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
+    /// The age identity (private key file) that opens encrypted backups; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Output format (json: the stored drill report)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -318,6 +440,7 @@ pub struct DrillArgs {
 pub struct RunbookArgs {
     #[command(subcommand)]
     pub action: Option<RunbookAction>,
+    /// Output format of the list (and of `show`, when given before it)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -325,11 +448,16 @@ pub struct RunbookArgs {
 #[derive(Debug, Subcommand)]
 pub enum RunbookAction {
     /// Render one runbook with the live configuration
+    #[command(after_help = examples!(
+        "dr runbook show database-failure",
+        "dr runbook show database-failure --format json",
+    ))]
     Show {
         /// Runbook name (see `dr runbook`)
         name: String,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        /// Output format: the Markdown text, or its sections and steps as JSON
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextFormat,
     },
 }
 
@@ -340,11 +468,117 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write dr.1 and one page per subcommand (dr-check.1, ...) here instead of dr.1 to stdout
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TextFormat,
+}
+
 fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     match crate::units::parse_duration(s)? {
         d if d.is_zero() => Err(
             "a time limit of 0 lets nothing finish; give a positive duration such as 10s".into(),
         ),
         d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command, nested ones included, with its full name (`dr runbook show`).
+    fn all_commands() -> Vec<(String, clap::Command)> {
+        fn walk(prefix: &str, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            let name = format!("{prefix}{}", cmd.get_name());
+            out.push((name.clone(), cmd.clone()));
+            for sub in cmd.get_subcommands() {
+                walk(&format!("{name} "), sub, out);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut out = Vec::new();
+        walk("", &cmd, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_is_described_and_defaults_are_shown_once() {
+        for (name, cmd) in all_commands() {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) && arg.get_help().is_none() {
+                    continue; // clap's own
+                }
+                let help = arg
+                    .get_help()
+                    .unwrap_or_else(|| panic!("`{name}`: --{id} has no description"))
+                    .to_string();
+                if !arg.get_default_values().is_empty() {
+                    assert!(
+                        !help.contains("[default:"),
+                        "`{name}`: --{id} shows its default twice: {help}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_ends_with_examples_and_the_exit_status() {
+        for (name, cmd) in all_commands() {
+            if name.split(' ').any(|word| word == "help") {
+                continue; // clap's own `help` command
+            }
+            let after = cmd
+                .get_after_help()
+                .unwrap_or_else(|| panic!("`{name}` has no after_help"))
+                .to_string();
+            let examples = after
+                .split("Examples:\n")
+                .nth(1)
+                .unwrap_or_else(|| panic!("`{name}` has no examples"));
+            let runs: Vec<&str> = examples
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .filter(|l| l.trim_start().starts_with("dr "))
+                .collect();
+            assert!(runs.len() >= 2, "`{name}`: fewer than two examples");
+            // Each example calls this command (the top level may call any).
+            if name != "dr" {
+                assert!(
+                    runs.iter().all(|r| r.contains(&name)),
+                    "`{name}`: an example calls another command: {runs:?}"
+                );
+            }
+            assert!(
+                after.contains("Exit status:\n  0 "),
+                "`{name}`: no exit status"
+            );
+            assert!(after.contains("\n  2 "), "`{name}`: exit status 2 missing");
+        }
     }
 }

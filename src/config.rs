@@ -40,6 +40,8 @@ pub struct Config {
     pub verify: VerifyConfig,
     #[serde(default)]
     pub runbooks: RunbooksConfig,
+    /// Encryption at rest with age; absent: objects are stored as they are.
+    pub encryption: Option<EncryptionConfig>,
     /// Where this configuration was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -142,6 +144,10 @@ pub struct S3Config {
     pub part_size_mib: Option<usize>,
     /// S3 Object Lock retention, in days, set on every uploaded object.
     pub object_lock_days: Option<u32>,
+    /// How long one read (or the upload of one part) may wait for the store; default 60s
+    /// plus 10s per MiB of part size.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
 }
 
 impl S3Config {
@@ -168,6 +174,12 @@ impl S3Config {
                     Self::MAX_CONCURRENCY, Self::DEFAULT_CONCURRENCY
                 )));
             }
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Some((
+                "timeout",
+                "timeout = 0 lets no request finish; hint: set a duration such as \"60s\", or remove the key".into(),
+            ));
         }
         if self.object_lock_days == Some(0) {
             return Some((
@@ -432,6 +444,65 @@ impl std::fmt::Display for Expectation {
     }
 }
 
+/// `[encryption]`: who can read backups (recipients, public keys) and, on hosts that read,
+/// which private key to use.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// age public keys (`age1...`); every object is encrypted to all of them.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// A file of age public keys, one per line (`#` comments), relative to dr.toml.
+    pub recipients_file: Option<PathBuf>,
+    /// The private key file (`AGE-SECRET-KEY-1...`) for commands that read backups.
+    pub identity_file: Option<PathBuf>,
+    /// The name of an environment variable holding the private key.
+    pub identity_env: Option<String>,
+}
+
+impl EncryptionConfig {
+    /// The recipients, parsed; any problem is a configuration error (exit 2): `dr` never
+    /// stores plaintext while `[encryption]` is present.
+    pub fn recipient_keys(&self, config_dir: &Path) -> Result<Vec<age::x25519::Recipient>> {
+        let mut texts: Vec<(String, String)> = self
+            .recipients
+            .iter()
+            .map(|r| (r.clone(), "[encryption] recipients".to_string()))
+            .collect();
+        if let Some(file) = &self.recipients_file {
+            let path = config_dir.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                usage(format!(
+                    "cannot read [encryption] recipients_file {}: {e}; hint: fix the path or its permissions; dr refuses to store anything unencrypted while [encryption] is set",
+                    path.display()
+                ))
+            })?;
+            for line in text.lines().map(str::trim) {
+                if !line.is_empty() && !line.starts_with('#') {
+                    texts.push((line.to_string(), path.display().to_string()));
+                }
+            }
+        }
+        if texts.is_empty() {
+            return Err(usage(
+                "[encryption] names no recipient; hint: add recipients = [\"age1...\"] (age-keygen -y KEYFILE prints one) or recipients_file; dr refuses to store anything unencrypted while [encryption] is set",
+            ));
+        }
+        let mut keys: Vec<age::x25519::Recipient> = Vec::new();
+        for (text, from) in texts {
+            let key = text.parse::<age::x25519::Recipient>().map_err(|e| {
+                usage(format!(
+                    "recipient {text:?} in {from} is not an age public key ({e}); hint: write it as age1... (age-keygen -y KEYFILE prints it)"
+                ))
+            })?;
+            if !keys.iter().any(|k| k.to_string() == key.to_string()) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RunbooksConfig {
@@ -576,6 +647,11 @@ impl Config {
                 ));
             }
         }
+        if let Some(encryption) = &self.encryption {
+            encryption
+                .recipient_keys(self.dir())
+                .map_err(|e| usage(format!("{file}: {e}")))?;
+        }
         if let Some(threads) = self.backup.threads {
             if threads > 256 {
                 return Err(at(
@@ -656,6 +732,14 @@ impl Config {
             .flatten()
             .chain(self.redis.iter().filter_map(|t| t.url.as_deref()))
             .any(|u| redact_url(u) != u)
+    }
+
+    /// The directory relative paths in the file are taken from.
+    pub fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
     }
 
     /// Passwords of every configured target, for [`crate::secret::scrub`].

@@ -79,6 +79,8 @@ fn write_run_file(resources: &[Resource]) {
     let path = run_file_path(&dir, pid, ticks);
     if resources.is_empty() {
         let _ = std::fs::remove_file(&path);
+        // Leave no trace when nothing is recorded (fails, as it should, while others are).
+        let _ = std::fs::remove_dir(&dir);
         return;
     }
     let record = RunFile {
@@ -166,6 +168,7 @@ pub fn sweep() -> Vec<Leftover> {
         // Reported once: what could not be removed is named with its path and the error.
         let _ = std::fs::remove_file(&path);
     }
+    let _ = std::fs::remove_dir(&dir);
     found
 }
 

@@ -5,7 +5,9 @@ mod checks;
 mod cli;
 mod commands;
 mod config;
+mod demo;
 mod drill;
+mod encryption;
 mod error;
 mod leftovers;
 mod output;
@@ -20,6 +22,7 @@ mod sandbox;
 mod secret;
 mod storage;
 mod units;
+mod version;
 
 use clap::Parser;
 

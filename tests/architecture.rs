@@ -13,11 +13,11 @@ const LAYERS: &[&[&str]] = &[
     // The configuration and how children are started.
     &["config", "process", "leftovers"],
     // Talking to the outside: storage, PostgreSQL, Redis.
-    &["storage", "pg", "redis_client"],
+    &["storage", "pg", "redis_client", "encryption"],
     // Domain: backups and throwaway clusters, then restores on top of them.
     &["backup", "sandbox"],
     &["restore"],
-    &["drill", "prune", "runbook"],
+    &["drill", "prune", "runbook", "version", "demo"],
     &["checks"],
     // Presentation, then the CLI surface.
     &["output"],

@@ -132,7 +132,14 @@ pub fn newest_trusted(
 /// the future). A path-like or otherwise impossible id is unknown (exit 2).
 pub async fn resolve(storage: &dyn Storage, target: &str, id: &str) -> Result<BackupManifest> {
     if id == "latest" {
-        let (all, _) = list_complete(storage, Some(target)).await?;
+        let (all, damaged) = list_complete(storage, Some(target)).await?;
+        for d in &damaged {
+            tracing::warn!(
+                "latest skips {}: {}; that backup cannot be trusted",
+                d.key,
+                d.error
+            );
+        }
         let (newest, future) = newest_trusted(&all, Utc::now());
         let skipped: Vec<String> = future
             .iter()
@@ -145,10 +152,17 @@ pub async fn resolve(storage: &dyn Storage, target: &str, id: &str) -> Result<Ba
             );
         }
         return newest.cloned().ok_or_else(|| {
-            let also = if skipped.is_empty() {
+            let mut passed_over: Vec<String> = damaged
+                .iter()
+                .map(|d| format!("{}: {}", d.key, d.error))
+                .collect();
+            if !skipped.is_empty() {
+                passed_over.push(format!("dated in the future: {}", skipped.join(", ")));
+            }
+            let also = if passed_over.is_empty() {
                 String::new()
             } else {
-                format!(" (only backups dated in the future: {})", skipped.join(", "))
+                format!(" (passed over: {})", passed_over.join("; "))
             };
             anyhow::anyhow!(
                 "no trustworthy complete backup of target {target:?} in {}{also}; hint: run `dr backup --target {target}` first",

@@ -60,6 +60,12 @@ pub struct StoredObject {
     pub sha256: String,
     /// Bytes before compression: what staging a restore needs on disk.
     pub raw_bytes: u64,
+    /// For an encrypted object: SHA-256 and size of the bytes before encryption (the
+    /// compressed stream), which a restore with the key checks after decrypting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -97,8 +103,11 @@ pub struct BackupManifest {
     pub format: String,
     pub compression: Compression,
     pub compression_level: i32,
-    /// Always `null` for now: encryption at rest is the storage's.
+    /// `age` when the objects are encrypted; `null`: encryption at rest is the storage's.
     pub encryption: Option<String>,
+    /// The age public keys the objects were encrypted to: any of their identities opens them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
     /// Stored bytes of all objects.
     pub size_bytes: u64,
     /// SHA-256 of the stored dump object.
@@ -190,6 +199,19 @@ impl BackupManifest {
                 self.compression.as_str(),
                 dump.compression.as_str()
             ));
+        }
+        let encrypted = self.encryption.as_deref() == Some("age");
+        if let Some(other) = self.encryption.as_deref().filter(|e| *e != "age") {
+            return Some(format!("encryption {other:?} is unknown"));
+        }
+        if encrypted
+            && (self.recipients.is_empty()
+                || self
+                    .objects
+                    .iter()
+                    .any(|o| o.plaintext_sha256.is_none() || o.plaintext_bytes.is_none()))
+        {
+            return Some("it is encrypted but names no recipient or no plaintext hash".into());
         }
         if self.finished_at < self.created_at {
             return Some("it finished before it started".into());

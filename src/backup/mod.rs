@@ -18,7 +18,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use crate::config::{BackupConfig, Compression, PostgresTarget};
+use crate::config::{BackupConfig, Compression, Config, PostgresTarget};
+use crate::encryption::{HashingWriter, Recipients};
 use crate::pg::{self, tools, ConnTarget};
 use crate::process::ChildCommand;
 use crate::storage::{self, ByteStream, Storage};
@@ -39,27 +40,31 @@ pub struct BackupPlan<'a> {
     pub conn: ConnTarget,
     pub kind: BackupKind,
     pub settings: &'a BackupConfig,
+    /// Set when `[encryption]` is: every stored object is encrypted to them.
+    pub recipients: Option<Recipients>,
     pub pg_bin_dir: Option<&'a Path>,
     pub show_progress: bool,
 }
 
 impl<'a> BackupPlan<'a> {
-    /// A backup of `conn` filed under `target`, with the configured settings.
+    /// A backup of `conn` filed under `target`, with the configured settings (and
+    /// encryption, when configured).
     pub fn new(
         target: &'a PostgresTarget,
         conn: ConnTarget,
         kind: BackupKind,
-        settings: &'a BackupConfig,
+        config: &'a Config,
         show_progress: bool,
-    ) -> Self {
-        BackupPlan {
+    ) -> Result<Self> {
+        Ok(BackupPlan {
             target_name: &target.name,
             conn,
             kind,
-            settings,
+            settings: &config.backup,
+            recipients: crate::encryption::configured_recipients(config)?,
             pg_bin_dir: target.pg_bin_dir.as_deref(),
             show_progress,
-        }
+        })
     }
 }
 
@@ -129,7 +134,8 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     tracing::info!(target = plan.target_name, id = %id, snapshot = %snapshot, "backup started");
 
     let settings = plan.settings;
-    let dump_file = format!("dump.pgdump{}", settings.compression.extension());
+    let pipeline = PipelineSettings::new(settings, plan.recipients.clone());
+    let dump_file = format!("dump.pgdump{}", pipeline.extension());
     let dump_key = catalog::backup_dir(plan.target_name, &id) + "/" + &dump_file;
     let mut written_keys = vec![dump_key.clone()];
 
@@ -139,7 +145,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             .args(pg_dump_args(&conn.public_url, &snapshot))
             .envs(auth.env());
         let progress = progress_bar(plan.show_progress, plan.target_name);
-        let dump = stream_child(storage, &dump_key, cmd, settings, progress.clone());
+        let dump = stream_child(storage, &dump_key, cmd, &pipeline, progress.clone());
         let counts = count_rows(&snap_client, &catalog_info.tables);
         let (dump, counts) = tokio::join!(dump, counts);
         if let Some(p) = &progress {
@@ -162,13 +168,13 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
 
         if settings.include_globals {
             let dumpall = tools::find("pg_dumpall", plan.pg_bin_dir)?;
-            let globals_file = format!("globals.sql{}", settings.compression.extension());
+            let globals_file = format!("globals.sql{}", pipeline.extension());
             let globals_key = catalog::backup_dir(plan.target_name, &id) + "/" + &globals_file;
             written_keys.push(globals_key.clone());
             let cmd = ChildCommand::new(dumpall, "pg_dumpall")
                 .args(pg_dumpall_args(&conn.public_url, catalog_info.superuser))
                 .envs(auth.env());
-            let globals = stream_child(storage, &globals_key, cmd, settings, None).await?;
+            let globals = stream_child(storage, &globals_key, cmd, &pipeline, None).await?;
             objects.push(StoredObject {
                 role: ObjectRole::Globals,
                 file: globals_file,
@@ -193,7 +199,12 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             format: "custom".into(),
             compression: settings.compression,
             compression_level: compression_level(settings),
-            encryption: None,
+            encryption: plan.recipients.as_ref().map(|_| "age".to_string()),
+            recipients: plan
+                .recipients
+                .as_ref()
+                .map(|r| r.public_keys())
+                .unwrap_or_default(),
             size_bytes: objects.iter().map(|o| o.size_bytes).sum(),
             sha256: objects[0].sha256.clone(),
             objects,
@@ -390,7 +401,7 @@ async fn stream_child(
     storage: &dyn Storage,
     key: &str,
     cmd: ChildCommand,
-    settings: &BackupConfig,
+    settings: &PipelineSettings,
     progress: Option<indicatif::ProgressBar>,
 ) -> Result<StoredObject> {
     let program = cmd.what().to_string();
@@ -405,19 +416,10 @@ async fn stream_child(
         .into();
 
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
-    let compression = settings.compression;
-    let level = compression_level(settings);
-    let threads = settings.threads.unwrap_or(0);
+    let settings = settings.clone();
     let producer_tx = tx.clone();
     let producer = tokio::task::spawn_blocking(move || {
-        let result = compress_into(
-            stdout,
-            producer_tx.clone(),
-            compression,
-            level,
-            threads,
-            progress,
-        );
+        let result = compress_into(stdout, producer_tx.clone(), &settings, progress);
         if let Err(e) = &result {
             // An error must reach the storage writer so it discards the object.
             let _ = producer_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
@@ -476,6 +478,36 @@ async fn stream_child(
     }
 }
 
+/// How stored bytes are made: compression, and encryption when `[encryption]` is set.
+#[derive(Clone)]
+pub struct PipelineSettings {
+    pub compression: Compression,
+    pub level: i32,
+    pub threads: u32,
+    pub recipients: Option<Recipients>,
+}
+
+impl PipelineSettings {
+    pub fn new(settings: &BackupConfig, recipients: Option<Recipients>) -> Self {
+        PipelineSettings {
+            compression: settings.compression,
+            level: compression_level(settings),
+            threads: settings.threads.unwrap_or(0),
+            recipients,
+        }
+    }
+
+    /// The suffix of stored file names: `.zst`, then `.age` when encrypted.
+    pub fn extension(&self) -> String {
+        let age = if self.recipients.is_some() {
+            ".age"
+        } else {
+            ""
+        };
+        format!("{}{age}", self.compression.extension())
+    }
+}
+
 /// Sends hashed, size-counted chunks of the compressed stream to the storage writer.
 struct ChannelWriter {
     tx: mpsc::Sender<std::io::Result<Bytes>>,
@@ -512,19 +544,59 @@ impl ChannelWriter {
     }
 }
 
+/// Where compressed bytes go: straight to storage, or through age encryption (hashing the
+/// plaintext on the way, so a restore with the key can prove what it decrypted).
+enum Tail {
+    Plain(ChannelWriter),
+    Encrypted(HashingWriter<age::stream::StreamWriter<ChannelWriter>>),
+}
+
+impl Write for Tail {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Tail::Plain(w) => w.write(data),
+            Tail::Encrypted(w) => w.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Tail::Plain(w) => w.flush(),
+            Tail::Encrypted(w) => w.flush(),
+        }
+    }
+}
+
+impl Tail {
+    /// Ends the stream: the storage writer, and the plaintext's (SHA-256, size) when encrypted.
+    fn finish(self) -> Result<(ChannelWriter, Option<(String, u64)>)> {
+        match self {
+            Tail::Plain(w) => Ok((w, None)),
+            Tail::Encrypted(w) => {
+                let (stream, sha, size) = w.finish();
+                let sink = stream.finish().context("cannot end the encrypted stream")?;
+                Ok((sink, Some((sha, size))))
+            }
+        }
+    }
+}
+
 fn compress_into(
     mut input: std::fs::File,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
-    compression: Compression,
-    level: i32,
-    threads: u32,
+    settings: &PipelineSettings,
     progress: Option<indicatif::ProgressBar>,
 ) -> Result<StoredObject> {
-    let sink = ChannelWriter {
+    let (compression, level, threads) = (settings.compression, settings.level, settings.threads);
+    let channel = ChannelWriter {
         tx,
         buf: Vec::with_capacity(CHUNK),
         hasher: Sha256::new(),
         size: 0,
+    };
+    let sink = match &settings.recipients {
+        None => Tail::Plain(channel),
+        Some(r) => Tail::Encrypted(HashingWriter::new(r.encrypt(channel)?)),
     };
     let mut raw_bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];
@@ -544,7 +616,7 @@ fn compress_into(
                 .context("cannot pass the dump to storage")?;
         }
     };
-    let mut sink = match compression {
+    let sink = match compression {
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
             let workers = if threads == 0 {
@@ -574,6 +646,7 @@ fn compress_into(
             sink
         }
     };
+    let (mut sink, plaintext) = sink.finish()?;
     sink.send()?;
     Ok(StoredObject {
         role: ObjectRole::Dump,
@@ -582,6 +655,8 @@ fn compress_into(
         size_bytes: sink.size,
         sha256: hex::encode(sink.hasher.finalize()),
         raw_bytes,
+        plaintext_sha256: plaintext.as_ref().map(|(sha, _)| sha.clone()),
+        plaintext_bytes: plaintext.map(|(_, n)| n),
     })
 }
 
@@ -631,12 +706,16 @@ mod tests {
             let input_path = dir.path().join("in");
             std::fs::write(&input_path, &data).unwrap();
             let (tx, mut rx) = mpsc::channel(1000);
+            let settings = PipelineSettings {
+                compression,
+                level: 3,
+                threads: 2,
+                recipients: None,
+            };
             let stats = compress_into(
                 std::fs::File::open(&input_path).unwrap(),
                 tx,
-                compression,
-                3,
-                2,
+                &settings,
                 None,
             )
             .unwrap();

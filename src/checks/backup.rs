@@ -125,10 +125,10 @@ async fn integrity(
     };
     match catalog::verify_checksums(storage, &m, Some(timeout)).await {
         Ok(()) => Ok(Finding::pass(format!(
-            "backup {}: {} object(s), {} bytes, SHA-256 matches the manifest",
+            "backup {}: {} object(s), {}, SHA-256 matches the manifest",
             m.id,
             m.objects.len(),
-            m.size_bytes
+            crate::units::bytes(m.size_bytes)
         ))),
         Err(e) => Ok(Finding::fail(format!("{e:#}"))),
     }

@@ -3,22 +3,25 @@
 
 mod backup;
 mod check;
+mod completions;
 mod contacts;
 mod demo;
 mod drill;
 mod list;
+mod man;
 mod prune;
 mod restore;
 mod runbook;
 mod validate;
 mod verify;
+mod version;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, IntoArgs, ScopeArgs};
+use crate::cli::{Cli, Command, IntoArgs, ScopeArgs, TextFormat, VersionArgs};
 use crate::config::{Config, PostgresTarget};
 use crate::pg::ConnTarget;
 use crate::restore::RestoreScope;
@@ -26,13 +29,32 @@ use crate::storage::{self, Storage};
 
 pub async fn dispatch(cli: Cli) -> Result<i32> {
     let config_path = cli.config.as_deref();
-    let leftovers = match cli.command {
-        Command::Demo(_) | Command::Contacts(_) | Command::Runbook(_) => Vec::new(),
+    let command = match (cli.version, cli.command) {
+        (true, _) => Command::Version(VersionArgs {
+            format: TextFormat::Text,
+        }),
+        (false, Some(command)) => command,
+        (false, None) => {
+            return Err(crate::error::usage(
+                "no command given; hint: `dr --help` lists the commands",
+            ))
+        }
+    };
+    let leftovers = match command {
+        Command::Demo(_)
+        | Command::Contacts(_)
+        | Command::Runbook(_)
+        | Command::Completions(_)
+        | Command::Man(_)
+        | Command::Version(_) => Vec::new(),
         // What a killed dr left on this host goes first, before anything new is made.
         _ => sweep_leftovers(),
     };
-    match cli.command {
+    match command {
         Command::Demo(args) => demo::run(args).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
+        Command::Version(args) => version::run(args).await,
         Command::Check(args) => check::run(&Config::load(config_path)?, args, leftovers).await,
         Command::Validate(args) => validate::run(&Config::load(config_path)?, args).await,
         Command::Backup(args) => backup::run(&Config::load(config_path)?, args).await,
@@ -126,6 +148,17 @@ pub fn scope(args: &ScopeArgs) -> RestoreScope {
         no_acl: false,
         selection: args.only.selection(),
     }
+}
+
+/// The identity that opens encrypted backups: `--identity`, else the configuration's.
+pub fn identities(
+    config: &Config,
+    explicit: Option<&Path>,
+) -> Result<Option<Arc<crate::encryption::Identities>>> {
+    Ok(
+        crate::encryption::Identities::load(config.encryption.as_ref(), config.dir(), explicit)?
+            .map(Arc::new),
+    )
 }
 
 pub fn staging_dir(explicit: Option<&Path>) -> std::path::PathBuf {

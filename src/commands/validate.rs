@@ -21,6 +21,7 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
         destination_flag,
         staging_dir: &staging_dir,
         scope: super::scope(&args.scope),
+        identities: super::identities(config, args.identity.as_deref())?,
         action: Action::Validate,
     })
     .await;

@@ -13,15 +13,18 @@ pub mod stage;
 pub mod verify;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use crate::backup::catalog;
 use crate::backup::manifest::BackupManifest;
 use crate::backup::{self, manifest::BackupKind, BackupPlan};
 use crate::config::{Config, PostgresTarget};
+use crate::encryption::Identities;
 use crate::pg::{self, tools, ConnTarget};
 use crate::report::{notice, Finding, Phase, Status, Steps, FORMAT_VERSION};
 use crate::storage::Storage;
@@ -99,6 +102,8 @@ pub struct RestoreRequest<'a> {
     pub destination_flag: Option<String>,
     pub staging_dir: &'a Path,
     pub scope: RestoreScope,
+    /// Opens encrypted backups; `None` when no identity is configured here.
+    pub identities: Option<Arc<Identities>>,
     pub action: Action<'a>,
 }
 
@@ -194,6 +199,14 @@ async fn pipeline(req: &RestoreRequest<'_>, steps: &mut Steps, out: &mut Outcome
     let found = preflight::run(&pf, steps).await?;
     let manifest = found.manifest;
     out.backup_id = Some(manifest.id.clone());
+    if manifest.encryption.is_some() {
+        steps.push(
+            "keys",
+            Phase::Preflight,
+            key_rotation(req.config, &manifest)?,
+            0,
+        );
+    }
 
     let options = match &req.action {
         Action::Validate => {
@@ -221,6 +234,7 @@ async fn pipeline(req: &RestoreRequest<'_>, steps: &mut Steps, out: &mut Outcome
     let staged = stage::stage_dump(
         req.storage,
         &manifest,
+        req.identities.as_ref(),
         &pg_restore,
         req.staging_dir,
         seekable,
@@ -243,9 +257,9 @@ async fn pipeline(req: &RestoreRequest<'_>, steps: &mut Steps, out: &mut Outcome
                     req.target,
                     req.destination.clone(),
                     BackupKind::Safety,
-                    &req.config.backup,
+                    req.config,
                     options.show_progress,
-                );
+                )?;
                 let m = backup::run(req.storage, plan)
                     .await
                     .context("cannot take the safety backup of the destination, so nothing was restored; hint: fix the cause, or pass --no-safety-backup to overwrite without a copy")?;
@@ -304,14 +318,51 @@ async fn validate_rest(
     dest: Option<Destination>,
     mut failed: Vec<anyhow::Error>,
 ) -> Result<()> {
+    let identities = req.identities.as_ref();
+    if manifest.encryption.is_some() && identities.is_none() {
+        // Integrity needs no key: the manifest records the hash of the stored bytes.
+        let checksum = steps
+            .run("checksum", Phase::Fetch, async {
+                catalog::verify_checksums(req.storage, manifest, None).await?;
+                Ok((
+                    (),
+                    format!(
+                        "{} encrypted object(s) match their SHA-256, proven without a key",
+                        manifest.objects.len()
+                    ),
+                ))
+            })
+            .await;
+        if let Err(e) = checksum {
+            failed.push(e);
+        }
+        steps.push(
+            "archive",
+            Phase::Fetch,
+            Finding::warn(format!(
+                "not read: the backup is encrypted (for {}) and no identity is configured here, so ownership is not checked either; hint: pass --identity FILE to prove the archive readable too",
+                manifest.recipients.join(", ")
+            )),
+            0,
+        );
+        return combine_failures(failed);
+    }
     let listing = steps
         .run("checksum+archive", Phase::Fetch, async {
             for object in manifest.objects.iter().filter(|o| o != &manifest.dump()) {
-                stage::stream_object(req.storage, manifest, object, std::io::sink(), false).await?;
+                stage::stream_object(req.storage, manifest, object, identities, std::io::sink(), false)
+                    .await?;
             }
             let Some(pg_restore) = &pg_restore else {
-                stage::stream_object(req.storage, manifest, manifest.dump(), std::io::sink(), false)
-                    .await?;
+                stage::stream_object(
+                    req.storage,
+                    manifest,
+                    manifest.dump(),
+                    identities,
+                    std::io::sink(),
+                    false,
+                )
+                .await?;
                 return Ok((
                     None,
                     format!(
@@ -320,7 +371,8 @@ async fn validate_rest(
                     ),
                 ));
             };
-            let listing = archive::list_streaming(req.storage, manifest, pg_restore).await?;
+            let listing =
+                archive::list_streaming(req.storage, manifest, identities, pg_restore).await?;
             let msg = format!(
                 "{} object(s) match their SHA-256; pg_restore --list reads {} archive entries",
                 manifest.objects.len(),
@@ -541,7 +593,15 @@ async fn apply_globals(
     auth: &pg::ChildAuth,
 ) -> Result<(Finding, Vec<String>)> {
     let path = staged.dir.path().join(globals.role.staged_file_name());
-    stage::stage(req.storage, manifest, globals, &path, true).await?;
+    stage::stage(
+        req.storage,
+        manifest,
+        globals,
+        req.identities.as_ref(),
+        &path,
+        true,
+    )
+    .await?;
     let sql = std::fs::read_to_string(&path)
         .with_context(|| format!("cannot read the staged globals {}", path.display()))?;
     let filtered = archive::globals_without_role(&sql, &role.name);
@@ -851,6 +911,24 @@ fn restore_failed(e: anyhow::Error, note: String) -> anyhow::Error {
         .filter(|h| !h.is_empty())
         .collect();
     anyhow!("{head}; {state}; hint: {}", hints.join("; then "))
+}
+
+/// Whether the keys an encrypted backup was made for are still among the configured
+/// recipients: when none is, only an identity kept from before can open it.
+fn key_rotation(config: &Config, manifest: &BackupManifest) -> Result<Finding> {
+    let configured = crate::encryption::configured_recipients(config)?
+        .map(|r| r.public_keys())
+        .unwrap_or_default();
+    let made_for = manifest.recipients.join(", ");
+    Ok(
+        if configured.is_empty() || manifest.recipients.iter().any(|r| configured.contains(r)) {
+            Finding::pass(format!("encrypted for {made_for}"))
+        } else {
+            Finding::warn(format!(
+                "encrypted for {made_for}, none of which is configured any more: only an identity kept from before opens it; hint: make sure someone still holds one of those keys"
+            ))
+        },
+    )
 }
 
 /// The destination before the restore changed it.

@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -14,6 +15,8 @@ use super::archive;
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
 use crate::config::Compression;
+use crate::encryption::{HashingReader, Identities};
+use crate::error::usage;
 use crate::leftovers;
 use crate::report::{Phase, Steps};
 use crate::storage::Storage;
@@ -39,23 +42,77 @@ impl Read for ChannelReader {
     }
 }
 
-/// Streams one stored object once: hashes what arrives and hands the decompressed bytes to
-/// `sink` on a blocking thread. Fails when the bytes do not match the manifest.
+/// How an encrypted object is opened: the identity, the keys it was made for (for the
+/// message when the identity is wrong), and the plaintext's expected hash and size.
+struct Opening {
+    identities: Arc<Identities>,
+    made_for: Vec<String>,
+    sha256: String,
+    bytes: u64,
+}
+
+/// What it takes to read the objects of `manifest`: nothing for a plain backup, an
+/// identity for an encrypted one (its absence is a usage error naming the recipients).
+fn opening_for(
+    manifest: &BackupManifest,
+    object: &StoredObject,
+    identities: Option<&Arc<Identities>>,
+) -> Result<Option<Opening>> {
+    if manifest.encryption.is_none() {
+        return Ok(None);
+    }
+    let Some(identities) = identities else {
+        return Err(usage(format!(
+            "backup {} is encrypted (age, for {}) and no identity is configured on this host; hint: pass --identity FILE, or set [encryption] identity_file or identity_env",
+            manifest.id,
+            manifest.recipients.join(", ")
+        )));
+    };
+    let opening = Opening {
+        identities: identities.clone(),
+        made_for: manifest.recipients.clone(),
+        sha256: object.plaintext_sha256.clone().unwrap_or_default(),
+        bytes: object.plaintext_bytes.unwrap_or_default(),
+    };
+    Ok(Some(opening))
+}
+
+impl Opening {
+    /// The decrypted stream, checked against the plaintext hash at its end.
+    fn open(self, input: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
+        let decrypted = self.identities.decrypt(input, &self.made_for)?;
+        Ok(Box::new(HashingReader::new(
+            decrypted,
+            self.sha256,
+            self.bytes,
+        )))
+    }
+}
+
+/// Streams one stored object once: hashes what arrives and hands the decrypted and
+/// decompressed bytes to `sink` on a blocking thread. Fails when the bytes do not match
+/// the manifest.
 pub async fn stream_object<W: Write + Send + 'static>(
     storage: &dyn Storage,
     manifest: &BackupManifest,
     object: &StoredObject,
+    identities: Option<&Arc<Identities>>,
     sink: W,
     sink_may_stop_early: bool,
 ) -> Result<u64> {
     let key = catalog::object_key(manifest, &object.file);
+    let open = opening_for(manifest, object, identities)?;
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let compression = object.compression;
     let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
         let mut sink = sink;
-        let reader = ChannelReader {
+        let reader: Box<dyn Read + Send> = Box::new(ChannelReader {
             rx,
             current: Bytes::new(),
+        });
+        let reader = match open {
+            Some(opening) => opening.open(reader)?,
+            None => reader,
         };
         let mut decoder = crate::backup::decompressor(compression, reader)?;
         let n = std::io::copy(&mut decoder, &mut sink)?;
@@ -126,6 +183,7 @@ pub async fn stage(
     storage: &dyn Storage,
     manifest: &BackupManifest,
     object: &StoredObject,
+    identities: Option<&Arc<Identities>>,
     path: &Path,
     decompress: bool,
 ) -> Result<u64> {
@@ -138,14 +196,15 @@ pub async fn stage(
         .with_context(|| format!("cannot create staging file {}", path.display()))?;
     let writer = std::io::BufWriter::with_capacity(1 << 20, file);
     let result = if decompress {
-        stream_object(storage, manifest, object, writer, false).await
+        stream_object(storage, manifest, object, identities, writer, false).await
     } else {
-        // Same hash check, no decoding: the bytes are staged as stored.
+        // Same hash check, no decompression: the bytes are staged compressed (decrypted
+        // when the backup is encrypted).
         let stored = StoredObject {
             compression: Compression::None,
             ..object.clone()
         };
-        stream_object(storage, manifest, &stored, writer, false).await
+        stream_object(storage, manifest, &stored, identities, writer, false).await
     };
     result.map_err(|e| {
         let needed = if decompress {
@@ -197,6 +256,7 @@ pub struct StagedDump {
 pub async fn stage_dump(
     storage: &dyn Storage,
     manifest: &BackupManifest,
+    identities: Option<&Arc<Identities>>,
     pg_restore: &Path,
     staging_parent: &Path,
     seekable: bool,
@@ -212,7 +272,7 @@ pub async fn stage_dump(
     };
     steps
         .run("fetch", Phase::Fetch, async {
-            let n = stage(storage, manifest, object, &path, seekable).await?;
+            let n = stage(storage, manifest, object, identities, &path, seekable).await?;
             Ok((
                 (),
                 format!(
