@@ -51,6 +51,8 @@ Checks:
   encryption.keys    (with [encryption]) recipients parse, the identity here opens the
                      newest backup, a drill decrypted a backup within drill_every
   runbooks           every runbook renders with this configuration
+  notify.sinks       each [[notify]] sink accepts a connection; nothing is sent (not
+                     critical; `dr notify test` sends a real test event)
 
 Formats:
   table       human table; colour and symbols only on a terminal without NO_COLOR
@@ -65,6 +67,10 @@ Examples:
   dr check
   dr check --strict --format junit > dr-check.xml   # gate a deploy in CI
   dr check --only pg --only backup --timeout 30s
+
+--notify tells the [[notify]] sinks when readiness changed since the previous
+`check --notify` (state kept in storage under status/); --metrics-file PATH writes the
+prometheus format plus dr_last_success_timestamp_seconds and dr_rpo_seconds, atomically.
 
 Exit status:
   0    ready: no critical check failed (with --strict: every check passed)
@@ -177,6 +183,12 @@ pub enum Command {
         "dr runbook show database-failure --format json",
     ))]
     Runbook(RunbookArgs),
+    /// Notification sinks ([[notify]] in dr.toml)
+    #[command(after_help = examples!(
+        "dr notify test",
+        "dr notify test --sink ops --format json",
+    ))]
+    Notify(NotifyArgs),
     /// A first run: sandbox PostgreSQL with a sample shop, then check, backup, list, drill
     #[command(after_help = examples!("dr demo", "dr demo --keep"))]
     Demo(DemoArgs),
@@ -243,6 +255,12 @@ pub struct CheckArgs {
     /// Time limit for each check
     #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
+    /// Tell the [[notify]] sinks when readiness changed since the last `check --notify`
+    #[arg(long)]
+    pub notify: bool,
+    /// Write Prometheus metrics here, atomically (for node_exporter's textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -327,6 +345,9 @@ pub struct BackupArgs {
     /// Output format (json: the new manifests)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Write Prometheus metrics here, atomically (for node_exporter's textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -350,6 +371,9 @@ pub struct PruneArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Write Prometheus metrics here, atomically (for node_exporter's textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -434,6 +458,9 @@ pub struct DrillArgs {
     /// Output format (json: the stored drill report)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+    /// Write Prometheus metrics here, atomically (for node_exporter's textfile collector)
+    #[arg(long, value_name = "PATH")]
+    pub metrics_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -458,6 +485,29 @@ pub enum RunbookAction {
         /// Output format: the Markdown text, or its sections and steps as JSON
         #[arg(long, value_enum, default_value = "text")]
         format: TextFormat,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct NotifyArgs {
+    #[command(subcommand)]
+    pub action: NotifyAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NotifyAction {
+    /// Send a test event to every sink (PagerDuty: trigger, then resolve; heartbeat: /log)
+    #[command(after_help = examples!(
+        "dr notify test",
+        "dr notify test --sink ops --format json",
+    ))]
+    Test {
+        /// Only this sink (its name, or its kind when unnamed)
+        #[arg(long)]
+        sink: Option<String>,
+        /// Output format
+        #[arg(long, value_enum, default_value = "table")]
+        format: Format,
     },
 }
 

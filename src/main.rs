@@ -10,6 +10,8 @@ mod drill;
 mod encryption;
 mod error;
 mod leftovers;
+mod metrics;
+mod notify;
 mod output;
 mod pg;
 mod process;

@@ -10,8 +10,9 @@ const LAYERS: &[&[&str]] = &[
     // Words everything speaks: exit codes, units, secrets, the report vocabulary.
     &["error", "units"],
     &["secret", "report"],
-    // The configuration and how children are started.
-    &["config", "process", "leftovers"],
+    // The configuration and how children are started; leftovers of dead runs; the metrics
+    // file writer.
+    &["config", "process", "leftovers", "metrics"],
     // Talking to the outside: storage, PostgreSQL, Redis.
     &["storage", "pg", "redis_client", "encryption"],
     // Domain: backups and throwaway clusters, then restores on top of them.
@@ -19,6 +20,8 @@ const LAYERS: &[&[&str]] = &[
     &["restore"],
     &["drill", "prune", "runbook", "version", "demo"],
     &["checks"],
+    // Telling people and monitors: sinks, status records, metrics of an operation.
+    &["notify"],
     // Presentation, then the CLI surface.
     &["output"],
     &["cli"],

@@ -6,6 +6,7 @@ pub mod backup;
 pub mod config;
 pub mod drill;
 pub mod encryption;
+pub mod notify;
 pub mod postgres;
 pub mod redis;
 pub mod runbooks;
@@ -95,6 +96,7 @@ pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
     drill::plan(ctx, &mut checks);
     encryption::plan(ctx, &mut checks);
     runbooks::plan(ctx, &mut checks);
+    notify::plan(ctx, &mut checks);
     checks
 }
 

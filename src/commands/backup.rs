@@ -4,7 +4,8 @@ use anyhow::Result;
 
 use crate::backup::{self, manifest::BackupKind, BackupPlan};
 use crate::cli::{BackupArgs, Format};
-use crate::config::Config;
+use crate::config::{Config, NotifyEvent};
+use crate::notify::{OperationRun, Outcome};
 use crate::output::{self, backups::BackupFailure, backups::BackupReport};
 use crate::pg::ConnTarget;
 use crate::secret::scrub;
@@ -16,9 +17,12 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
         target.resolve_url()?;
     }
     let storage = super::open_storage(config)?;
+    let notifier = OperationRun::start(config, NotifyEvent::Backup, args.metrics_file.clone())?;
     let mut manifests = Vec::new();
     let mut failures = Vec::new();
+    let mut outcomes = Vec::new();
     for target in targets {
+        let started = std::time::Instant::now();
         let result = async {
             let conn = ConnTarget::parse(&target.resolve_url()?)?;
             let show_progress = args.format == Format::Table;
@@ -27,10 +31,21 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
         }
         .await;
         match result {
-            Ok(m) => manifests.push(m),
+            Ok(m) => {
+                outcomes.push(Outcome::backup_made(
+                    &target.name,
+                    &m.id,
+                    m.duration_ms,
+                    m.size_bytes,
+                ));
+                manifests.push(m);
+            }
             Err(e) => {
                 let error = scrub(&format!("{e:#}"), &config.secrets());
                 tracing::error!("backup of {} failed: {error}", target.name);
+                let mut outcome = Outcome::new(Some(&target.name), false, error.clone());
+                outcome.duration_ms = started.elapsed().as_millis() as u64;
+                outcomes.push(outcome);
                 failures.push(BackupFailure {
                     target: target.name.clone(),
                     error,
@@ -38,9 +53,10 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
             }
         }
     }
+    let sent = notifier.finish(outcomes).await;
     let report = BackupReport::new(manifests, failures);
     output::emit(&match args.format {
-        Format::Json => output::json(&report),
+        Format::Json => output::notify::json_with(&report, &sent),
         Format::Table => output::backups::backup_table(&report),
     });
     if report.ok {

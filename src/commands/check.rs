@@ -22,6 +22,8 @@ pub async fn run(
     for t in &config.redis {
         t.resolve_url()?;
     }
+    let notifier =
+        crate::notify::OperationRun::start_check(config, args.notify, args.metrics_file.clone())?;
     let storage = match &config.storage {
         Some(s) => Some(Arc::from(crate::storage::open(s)?)),
         None => None,
@@ -50,9 +52,12 @@ pub async fn run(
     }
     let results = checks::run(planned, args.timeout, &ctx.secrets).await;
     let report = CheckReport::new(results, args.strict);
+    let sent = notifier
+        .finish_check(&report, output::prometheus::check_report(&report))
+        .await;
     output::emit(&match args.format {
         CheckFormat::Table => output::check::table(&report),
-        CheckFormat::Json => output::json(&report),
+        CheckFormat::Json => output::notify::json_with(&report, &sent),
         CheckFormat::Junit => output::junit::check_report(&report),
         CheckFormat::Prometheus => output::prometheus::check_report(&report),
     });

@@ -3,14 +3,17 @@
 use anyhow::Result;
 
 use crate::cli::{DrillArgs, Format};
-use crate::config::Config;
+use crate::config::{Config, NotifyEvent};
 use crate::drill::{self, DrillMode, DrillRequest};
+use crate::notify::{self, OperationRun, Outcome};
 use crate::output;
 
 pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
-    let report = drill::run(DrillRequest {
+    let notifier = OperationRun::start(config, NotifyEvent::Drill, args.metrics_file.clone())?;
+    let started = std::time::Instant::now();
+    let result = drill::run(DrillRequest {
         config,
         storage: storage.as_ref(),
         target,
@@ -25,9 +28,31 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
         no_owner: args.no_owner,
         identities: super::identities(config, args.identity.as_deref())?,
     })
-    .await?;
+    .await;
+    let outcome = match &result {
+        Ok(report) => Outcome {
+            backup_id: report.backup_id.clone(),
+            // Only a restore that was verified measured a recovery time.
+            rto_ms: report.verification.is_some().then_some(report.rto_ms),
+            rpo_ms: report.rpo_ms,
+            ..Outcome::new(Some(&target.name), report.ok, report.verdict.clone())
+        },
+        Err(e) => Outcome::new(Some(&target.name), false, format!("drill failed: {e:#}")),
+    };
+    let sent = if notify::attempted(&result) {
+        let duration_ms = started.elapsed().as_millis() as u64;
+        notifier
+            .finish(vec![Outcome {
+                duration_ms,
+                ..outcome
+            }])
+            .await
+    } else {
+        notify::NotifyReport::default()
+    };
+    let report = result?;
     output::emit(&match args.format {
-        Format::Json => output::json(&report),
+        Format::Json => output::notify::json_with(&report, &sent),
         Format::Table => output::drill::table(&report),
     });
     if report.ok {

@@ -9,6 +9,7 @@ mod demo;
 mod drill;
 mod list;
 mod man;
+mod notify;
 mod prune;
 mod restore;
 mod runbook;
@@ -64,6 +65,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Verify(args) => verify::run(&Config::load(config_path)?, args).await,
         Command::Drill(args) => drill::run(&Config::load(config_path)?, args).await,
         Command::Contacts(args) => contacts::run(&Config::load(config_path)?, args),
+        Command::Notify(args) => notify::run(&Config::load(config_path)?, args).await,
         Command::Runbook(args) => runbook::run(&Config::load(config_path)?, args).await,
     }
 }

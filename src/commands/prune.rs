@@ -3,8 +3,9 @@
 use anyhow::Result;
 
 use crate::cli::{Format, PruneArgs};
-use crate::config::Config;
+use crate::config::{Config, NotifyEvent};
 use crate::error::usage;
+use crate::notify::{OperationRun, Outcome};
 use crate::output;
 use crate::prune;
 
@@ -21,10 +22,46 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
         .map(|t| t.name.as_str())
         .collect();
     let storage = super::open_storage(config)?;
-    let plan = prune::plan(storage.as_ref(), &targets, &policy, chrono::Utc::now()).await?;
-    let report = prune::apply(storage.as_ref(), plan, args.dry_run).await?;
+    let notifier = OperationRun::start(config, NotifyEvent::Prune, args.metrics_file.clone())?;
+    let started = std::time::Instant::now();
+    let result = async {
+        let plan = prune::plan(storage.as_ref(), &targets, &policy, chrono::Utc::now()).await?;
+        prune::apply(storage.as_ref(), plan, args.dry_run).await
+    }
+    .await;
+    let outcomes = targets
+        .iter()
+        .map(|&target| {
+            let outcome = match &result {
+                Ok(report) => {
+                    let removed = report
+                        .backups
+                        .iter()
+                        .filter(|e| e.target == target && e.action == prune::Action::Remove)
+                        .count();
+                    let verb = if args.dry_run {
+                        "would remove"
+                    } else {
+                        "removed"
+                    };
+                    Outcome::new(
+                        Some(target),
+                        true,
+                        format!("{verb} {removed} backup(s) or leftover(s)"),
+                    )
+                }
+                Err(e) => Outcome::new(Some(target), false, format!("prune failed: {e:#}")),
+            };
+            Outcome {
+                duration_ms: started.elapsed().as_millis() as u64,
+                ..outcome
+            }
+        })
+        .collect();
+    let sent = notifier.finish(outcomes).await;
+    let report = result?;
     output::emit(&match args.format {
-        Format::Json => output::json(&report),
+        Format::Json => output::notify::json_with(&report, &sent),
         Format::Table => output::backups::prune_table(&report),
     });
     let corrupt: Vec<&str> = report

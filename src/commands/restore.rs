@@ -5,8 +5,9 @@ use std::io::{BufRead, IsTerminal, Write};
 use anyhow::Result;
 
 use crate::cli::{Format, RestoreArgs};
-use crate::config::Config;
+use crate::config::{Config, NotifyEvent};
 use crate::error::usage;
+use crate::notify::{self, OperationRun, Outcome};
 use crate::output;
 use crate::restore::{self, Action, Consent, RestoreOptions, RestoreRequest};
 
@@ -18,6 +19,7 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
     let yes = args.yes;
     let confirm = move |c: &Consent| confirm(c, yes);
     let named = destination_flag.is_some();
+    let notifier = OperationRun::start(config, NotifyEvent::Restore, None)?;
     let (report, result) = restore::run(RestoreRequest {
         config,
         storage: storage.as_ref(),
@@ -38,8 +40,30 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
         }),
     })
     .await;
+    let outcome = Outcome {
+        backup_id: report.backup_id.clone(),
+        duration_ms: report.duration_ms,
+        rto_ms: report.ok.then_some(report.duration_ms),
+        ..Outcome::new(
+            Some(&target.name),
+            report.ok,
+            match &report.error {
+                None => format!(
+                    "backup {} restored into {} and verified",
+                    report.backup_id.as_deref().unwrap_or("-"),
+                    report.destination
+                ),
+                Some(e) => format!("restore into {} failed: {e}", report.destination),
+            },
+        )
+    };
+    let sent = if notify::attempted(&result) {
+        notifier.finish(vec![outcome]).await
+    } else {
+        notify::NotifyReport::default()
+    };
     output::emit(&match args.format {
-        Format::Json => output::json(&report),
+        Format::Json => output::notify::json_with(&report, &sent),
         Format::Table => output::restore::table(&report),
     });
     result.map(|()| 0)

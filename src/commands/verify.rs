@@ -4,17 +4,37 @@ use anyhow::Result;
 
 use crate::backup::catalog;
 use crate::cli::{Format, VerifyArgs};
-use crate::config::Config;
+use crate::config::{Config, NotifyEvent};
+use crate::notify::{self, OperationRun, Outcome};
 use crate::output;
 use crate::restore::verify::{self, VerifyRequest};
 
 pub async fn run(config: &Config, args: VerifyArgs) -> Result<i32> {
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
-    let manifest = catalog::resolve(storage.as_ref(), &target.name, &args.backup_id).await?;
+    let notifier = OperationRun::start(config, NotifyEvent::Verify, None)?;
+    let started = std::time::Instant::now();
     let selection = args.only.selection();
-    selection.check_against(&manifest)?;
-    let (conn, named) = super::destination(target, &args.into)?;
+    let prepared = async {
+        let manifest = catalog::resolve(storage.as_ref(), &target.name, &args.backup_id).await?;
+        selection.check_against(&manifest)?;
+        let (conn, named) = super::destination(target, &args.into)?;
+        anyhow::Ok((manifest, conn, named))
+    }
+    .await;
+    let (manifest, conn, named) = match prepared {
+        Ok(found) => found,
+        Err(e) => {
+            let failed = Err(e);
+            if notify::attempted(&failed) {
+                let message = format!("verify failed: {:#}", failed.as_ref().unwrap_err());
+                notifier
+                    .finish(vec![Outcome::new(Some(&target.name), false, message)])
+                    .await;
+            }
+            return failed;
+        }
+    };
     let report = verify::verify(VerifyRequest {
         config,
         target: &target.name,
@@ -25,8 +45,18 @@ pub async fn run(config: &Config, args: VerifyArgs) -> Result<i32> {
         selection: &selection,
     })
     .await;
+    let outcome = Outcome {
+        backup_id: Some(manifest.id.clone()),
+        duration_ms: started.elapsed().as_millis() as u64,
+        ..Outcome::new(
+            Some(&target.name),
+            report.ok,
+            format!("against backup {}: {}", manifest.id, report.summary()),
+        )
+    };
+    let sent = notifier.finish(vec![outcome]).await;
     output::emit(&match args.format {
-        Format::Json => output::json(&report),
+        Format::Json => output::notify::json_with(&report, &sent),
         Format::Table => output::restore::verify_table(&report),
     });
     if report.ok {

@@ -6,6 +6,7 @@ pub mod check;
 pub mod drill;
 pub mod junit;
 pub mod manpage;
+pub mod notify;
 pub mod people;
 pub mod prometheus;
 pub mod restore;

@@ -3,6 +3,7 @@
 //! built `dr` binary. A missing server binary is a failure naming the package, never a skip.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod roles;
 pub mod s3;
 pub mod world;
