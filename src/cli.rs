@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::restore::selection::{Selection, TableName};
+
 /// The exit status table every help text ends with (and the man pages' EXIT STATUS).
 macro_rules! exit_status {
     () => {
@@ -128,7 +130,8 @@ pub enum Command {
     #[command(after_help = examples!(
         "dr validate",
         "dr validate --backup-id main-20261125T054631Z --target main",
-        "dr validate --into postgres://dr@standby.internal/shop --format json",
+        "dr validate --backup-id main-20261125T054631Z --target main --create",
+        "dr validate --into-env RECOVERY_URL --create --only-table shop.orders --format json",
     ))]
     Validate(ValidateArgs),
     /// Take a checksummed backup of each (or one) PostgreSQL and Redis target
@@ -154,22 +157,23 @@ pub enum Command {
     /// Restore a backup: validate, confirm, safety backup, restore, verify
     #[command(after_help = examples!(
         "dr restore --backup-id latest --target main",
-        "dr restore --backup-id main-20261125T054631Z --into postgres://dr@localhost/shop_copy --yes --jobs 4",
-        "dr restore --backup-id latest --with-globals --yes   # onto a fresh cluster",
+        "dr restore --backup-id latest --target main --create --jobs 4   # the database was dropped",
+        "dr restore --backup-id latest --with-globals --create   # a new cluster, as its superuser",
+        "dr restore --backup-id main-20261125T054631Z --into-env RECOVERY_URL --create --only-table shop.orders",
         "dr restore --target sessions --backup-id latest --yes --flush   # Redis",
-        "dr restore --target sessions --backup-id latest --rdb-file /tmp/sessions.rdb",
     ))]
     Restore(RestoreArgs),
     /// Verify a restored database or Redis against a backup
     #[command(after_help = examples!(
         "dr verify --target main",
-        "dr verify --into postgres://dr@localhost/shop_copy --backup-id main-20261125T054631Z",
+        "dr verify --into-env RECOVERY_URL --only-table shop.orders --backup-id main-20261125T054631Z",
     ))]
     Verify(VerifyArgs),
     /// Rehearse a recovery in a throwaway destination; measure RTO and RPO
     #[command(after_help = examples!(
         "dr drill",
         "dr drill --sandbox --backup-id latest --format json",
+        "dr drill --sandbox --no-owner",
     ))]
     Drill(DrillArgs),
     /// Emergency contacts and vendors from dr.toml
@@ -270,9 +274,10 @@ pub struct ValidateArgs {
     /// Target from dr.toml, PostgreSQL or Redis (required when several are configured)
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Check this destination instead of the target's database
-    #[arg(long, value_name = "URL")]
-    pub into: Option<String>,
+    #[command(flatten)]
+    pub into: IntoArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Where a restore would stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
@@ -283,6 +288,56 @@ pub struct ValidateArgs {
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+}
+
+/// A destination other than the target's own database.
+#[derive(Debug, Clone, Default, Args)]
+pub struct IntoArgs {
+    /// This database instead of the target's (with no password in it: a command line is
+    /// visible to every user; use --into-env or a password file)
+    #[arg(long, value_name = "URL", conflicts_with = "into_env")]
+    pub into: Option<String>,
+    /// Like --into, with the URL (which may hold a password) read from this environment
+    /// variable
+    #[arg(long, value_name = "VAR")]
+    pub into_env: Option<String>,
+}
+
+/// What a restore does to the destination (validate checks the privileges it needs).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ScopeArgs {
+    /// Create the destination database when it does not exist
+    #[arg(long)]
+    pub create: bool,
+    /// Restore roles and tablespaces first (when the backup holds them)
+    #[arg(long)]
+    pub with_globals: bool,
+    /// Do not restore object ownership: every object belongs to the restore role
+    #[arg(long)]
+    pub no_owner: bool,
+    #[command(flatten)]
+    pub only: OnlyArgs,
+}
+
+/// A table- or schema-level restore.
+#[derive(Debug, Clone, Default, Args)]
+pub struct OnlyArgs {
+    /// Only this table's rows, with the backup's schema, into an empty database
+    /// (SCHEMA.TABLE; repeatable)
+    #[arg(long, value_name = "SCHEMA.TABLE", value_parser = TableName::parse)]
+    pub only_table: Vec<TableName>,
+    /// Only the rows of this schema's tables (repeatable)
+    #[arg(long, value_name = "SCHEMA")]
+    pub only_schema: Vec<String>,
+}
+
+impl OnlyArgs {
+    pub fn selection(&self) -> Selection {
+        Selection {
+            tables: self.only_table.clone(),
+            schemas: self.only_schema.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -332,12 +387,17 @@ pub struct RestoreArgs {
     /// Target from dr.toml, PostgreSQL or Redis (required when several are configured)
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Restore into this existing database (Redis: this server) instead of the target's
-    #[arg(long, value_name = "URL")]
-    pub into: Option<String>,
+    #[command(flatten)]
+    pub into: IntoArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Confirm overwriting a non-empty destination without a prompt
     #[arg(long)]
     pub yes: bool,
+    /// Drop the backup's objects before recreating them (implied over a non-empty
+    /// destination; the retry after a failed restore)
+    #[arg(long)]
+    pub clean: bool,
     /// Redis: empty the destination (FLUSHALL) before restoring, after the safety backup
     #[arg(long)]
     pub flush: bool,
@@ -351,12 +411,6 @@ pub struct RestoreArgs {
     /// Skip the safety backup of a non-empty destination
     #[arg(long)]
     pub no_safety_backup: bool,
-    /// Restore roles and tablespaces first (when the backup holds them)
-    #[arg(long)]
-    pub with_globals: bool,
-    /// Do not restore object ownership (when the owning roles do not exist there)
-    #[arg(long)]
-    pub no_owner: bool,
     /// Where to stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
@@ -377,9 +431,10 @@ pub struct VerifyArgs {
     /// Backup whose row counts to compare with (an id, or `latest`)
     #[arg(long, default_value = "latest")]
     pub backup_id: String,
-    /// Verify this database instead of the target's
-    #[arg(long, value_name = "URL")]
-    pub into: Option<String>,
+    #[command(flatten)]
+    pub into: IntoArgs,
+    #[command(flatten)]
+    pub only: OnlyArgs,
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -396,6 +451,13 @@ pub struct DrillArgs {
     /// Restore into a throwaway local PostgreSQL cluster instead of a scratch database
     #[arg(long)]
     pub sandbox: bool,
+    /// Restore the backup's roles and tablespaces first (only with --sandbox, where it is
+    /// the default when the backup holds them)
+    #[arg(long, requires = "sandbox")]
+    pub with_globals: bool,
+    /// Do not restore object ownership: every object belongs to the restore role
+    #[arg(long)]
+    pub no_owner: bool,
     /// Parallel pg_restore jobs, 1 to 64
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,

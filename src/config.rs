@@ -292,6 +292,10 @@ pub struct PostgresTarget {
     pub name: String,
     pub url: Option<String>,
     pub url_env: Option<String>,
+    /// An owner or admin role for the destination side of validate, restore, verify and
+    /// drill (the backup role usually may only read); defaults to `url`.
+    pub restore_url: Option<String>,
+    pub restore_url_env: Option<String>,
     /// A failed check of this target makes `dr check` exit 1 (default: true).
     #[serde(default = "yes")]
     pub critical: bool,
@@ -799,6 +803,12 @@ impl Config {
         }
         for t in &self.postgres {
             check_url_source(&file.to_string(), "postgres", &t.name, &t.url, &t.url_env)?;
+            if t.restore_url.is_some() && t.restore_url_env.is_some() {
+                return Err(usage(format!(
+                    "{file}: [[postgres]] {:?} sets both restore_url and restore_url_env; hint: keep one",
+                    t.name
+                )));
+            }
         }
         for t in &self.redis {
             check_url_source(&file.to_string(), "redis", &t.name, &t.url, &t.url_env)?;
@@ -1073,7 +1083,8 @@ impl Config {
     pub fn has_inline_password(&self) -> bool {
         self.postgres
             .iter()
-            .filter_map(|t| t.url.as_deref())
+            .flat_map(|t| [t.url.as_deref(), t.restore_url.as_deref()])
+            .flatten()
             .chain(self.redis.iter().filter_map(|t| t.url.as_deref()))
             .any(|u| redact_url(u) != u)
     }
@@ -1116,6 +1127,11 @@ impl Config {
             .postgres
             .iter()
             .filter_map(|t| t.resolve_url().ok())
+            .chain(
+                self.postgres
+                    .iter()
+                    .filter_map(|t| t.resolve_restore_url().ok()),
+            )
             .chain(self.redis.iter().filter_map(|t| t.resolve_url().ok()));
         for url in urls {
             if let Ok(u) = url::Url::parse(&url) {
@@ -1197,6 +1213,27 @@ pub fn resolve_url(
 impl PostgresTarget {
     pub fn resolve_url(&self) -> Result<String> {
         resolve_url("postgres", &self.name, &self.url, &self.url_env)
+    }
+
+    /// The URL of the destination side (validate, restore, verify, drill): `restore_url`
+    /// or `restore_url_env` when set, else the target's own URL.
+    pub fn resolve_restore_url(&self) -> Result<String> {
+        if self.restore_url.is_none() && self.restore_url_env.is_none() {
+            return self.resolve_url();
+        }
+        resolve_url(
+            "postgres",
+            &self.name,
+            &self.restore_url,
+            &self.restore_url_env,
+        )
+        .map_err(|e| {
+            usage(
+                e.to_string()
+                    .replace("(its url_env)", "(its restore_url_env)")
+                    .replace("or set url in", "or set restore_url in"),
+            )
+        })
     }
 }
 
@@ -1397,6 +1434,42 @@ url = "redis://127.0.0.1:6379"
     fn inline_password_detected() {
         let c = parse(&MINIMAL.replace("backup@", "backup:pw@")).unwrap();
         assert!(c.has_inline_password());
+    }
+
+    #[test]
+    fn restore_url_defaults_to_the_target_url() {
+        let c = parse(MINIMAL).unwrap();
+        assert_eq!(
+            c.postgres[0].resolve_restore_url().unwrap(),
+            "postgres://backup@db.internal:5432/shop"
+        );
+        let c = parse(&MINIMAL.replace(
+            "url = \"postgres://backup@db.internal:5432/shop\"",
+            "url = \"postgres://backup@db.internal:5432/shop\"\nrestore_url_env = \"DR_TEST_SURELY_UNSET_RESTORE\"",
+        ))
+        .unwrap();
+        let err = c.postgres[0].resolve_restore_url().unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("DR_TEST_SURELY_UNSET_RESTORE (its restore_url_env)"),
+            "{err}"
+        );
+        assert_eq!(crate::error::exit_code(&err), 2);
+        let both = MINIMAL.replace(
+            "url = \"postgres://backup@db.internal:5432/shop\"",
+            "url = \"postgres://backup@db.internal:5432/shop\"\nrestore_url = \"postgres://owner:pw@db.internal/shop\"\nrestore_url_env = \"X\"",
+        );
+        assert!(parse(&both)
+            .unwrap_err()
+            .to_string()
+            .contains("both restore_url and restore_url_env"));
+        let inline = MINIMAL.replace(
+            "url = \"postgres://backup@db.internal:5432/shop\"",
+            "url = \"postgres://backup@db.internal:5432/shop\"\nrestore_url = \"postgres://owner:s3cret@db.internal/shop\"",
+        );
+        let c = parse(&inline).unwrap();
+        assert!(c.has_inline_password());
+        assert!(c.secrets().contains(&"s3cret".to_string()));
     }
 
     #[test]

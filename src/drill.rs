@@ -12,7 +12,7 @@ use crate::config::{Config, PostgresTarget};
 use crate::pg::{self, ConnTarget};
 use crate::report::{Finding, Phase, Step, Steps, FORMAT_VERSION};
 use crate::restore::verify::VerifyReport;
-use crate::restore::{self, Action, RestoreOptions, RestoreRequest};
+use crate::restore::{self, Action, RestoreOptions, RestoreRequest, RestoreScope};
 use crate::sandbox::SandboxCluster;
 use crate::storage::{self, Storage};
 use crate::units;
@@ -86,6 +86,10 @@ pub struct DrillRequest<'a> {
     pub backup_id: Option<&'a str>,
     pub mode: DrillMode,
     pub jobs: u32,
+    /// Restore the backup's roles first (sandbox only; the default there when the
+    /// backup holds them).
+    pub with_globals: bool,
+    pub no_owner: bool,
     /// Opens encrypted backups.
     pub identities: Option<std::sync::Arc<crate::encryption::Identities>>,
 }
@@ -104,6 +108,8 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
     let mut manifest_used = None;
     let mut verification = None;
     let source = ConnTarget::parse(&req.target.resolve_url()?)?;
+    // Scratch databases are made and dropped with the restore credentials.
+    let admin = ConnTarget::parse(&req.target.resolve_restore_url()?)?;
 
     let mut scratch: Option<ScratchDatabase> = None;
     let mut sandbox: Option<SandboxCluster> = None;
@@ -164,8 +170,8 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
                 anyhow::bail!("a Redis sandbox is not a PostgreSQL drill destination")
             }
             DrillMode::ScratchDatabase => {
-                for stale in stale_scratch_databases(&source).await.unwrap_or_default() {
-                    match drop_database(&source, &stale).await {
+                for stale in stale_scratch_databases(&admin).await.unwrap_or_default() {
+                    match drop_database(&admin, &stale).await {
                         Ok(()) => tracing::warn!("dropped scratch database {stale} left by a drill that died"),
                         Err(e) => tracing::warn!("cannot drop scratch database {stale} left by a drill that died: {e:#}"),
                     }
@@ -173,7 +179,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
                 let name = format!("dr_drill_{}", started_at.format("%Y%m%d%H%M%S"));
                 let db = steps
                     .run("scratch database", Phase::Prepare, async {
-                        let db = ScratchDatabase::create(&source, &name).await?;
+                        let db = ScratchDatabase::create(&admin, &name).await?;
                         let msg = format!("created {name} on the target's server");
                         Ok((db, msg))
                     })
@@ -185,8 +191,25 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         };
         destination_text = destination.public_url.clone();
         let staging_dir = backup::default_staging_dir();
-        let never_asked = |_: &ConnTarget, _: i64| -> Result<()> {
+        let never_asked = |_: &restore::Consent| -> Result<()> {
             anyhow::bail!("the drill's destination is not empty; it was created for this drill, so something else wrote into it")
+        };
+        // A sandbox has none of the backup's roles: its globals bring them (the default
+        // when the backup holds them); without them, owners and grants are left out.
+        let sandbox = req.mode == DrillMode::Sandbox;
+        let with_globals = sandbox && (req.with_globals || manifest.globals().is_some());
+        if req.with_globals && manifest.globals().is_none() {
+            anyhow::bail!(
+                "--with-globals: backup {} holds no roles or tablespaces; hint: leave out --with-globals, and set [backup] include_globals = true for the next backups",
+                manifest.id
+            );
+        }
+        let scope = RestoreScope {
+            create: false,
+            with_globals,
+            no_owner: req.no_owner || (sandbox && !with_globals),
+            no_acl: sandbox && !with_globals,
+            selection: Default::default(),
         };
         let (restored, result) = restore::run(RestoreRequest {
             config: req.config,
@@ -194,15 +217,13 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
             target: req.target,
             backup_id: &manifest.id,
             destination: &destination,
-            destination_named: true,
+            destination_flag: Some(format!("--into '{}'", destination.public_url)),
             staging_dir: &staging_dir,
+            scope,
             identities: req.identities.clone(),
             action: Action::Restore(RestoreOptions {
                 jobs: req.jobs,
-                // A scratch database may lack the production roles: ownership is not what a
-                // drill proves.
-                no_owner: req.mode == DrillMode::Sandbox,
-                with_globals: false,
+                clean: false,
                 safety_backup: false,
                 verify_services: false,
                 show_progress: false,

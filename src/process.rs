@@ -37,6 +37,7 @@ pub struct ChildCommand {
     env: Vec<(String, String)>,
     run_as: Option<String>,
     current_dir: Option<PathBuf>,
+    stderr_lines: usize,
 }
 
 impl ChildCommand {
@@ -48,7 +49,15 @@ impl ChildCommand {
             env: Vec::new(),
             run_as: None,
             current_dir: None,
+            stderr_lines: STDERR_LINES,
         }
+    }
+
+    /// Keeps more of stderr than the last few lines: for a child whose every error
+    /// matters (psql applying a script without stopping at the first error).
+    pub fn keep_stderr_lines(mut self, lines: usize) -> Self {
+        self.stderr_lines = lines.max(1);
+        self
     }
 
     pub fn arg(mut self, arg: impl Into<OsString>) -> Self {
@@ -125,7 +134,7 @@ impl ChildCommand {
         let stderr = child.stderr.take().expect("stderr is piped");
         Ok(RunningChild {
             child,
-            stderr: tokio::spawn(keep_tail(stderr)),
+            stderr: tokio::spawn(keep_tail(stderr, self.stderr_lines)),
             what: self.what.clone(),
         })
     }
@@ -223,13 +232,13 @@ pub fn failure(what: &str, status: ExitStatus, stderr: &str) -> anyhow::Error {
 
 /// Reads a stream to its end and keeps only its last lines: a chatty child cannot fill
 /// memory, and the lines that explain a failure come last.
-async fn keep_tail<R: AsyncRead + Unpin>(stream: R) -> String {
+async fn keep_tail<R: AsyncRead + Unpin>(stream: R, keep: usize) -> String {
     let mut lines = BufReader::new(stream).lines();
-    let mut tail: VecDeque<String> = VecDeque::with_capacity(STDERR_LINES);
+    let mut tail: VecDeque<String> = VecDeque::with_capacity(keep.min(1024));
     loop {
         match lines.next_line().await {
             Ok(Some(line)) => {
-                if tail.len() == STDERR_LINES {
+                if tail.len() == keep {
                     tail.pop_front();
                 }
                 // A single huge line must not fill memory either.

@@ -48,7 +48,7 @@ fn encrypted_world(extra_keys: &[&str]) -> (support::PgCluster, World, PathBuf, 
 
 #[test]
 fn stored_objects_hold_no_plaintext_and_each_key_opens_the_backup() {
-    let (pg, world, team, glass) = encrypted_world(&[]);
+    let (pg, mut world, team, glass) = encrypted_world(&[]);
     pg.psql(
         "app",
         "INSERT INTO public.ten VALUES (999, 'needle-row-value-7f3a')",
@@ -103,12 +103,13 @@ fn stored_objects_hold_no_plaintext_and_each_key_opens_the_backup() {
         );
     }
     pg.create_db("copy");
+    world.set_env("DR_TEST_INTO", &pg.superuser_url("copy"));
     let run = world.dr(&[
         "restore",
         "--backup-id",
         "latest",
-        "--into",
-        &pg.superuser_url("copy"),
+        "--into-env",
+        "DR_TEST_INTO",
         "--identity",
         glass.to_str().unwrap(),
     ]);
@@ -205,7 +206,7 @@ fn misconfigured_encryption_refuses_to_run_and_stores_nothing() {
 
 #[test]
 fn the_manual_path_restores_what_dr_restores() {
-    let (pg, world, team, _glass) = encrypted_world(&[]);
+    let (pg, mut world, team, _glass) = encrypted_world(&[]);
     let m = world.backup();
     let dump = world.dump_path(&m);
     pg.create_db("manual");
@@ -227,13 +228,14 @@ fn the_manual_path_restores_what_dr_restores() {
         String::from_utf8_lossy(&out.stderr)
     );
     pg.create_db("bydr");
+    world.set_env("DR_TEST_INTO", &pg.superuser_url("bydr"));
     world
         .dr(&[
             "restore",
             "--backup-id",
             "latest",
-            "--into",
-            &pg.superuser_url("bydr"),
+            "--into-env",
+            "DR_TEST_INTO",
             "--identity",
             team.to_str().unwrap(),
         ])

@@ -61,9 +61,9 @@ fn assert_steps(command: &str, steps: &serde_json::Value) {
 
 #[test]
 fn every_json_document_matches_the_readme_table() {
-    let (pg, world) = support::sample_world("");
+    let (pg, mut world) = support::sample_world("");
     pg.create_db("copy");
-    let copy_url = pg.superuser_url("copy");
+    world.set_env("DR_TEST_INTO", &pg.superuser_url("copy"));
     let runs: Vec<(&str, Vec<&str>)> = vec![
         ("backup", vec!["backup"]),
         ("check", vec!["check"]),
@@ -71,7 +71,13 @@ fn every_json_document_matches_the_readme_table() {
         ("validate", vec!["validate"]),
         (
             "restore",
-            vec!["restore", "--backup-id", "latest", "--into", &copy_url],
+            vec![
+                "restore",
+                "--backup-id",
+                "latest",
+                "--into-env",
+                "DR_TEST_INTO",
+            ],
         ),
         ("verify", vec!["verify"]),
         ("drill", vec!["drill", "--backup-id", "latest"]),

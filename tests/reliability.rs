@@ -204,20 +204,20 @@ fn an_edited_manifest_fails_validate_and_check() {
 // 6. A safety copy of an --into destination goes back there, and is pooled with its own kind.
 #[test]
 fn safety_backups_go_back_to_the_database_they_copy() {
-    let (pg, world) = sample_world("");
+    let (pg, mut world) = sample_world("");
     world.backup();
     pg.create_db("copy");
     pg.psql(
         "copy",
         "CREATE TABLE precious (x int); INSERT INTO precious VALUES (1);",
     );
-    let copy_url = pg.superuser_url("copy");
+    world.set_env("DR_TEST_INTO", &pg.superuser_url("copy"));
     let run = world.dr(&[
         "restore",
         "--backup-id",
         "latest",
-        "--into",
-        &copy_url,
+        "--into-env",
+        "DR_TEST_INTO",
         "--yes",
         "--format",
         "json",
@@ -234,7 +234,9 @@ fn safety_backups_go_back_to_the_database_they_copy() {
         .unwrap();
     let hint = step["message"].as_str().unwrap();
     assert!(
-        hint.contains(&format!("dr restore --backup-id {safety} --target main --into 'postgres://postgres@127.0.0.1:{}/copy'", pg.port)),
+        hint.contains(&format!(
+            "dr restore --backup-id {safety} --target main --into-env DR_TEST_INTO --yes"
+        )),
         "{hint}"
     );
     // dr list shows which database each backup holds.
@@ -273,16 +275,17 @@ fn a_failed_drill_meets_nothing() {
 // 8. A database holding only a sequence is not empty.
 #[test]
 fn a_database_with_only_a_sequence_is_not_overwritten_without_consent() {
-    let (pg, world) = sample_world("");
+    let (pg, mut world) = sample_world("");
     world.backup();
     pg.create_db("seqonly");
     pg.psql("seqonly", "CREATE SEQUENCE important_numbers;");
+    world.set_env("DR_TEST_INTO", &pg.superuser_url("seqonly"));
     let run = world.dr(&[
         "restore",
         "--backup-id",
         "latest",
-        "--into",
-        &pg.superuser_url("seqonly"),
+        "--into-env",
+        "DR_TEST_INTO",
     ]);
     run.expect_code(2);
     assert!(run.stderr.contains("user object"), "{}", run.stderr);
@@ -508,12 +511,13 @@ fn libpq_variables_in_the_callers_shell_change_nothing() {
                 "restore",
                 "--backup-id",
                 "latest",
-                "--into",
-                &pg.superuser_url("copy"),
+                "--into-env",
+                "DR_TEST_INTO",
             ],
         ),
     ] {
         let mut cmd = world.command(&args);
+        cmd.env("DR_TEST_INTO", pg.superuser_url("copy"));
         cmd.env("PGPASSWORD", "wrong")
             .env("PGHOST", "/nonexistent")
             .env("PGPORT", "1")

@@ -54,12 +54,13 @@ fn realistic_schema_round_trips_exactly() {
     world.standard_config(&pg, "src", "");
     let m = world.backup();
     pg.create_db("copy");
+    world.set_env("DR_TEST_INTO", &pg.superuser_url("copy"));
     let run = world.dr(&[
         "restore",
         "--backup-id",
         m["id"].as_str().unwrap(),
-        "--into",
-        &pg.superuser_url("copy"),
+        "--into-env",
+        "DR_TEST_INTO",
         "--format",
         "json",
     ]);
@@ -104,7 +105,7 @@ fn flip_one_byte(path: &std::path::Path) {
 
 #[test]
 fn corrupted_truncated_or_unmanifested_backups_are_refused_before_touching_anything() {
-    let (pg, world) = setup();
+    let (pg, mut world) = setup();
     let m = world.backup();
     let id = m["id"].as_str().unwrap().to_string();
     world.dr(&["validate", "--backup-id", &id]).expect_code(0);
@@ -115,13 +116,14 @@ fn corrupted_truncated_or_unmanifested_backups_are_refused_before_touching_anyth
         "dest",
         "CREATE TABLE keep_me (i int); INSERT INTO keep_me VALUES (42)",
     );
-    let dest = pg.superuser_url("dest");
+    world.set_env("DR_TEST_INTO", &pg.superuser_url("dest"));
+    let dest = "DR_TEST_INTO";
 
     flip_one_byte(&dump);
     let v = world.dr(&["validate", "--backup-id", &id]);
     v.expect_code(1);
     assert!(v.all().contains("checksum mismatch"), "{}", v.all());
-    let r = world.dr(&["restore", "--backup-id", &id, "--into", &dest, "--yes"]);
+    let r = world.dr(&["restore", "--backup-id", &id, "--into-env", dest, "--yes"]);
     r.expect_code(1);
     assert!(r.all().contains("checksum mismatch"), "{}", r.all());
     assert_eq!(pg.psql("dest", "SELECT i FROM keep_me"), "42");
@@ -142,7 +144,7 @@ fn corrupted_truncated_or_unmanifested_backups_are_refused_before_touching_anyth
     v.expect_code(1);
     assert!(v.all().contains("checksum mismatch"), "{}", v.all());
     world
-        .dr(&["restore", "--backup-id", &id, "--into", &dest, "--yes"])
+        .dr(&["restore", "--backup-id", &id, "--into-env", dest, "--yes"])
         .expect_code(1);
     assert_eq!(pg.psql("dest", "SELECT i FROM keep_me"), "42");
 
@@ -152,7 +154,7 @@ fn corrupted_truncated_or_unmanifested_backups_are_refused_before_touching_anyth
     v.expect_code(1);
     assert!(v.all().contains("no manifest"), "{}", v.all());
     world
-        .dr(&["restore", "--backup-id", &id, "--into", &dest, "--yes"])
+        .dr(&["restore", "--backup-id", &id, "--into-env", dest, "--yes"])
         .expect_code(1);
     assert_eq!(
         pg.psql(
@@ -166,7 +168,7 @@ fn corrupted_truncated_or_unmanifested_backups_are_refused_before_touching_anyth
         .dr(&["validate", "--backup-id", "main-19990101T000000Z"])
         .expect_code(2);
     // No staging files were left behind on any failure path.
-    assert!(std::fs::read_dir(world.tmp_dir()).unwrap().next().is_none());
+    assert!(world.tmp_leftovers().is_empty());
 }
 
 #[test]
@@ -247,18 +249,20 @@ fn non_empty_destination_needs_yes_and_gets_a_safety_backup() {
 
 #[test]
 fn parallel_restore_gives_the_same_content() {
-    let (pg, world) = setup();
+    let (pg, mut world) = setup();
     let m = world.backup();
     let id = m["id"].as_str().unwrap();
     pg.create_db("one");
     pg.create_db("two");
+    world.set_env("DR_TEST_ONE", &pg.superuser_url("one"));
+    world.set_env("DR_TEST_TWO", &pg.superuser_url("two"));
     world
         .dr(&[
             "restore",
             "--backup-id",
             id,
-            "--into",
-            &pg.superuser_url("one"),
+            "--into-env",
+            "DR_TEST_ONE",
             "--jobs",
             "1",
         ])
@@ -268,8 +272,8 @@ fn parallel_restore_gives_the_same_content() {
             "restore",
             "--backup-id",
             id,
-            "--into",
-            &pg.superuser_url("two"),
+            "--into-env",
+            "DR_TEST_TWO",
             "--jobs",
             "2",
         ])
@@ -343,8 +347,8 @@ fn verify_reports_missing_rows_failed_assertions_and_http_errors() {
 }
 
 #[test]
-fn failing_pg_restore_exits_1_with_its_own_words() {
-    let (pg, world) = setup();
+fn missing_privileges_are_named_before_pg_restore_runs() {
+    let (pg, mut world) = setup();
     world.backup();
     pg.psql(
         "postgres",
@@ -353,25 +357,37 @@ fn failing_pg_restore_exits_1_with_its_own_words() {
     pg.create_db("locked");
     pg.psql("postgres", "REVOKE CREATE ON DATABASE locked FROM PUBLIC");
     pg.psql("locked", "REVOKE CREATE ON SCHEMA public FROM PUBLIC;");
+    world.set_env("DR_TEST_INTO", &pg.url("limited", "limited-pw", "locked"));
     let run = world.dr(&[
         "restore",
         "--backup-id",
         "latest",
-        "--into",
-        &pg.url("limited", "limited-pw", "locked"),
+        "--into-env",
+        "DR_TEST_INTO",
     ]);
     run.expect_code(1);
-    assert!(run.all().contains("pg_restore failed"), "{}", run.all());
+    let error = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap();
     assert!(
-        run.all().contains("permission denied"),
-        "pg_restore's words: {}",
-        run.all()
+        error.contains("step privileges failed: role limited lacks CREATE on database locked")
+            && error.contains("CREATE on schema public")
+            && error.contains("hint: GRANT CREATE ON DATABASE \"locked\" TO \"limited\""),
+        "{error}"
     );
+    assert!(!run.all().contains("pg_restore failed"), "{}", run.all());
     assert!(!run.all().contains("limited-pw"));
-    assert!(
-        std::fs::read_dir(world.tmp_dir()).unwrap().next().is_none(),
-        "staging removed"
+    assert_eq!(
+        pg.psql(
+            "locked",
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'sales'"
+        ),
+        "0",
+        "nothing was touched"
     );
+    assert!(world.tmp_leftovers().is_empty(), "staging removed");
 }
 
 #[test]
@@ -393,9 +409,11 @@ fn validate_reports_every_step_as_json() {
             "manifest",
             "tools",
             "destination",
+            "privileges",
             "extensions",
             "disk",
-            "checksum+archive"
+            "checksum+archive",
+            "ownership"
         ]
     );
     let _ = Command::new("true");
@@ -412,12 +430,13 @@ fn globals_are_restored_first_on_a_fresh_cluster() {
     // A fresh cluster has no app_owner role: without globals, ownership cannot be restored.
     let fresh = PgCluster::start();
     fresh.create_db("app");
+    world.set_env("DR_TEST_INTO", &fresh.superuser_url("app"));
     let without = world.dr(&[
         "restore",
         "--backup-id",
         "latest",
-        "--into",
-        &fresh.superuser_url("app"),
+        "--into-env",
+        "DR_TEST_INTO",
     ]);
     without.expect_code(1);
     assert!(without.all().contains("app_owner"), "{}", without.all());
@@ -427,8 +446,8 @@ fn globals_are_restored_first_on_a_fresh_cluster() {
         "restore",
         "--backup-id",
         "latest",
-        "--into",
-        &fresh.superuser_url("app"),
+        "--into-env",
+        "DR_TEST_INTO",
         "--with-globals",
         "--format",
         "json",
@@ -476,21 +495,28 @@ fn edit_manifest(
 
 #[test]
 fn validate_refuses_an_older_pg_restore_and_missing_extensions() {
-    let (pg, world) = setup();
+    let (pg, mut world) = setup();
     let m = world.backup();
     pg.create_db("dest");
-    let dest = pg.superuser_url("dest");
+    world.set_env("DR_TEST_INTO", &pg.superuser_url("dest"));
+    let dest = "DR_TEST_INTO";
 
     edit_manifest(&world, &m, |m| m["pg_dump_version"] = "99.1".into());
-    let v = world.dr(&["validate", "--into", &dest, "--format", "json"]);
+    let v = world.dr(&["validate", "--into-env", dest, "--format", "json"]);
     v.expect_code(1);
-    let failed = v.json()["steps"]
-        .as_array()
-        .unwrap()
-        .last()
+    let steps = v.json()["steps"].as_array().unwrap().clone();
+    let failed = steps
+        .iter()
+        .find(|s| s["status"] == "fail")
         .unwrap()
         .clone();
     assert_eq!(failed["name"], "tools");
+    // The other steps still ran: the checksums hold, the archive is simply not read.
+    assert_eq!(
+        steps.iter().filter(|s| s["status"] == "fail").count(),
+        1,
+        "{steps:?}"
+    );
     assert!(
         failed["message"]
             .as_str()
@@ -499,7 +525,7 @@ fn validate_refuses_an_older_pg_restore_and_missing_extensions() {
         "{failed}"
     );
     world
-        .dr(&["restore", "--backup-id", "latest", "--into", &dest])
+        .dr(&["restore", "--backup-id", "latest", "--into-env", dest])
         .expect_code(1);
     assert_eq!(
         pg.psql(
@@ -513,12 +539,13 @@ fn validate_refuses_an_older_pg_restore_and_missing_extensions() {
         m["pg_dump_version"] = "15.0".into();
         m["extensions"] = serde_json::json!(["plpgsql", "no_such_extension"]);
     });
-    let v = world.dr(&["validate", "--into", &dest, "--format", "json"]);
+    let v = world.dr(&["validate", "--into-env", dest, "--format", "json"]);
     v.expect_code(1);
     let failed = v.json()["steps"]
         .as_array()
         .unwrap()
-        .last()
+        .iter()
+        .find(|s| s["status"] == "fail")
         .unwrap()
         .clone();
     assert_eq!(failed["name"], "extensions");

@@ -112,7 +112,7 @@ fn sample_app() -> PgCluster {
 fn backup_list_validate_restore_and_check_on_s3() {
     let server = S3Server::start();
     let pg = sample_app();
-    let world = standard(&pg, &server, "");
+    let mut world = standard(&pg, &server, "");
 
     let m = world.backup();
     let id = m["id"].as_str().unwrap().to_string();
@@ -160,12 +160,13 @@ fn backup_list_validate_restore_and_check_on_s3() {
 
     // restore into a fresh database.
     pg.create_db("copy");
+    world.set_env("DR_TEST_INTO", &pg.superuser_url("copy"));
     let run = world.dr(&[
         "restore",
         "--backup-id",
         &id,
-        "--into",
-        &pg.superuser_url("copy"),
+        "--into-env",
+        "DR_TEST_INTO",
         "--format",
         "json",
     ]);

@@ -71,7 +71,15 @@ fn sslmodes_behave_like_libpq_for_dr_and_its_children() {
         pg.superuser_url("copy"),
         ca.display()
     );
-    let run = world.dr(&["restore", "--backup-id", "latest", "--into", &into]);
+    let mut world = world;
+    world.set_env("DR_TEST_INTO", &into);
+    let run = world.dr(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--into-env",
+        "DR_TEST_INTO",
+    ]);
     run.expect_code(0);
     assert_eq!(pg.psql("copy", "SELECT count(*) FROM public.ten"), "10");
     assert!(!run.all().contains(SUPERUSER_PASSWORD));

@@ -168,6 +168,14 @@ pub struct BackupManifest {
     pub tables: Vec<TableCount>,
     #[serde(default)]
     pub redis: Option<RedisDetails>,
+    /// The role that owned the database: `restore --create` gives the new database to it
+    /// when it exists there. Absent in manifests of older versions.
+    #[serde(default)]
+    pub database_owner: Option<String>,
+    /// Whether the globals object holds the roles' passwords (only a superuser can read
+    /// them); `null` without globals or in manifests of older versions.
+    #[serde(default)]
+    pub globals_role_passwords: Option<bool>,
 }
 
 /// The JSON shape of a manifest, field for field in the order PostgreSQL manifests always had.
@@ -208,6 +216,10 @@ struct ManifestJson<'a> {
     tables: Option<&'a [TableCount]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     redis: Option<&'a RedisDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_owner: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    globals_role_passwords: Option<bool>,
 }
 
 impl Serialize for BackupManifest {
@@ -242,6 +254,8 @@ impl Serialize for BackupManifest {
             extensions: pg.then_some(self.extensions.as_slice()),
             tables: pg.then_some(self.tables.as_slice()),
             redis: self.redis.as_ref(),
+            database_owner: self.database_owner.as_deref(),
+            globals_role_passwords: self.globals_role_passwords,
         }
         .serialize(serializer)
     }
@@ -346,6 +360,9 @@ impl BackupManifest {
                 self.server_major, self.server_version
             ));
         }
+        if self.globals_role_passwords.is_some() && self.globals().is_none() {
+            return Some("it records globals_role_passwords but holds no globals object".into());
+        }
         if let Some(t) = self.tables.iter().find(|t| t.rows < 0) {
             return Some(format!("table {} has a negative row count", t.qualified()));
         }
@@ -435,6 +452,14 @@ mod tests {
         let mut m = sample();
         m["objects"][1]["file"] = serde_json::json!("dump.pgdump.zst");
         assert!(parse(&m).is_err(), "duplicate file names");
+        let mut m = sample();
+        m["globals_role_passwords"] = serde_json::json!(false);
+        m["database_owner"] = serde_json::json!("app");
+        assert_eq!(parse(&m).unwrap().database_owner.as_deref(), Some("app"));
+        m["objects"].as_array_mut().unwrap().pop();
+        m["size_bytes"] = serde_json::json!(10);
+        let err = parse(&m).unwrap_err().to_string();
+        assert!(err.contains("globals_role_passwords"), "{err}");
     }
 
     #[test]

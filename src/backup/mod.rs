@@ -214,6 +214,8 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             extensions: catalog_info.extensions.clone(),
             tables,
             redis: None,
+            database_owner: Some(catalog_info.database_owner.clone()),
+            globals_role_passwords: settings.include_globals.then_some(catalog_info.superuser),
         };
         let json = serde_json::to_vec_pretty(&manifest)?;
         // The commit point: before this line there is no backup, after it there is one.
@@ -291,6 +293,7 @@ struct CatalogInfo {
     extensions: Vec<String>,
     tables: Vec<(String, String)>,
     superuser: bool,
+    database_owner: String,
 }
 
 async fn read_catalog(client: &Client) -> Result<CatalogInfo> {
@@ -330,11 +333,19 @@ async fn read_catalog(client: &Client) -> Result<CatalogInfo> {
         )
         .await?
         .get(0);
+    let database_owner: String = client
+        .query_one(
+            "SELECT pg_get_userbyid(datdba)::text FROM pg_database WHERE datname = current_database()",
+            &[],
+        )
+        .await?
+        .get(0);
     Ok(CatalogInfo {
         schemas,
         extensions,
         tables,
         superuser,
+        database_owner,
     })
 }
 

@@ -81,7 +81,8 @@ fn local_leftovers(found: &[crate::leftovers::Leftover]) -> Finding {
 }
 
 async fn scratch_leftovers(target: &crate::config::PostgresTarget) -> Result<Finding> {
-    let conn = crate::pg::ConnTarget::parse(&target.resolve_url()?)?;
+    // Drills make their scratch databases with the restore credentials.
+    let conn = crate::pg::ConnTarget::parse(&target.resolve_restore_url()?)?;
     let stale = crate::drill::stale_scratch_databases(&conn).await?;
     Ok(if stale.is_empty() {
         Finding::pass("no scratch database of a drill that died")

@@ -27,6 +27,8 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
             DrillMode::ScratchDatabase
         },
         jobs: args.jobs,
+        with_globals: args.with_globals,
+        no_owner: args.no_owner,
         identities: super::identities(config, args.identity.as_deref())?,
     })
     .await;

@@ -23,9 +23,10 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command, TextFormat, VersionArgs};
+use crate::cli::{Cli, Command, IntoArgs, ScopeArgs, TextFormat, VersionArgs};
 use crate::config::{Config, PostgresTarget};
 use crate::pg::ConnTarget;
+use crate::restore::RestoreScope;
 use crate::storage::{self, Storage};
 
 pub async fn dispatch(cli: Cli) -> Result<i32> {
@@ -112,12 +113,44 @@ pub fn single_target<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a P
     }
 }
 
-/// Where a restore, validate or verify looks: `--into URL`, else the target's database.
-pub fn destination(target: &PostgresTarget, into: Option<&str>) -> Result<ConnTarget> {
-    ConnTarget::parse(&match into {
-        Some(url) => url.to_string(),
-        None => target.resolve_url()?,
-    })
+/// Where a restore, validate or verify looks: `--into URL`, `--into-env VAR`, else the
+/// target's database reached with its restore credentials (`restore_url`). Returns the
+/// destination and, when it was named, the flag that names it again.
+pub fn destination(
+    target: &PostgresTarget,
+    into: &IntoArgs,
+) -> Result<(ConnTarget, Option<String>)> {
+    if let Some(url) = &into.into {
+        if crate::secret::redact_url(url) != *url {
+            return Err(crate::error::usage(
+                "--into carries a password, and any user of this host can read a command line (ps, /proc); nothing was changed; hint: put the URL in an environment variable and pass --into-env VAR, or leave the password out of the URL and keep it in a password file (~/.pgpass or PGPASSFILE)",
+            ));
+        }
+        return Ok((ConnTarget::parse(url)?, Some(format!("--into '{url}'"))));
+    }
+    if let Some(var) = &into.into_env {
+        let url = match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => v,
+            _ => {
+                return Err(crate::error::usage(format!(
+                    "--into-env {var}: the environment variable {var} is not set; hint: export {var}=postgres://user:password@host:5432/database"
+                )))
+            }
+        };
+        return Ok((ConnTarget::parse(&url)?, Some(format!("--into-env {var}"))));
+    }
+    Ok((ConnTarget::parse(&target.resolve_restore_url()?)?, None))
+}
+
+/// What a restore does to the destination, from the flags.
+pub fn scope(args: &ScopeArgs) -> RestoreScope {
+    RestoreScope {
+        create: args.create,
+        with_globals: args.with_globals,
+        no_owner: args.no_owner,
+        no_acl: false,
+        selection: args.only.selection(),
+    }
 }
 
 /// The identity that opens encrypted backups: `--identity`, else the configuration's.

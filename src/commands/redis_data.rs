@@ -15,12 +15,27 @@ use crate::redis_backup::{self, RedisBackupPlan};
 use crate::report::{Status, Steps};
 use crate::storage::Storage;
 
-fn destination(target: &RedisTarget, into: Option<&str>) -> Result<RedisEndpoint> {
-    Ok(RedisEndpoint::parse(&match into {
-        Some(url) => url.to_string(),
-        None => target.resolve_url()?,
-    })?
-    .with_timeout(target.timeout))
+/// `--into URL` (no password: command lines are readable by every user), `--into-env VAR`,
+/// or the target's own server.
+fn destination(target: &RedisTarget, into: &crate::cli::IntoArgs) -> Result<RedisEndpoint> {
+    let url = match (&into.into, &into.into_env) {
+        (Some(url), _) if crate::secret::redact_url(url) != *url => {
+            return Err(crate::error::usage(
+                "--into carries a password, and any user of this host can read a command line; nothing was changed; hint: put the URL in an environment variable and pass --into-env VAR",
+            ))
+        }
+        (Some(url), _) => url.clone(),
+        (None, Some(var)) => match std::env::var(var) {
+            Ok(v) if !v.trim().is_empty() => v,
+            _ => {
+                return Err(crate::error::usage(format!(
+                    "--into-env {var}: the environment variable {var} is not set; hint: export {var}=redis://:password@host:6379"
+                )))
+            }
+        },
+        (None, None) => target.resolve_url()?,
+    };
+    Ok(RedisEndpoint::parse(&url)?.with_timeout(target.timeout))
 }
 
 /// One Redis backup; a fallback from rdb to keys is said on stderr.
@@ -34,7 +49,7 @@ pub async fn backup(
         storage,
         RedisBackupPlan {
             target_name: &target.name,
-            endpoint: destination(target, None)?,
+            endpoint: destination(target, &crate::cli::IntoArgs::default())?,
             method: target.method,
             kind: BackupKind::Regular,
             settings: &config.backup,
@@ -59,7 +74,7 @@ pub async fn restore(config: &Config, target: &RedisTarget, args: RestoreArgs) -
         storage: storage.as_ref(),
         target,
         backup_id: &args.backup_id,
-        destination: destination(target, args.into.as_deref())?,
+        destination: destination(target, &args.into)?,
         yes: args.yes,
         flush: args.flush,
         no_safety_backup: args.no_safety_backup,
@@ -83,7 +98,7 @@ pub async fn validate(config: &Config, target: &RedisTarget, args: ValidateArgs)
         storage.as_ref(),
         target,
         &args.backup_id,
-        &destination(target, args.into.as_deref())?,
+        &destination(target, &args.into)?,
         super::identities(config, args.identity.as_deref())?.as_ref(),
         &super::staging_dir(args.staging_dir.as_deref()),
     )
@@ -101,7 +116,7 @@ pub async fn verify(config: &Config, target: &RedisTarget, args: VerifyArgs) -> 
     let storage = super::open_storage(config)?;
     let manifest = catalog::resolve(storage.as_ref(), &target.name, &args.backup_id).await?;
     redis_backup::details(&manifest)?;
-    let endpoint = destination(target, args.into.as_deref())?;
+    let endpoint = destination(target, &args.into)?;
     let mut con = endpoint.connect().await?;
     let now = conn::server_time_ms(&mut con).await?;
     // The sample is drawn from the backup itself, fetched (and its checksum checked) once.

@@ -9,8 +9,7 @@ use crate::config::{Config, NotifyEvent};
 use crate::error::usage;
 use crate::notify::{self, OperationRun, Outcome};
 use crate::output;
-use crate::pg::ConnTarget;
-use crate::restore::{self, Action, RestoreOptions, RestoreRequest};
+use crate::restore::{self, Action, Consent, RestoreOptions, RestoreRequest};
 
 pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
     if let Some(redis) = config.redis_backup_target(args.target.as_deref()) {
@@ -23,10 +22,11 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
     }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
-    let destination = super::destination(target, args.into.as_deref())?;
+    let (destination, destination_flag) = super::destination(target, &args.into)?;
     let staging_dir = super::staging_dir(args.staging_dir.as_deref());
     let yes = args.yes;
-    let confirm = move |d: &ConnTarget, objects: i64| confirm(d, objects, yes);
+    let confirm = move |c: &Consent| confirm(c, yes);
+    let named = destination_flag.is_some();
     let notifier = OperationRun::start(config, NotifyEvent::Restore, None)?;
     let (report, result) = restore::run(RestoreRequest {
         config,
@@ -34,15 +34,15 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
         target,
         backup_id: &args.backup_id,
         destination: &destination,
-        destination_named: args.into.is_some(),
+        destination_flag,
         staging_dir: &staging_dir,
+        scope: super::scope(&args.scope),
         identities: super::identities(config, args.identity.as_deref())?,
         action: Action::Restore(RestoreOptions {
             jobs: args.jobs,
-            no_owner: args.no_owner,
-            with_globals: args.with_globals,
+            clean: args.clean,
             safety_backup: !args.no_safety_backup,
-            verify_services: args.into.is_none(),
+            verify_services: !named,
             show_progress: args.format == Format::Table,
             confirm: &confirm,
         }),
@@ -77,20 +77,20 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
     result.map(|()| 0)
 }
 
-/// A non-empty destination needs consent: a typed database name on a terminal, `--yes`
-/// otherwise. Refusing changes nothing (exit 2).
-fn confirm(destination: &ConnTarget, objects: i64, yes: bool) -> Result<()> {
+/// A non-empty destination needs consent, asked once the preflight has passed: the
+/// database name typed on a terminal, `--yes` otherwise. Refusing changes nothing (exit 2).
+fn confirm(consent: &Consent, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
-    let db = &destination.database;
+    let db = &consent.database;
     if !std::io::stdin().is_terminal() {
         return Err(usage(format!(
-            "destination database {db} ({}) is not empty: it holds {objects} user object(s) (tables, sequences, views, functions, large objects) that the restore would overwrite; nothing was changed; hint: pass --yes to confirm (a safety backup is taken first), or restore into an empty database with --into",
-            destination.public_url
+            "destination database {db} ({}) is not empty: it holds {} user object(s) (tables, sequences, views, functions, large objects) that the restore would overwrite; nothing was changed; hint: pass --yes to confirm (a safety backup is taken first), or restore into an empty database with --into-env and --create",
+            consent.destination, consent.user_objects
         )));
     }
-    eprint!("Destination {} holds {objects} user object(s); they will be overwritten (a safety backup is taken first).\nType the database name ({db}) to confirm: ", destination.public_url);
+    eprint!("{}", output::restore::consent_prompt(consent));
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

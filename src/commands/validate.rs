@@ -13,7 +13,7 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
     }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
-    let destination = super::destination(target, args.into.as_deref())?;
+    let (destination, destination_flag) = super::destination(target, &args.into)?;
     let staging_dir = super::staging_dir(args.staging_dir.as_deref());
     let (report, result) = restore::run(RestoreRequest {
         config,
@@ -21,8 +21,9 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
         target,
         backup_id: &args.backup_id,
         destination: &destination,
-        destination_named: args.into.is_some(),
+        destination_flag,
         staging_dir: &staging_dir,
+        scope: super::scope(&args.scope),
         identities: super::identities(config, args.identity.as_deref())?,
         action: Action::Validate,
     })

@@ -17,13 +17,15 @@ pub async fn run(config: &Config, args: VerifyArgs) -> Result<i32> {
     let storage = super::open_storage(config)?;
     let notifier = OperationRun::start(config, NotifyEvent::Verify, None)?;
     let started = std::time::Instant::now();
+    let selection = args.only.selection();
     let prepared = async {
         let manifest = catalog::resolve(storage.as_ref(), &target.name, &args.backup_id).await?;
-        let conn = super::destination(target, args.into.as_deref())?;
-        anyhow::Ok((manifest, conn))
+        selection.check_against(&manifest)?;
+        let (conn, named) = super::destination(target, &args.into)?;
+        anyhow::Ok((manifest, conn, named))
     }
     .await;
-    let (manifest, conn) = match prepared {
+    let (manifest, conn, named) = match prepared {
         Ok(found) => found,
         Err(e) => {
             let failed = Err(e);
@@ -41,7 +43,9 @@ pub async fn run(config: &Config, args: VerifyArgs) -> Result<i32> {
         target: &target.name,
         conn: &conn,
         manifest: Some(&manifest),
-        include_services: true,
+        // Another database is a copy: production's Redis and HTTP endpoints are not its.
+        include_services: named.is_none(),
+        selection: &selection,
     })
     .await;
     let outcome = Outcome {

@@ -2,7 +2,7 @@
 
 use super::table::{cell, new_table, status_cell, steps, Fit};
 use crate::restore::verify::VerifyReport;
-use crate::restore::{Operation, RestoreReport};
+use crate::restore::{Consent, Operation, RestoreReport};
 use crate::units;
 
 pub fn table(report: &RestoreReport) -> String {
@@ -44,6 +44,85 @@ pub fn table(report: &RestoreReport) -> String {
     if let Some(id) = &report.safety_backup_id {
         text.push_str(&format!("safety backup of the previous contents: {id}\n"));
     }
+    if !report.roles_without_password.is_empty() {
+        text.push_str(&roles_without_password(report));
+    }
+    text
+}
+
+/// The restore's last words when `--with-globals` created login roles without their
+/// passwords (the backup role could not read them): which, and how to set each.
+fn roles_without_password(report: &RestoreReport) -> String {
+    let server = url::Url::parse(&report.destination)
+        .map(|mut u| {
+            u.set_path("/postgres");
+            u.set_query(None);
+            u.to_string()
+        })
+        .unwrap_or_else(|_| report.destination.clone());
+    let mut text = format!(
+        "\nlogin roles left WITHOUT A PASSWORD (the backup role could not read passwords): {}\nthey cannot log in until each gets one; as a superuser, from your password store:\n",
+        report.roles_without_password.join(", ")
+    );
+    for role in &report.roles_without_password {
+        let simple = role
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        let name = if simple {
+            role.clone()
+        } else {
+            crate::pg::quote_ident(role)
+        };
+        text.push_str(&format!("  psql '{server}' -c '\\password {name}'\n"));
+    }
+    text
+}
+
+/// The question asked on a terminal before a non-empty destination is overwritten.
+pub fn consent_prompt(c: &Consent) -> String {
+    let age = units::age(chrono::Utc::now() - c.backup_created_at);
+    let mut text = format!(
+        "\nabout to restore backup {} (taken {}, {age} ago, {})\ninto {} (database {})\n",
+        c.backup_id,
+        units::time(c.backup_created_at),
+        units::bytes(c.backup_size_bytes),
+        c.destination,
+        c.database
+    );
+    text.push_str(&format!(
+        "it holds {} user object(s); what the backup holds is dropped and recreated, anything else is left alone\n",
+        c.user_objects
+    ));
+    if !c.replaced_tables.is_empty() {
+        let shown: Vec<String> = c
+            .replaced_tables
+            .iter()
+            .take(10)
+            .map(|(name, rows)| match rows {
+                Some(n) => format!("{name} (~{} rows)", units::count(*n)),
+                None => name.clone(),
+            })
+            .collect();
+        let more = c.replaced_tables.len().saturating_sub(shown.len());
+        text.push_str(&format!(
+            "tables replaced: {}{}\n",
+            shown.join(", "),
+            if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            }
+        ));
+    }
+    text.push_str(if c.safety_backup {
+        "a safety backup of the destination is taken first\n"
+    } else {
+        "NO safety backup is taken (--no-safety-backup)\n"
+    });
+    text.push_str(&format!(
+        "type the database name ({}) to confirm: ",
+        c.database
+    ));
     text
 }
 
@@ -65,5 +144,40 @@ fn verify_verdict(report: &VerifyReport) -> String {
         "VERIFIED\n".into()
     } else {
         "VERIFICATION FAILED\n".into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_prompt_names_backup_destination_and_what_is_replaced() {
+        let c = Consent {
+            backup_id: "main-20260102T030405Z".into(),
+            backup_created_at: chrono::Utc::now() - chrono::Duration::hours(3),
+            backup_size_bytes: 34_120,
+            destination: "postgres://admin@db:5432/shop".into(),
+            database: "shop".into(),
+            user_objects: 12,
+            replaced_tables: vec![
+                ("shop.orders".into(), Some(3000)),
+                ("shop.new".into(), None),
+            ],
+            safety_backup: true,
+        };
+        let text = consent_prompt(&c);
+        for part in [
+            "main-20260102T030405Z",
+            "3h ago",
+            "33.3 KiB",
+            "postgres://admin@db:5432/shop",
+            "12 user object(s)",
+            "shop.orders (~3,000 rows), shop.new",
+            "safety backup",
+            "type the database name (shop)",
+        ] {
+            assert!(text.contains(part), "{part}: {text}");
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! PostgreSQL access: connections from `dr` itself, and the connection details handed to
 //! `pg_dump`/`pg_restore`/`psql` children (password in a 0600 passfile, never in argv).
 
+pub mod pgpass;
 pub mod tls;
 pub mod tools;
 
@@ -23,6 +24,8 @@ pub struct ConnTarget {
     /// The URL without its password: safe for argv and messages.
     pub public_url: String,
     pub password: Option<Secret>,
+    /// The password file the password came from, when the URL has none.
+    pub password_file: Option<std::path::PathBuf>,
     pub database: String,
     pub user: String,
     pub config: tokio_postgres::Config,
@@ -39,7 +42,8 @@ impl ConnTarget {
                 redact_url(url)
             )
         })?;
-        let password = config
+        let mut config = config;
+        let mut password = config
             .get_password()
             .map(|p| Secret::new(String::from_utf8_lossy(p).into_owned()));
         let public_url = strip_password(url);
@@ -54,9 +58,35 @@ impl ConnTarget {
             .get_dbname()
             .map(str::to_string)
             .unwrap_or_else(|| user.clone());
+        if config.get_user().is_none() {
+            config.user(&user);
+        }
+        let mut password_file = None;
+        if password.is_none() {
+            // As libpq: no password in the URL, so the password file may have one.
+            if let Some(path) = pgpass::default_path() {
+                let host = match config.get_hosts().first() {
+                    Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+                    Some(tokio_postgres::config::Host::Unix(p)) => p.display().to_string(),
+                    None => String::new(),
+                };
+                let key = pgpass::PassKey {
+                    host: &host,
+                    port: config.get_ports().first().copied().unwrap_or(5432),
+                    database: &database,
+                    user: &user,
+                };
+                if let Some(found) = pgpass::lookup(&path, &key) {
+                    config.password(found.expose());
+                    password = Some(found);
+                    password_file = Some(path);
+                }
+            }
+        }
         Ok(ConnTarget {
             public_url,
             password,
+            password_file,
             database,
             user,
             config,
@@ -70,11 +100,42 @@ impl ConnTarget {
             url::Url::parse(&self.public_url).context("cannot rewrite the database of this URL")?;
         url.set_path(&format!("/{database}"));
         let mut target = ConnTarget::parse(url.as_str())?;
-        target.password = self.password.clone();
-        if let Some(p) = &self.password {
-            target.config.password(p.expose());
+        // A password written in the URL holds for every database of the server; one from
+        // the password file may be per database, and is looked up again unless none is found.
+        let url_password = self.password.is_some() && self.password_file.is_none();
+        if url_password || target.password.is_none() {
+            target.password = self.password.clone();
+            target.password_file = self.password_file.clone();
+            if let Some(p) = &self.password {
+                target.config.password(p.expose());
+            }
         }
         Ok(target)
+    }
+
+    /// Connects to the server's maintenance database with the same role, as `createdb`
+    /// does: `postgres`, else `template1`. That is where databases are created and roles
+    /// applied while the destination database does not exist.
+    pub async fn connect_maintenance(&self) -> Result<(ConnTarget, Client)> {
+        let postgres = self.with_database("postgres")?;
+        match postgres.connect().await {
+            Err(e) if is_missing_database(&e) => {
+                let template1 = self.with_database("template1")?;
+                let client = template1.connect().await?;
+                Ok((template1, client))
+            }
+            other => other.map(|client| (postgres, client)),
+        }
+    }
+
+    /// `host:port` of the server, for messages.
+    pub fn server(&self) -> String {
+        let host = self.config.get_hosts().first().map(|h| match h {
+            tokio_postgres::config::Host::Tcp(h) => h.clone(),
+            tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
+        });
+        let port = self.config.get_ports().first().copied().unwrap_or(5432);
+        format!("{}:{port}", host.unwrap_or_else(|| "localhost".into()))
     }
 
     /// How long connecting may take, TLS and authentication included: the URL's
@@ -107,11 +168,17 @@ impl ConnTarget {
                 )
             })?;
         let (client, connection) = connected.map_err(|e| {
+            if e.code() == Some(&tokio_postgres::error::SqlState::INVALID_CATALOG_NAME) {
+                return anyhow::Error::new(MissingDatabase {
+                    database: self.database.clone(),
+                    server: self.server(),
+                });
+            }
             anyhow::anyhow!(
                 "cannot connect to {}: {}; {}",
                 self.public_url,
                 describe_pg_error(&e),
-                self.connect_hint()
+                self.connect_hint(&e)
             )
         })?;
         tokio::spawn(async move {
@@ -122,7 +189,16 @@ impl ConnTarget {
         Ok(client)
     }
 
-    fn connect_hint(&self) -> String {
+    fn connect_hint(&self, e: &tokio_postgres::Error) -> String {
+        if self.password.is_none() && describe_pg_error(e).contains("password missing") {
+            return format!(
+                "hint: no password for role {}: give it in the URL's environment variable (url_env, restore_url_env, --into-env) or in the password file ({})",
+                self.user,
+                pgpass::default_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "~/.pgpass".into())
+            );
+        }
         let host = self.config.get_hosts().first().map(|h| match h {
             tokio_postgres::config::Host::Tcp(h) => h.clone(),
             tokio_postgres::config::Host::Unix(p) => p.display().to_string(),
@@ -144,6 +220,32 @@ impl ConnTarget {
         ));
         Ok(auth)
     }
+}
+
+/// The destination database does not exist on a server that answers: it was dropped, or
+/// never created. Callers that can create it (`restore --create`) look for this error.
+#[derive(Debug)]
+pub struct MissingDatabase {
+    pub database: String,
+    pub server: String,
+}
+
+impl std::fmt::Display for MissingDatabase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "database {} does not exist on {}; hint: if it was dropped, `dr restore --create` brings it back (see `dr runbook show database-failure`)",
+            self.database, self.server
+        )
+    }
+}
+
+impl std::error::Error for MissingDatabase {}
+
+/// Whether an error chain says the database does not exist.
+pub fn is_missing_database(err: &anyhow::Error) -> bool {
+    err.chain()
+        .any(|c| c.downcast_ref::<MissingDatabase>().is_some())
 }
 
 /// How a child authenticates: a private 0600 passfile named by `PGPASSFILE`, kept while

@@ -135,6 +135,8 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
             schemas: vec![],
             extensions: vec![],
             tables: vec![],
+            database_owner: None,
+            globals_role_passwords: None,
             redis: Some(RedisDetails {
                 method: taken.method,
                 requested_method: plan.method,

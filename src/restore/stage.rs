@@ -253,6 +253,10 @@ pub struct StagedDump {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
     pub compression: Compression,
+    /// Bytes of the decompressed archive: what pg_restore consumes.
+    pub raw_bytes: u64,
+    /// `pg_restore --list` of the archive.
+    pub listing: String,
     /// Dropped after `dir`: the record goes once the directory is gone.
     _registered: leftovers::Registered,
 }
@@ -289,16 +293,19 @@ pub async fn stage_dump(
             ))
         })
         .await?;
-    let staged = StagedDump {
+    let mut staged = StagedDump {
         dir,
         path,
         compression,
+        raw_bytes: object.raw_bytes,
+        listing: String::new(),
         _registered: registered,
     };
-    steps
+    staged.listing = steps
         .run("archive", Phase::Fetch, async {
-            let n = archive::list_staged(pg_restore, &staged).await?;
-            Ok(((), format!("pg_restore --list reads {n} entries")))
+            let listing = archive::list_staged(pg_restore, &staged, false).await?;
+            let n = archive::count_toc_entries(&listing);
+            Ok((listing, format!("pg_restore --list reads {n} entries")))
         })
         .await?;
     Ok(staged)

@@ -65,6 +65,9 @@ pub struct VerifyRequest<'a> {
     pub manifest: Option<&'a BackupManifest>,
     /// Redis targets and HTTP endpoints belong to production: drills skip them.
     pub include_services: bool,
+    /// A partial restore: only these tables' rows are compared, and the `[[verify.sql]]`
+    /// assertions (which speak of the whole database) are skipped.
+    pub selection: &'a super::selection::Selection,
 }
 
 pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
@@ -82,7 +85,7 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
             ));
             if let Some(manifest) = req.manifest {
                 let counted = Instant::now();
-                for table in &manifest.tables {
+                for table in req.selection.tables_of(manifest) {
                     tables_checked += 1;
                     let sql = format!(
                         "SELECT count(*) FROM {}.{}",
@@ -107,7 +110,13 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
                 } else {
                     Status::Fail
                 };
-                let message = if mismatches.is_empty() {
+                let message = if mismatches.is_empty() && !req.selection.is_empty() {
+                    format!(
+                        "all {tables_checked} table(s) of {} hold the row counts recorded in backup {}",
+                        req.selection.flags(),
+                        manifest.id
+                    )
+                } else if mismatches.is_empty() {
                     format!(
                         "all {tables_checked} table(s) hold the row counts recorded in backup {}",
                         manifest.id
@@ -134,6 +143,7 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
                 .sql
                 .iter()
                 .filter(|a| a.target.as_deref().is_none_or(|t| t == req.target))
+                .filter(|_| req.selection.is_empty())
             {
                 let began = Instant::now();
                 let name = format!("sql: {}", assertion.name);

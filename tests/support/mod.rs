@@ -5,7 +5,9 @@
 
 pub mod http;
 pub mod redis_data;
+pub mod roles;
 pub mod s3;
+pub mod world;
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -62,6 +64,12 @@ pub struct PgCluster {
 
 impl PgCluster {
     pub fn start() -> PgCluster {
+        Self::start_on(free_port())
+    }
+
+    /// A fresh cluster (new `initdb`, only the `postgres` superuser) on a given port: the
+    /// same address a lost cluster had.
+    pub fn start_on(port: u16) -> PgCluster {
         let bin = pg_bin_dir();
         let run_as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -81,7 +89,7 @@ impl PgCluster {
         }
         let cluster = PgCluster {
             dir,
-            port: free_port(),
+            port,
             bin,
             run_as_postgres,
         };
