@@ -265,44 +265,14 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         );
     }
 
-    let rto_ms = steps.recovery_ms();
-    let rpo_ms = manifest_used
-        .as_ref()
-        .map(|m| (started_at - m.created_at).num_milliseconds().max(0) as u64);
-    let objectives = &req.config.objectives;
-    let rto_objective_ms = objectives.rto.map(|d| d.as_millis() as u64);
-    let rpo_objective_ms = objectives.rpo.map(|d| d.as_millis() as u64);
     let restored = outcome.is_ok();
-    let rto_met = rto_objective_ms.map(|o| restored && rto_ms <= o);
-    let rpo_met = match (rpo_ms, rpo_objective_ms) {
-        (Some(a), Some(o)) => Some(restored && a <= o),
-        (None, Some(_)) => Some(false),
-        _ => None,
-    };
-    let mut problems = Vec::new();
-    if let Err(e) = &outcome {
-        problems.push(format!("{e:#}"));
-    }
-    if restored && rto_met == Some(false) {
-        problems.push(format!(
-            "RTO objective missed: recovery took {}, the objective is {}",
-            units::millis(rto_ms),
-            units::millis(rto_objective_ms.unwrap_or(0))
-        ));
-    }
-    if restored && rpo_met == Some(false) {
-        problems.push(format!(
-            "RPO objective missed: the backup was {} old, the objective is {}",
-            units::millis(rpo_ms.unwrap_or(0)),
-            units::millis(rpo_objective_ms.unwrap_or(0))
-        ));
-    }
-    let ok = problems.is_empty();
-    let verdict = if ok {
-        format!("pass: restored and verified in {}", units::millis(rto_ms))
-    } else {
-        format!("fail: {}", problems.join("; "))
-    };
+    let judged = Judgement::of(
+        &steps,
+        started_at,
+        manifest_used.as_ref().map(|m| m.created_at),
+        &req.config.objectives,
+        &outcome,
+    );
     let report = DrillReport {
         format_version: FORMAT_VERSION,
         id,
@@ -314,29 +284,102 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         backup_id: manifest_used.as_ref().map(|m| m.id.clone()),
         backup_created_at: manifest_used.as_ref().map(|m| m.created_at),
         steps: steps.0,
-        rto_ms,
-        rpo_ms,
-        rto_objective_ms,
-        rpo_objective_ms,
-        rto_met,
-        rpo_met,
+        rto_ms: judged.rto_ms,
+        rpo_ms: judged.rpo_ms,
+        rto_objective_ms: judged.rto_objective_ms,
+        rpo_objective_ms: judged.rpo_objective_ms,
+        rto_met: judged.rto_met,
+        rpo_met: judged.rpo_met,
         verification,
         redis_verification: None,
         decrypted: restored
             && manifest_used
                 .as_ref()
                 .is_some_and(|m| m.encryption.is_some()),
-        ok,
-        verdict,
+        ok: judged.ok,
+        verdict: judged.verdict,
     };
     store_report(req.storage, &report, req.config).await?;
     Ok(report)
 }
 
+/// A drill measured against the objectives. A drill that did not restore meets none.
+pub(crate) struct Judgement {
+    pub rto_ms: u64,
+    pub rpo_ms: Option<u64>,
+    pub rto_objective_ms: Option<u64>,
+    pub rpo_objective_ms: Option<u64>,
+    pub rto_met: Option<bool>,
+    pub rpo_met: Option<bool>,
+    pub ok: bool,
+    /// One line: what passed, or what failed and why.
+    pub verdict: String,
+}
+
+impl Judgement {
+    pub fn of(
+        steps: &Steps,
+        started_at: DateTime<Utc>,
+        backup_created_at: Option<DateTime<Utc>>,
+        objectives: &crate::config::Objectives,
+        outcome: &Result<()>,
+    ) -> Judgement {
+        let rto_ms = steps.recovery_ms();
+        let rpo_ms = backup_created_at.map(|c| (started_at - c).num_milliseconds().max(0) as u64);
+        let rto_objective_ms = objectives.rto.map(|d| d.as_millis() as u64);
+        let rpo_objective_ms = objectives.rpo.map(|d| d.as_millis() as u64);
+        let restored = outcome.is_ok();
+        let rto_met = rto_objective_ms.map(|o| restored && rto_ms <= o);
+        let rpo_met = match (rpo_ms, rpo_objective_ms) {
+            (Some(a), Some(o)) => Some(restored && a <= o),
+            (None, Some(_)) => Some(false),
+            _ => None,
+        };
+        let mut problems = Vec::new();
+        if let Err(e) = outcome {
+            problems.push(format!("{e:#}"));
+        }
+        if restored && rto_met == Some(false) {
+            problems.push(format!(
+                "RTO objective missed: recovery took {}, the objective is {}",
+                units::millis(rto_ms),
+                units::millis(rto_objective_ms.unwrap_or(0))
+            ));
+        }
+        if restored && rpo_met == Some(false) {
+            problems.push(format!(
+                "RPO objective missed: the backup was {} old, the objective is {}",
+                units::millis(rpo_ms.unwrap_or(0)),
+                units::millis(rpo_objective_ms.unwrap_or(0))
+            ));
+        }
+        let ok = problems.is_empty();
+        let verdict = if ok {
+            format!("pass: restored and verified in {}", units::millis(rto_ms))
+        } else {
+            format!("fail: {}", problems.join("; "))
+        };
+        Judgement {
+            rto_ms,
+            rpo_ms,
+            rto_objective_ms,
+            rpo_objective_ms,
+            rto_met,
+            rpo_met,
+            ok,
+            verdict,
+        }
+    }
+}
+
 /// Stores a drill report. With `[encryption]`, what names tables (the verification) goes
 /// only into an encrypted copy (`.json.age`); the readable report keeps the verdict, the
 /// timings and the objectives, which is all `dr check` needs.
-async fn store_report(storage: &dyn Storage, report: &DrillReport, config: &Config) -> Result<()> {
+pub(crate) async fn store_report(
+    storage: &dyn Storage,
+    report: &DrillReport,
+    config: &Config,
+) -> Result<()> {
     let key = format!("{DRILLS_PREFIX}/{}/{}.json", report.target, report.id);
     let readable = match crate::encryption::configured_recipients(config)? {
         None => report.clone(),
@@ -352,6 +395,7 @@ async fn store_report(storage: &dyn Storage, report: &DrillReport, config: &Conf
                 .with_context(|| format!("cannot store the drill report {sealed_key}"))?;
             let mut redacted = report.clone();
             redacted.verification = None;
+            redacted.redis_verification = None;
             for step in redacted
                 .steps
                 .iter_mut()

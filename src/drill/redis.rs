@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 
-use super::{DrillMode, DrillReport, DRILLS_PREFIX};
+use super::{DrillMode, DrillReport};
 use crate::backup::manifest::BackupKind;
 use crate::config::{Config, RedisTarget};
 use crate::encryption::Identities;
@@ -20,7 +20,7 @@ use crate::redis_backup::sandbox::{self, RedisSandbox};
 use crate::redis_backup::verify::BackupDigest;
 use crate::redis_backup::{self, RedisBackupPlan};
 use crate::report::{Finding, Phase, Steps, FORMAT_VERSION};
-use crate::storage::{self, Storage};
+use crate::storage::Storage;
 use crate::units;
 use std::sync::Arc;
 
@@ -167,39 +167,14 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
         );
     }
 
-    let rto_ms = steps.recovery_ms();
-    let rpo_ms = manifest_used
-        .as_ref()
-        .map(|m| (started_at - m.created_at).num_milliseconds().max(0) as u64);
-    let objectives = &req.config.objectives;
-    let rto_objective_ms = objectives.rto.map(|d| d.as_millis() as u64);
-    let rpo_objective_ms = objectives.rpo.map(|d| d.as_millis() as u64);
     let restored = outcome.is_ok();
-    let rto_met = rto_objective_ms.map(|o| restored && rto_ms <= o);
-    let rpo_met = match (rpo_ms, rpo_objective_ms) {
-        (Some(a), Some(o)) => Some(restored && a <= o),
-        (None, Some(_)) => Some(false),
-        _ => None,
-    };
-    let mut problems = Vec::new();
-    if let Err(e) = &outcome {
-        problems.push(format!("{e:#}"));
-    }
-    if restored && rto_met == Some(false) {
-        problems.push(format!(
-            "RTO objective missed: recovery took {}, the objective is {}",
-            units::millis(rto_ms),
-            units::millis(rto_objective_ms.unwrap_or(0))
-        ));
-    }
-    if restored && rpo_met == Some(false) {
-        problems.push(format!(
-            "RPO objective missed: the backup was {} old, the objective is {}",
-            units::millis(rpo_ms.unwrap_or(0)),
-            units::millis(rpo_objective_ms.unwrap_or(0))
-        ));
-    }
-    let ok = problems.is_empty();
+    let judged = super::Judgement::of(
+        &steps,
+        started_at,
+        manifest_used.as_ref().map(|m| m.created_at),
+        &req.config.objectives,
+        &outcome,
+    );
     let report = DrillReport {
         format_version: FORMAT_VERSION,
         id,
@@ -211,28 +186,21 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
         backup_id: manifest_used.as_ref().map(|m| m.id.clone()),
         backup_created_at: manifest_used.as_ref().map(|m| m.created_at),
         steps: steps.0,
-        rto_ms,
-        rpo_ms,
-        rto_objective_ms,
-        rpo_objective_ms,
-        rto_met,
-        rpo_met,
+        rto_ms: judged.rto_ms,
+        rpo_ms: judged.rpo_ms,
+        rto_objective_ms: judged.rto_objective_ms,
+        rpo_objective_ms: judged.rpo_objective_ms,
+        rto_met: judged.rto_met,
+        rpo_met: judged.rpo_met,
         verification: None,
         redis_verification: verification,
         decrypted: restored
             && manifest_used
                 .as_ref()
                 .is_some_and(|m| m.encryption.is_some()),
-        ok,
-        verdict: if ok {
-            format!("pass: restored and verified in {}", units::millis(rto_ms))
-        } else {
-            format!("fail: {}", problems.join("; "))
-        },
+        ok: judged.ok,
+        verdict: judged.verdict,
     };
-    let key = format!("{DRILLS_PREFIX}/{}/{}.json", report.target, report.id);
-    storage::put_bytes(req.storage, &key, serde_json::to_vec_pretty(&report)?)
-        .await
-        .with_context(|| format!("cannot store the drill report {key}"))?;
+    super::store_report(req.storage, &report, req.config).await?;
     Ok(report)
 }
