@@ -3,7 +3,6 @@
 use super::table::{cell, new_table, status_cell, steps, Fit, ReportTable};
 use crate::redis_backup::restore::RedisRestoreReport;
 use crate::redis_backup::verify::RedisVerifyReport;
-use crate::restore::Operation;
 use crate::units;
 
 fn databases_table(report: &RedisVerifyReport) -> ReportTable {
@@ -67,29 +66,15 @@ pub fn restore_table(report: &RedisRestoreReport) -> String {
         }
         return text;
     }
-    match report.operation {
-        Operation::Validate => text.push_str(if report.ok {
-            "VALID: a restore of this backup can start\n"
-        } else {
-            "NOT VALID: see the failed step; nothing was changed\n"
-        }),
-        Operation::Restore if report.ok => {
-            let objective = match (report.rto_objective_ms, report.rto_met) {
-                (Some(r), Some(true)) => format!("{}, met", units::millis(r)),
-                (Some(r), _) => format!("{}, MISSED", units::millis(r)),
-                _ => "not set".into(),
-            };
-            text.push_str(&format!(
-                "\nbackup {backup} restored into {} in {} (RTO objective: {objective})\n",
-                report.destination,
-                units::millis(report.duration_ms),
-            ));
-        }
-        Operation::Restore => text.push_str(&format!(
-            "\nRESTORE NOT COMPLETED into {} (see the error below)\n",
-            report.destination
-        )),
-    }
+    text.push_str(&super::restore::outcome_line(
+        report.operation,
+        report.ok,
+        backup,
+        &report.destination,
+        report.duration_ms,
+        report.rto_objective_ms,
+        report.rto_met,
+    ));
     if let Some(v) = &report.verification {
         text.push('\n');
         text.push_str(&databases_table(v).heading("Databases").render());

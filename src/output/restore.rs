@@ -12,30 +12,15 @@ pub fn table(report: &RestoreReport) -> String {
         steps = steps.heading("Steps");
     }
     let mut text = steps.render();
-    match report.operation {
-        Operation::Validate => text.push_str(if report.ok {
-            "VALID: a restore of this backup can start\n"
-        } else {
-            "NOT VALID: see the failed step; nothing was changed\n"
-        }),
-        Operation::Restore if report.ok => {
-            let objective = match (report.rto_objective_ms, report.rto_met) {
-                (Some(r), Some(true)) => format!("{}, met", units::millis(r)),
-                (Some(r), _) => format!("{}, MISSED", units::millis(r)),
-                _ => "not set".into(),
-            };
-            text.push_str(&format!(
-                "\nbackup {} restored into {} in {} (RTO objective: {objective})\n",
-                report.backup_id.as_deref().unwrap_or("-"),
-                report.destination,
-                units::millis(report.duration_ms),
-            ));
-        }
-        Operation::Restore => text.push_str(&format!(
-            "\nRESTORE NOT COMPLETED into {} (see the error below)\n",
-            report.destination
-        )),
-    }
+    text.push_str(&outcome_line(
+        report.operation,
+        report.ok,
+        report.backup_id.as_deref().unwrap_or("-"),
+        &report.destination,
+        report.duration_ms,
+        report.rto_objective_ms,
+        report.rto_met,
+    ));
     if let Some(v) = &report.verification {
         text.push('\n');
         text.push_str(&verification_table(v).heading("Verification").render());
@@ -144,6 +129,36 @@ fn verify_verdict(report: &VerifyReport) -> String {
         "VERIFIED\n".into()
     } else {
         "VERIFICATION FAILED\n".into()
+    }
+}
+
+/// The verdict line of a validate or restore, PostgreSQL or Redis alike.
+pub fn outcome_line(
+    operation: Operation,
+    ok: bool,
+    backup: &str,
+    destination: &str,
+    duration_ms: u64,
+    rto_objective_ms: Option<u64>,
+    rto_met: Option<bool>,
+) -> String {
+    match operation {
+        Operation::Validate if ok => "VALID: a restore of this backup can start\n".into(),
+        Operation::Validate => "NOT VALID: see the failed step; nothing was changed\n".into(),
+        Operation::Restore if ok => {
+            let objective = match (rto_objective_ms, rto_met) {
+                (Some(r), Some(true)) => format!("{}, met", units::millis(r)),
+                (Some(r), _) => format!("{}, MISSED", units::millis(r)),
+                _ => "not set".into(),
+            };
+            format!(
+                "\nbackup {backup} restored into {destination} in {} (RTO objective: {objective})\n",
+                units::millis(duration_ms),
+            )
+        }
+        Operation::Restore => {
+            format!("\nRESTORE NOT COMPLETED into {destination} (see the error below)\n")
+        }
     }
 }
 
