@@ -26,6 +26,13 @@ Checks (each under --timeout; PostgreSQL targets critical by default, Redis not)
   storage.object_lock  S3 Object Lock really applied (when object_lock_days is set)
   backup.latest      a complete backup younger than the RPO (warn past 80%)
   backup.integrity   the newest backup hashes to its manifest (timeout per read)
+  pg.archiving       archive_mode on, archive_command calls `dr wal-push`, the newest
+                     archived segment younger than the RPO, no failure since the last
+                     success (pg_stat_archiver)          [targets with wal_archiving]
+  pg.replication     the role may stream a base backup: REPLICATION, a free WAL sender,
+                     a pg_hba.conf line for replication  [targets with wal_archiving]
+  wal.continuity     storage holds every segment from the newest base backup's start to
+                     the newest archived one, no gap     [targets with wal_archiving]
   drill.recent       a successful drill within objectives.drill_every (warn if none)
   runbooks           every runbook renders with this configuration
 
@@ -103,7 +110,45 @@ pub enum Command {
     /// A first run: sandbox PostgreSQL with a sample shop, then check, backup, list, drill
     #[command(after_help = EXIT_CODES)]
     Demo(DemoArgs),
+    /// Archive one WAL file into storage (PostgreSQL's archive_command)
+    #[command(after_help = WAL_PUSH_HELP)]
+    WalPush(WalPushArgs),
+    /// Fetch one archived WAL file from storage (PostgreSQL's restore_command)
+    #[command(after_help = WAL_FETCH_HELP)]
+    WalFetch(WalFetchArgs),
 }
+
+const WAL_PUSH_HELP: &str = "\
+In postgresql.conf (as the OS user PostgreSQL runs as):
+  archive_mode = on
+  archive_command = 'dr --config /etc/dr/dr.toml wal-push %p'
+
+The file is stored compressed under wal/<target>/<system identifier>/, named with the
+SHA-256 of its content. Pushing the same content again succeeds; different content under
+an archived name is refused and the stored copy kept. The target is --target, else the
+only [[postgres]] target, else the one that already archives this cluster.
+
+Exit status:
+  0    the file is durable in storage (fsynced, or the S3 upload completed), or was
+       already archived with the same content
+  1    not archived: PostgreSQL keeps the file and retries (the reason is on stderr)
+  2    usage or configuration error; nothing was changed
+  130  interrupted; nothing was committed";
+
+const WAL_FETCH_HELP: &str = "\
+For recovery (postgresql.conf or recovery settings):
+  restore_command = 'dr --config /etc/dr/dr.toml wal-fetch %f %p'
+
+The cluster is the one whose data directory holds PATH (global/pg_control), or
+--system-id. The SHA-256 of the decompressed file must match its name before it is moved
+to PATH.
+
+Exit status:
+  0    fetched, verified and written to PATH
+  1    not in the archive (recovery's normal end: nothing is printed), or failed (the
+       reason is on stderr: unreachable storage, damaged copy, ...)
+  2    usage or configuration error
+  130  interrupted; PATH was not written";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
@@ -156,8 +201,40 @@ pub struct ValidateArgs {
     /// Where a restore would stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// Validate the newest physical base backup (`latest` means the newest dump otherwise)
+    #[arg(long)]
+    pub physical: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct WalPushArgs {
+    /// The WAL file (%p in archive_command)
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The PostgreSQL target whose archive this is (needed with several targets until
+    /// the cluster has archived once)
+    #[arg(long)]
+    pub target: Option<String>,
+    /// `json` prints what was stored; `table` prints nothing on success
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct WalFetchArgs {
+    /// The WAL file name (%f in restore_command)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to write it (%p in restore_command)
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    #[arg(long)]
+    pub target: Option<String>,
+    /// The cluster's system identifier [default: from PATH's data directory]
+    #[arg(long, value_name = "ID")]
+    pub system_id: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -165,6 +242,10 @@ pub struct BackupArgs {
     /// Back up only this target
     #[arg(long)]
     pub target: Option<String>,
+    /// A physical base backup of the whole cluster (pg_basebackup; needs WAL archiving
+    /// with `dr wal-push`) instead of a pg_dump of the database
+    #[arg(long)]
+    pub physical: bool,
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }

@@ -14,6 +14,7 @@ mod runbook;
 mod sandbox;
 mod secret;
 mod storage;
+mod wal;
 
 use clap::Parser;
 

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::manifest::{BackupKind, BackupManifest, MANIFEST_FILE};
+use super::manifest::{BackupKind, BackupManifest, BackupMethod, MANIFEST_FILE};
 use crate::error::usage;
 use crate::storage::{self, Storage};
 
@@ -110,17 +110,50 @@ pub async fn list_complete(
     Ok((manifests, damaged))
 }
 
-/// Resolves `ID` or `latest` (the newest regular backup of `target`).
+/// Resolves `ID` or `latest` (the newest regular dump of `target`) for the commands that
+/// work on dumps: a physical backup is refused by name.
 pub async fn resolve(storage: &dyn Storage, target: &str, id: &str) -> Result<BackupManifest> {
+    resolve_method(storage, target, id, Some(BackupMethod::Dump)).await
+}
+
+/// Resolves `ID` or `latest` (the newest regular backup of `method`, or of any method).
+pub async fn resolve_method(
+    storage: &dyn Storage,
+    target: &str,
+    id: &str,
+    method: Option<BackupMethod>,
+) -> Result<BackupManifest> {
+    let wanted = |m: &BackupManifest| method.is_none_or(|w| m.method == w);
     if id == "latest" {
         let (all, _) = list_complete(storage, Some(target)).await?;
-        return all.into_iter().find(|m| m.kind == BackupKind::Regular).ok_or_else(|| {
-            anyhow::anyhow!(
-                "no complete backup of target {target:?} in {}; hint: run `dr backup --target {target}` first",
-                storage.describe()
-            )
-        });
+        let (word, flag) = match method {
+            Some(BackupMethod::Physical) => ("physical ", " --physical"),
+            Some(BackupMethod::Dump) => ("pg_dump ", ""),
+            None => ("", ""),
+        };
+        return all
+            .into_iter()
+            .find(|m| m.kind == BackupKind::Regular && wanted(m))
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "no complete {word}backup of target {target:?} in {}; hint: run `dr backup --target {target}{flag}` first",
+                    storage.describe()
+                )
+            });
     }
+    let m = resolve_id(storage, target, id).await?;
+    match (method, m.method) {
+        (Some(BackupMethod::Dump), BackupMethod::Physical) => Err(usage(format!(
+            "backup {id} is a physical base backup; this command works on pg_dump backups, and this dr cannot restore physical backups yet; hint: check it with `dr validate --backup-id {id}`, or pick a dump (`dr list --target {target}` shows the method)"
+        ))),
+        (Some(BackupMethod::Physical), BackupMethod::Dump) => Err(usage(format!(
+            "backup {id} is a pg_dump backup, not a physical one; hint: drop --physical"
+        ))),
+        _ => Ok(m),
+    }
+}
+
+async fn resolve_id(storage: &dyn Storage, target: &str, id: &str) -> Result<BackupManifest> {
     let key = manifest_key(target, id);
     match storage.head(&key).await? {
         Some(_) => {

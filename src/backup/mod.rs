@@ -4,6 +4,7 @@
 
 pub mod catalog;
 pub mod manifest;
+pub mod physical;
 pub mod retention;
 
 use std::io::{Read, Write};
@@ -22,7 +23,9 @@ use tokio_postgres::Client;
 use crate::config::{BackupConfig, Compression};
 use crate::pg::{self, tools, ConnTarget};
 use crate::storage::{self, ByteStream, Storage};
-use manifest::{BackupKind, BackupManifest, StoredObject, TableCount, MANIFEST_FORMAT_VERSION};
+use manifest::{
+    BackupKind, BackupManifest, BackupMethod, StoredObject, TableCount, DUMP_FORMAT_VERSION,
+};
 
 /// Advisory lock key (classid, objid) held for the whole backup of a database. Advisory
 /// locks live on the server, so they exclude a second `dr backup` on any host, and the
@@ -115,15 +118,16 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
         let auth = conn.child_env()?;
         let mut cmd = tokio::process::Command::new(&pg_dump);
         cmd.args(pg_dump_args(&conn.public_url, &snapshot));
+        auth.apply(&mut cmd);
         let progress = progress_bar(plan.show_progress, plan.target_name);
         let dump = stream_child(
             storage,
             &dump_key,
             cmd,
-            &auth,
             settings,
             progress.clone(),
             "pg_dump",
+            None,
         );
         let counts = count_rows(&snap_client, &catalog_info.tables);
         let (dump, counts) = tokio::join!(dump, counts);
@@ -152,14 +156,15 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             written_keys.push(globals_key.clone());
             let mut cmd = tokio::process::Command::new(dumpall);
             cmd.args(pg_dumpall_args(&conn.public_url, catalog_info.superuser));
+            auth.apply(&mut cmd);
             let globals = stream_child(
                 storage,
                 &globals_key,
                 cmd,
-                &auth,
                 settings,
                 None,
                 "pg_dumpall",
+                None,
             )
             .await?;
             objects.push(StoredObject {
@@ -170,10 +175,11 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
         }
         let finished_at = Utc::now();
         let manifest = BackupManifest {
-            format_version: MANIFEST_FORMAT_VERSION,
+            format_version: DUMP_FORMAT_VERSION,
             id: id.clone(),
             target: plan.target_name.to_string(),
             kind: plan.kind,
+            method: BackupMethod::Dump,
             database: conn.database.clone(),
             source: conn.public_url.clone(),
             created_at,
@@ -194,6 +200,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             schemas: catalog_info.schemas.clone(),
             extensions: catalog_info.extensions.clone(),
             tables,
+            physical: None,
         };
         let json = serde_json::to_vec_pretty(&manifest)?;
         // The commit point: before this line there is no backup, after it there is one.
@@ -217,7 +224,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     result
 }
 
-async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<()> {
+pub(crate) async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<()> {
     let got: bool = client
         .query_one(
             "SELECT pg_try_advisory_lock($1, $2)",
@@ -247,7 +254,11 @@ async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<(
     )
 }
 
-async fn unique_id(storage: &dyn Storage, target: &str, kind: BackupKind) -> Result<String> {
+pub(crate) async fn unique_id(
+    storage: &dyn Storage,
+    target: &str,
+    kind: BackupKind,
+) -> Result<String> {
     loop {
         let id = manifest::backup_id(target, Utc::now(), kind);
         if storage
@@ -341,7 +352,7 @@ async fn count_rows(client: &Client, tables: &[(String, String)]) -> Result<Vec<
     Ok(out)
 }
 
-fn compression_level(settings: &BackupConfig) -> i32 {
+pub(crate) fn compression_level(settings: &BackupConfig) -> i32 {
     settings.level.unwrap_or(match settings.compression {
         Compression::Zstd => 3,
         Compression::Gzip => 6,
@@ -349,7 +360,7 @@ fn compression_level(settings: &BackupConfig) -> i32 {
     })
 }
 
-fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
+pub(crate) fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !show || !std::io::stderr().is_terminal() {
         return None;
@@ -368,16 +379,16 @@ fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
 
 /// Runs a dump child and streams its stdout, compressed and hashed, into `key`. The object
 /// becomes visible only if the child exits 0; otherwise the error carries its stderr.
-async fn stream_child(
+/// The caller applies the child's authentication to `cmd` and keeps it alive meanwhile.
+pub(crate) async fn stream_child(
     storage: &dyn Storage,
     key: &str,
     mut cmd: tokio::process::Command,
-    auth: &pg::ChildAuth,
     settings: &BackupConfig,
     progress: Option<indicatif::ProgressBar>,
     program: &str,
+    mut tap: Option<RawTap>,
 ) -> Result<StoredObject> {
-    auth.apply(&mut cmd);
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -409,6 +420,7 @@ async fn stream_child(
             level,
             threads,
             progress,
+            tap.as_mut().map(|t| t.as_mut() as RawTapRef<'_>),
         );
         if let Err(e) = &result {
             // An error must reach the storage writer so it discards the object.
@@ -445,8 +457,14 @@ async fn stream_child(
             let _ = tx.send(Err(std::io::Error::other(message.clone()))).await;
             bail!("{message}");
         }
-        if !stderr_text.trim().is_empty() {
-            tracing::warn!("{program} said: {}", stderr_text.trim());
+        let said = stderr_text.trim();
+        if said.lines().all(|l| l.starts_with("NOTICE:")) {
+            // pg_basebackup's "all required WAL segments have been archived".
+            if !said.is_empty() {
+                tracing::info!("{program} said: {said}");
+            }
+        } else {
+            tracing::warn!("{program} said: {said}");
         }
         drop(tx);
         produced?
@@ -512,13 +530,21 @@ impl ChannelWriter {
     }
 }
 
-fn compress_into(
-    mut input: std::fs::File,
+/// Sees every raw (uncompressed) byte on its way to compression, in order.
+pub type RawTap = Box<dyn FnMut(&[u8]) + Send>;
+/// A borrowed [`RawTap`].
+pub type RawTapRef<'a> = &'a mut dyn FnMut(&[u8]);
+
+/// Compresses `input` into chunks for a storage writer, hashing what is stored. `tap`
+/// sees the raw bytes (physical backups read their tar stream, WAL pushes hash it).
+pub(crate) fn compress_into<R: Read>(
+    mut input: R,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
     compression: Compression,
     level: i32,
     threads: u32,
     progress: Option<indicatif::ProgressBar>,
+    mut tap: Option<RawTapRef<'_>>,
 ) -> Result<StoredObject> {
     let sink = ChannelWriter {
         tx,
@@ -537,6 +563,9 @@ fn compress_into(
                 Err(e) => return Err(e).context("cannot read the dump"),
             };
             raw_bytes += n as u64;
+            if let Some(t) = tap.as_mut() {
+                t(&buf[..n]);
+            }
             if let Some(p) = &progress {
                 p.set_position(raw_bytes);
             }
@@ -637,6 +666,7 @@ mod tests {
                 compression,
                 3,
                 2,
+                None,
                 None,
             )
             .unwrap();

@@ -3,7 +3,7 @@
 use anyhow::Result;
 use comfy_table::Cell;
 
-use crate::backup::{self, manifest::BackupKind, BackupPlan};
+use crate::backup::{self, manifest::BackupKind, physical, BackupPlan};
 use crate::cli::{BackupArgs, Format};
 use crate::config::Config;
 use crate::output::{self, table};
@@ -17,6 +17,19 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
     for target in targets {
         let result = async {
             let conn = ConnTarget::parse(&target.resolve_url()?)?;
+            if args.physical {
+                return physical::run(
+                    storage.as_ref(),
+                    physical::PhysicalPlan {
+                        target_name: &target.name,
+                        conn,
+                        settings: &config.backup,
+                        pg_bin_dir: target.pg_bin_dir.as_deref(),
+                        show_progress: args.format == Format::Table,
+                    },
+                )
+                .await;
+            }
             backup::run(
                 storage.as_ref(),
                 BackupPlan {
@@ -46,16 +59,38 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
     match args.format {
         Format::Json => output::emit(&output::json(&manifests)),
         Format::Table if !manifests.is_empty() => {
-            let mut t = table::new_table(&[
-                "backup id",
-                "target",
-                "size",
-                "raw",
-                "tables",
-                "rows",
-                "duration",
-            ]);
+            let mut t = if args.physical {
+                table::new_table(&[
+                    "backup id",
+                    "target",
+                    "size",
+                    "raw",
+                    "WAL from",
+                    "consistent at",
+                    "duration",
+                ])
+            } else {
+                table::new_table(&[
+                    "backup id",
+                    "target",
+                    "size",
+                    "raw",
+                    "tables",
+                    "rows",
+                    "duration",
+                ])
+            };
             for m in &manifests {
+                let (a, b) = match &m.physical {
+                    Some(p) => (
+                        Cell::new(format!("{} ({})", p.start_lsn, p.start_wal)),
+                        Cell::new(&p.stop_lsn),
+                    ),
+                    None => (
+                        Cell::new(m.tables.len()),
+                        Cell::new(m.tables.iter().map(|t| t.rows).sum::<i64>()),
+                    ),
+                };
                 t.add_row(vec![
                     Cell::new(&m.id),
                     Cell::new(&m.target),
@@ -63,8 +98,8 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
                     Cell::new(table::human_bytes(
                         m.objects.iter().map(|o| o.raw_bytes).sum(),
                     )),
-                    Cell::new(m.tables.len()),
-                    Cell::new(m.tables.iter().map(|t| t.rows).sum::<i64>()),
+                    a,
+                    b,
                     Cell::new(table::millis(m.duration_ms)),
                 ]);
             }

@@ -34,6 +34,7 @@ pub async fn run(config: &Config, args: ListArgs) -> Result<i32> {
                     "backup id",
                     "target",
                     "kind",
+                    "method",
                     "created (UTC)",
                     "size",
                     "tables",
@@ -44,9 +45,13 @@ pub async fn run(config: &Config, args: ListArgs) -> Result<i32> {
                         Cell::new(&m.id),
                         Cell::new(&m.target),
                         Cell::new(format!("{:?}", m.kind).to_lowercase()),
+                        Cell::new(m.method.as_str()),
                         Cell::new(m.created_at.format("%Y-%m-%d %H:%M:%S")),
                         Cell::new(table::human_bytes(m.size_bytes)),
-                        Cell::new(m.tables.len()),
+                        Cell::new(match &m.physical {
+                            Some(_) => "-".to_string(),
+                            None => m.tables.len().to_string(),
+                        }),
                         Cell::new(&m.sha256[..12]),
                     ]);
                 }

@@ -12,6 +12,8 @@ mod restore;
 mod runbook;
 mod validate;
 mod verify;
+mod wal_fetch;
+mod wal_push;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -36,6 +38,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Drill(args) => drill::run(&Config::load(config_path)?, args).await,
         Command::Contacts(args) => contacts::run(&Config::load(config_path)?, args),
         Command::Runbook(args) => runbook::run(&Config::load(config_path)?, args).await,
+        Command::WalPush(args) => wal_push::run(&Config::load(config_path)?, args).await,
+        Command::WalFetch(args) => wal_fetch::run(&Config::load(config_path)?, args).await,
     }
 }
 

@@ -7,13 +7,15 @@ use comfy_table::Cell;
 use serde::Serialize;
 
 use crate::backup::catalog::{self, manifest_key};
-use crate::backup::manifest::BackupKind;
+use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod};
 use crate::backup::retention;
 use crate::cli::{Format, PruneArgs};
 use crate::config::Config;
 use crate::error::usage;
 use crate::output::{self, table};
 use crate::storage::local::PARTIAL_MARKER;
+use crate::storage::Storage;
+use crate::wal::{self, Lsn};
 
 #[derive(Debug, Serialize)]
 struct PruneEntry {
@@ -50,15 +52,27 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
     for target in targets {
         let (manifests, _) = catalog::list_complete(storage.as_ref(), Some(&target.name)).await?;
         let dirs = catalog::scan(storage.as_ref(), Some(&target.name)).await?;
-        for kind in [BackupKind::Regular, BackupKind::Safety] {
+        // Dumps and physical base backups are kept by the policy each on their own.
+        let mut kept_physical = Vec::new();
+        for (kind, method) in [
+            (BackupKind::Regular, BackupMethod::Dump),
+            (BackupKind::Safety, BackupMethod::Dump),
+            (BackupKind::Regular, BackupMethod::Physical),
+        ] {
             let pool: Vec<(String, chrono::DateTime<Utc>)> = manifests
                 .iter()
-                .filter(|m| m.kind == kind)
+                .filter(|m| m.kind == kind && m.method == method)
                 .map(|m| (m.id.clone(), m.created_at))
                 .collect();
             for decision in retention::decide(&pool, &policy, now) {
-                let kind_text = format!("{kind:?}").to_lowercase();
+                let kind_text = match method {
+                    BackupMethod::Physical => "physical".to_string(),
+                    BackupMethod::Dump => format!("{kind:?}").to_lowercase(),
+                };
                 if decision.keep {
+                    if method == BackupMethod::Physical {
+                        kept_physical.extend(manifests.iter().filter(|m| m.id == decision.id));
+                    }
                     entries.push(PruneEntry {
                         target: target.name.clone(),
                         id: decision.id,
@@ -126,6 +140,16 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
                 });
             }
         }
+        entries.extend(
+            prune_wal(
+                storage.as_ref(),
+                &target.name,
+                &kept_physical,
+                args.dry_run,
+                now,
+            )
+            .await?,
+        );
     }
     let report = PruneReport {
         format_version: 1,
@@ -154,4 +178,105 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
         }
     }
     Ok(0)
+}
+
+/// Removes the archived WAL that no kept physical base backup needs, per cluster of the
+/// target, and temporary files of crashed pushes older than a day. A cluster without a
+/// kept base backup keeps all of its WAL.
+async fn prune_wal(
+    storage: &dyn Storage,
+    target: &str,
+    kept: &[&BackupManifest],
+    dry_run: bool,
+    now: chrono::DateTime<Utc>,
+) -> Result<Vec<PruneEntry>> {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let mut entries = Vec::new();
+    for system_id in wal::archived_systems(storage, target).await? {
+        let prefix = wal::cluster_prefix(target, system_id);
+        let objects = storage.list(&format!("{prefix}/")).await?;
+        let stale: Vec<String> = objects
+            .iter()
+            .filter(|o| o.key.contains(PARTIAL_MARKER) && now - o.modified > Duration::days(1))
+            .map(|o| o.key.clone())
+            .collect();
+        let files = wal::archived_files(objects);
+        let oldest = kept
+            .iter()
+            .filter_map(|m| m.physical.as_ref().map(|p| (m, p)))
+            .filter(|(_, p)| p.system_identifier == system_id.to_string())
+            .filter_map(|(m, p)| {
+                Some((
+                    Lsn::parse(&p.start_lsn).ok()?.segno(p.wal_segment_size),
+                    *m,
+                    p,
+                ))
+            })
+            .min_by_key(|(segno, _, _)| *segno);
+        let id = format!("wal {system_id}");
+        if !stale.is_empty() {
+            if !dry_run {
+                for key in &stale {
+                    storage.delete(key).await?;
+                }
+            }
+            entries.push(PruneEntry {
+                target: target.to_string(),
+                id: id.clone(),
+                kind: "temporary".into(),
+                action: verb,
+                reason: format!(
+                    "{} temporary file(s) of interrupted WAL pushes, older than a day",
+                    stale.len()
+                ),
+            });
+        }
+        let Some((start, backup, info)) = oldest else {
+            entries.push(PruneEntry {
+                target: target.to_string(),
+                id,
+                kind: "wal".into(),
+                action: "keep",
+                reason: format!(
+                    "all {} archived file(s): no kept physical base backup of this cluster, so dr cannot tell what is needed (remove by hand once the cluster is gone)",
+                    files.len()
+                ),
+            });
+            continue;
+        };
+        let remove = wal::retention::removable(&files, start, info.wal_segment_size);
+        if !dry_run {
+            // Oldest first: an interrupted prune leaves no hole in what stays.
+            for f in &remove {
+                storage.delete(&f.key).await?;
+            }
+        }
+        entries.push(PruneEntry {
+            target: target.to_string(),
+            id: id.clone(),
+            kind: "wal".into(),
+            action: "keep",
+            reason: format!(
+                "{} archived file(s) from {} on: base backup {} (the oldest kept) needs them to become consistent, and every later one to recover to now",
+                files.len() - remove.len(),
+                info.start_wal,
+                backup.id
+            ),
+        });
+        if !remove.is_empty() {
+            entries.push(PruneEntry {
+                target: target.to_string(),
+                id,
+                kind: "wal".into(),
+                action: verb,
+                reason: format!(
+                    "{} archived file(s) from {} to {}: older than the start of every kept base backup",
+                    remove.len(),
+                    remove.first().map(|f| f.wal.name.as_str()).unwrap_or("-"),
+                    remove.last().map(|f| f.wal.name.as_str()).unwrap_or("-")
+                ),
+            });
+        }
+    }
+    Ok(entries)
 }

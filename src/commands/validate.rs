@@ -3,8 +3,10 @@
 use anyhow::Result;
 use serde::Serialize;
 
+use crate::backup::catalog;
+use crate::backup::manifest::BackupMethod;
 use crate::cli::{Format, ValidateArgs};
-use crate::config::Config;
+use crate::config::{Config, PostgresTarget};
 use crate::output;
 use crate::pg::ConnTarget;
 use crate::restore::{self, Preflight, Step, Steps};
@@ -21,6 +23,24 @@ pub struct ValidateReport {
 pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
+    let physical = args.physical
+        || (args.backup_id != "latest"
+            && catalog::resolve_method(storage.as_ref(), &target.name, &args.backup_id, None)
+                .await
+                .is_ok_and(|m| m.method == BackupMethod::Physical));
+    if physical {
+        let staging = super::staging_dir(args.staging_dir.as_deref());
+        let mut steps = Steps::default();
+        let result = restore::physical::validate(
+            storage.as_ref(),
+            target,
+            &args.backup_id,
+            &staging,
+            &mut steps,
+        )
+        .await;
+        return report(args.format, target, steps, result);
+    }
     let destination = ConnTarget::parse(&match &args.into {
         Some(url) => url.clone(),
         None => target.resolve_url()?,
@@ -48,6 +68,15 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
         Ok(manifest.id)
     }
     .await;
+    report(args.format, target, steps, result)
+}
+
+fn report(
+    format: Format,
+    target: &PostgresTarget,
+    steps: Steps,
+    result: Result<String>,
+) -> Result<i32> {
     let report = ValidateReport {
         format_version: 1,
         ok: result.is_ok(),
@@ -55,7 +84,7 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
         backup_id: result.as_ref().ok().cloned(),
         steps: steps.0,
     };
-    match args.format {
+    match format {
         Format::Json => output::emit(&output::json(&report)),
         Format::Table => output::emit(&super::restore::steps_table(&report.steps)),
     }

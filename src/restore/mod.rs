@@ -2,6 +2,7 @@
 //! `pg_restore`, then verification. Nothing touches the destination before every
 //! preflight step passed and the staged bytes matched the manifest.
 
+pub mod physical;
 pub mod verify;
 
 use std::io::{Read, Write};

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod s3;
+pub mod wal;
 
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
@@ -21,7 +22,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY-free check: /proc/self/status Uid line.
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {

@@ -1,0 +1,418 @@
+//! `pg.archiving`, `pg.replication` and `wal.continuity`: for targets with
+//! `wal_archiving = true`, is the WAL reaching storage, can a base backup stream, and can
+//! recovery replay from the newest base backup to the newest archived segment?
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Result};
+use tokio::io::AsyncReadExt;
+
+use super::{age_text, CheckContext, Finding, PlannedCheck};
+use crate::backup::catalog;
+use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod};
+use crate::config::PostgresTarget;
+use crate::pg::{self, tools, ConnTarget};
+use crate::storage::Storage;
+use crate::wal::{self, continuity, Lsn, WalKind, WalName};
+
+pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
+    for target in ctx.config.postgres.iter().filter(|t| t.wal_archiving) {
+        let (t, rpo) = (target.clone(), ctx.config.objectives.rpo);
+        out.push(PlannedCheck {
+            name: "pg.archiving",
+            target: Some(t.name.clone()),
+            critical: t.critical,
+            timeout_per_read: false,
+            run: Box::pin(async move { archiving(&t, rpo).await }),
+        });
+        let t = target.clone();
+        out.push(PlannedCheck {
+            name: "pg.replication",
+            target: Some(t.name.clone()),
+            critical: t.critical,
+            timeout_per_read: false,
+            run: Box::pin(async move { replication(&t).await }),
+        });
+        if let Some(store) = ctx.storage.clone() {
+            let t = target.clone();
+            out.push(PlannedCheck {
+                name: "wal.continuity",
+                target: Some(t.name.clone()),
+                critical: t.critical,
+                timeout_per_read: false,
+                run: Box::pin(async move { continuity(store.as_ref(), &t).await }),
+            });
+        }
+    }
+}
+
+const SWITCH_ON_HINT: &str = "hint: in postgresql.conf set wal_level = replica, archive_mode = on, archive_command = 'dr --config /etc/dr/dr.toml wal-push %p', then restart PostgreSQL";
+
+/// pg_stat_archiver and the settings around it, in one round trip.
+const ARCHIVER_SQL: &str = "
+SELECT current_setting('archive_mode'),
+       coalesce(current_setting('archive_library', true), ''),
+       (SELECT setting::int FROM pg_settings WHERE name = 'archive_timeout'),
+       a.archived_count, a.last_archived_wal,
+       extract(epoch FROM now() - a.last_archived_time)::float8,
+       a.failed_count, a.last_failed_wal,
+       extract(epoch FROM now() - a.last_failed_time)::float8,
+       a.last_failed_time IS NOT NULL AND (a.last_archived_time IS NULL OR a.last_failed_time > a.last_archived_time),
+       pg_is_in_recovery(),
+       CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END,
+       (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size')
+FROM pg_stat_archiver a";
+
+fn secs(s: f64) -> chrono::Duration {
+    chrono::Duration::milliseconds((s.max(0.0) * 1000.0) as i64)
+}
+
+async fn archiving(target: &PostgresTarget, rpo: Option<Duration>) -> Result<Finding> {
+    let c = ConnTarget::parse(&target.resolve_url()?)?;
+    let Ok(client) = c.connect().await else {
+        return Ok(Finding::fail(
+            "cannot connect (see pg.connect), so archiving is unknown",
+        ));
+    };
+    let row = client.query_one(ARCHIVER_SQL, &[]).await.map_err(|e| {
+        anyhow!(
+            "cannot read pg_stat_archiver: {}",
+            pg::describe_pg_error(&e)
+        )
+    })?;
+    let mode: String = row.get(0);
+    let library: String = row.get(1);
+    let timeout_s: i32 = row.get(2);
+    let archived: i64 = row.get(3);
+    let last_wal: Option<String> = row.get(4);
+    let last_age: Option<f64> = row.get(5);
+    let failed: i64 = row.get(6);
+    let failed_wal: Option<String> = row.get(7);
+    let failed_age: Option<f64> = row.get(8);
+    let failing: bool = row.get(9);
+    let in_recovery: bool = row.get(10);
+    let current_wal: Option<String> = row.get(11);
+    let segment_size = row.get::<_, i64>(12) as u64;
+
+    if mode == "off" {
+        return Ok(Finding::fail(format!("archive_mode is off: no WAL is archived, so the RPO is the age of the last backup; {SWITCH_ON_HINT}")));
+    }
+    if in_recovery && mode != "always" {
+        return Ok(Finding::warn(format!(
+            "this server is a standby with archive_mode = {mode}: it archives nothing (the primary does); hint: point the target at the primary, or set archive_mode = always here"
+        )));
+    }
+    if !library.is_empty() {
+        return Ok(Finding::fail(format!(
+            "archive_library = {library:?} replaces archive_command, so WAL does not reach dr's storage; hint: set archive_library = '' and archive_command = 'dr --config /etc/dr/dr.toml wal-push %p'"
+        )));
+    }
+    let command = client
+        .query_one("SELECT current_setting('archive_command')", &[])
+        .await
+        .map(|r| r.get::<_, String>(0));
+    let mut notes = Vec::new();
+    match &command {
+        Ok(cmd) if cmd.trim().is_empty() => {
+            return Ok(Finding::fail(format!(
+                "archive_mode is {mode} but archive_command is empty: PostgreSQL keeps every WAL file in pg_wal until the disk fills; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload"
+            )))
+        }
+        Ok(cmd) if !cmd.contains("wal-push") => {
+            return Ok(Finding::fail(format!(
+                "archive_command = {cmd:?} does not call `dr wal-push`: the WAL goes elsewhere (or nowhere), so dr cannot restore from it; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload"
+            )))
+        }
+        Ok(_) => {}
+        Err(_) => notes.push(format!(
+            "archive_command is not visible to role {} (hint: GRANT pg_read_all_settings TO {})",
+            c.user, c.user
+        )),
+    }
+    if failing {
+        return Ok(Finding::fail(format!(
+            "archiving is failing: {} failed {} ago ({failed} failure(s) since the statistics were reset){}; PostgreSQL keeps the WAL in pg_wal and retries, and pg_wal grows until it succeeds; hint: run the archive_command by hand as the OS user PostgreSQL runs as, in the data directory (`dr --config ... wal-push pg_wal/{}`), to see the error; check storage",
+            failed_wal.as_deref().unwrap_or("a file"),
+            failed_age.map(|a| age_text(secs(a))).unwrap_or_else(|| "?".into()),
+            last_wal
+                .as_deref()
+                .map(|w| format!("; the last success was {w}"))
+                .unwrap_or_default(),
+            failed_wal.as_deref().unwrap_or("<file>")
+        )));
+    }
+    // Complete segments written but not archived yet: between the last archived one and
+    // the one being written now.
+    let backlog = match (&current_wal, last_wal.as_deref().and_then(WalName::parse)) {
+        (Some(current), Some(last)) if last.kind != WalKind::History => WalName::parse(current)
+            .map(|cur| {
+                cur.segno(segment_size)
+                    .saturating_sub(last.segno(segment_size) + 1)
+            })
+            .unwrap_or(0),
+        _ => 0,
+    };
+    let Some(last) = last_wal else {
+        return Ok(Finding::warn(format!(
+            "nothing archived since the statistics were reset ({} segment(s) written since); hint: SELECT pg_switch_wal(); then check again, and look for archive_command errors in the server log",
+            current_wal.as_deref().unwrap_or("?")
+        )));
+    };
+    let age = secs(last_age.unwrap_or(0.0));
+    let mut text = format!(
+        "archive_command calls dr wal-push; last archived {last} {} ago; {archived} archived, {failed} failed since the statistics were reset",
+        age_text(age)
+    );
+    if backlog > 0 {
+        text.push_str(&format!("; {backlog} complete segment(s) wait"));
+    }
+    let Some(rpo) = rpo else {
+        return Ok(Finding::warn(format!(
+            "{text}; no RPO is set (hint: set [objectives] rpo)"
+        )));
+    };
+    let rpo = chrono::Duration::from_std(rpo)?;
+    if age > rpo && backlog > 0 {
+        return Ok(Finding::fail(format!(
+            "{text}: WAL older than the RPO ({}) is not archived; hint: the archiver is stuck or too slow: check the server log for archive_command errors and storage throughput",
+            age_text(rpo)
+        )));
+    }
+    if rpo.num_seconds() > 0 && (timeout_s == 0 || i64::from(timeout_s) > rpo.num_seconds()) {
+        notes.push(format!(
+            "archive_timeout is {}, so on a quiet server the segment being written can wait longer than the RPO ({}) (hint: archive_timeout = '{}')",
+            if timeout_s == 0 { "off".to_string() } else { age_text(chrono::Duration::seconds(timeout_s.into())) },
+            age_text(rpo),
+            (rpo.num_seconds() / 2).max(60).to_string() + "s"
+        ));
+    }
+    if notes.is_empty() {
+        Ok(Finding::pass(format!("{text} (RPO {})", age_text(rpo))))
+    } else {
+        Ok(Finding::warn(format!("{text}; {}", notes.join("; "))))
+    }
+}
+
+/// `replication=true` added to a connection string (URL or keyword form).
+pub fn replication_conninfo(public_url: &str) -> String {
+    match url::Url::parse(public_url) {
+        Ok(mut u) if u.scheme().starts_with("postgres") => {
+            u.query_pairs_mut().append_pair("replication", "true");
+            u.to_string()
+        }
+        _ => format!("{public_url} replication=true"),
+    }
+}
+
+async fn replication(target: &PostgresTarget) -> Result<Finding> {
+    let c = ConnTarget::parse(&target.resolve_url()?)?;
+    let Ok(client) = c.connect().await else {
+        return Ok(Finding::fail(
+            "cannot connect (see pg.connect), so the replication privilege is unknown",
+        ));
+    };
+    let row = client
+        .query_one(
+            "SELECT r.rolsuper OR r.rolreplication,
+                    (SELECT setting::int FROM pg_settings WHERE name = 'max_wal_senders'),
+                    (SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'walsender')::int
+             FROM pg_roles r WHERE r.rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
+    let may: bool = row.get(0);
+    let max_senders: i32 = row.get(1);
+    let busy: i32 = row.get(2);
+    let user = &c.user;
+    if !may {
+        return Ok(Finding::fail(format!(
+            "role {user} has neither REPLICATION nor SUPERUSER, so `dr backup --physical` cannot stream a base backup; hint: ALTER ROLE {user} REPLICATION; and in pg_hba.conf: host replication {user} <dr host>/32 scram-sha-256"
+        )));
+    }
+    if max_senders == 0 {
+        return Ok(Finding::fail(
+            "max_wal_senders = 0: no base backup can stream; hint: set max_wal_senders = 10 in postgresql.conf and restart PostgreSQL",
+        ));
+    }
+    if busy >= max_senders {
+        return Ok(Finding::fail(format!(
+            "all {max_senders} WAL senders are in use, so a base backup would be refused; hint: raise max_wal_senders (restart needed)"
+        )));
+    }
+    // Only a real replication connection proves pg_hba.conf lets it in.
+    let psql = match tools::find("psql", target.pg_bin_dir.as_deref()) {
+        Ok(p) => p,
+        Err(e) => {
+            return Ok(Finding::warn(format!(
+                "role {user} may replicate, but whether pg_hba.conf admits a replication connection is untested: {e:#}"
+            )))
+        }
+    };
+    let auth = c.child_env()?;
+    let mut cmd = tokio::process::Command::new(psql);
+    cmd.args(["-X", "-A", "-t", "-q", "-c", "IDENTIFY_SYSTEM"])
+        .arg(format!("--dbname={}", replication_conninfo(&c.public_url)))
+        .env("PGCONNECT_TIMEOUT", "10")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    auth.apply(&mut cmd);
+    let mut child = cmd.spawn()?;
+    let (mut out, mut err) = (String::new(), String::new());
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let (_, _, status) = tokio::join!(
+        stdout.read_to_string(&mut out),
+        stderr.read_to_string(&mut err),
+        child.wait()
+    );
+    if !status?.success() {
+        let reason = err
+            .lines()
+            .map(str::trim)
+            .rfind(|l| !l.is_empty())
+            .unwrap_or("psql failed")
+            .to_string();
+        return Ok(Finding::fail(format!(
+            "a replication connection as {user} is refused ({reason}); hint: add to pg_hba.conf: host replication {user} <dr host>/32 scram-sha-256 (before any reject line), then SELECT pg_reload_conf()"
+        )));
+    }
+    let fields: Vec<&str> = out.trim().split('|').collect();
+    Ok(Finding::pass(format!(
+        "role {user} may stream a base backup: replication connection accepted (system {}, timeline {}); {} of {max_senders} WAL senders free",
+        fields.first().unwrap_or(&"?"),
+        fields.get(1).unwrap_or(&"?"),
+        max_senders - busy
+    )))
+}
+
+/// The newest regular physical backup of `system_id` (or of any cluster).
+fn newest_physical(all: &[BackupManifest], system_id: Option<u64>) -> Option<&BackupManifest> {
+    all.iter().find(|m| {
+        m.kind == BackupKind::Regular
+            && m.method == BackupMethod::Physical
+            && m.physical
+                .as_ref()
+                .is_some_and(|p| system_id.is_none_or(|id| p.system_identifier == id.to_string()))
+    })
+}
+
+/// The timeline chain recovery would follow to the newest archived timeline.
+pub async fn archive_chain(
+    storage: &dyn Storage,
+    files: &[wal::ArchivedFile],
+    at_least: u32,
+    segment_size: u64,
+) -> Result<continuity::Chain> {
+    let newest = continuity::newest_timeline(files)
+        .unwrap_or(at_least)
+        .max(at_least);
+    if newest <= 1 {
+        return Ok(continuity::Chain::single(newest));
+    }
+    let name = format!("{newest:08X}.history");
+    let history = files
+        .iter()
+        .find(|f| f.wal.kind == WalKind::History && f.wal.name == name)
+        .ok_or_else(|| {
+            anyhow!("timeline {newest} has archived WAL but its history file {name} is not archived, so recovery cannot follow it; hint: push it from the server's pg_wal (`dr wal-push pg_wal/{name}`)")
+        })?;
+    let text = String::from_utf8_lossy(&wal::read_small(storage, history).await?).into_owned();
+    Ok(continuity::Chain::from_history(
+        &continuity::TimelineHistory::parse(newest, &text)?,
+        segment_size,
+    ))
+}
+
+async fn continuity(storage: &dyn Storage, target: &PostgresTarget) -> Result<Finding> {
+    let name = &target.name;
+    // What the server says: its cluster and its newest archived segment.
+    let server = async {
+        let c = ConnTarget::parse(&target.resolve_url()?)?;
+        let client = c.connect().await?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT system_identifier::text FROM pg_control_system()), last_archived_wal FROM pg_stat_archiver",
+                &[],
+            )
+            .await?;
+        anyhow::Ok((row.get::<_, String>(0).parse::<u64>()?, row.get::<_, Option<String>>(1)))
+    }
+    .await
+    .ok();
+    let (all, _) = catalog::list_complete(storage, Some(name)).await?;
+    let system_id = server.as_ref().map(|s| s.0);
+    let Some(backup) = newest_physical(&all, system_id) else {
+        return Ok(Finding::fail(format!(
+            "no physical base backup of {}: archived WAL cannot be replayed without one; hint: run `dr backup --physical --target {name}` and schedule it",
+            match system_id {
+                Some(id) => format!("this cluster (system {id})"),
+                None => format!("target {name}"),
+            }
+        )));
+    };
+    let info = backup.physical.as_ref().expect("filtered on physical");
+    let system_id: u64 = info.system_identifier.parse()?;
+    let segment_size = info.wal_segment_size;
+    let files = wal::list_archive(storage, &wal::cluster_prefix(name, system_id)).await?;
+    let chain = match archive_chain(storage, &files, info.timeline, segment_size).await {
+        Ok(c) => c,
+        Err(e) => return Ok(Finding::fail(format!("{e:#}"))),
+    };
+    if !chain.contains(info.timeline) {
+        return Ok(Finding::fail(format!(
+            "the newest base backup {} is on timeline {}, which is not an ancestor of the newest archived timeline {}: recovery from it cannot reach the newest WAL; hint: take a new base backup (`dr backup --physical --target {name}`)",
+            backup.id,
+            info.timeline,
+            chain.newest()
+        )));
+    }
+    let from = Lsn::parse(&info.start_lsn)?.segno(segment_size);
+    let walk = continuity::walk(&files, &chain, from, None, segment_size);
+    if let Some(first) = walk.first_missing() {
+        return Ok(Finding::fail(format!(
+            "the WAL archive has a gap: first missing segment {first} ({} missing between {} and {}); recovery from base backup {} stops before it; hint: find out why it is missing (server log, storage), and take a new base backup now (`dr backup --physical --target {name}`) so recovery starts after the gap",
+            walk.missing_count, walk.from, walk.to, backup.id
+        )));
+    }
+    if let Some((_, Some(last))) = &server {
+        if let Some(wal) = WalName::parse(last).filter(|w| w.kind == WalKind::Segment) {
+            let stored = files.iter().any(|f| f.wal.name == wal.name);
+            if !stored && wal.segno(segment_size) >= from {
+                return Ok(Finding::fail(format!(
+                    "the server reports {last} as archived, but it is not under wal/{name}/{system_id} in {}: archive_command stores WAL somewhere else; hint: make archive_command call `dr --config <this dr.toml> wal-push %p` (with --target {name} when several targets are configured)",
+                    storage.describe()
+                )));
+            }
+        }
+    }
+    Ok(Finding::pass(format!(
+        "{} segment(s) from {} (start of base backup {}) to {}, no gap; timeline {}",
+        walk.segments,
+        walk.from,
+        backup.id,
+        walk.to,
+        chain.newest()
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replication_conninfo_adds_the_parameter() {
+        assert_eq!(
+            replication_conninfo("postgres://u@h:5432/db?sslmode=require"),
+            "postgres://u@h:5432/db?sslmode=require&replication=true"
+        );
+        assert_eq!(
+            replication_conninfo("host=h dbname=d"),
+            "host=h dbname=d replication=true"
+        );
+    }
+}

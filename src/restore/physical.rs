@@ -1,0 +1,279 @@
+//! `dr validate` of a physical base backup: the WAL it needs is archived, the stored tar
+//! hashes to the manifest, and, where the backup carries pg_basebackup's
+//! `backup_manifest`, `pg_verifybackup` checks every file and parses the WAL from the
+//! archive. Changes nothing; the staging copy is removed on every path.
+
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{anyhow, bail, Context, Result};
+
+use super::{Step, Steps};
+use crate::backup::catalog;
+use crate::backup::manifest::{BackupManifest, BackupMethod};
+use crate::checks::Status;
+use crate::config::PostgresTarget;
+use crate::pg::tools;
+use crate::storage::Storage;
+use crate::wal::{self, continuity, Lsn};
+
+/// Hands the decompressed tar to an unpacking thread.
+struct TarSink {
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+}
+
+impl Write for TarSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let tx = self.tx.as_ref().expect("open until dropped");
+        tx.send(buf.to_vec()).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the tar extraction stopped")
+        })?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct ChunkReader {
+    rx: std::sync::mpsc::Receiver<Vec<u8>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl std::io::Read for ChunkReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.rx.recv() {
+                Ok(chunk) => {
+                    self.current = chunk;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Validates a physical backup, recording each step. Returns the backup id.
+pub async fn validate(
+    storage: &dyn Storage,
+    target: &PostgresTarget,
+    backup_id: &str,
+    staging_dir: &Path,
+    steps: &mut Steps,
+) -> Result<String> {
+    steps
+        .run("storage", async {
+            storage.list(catalog::BACKUPS_PREFIX).await?;
+            Ok(((), format!("{} is reachable", storage.describe())))
+        })
+        .await?;
+    let manifest: BackupManifest = steps
+        .run("manifest", async {
+            let m = catalog::resolve_method(storage, &target.name, backup_id, Some(BackupMethod::Physical)).await?;
+            let p = m.physical.as_ref().expect("parsed physical manifest");
+            let msg = format!(
+                "physical base backup {} of system {} taken {}: WAL from {} ({}), consistent at {}, timeline {}",
+                m.id,
+                p.system_identifier,
+                m.created_at.to_rfc3339(),
+                p.start_lsn,
+                p.start_wal,
+                p.stop_lsn,
+                p.timeline
+            );
+            Ok((m, msg))
+        })
+        .await?;
+    let info = manifest.physical.clone().expect("parsed physical manifest");
+    let system_id: u64 = info.system_identifier.parse()?;
+    let prefix = wal::cluster_prefix(&target.name, system_id);
+    let segment_size = info.wal_segment_size;
+    let (start, stop) = (
+        Lsn::parse(&info.start_lsn)?.segno(segment_size),
+        Lsn::parse(&info.stop_lsn)?.segno(segment_size),
+    );
+    let needed: Vec<wal::ArchivedFile> = steps
+        .run("wal", async {
+            let files = wal::list_archive(storage, &prefix).await?;
+            let walk = continuity::walk(&files, &continuity::Chain::single(info.timeline), start, Some(stop), segment_size);
+            if let Some(first) = walk.first_missing() {
+                bail!(
+                    "the archive lacks {first} ({} of the segments from {} to {} this backup needs to become consistent): it cannot be restored; hint: use another backup (`dr list --target {}`)",
+                    walk.missing_count,
+                    walk.from,
+                    walk.to,
+                    target.name
+                );
+            }
+            let needed: Vec<_> = files
+                .into_iter()
+                .filter(|f| {
+                    f.wal.kind == wal::WalKind::Segment
+                        && f.wal.timeline == info.timeline
+                        && (start..=stop).contains(&f.wal.segno(segment_size))
+                })
+                .collect();
+            Ok((needed, format!("{} segment(s) from {} to {} are archived", walk.segments, walk.from, walk.to)))
+        })
+        .await?;
+
+    let verifier = if info.backup_manifest {
+        match tools::find_versioned(
+            "pg_verifybackup",
+            target.pg_bin_dir.as_deref(),
+            manifest.server_major,
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => {
+                steps.0.push(Step {
+                    name: "pg_verifybackup".into(),
+                    status: Status::Warn,
+                    message: format!(
+                        "not run: {e:#}; the stored tar was checked against its SHA-256 only"
+                    ),
+                    duration_ms: 0,
+                });
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let base = manifest.base().expect("parsed physical manifest").clone();
+    let staging = match &verifier {
+        None => None,
+        Some(_) => Some(
+            steps
+                .run("disk", async {
+                    let need = base.raw_bytes + needed.len() as u64 * segment_size;
+                    let free = super::free_bytes(staging_dir)?;
+                    if free < need + need / 20 {
+                        bail!(
+                            "{} has {} MiB free, pg_verifybackup needs the unpacked backup and its WAL there ({} MiB); hint: free space or pass --staging-dir on a larger disk",
+                            staging_dir.display(),
+                            free >> 20,
+                            need >> 20
+                        );
+                    }
+                    let dir = tempfile::Builder::new()
+                        .prefix("dr-validate-")
+                        .tempdir_in(staging_dir)
+                        .with_context(|| format!("cannot create a staging directory in {}", staging_dir.display()))?;
+                    Ok((dir, format!("{} MiB needed, {} MiB free in {}", need >> 20, free >> 20, staging_dir.display())))
+                })
+                .await?,
+        ),
+    };
+
+    steps
+        .run("checksum", async {
+            match &staging {
+                None => {
+                    super::stream_object(storage, &manifest, &base, std::io::sink(), false).await?;
+                    Ok((
+                        (),
+                        format!(
+                            "{} matches its SHA-256 ({} bytes stored)",
+                            base.file, base.size_bytes
+                        ),
+                    ))
+                }
+                Some(dir) => {
+                    let data = dir.path().join("data");
+                    std::fs::create_dir(&data)?;
+                    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+                    let unpack_dir = data.clone();
+                    let unpacker = std::thread::spawn(move || -> Result<()> {
+                        let mut archive = tar::Archive::new(ChunkReader {
+                            rx,
+                            current: Vec::new(),
+                            at: 0,
+                        });
+                        archive.set_preserve_permissions(true);
+                        archive.unpack(&unpack_dir).with_context(|| {
+                            format!(
+                                "cannot unpack the base backup into {}",
+                                unpack_dir.display()
+                            )
+                        })
+                    });
+                    let streamed = super::stream_object(
+                        storage,
+                        &manifest,
+                        &base,
+                        TarSink { tx: Some(tx) },
+                        false,
+                    )
+                    .await;
+                    let unpacked = tokio::task::spawn_blocking(move || unpacker.join())
+                        .await?
+                        .map_err(|_| anyhow!("the tar extraction thread panicked"))?;
+                    streamed?;
+                    unpacked?;
+                    Ok((
+                        (),
+                        format!(
+                            "{} matches its SHA-256 and unpacks ({} bytes)",
+                            base.file, base.raw_bytes
+                        ),
+                    ))
+                }
+            }
+        })
+        .await?;
+
+    if let (Some(verifier), Some(dir)) = (verifier, &staging) {
+        steps
+            .run("pg_verifybackup", async {
+                let wal_dir = dir.path().join("wal");
+                std::fs::create_dir(&wal_dir)?;
+                for f in &needed {
+                    wal::fetch::fetch_to(storage, f, &wal_dir.join(&f.wal.name)).await?;
+                }
+                let out = tokio::process::Command::new(&verifier)
+                    .arg(format!("--wal-directory={}", wal_dir.display()))
+                    .arg(dir.path().join("data"))
+                    .env_clear()
+                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                    .kill_on_drop(true)
+                    .output()
+                    .await
+                    .with_context(|| format!("cannot run {}", verifier.display()))?;
+                let said = format!(
+                    "{} {}",
+                    String::from_utf8_lossy(&out.stdout).trim(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
+                let said = said.trim().lines().take(8).collect::<Vec<_>>().join("; ");
+                if !out.status.success() {
+                    bail!(
+                        "pg_verifybackup finds the backup damaged: {said}; hint: use another backup (`dr list --target {}`)",
+                        target.name
+                    );
+                }
+                Ok(((), format!(
+                    "{said} ({}: every file against backup_manifest, WAL {} to {} parsed)",
+                    verifier.display(),
+                    info.start_lsn,
+                    info.stop_lsn
+                )))
+            })
+            .await?;
+    } else if !info.backup_manifest {
+        steps.0.push(Step {
+            name: "pg_verifybackup".into(),
+            status: Status::Pass,
+            message: "not applicable: the backup carries no backup_manifest; its tar was checked against its SHA-256".into(),
+            duration_ms: 0,
+        });
+    }
+    drop(staging);
+    Ok(manifest.id)
+}
