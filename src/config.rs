@@ -62,8 +62,61 @@ impl Objectives {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StorageConfig {
-    pub url: String,
+    pub url: StorageUrl,
     pub s3: Option<S3Config>,
+}
+
+/// A parsed `[storage] url`; it prints as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum StorageUrl {
+    Local(PathBuf),
+    S3 { bucket: String, prefix: String },
+}
+
+impl StorageUrl {
+    pub fn parse(url: &str) -> Result<StorageUrl, String> {
+        if let Some(path) = url.strip_prefix("file://") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "{url:?} must be an absolute path such as file:///var/backups/dr"
+                ));
+            }
+            return Ok(StorageUrl::Local(path.into()));
+        }
+        if let Some(rest) = url.strip_prefix("s3://") {
+            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+            if bucket.is_empty() {
+                return Err(format!(
+                    "{url:?} names no bucket; write s3://bucket/optional/prefix"
+                ));
+            }
+            return Ok(StorageUrl::S3 {
+                bucket: bucket.to_string(),
+                prefix: prefix.trim_matches('/').to_string(),
+            });
+        }
+        Err(format!(
+            "{url:?} is not a supported storage URL; use file:///absolute/path or s3://bucket/prefix"
+        ))
+    }
+}
+
+impl TryFrom<String> for StorageUrl {
+    type Error = String;
+    fn try_from(url: String) -> Result<Self, String> {
+        StorageUrl::parse(&url)
+    }
+}
+
+impl std::fmt::Display for StorageUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StorageUrl::Local(path) => write!(f, "file://{}", path.display()),
+            StorageUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
+            StorageUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -86,6 +139,79 @@ pub struct S3Config {
     pub part_size_mib: Option<usize>,
     /// S3 Object Lock retention, in days, set on every uploaded object.
     pub object_lock_days: Option<u32>,
+}
+
+impl S3Config {
+    pub const DEFAULT_PART_MIB: usize = 8;
+    pub const MIN_PART_MIB: usize = 5;
+    pub const MAX_PART_MIB: usize = 5 * 1024;
+    pub const DEFAULT_CONCURRENCY: usize = 4;
+    pub const MAX_CONCURRENCY: usize = 64;
+
+    /// The first setting out of range, as (key, message with its fix).
+    fn problem(&self) -> Option<(&'static str, String)> {
+        if let Some(part) = self.part_size_mib {
+            if !(Self::MIN_PART_MIB..=Self::MAX_PART_MIB).contains(&part) {
+                return Some(("part_size_mib", format!(
+                    "part_size_mib = {part} is out of range; hint: S3 parts must be {} to {} MiB (default {})",
+                    Self::MIN_PART_MIB, Self::MAX_PART_MIB, Self::DEFAULT_PART_MIB
+                )));
+            }
+        }
+        if let Some(n) = self.upload_concurrency {
+            if !(1..=Self::MAX_CONCURRENCY).contains(&n) {
+                return Some(("upload_concurrency", format!(
+                    "upload_concurrency = {n} is out of range; hint: use 1 to {} (default {}); memory is about part_size_mib x (upload_concurrency + 1)",
+                    Self::MAX_CONCURRENCY, Self::DEFAULT_CONCURRENCY
+                )));
+            }
+        }
+        if self.object_lock_days == Some(0) {
+            return Some((
+                "object_lock_days",
+                "object_lock_days = 0 locks nothing; hint: set at least 1, or remove the key"
+                    .into(),
+            ));
+        }
+        if let Some(e) = self
+            .endpoint
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            if !e.starts_with("https://") && !e.starts_with("http://") {
+                return Some((
+                    "endpoint",
+                    format!(
+                    "endpoint = {e:?} has no scheme; hint: write endpoint = \"https://host:port\""
+                ),
+                ));
+            }
+            if url::Url::parse(e).is_err() {
+                return Some((
+                    "endpoint",
+                    format!(
+                    "endpoint = {e:?} is not a URL; hint: write endpoint = \"https://host:port\""
+                ),
+                ));
+            }
+            if e.starts_with("http://") && !self.allow_http {
+                return Some(("endpoint", format!(
+                    "endpoint {e} is plain http, which is refused by default; hint: set allow_http = true in [storage.s3] (loopback or a private network only) or use https"
+                )));
+            }
+        }
+        if self.access_key_id_env.is_some() != self.secret_access_key_env.is_some() {
+            return Some(("access_key_id_env", "sets only one of access_key_id_env and secret_access_key_env; hint: set both, or neither to use the standard AWS_ environment variables".into()));
+        }
+        if self.region.as_deref().is_some_and(|r| r.trim().is_empty()) {
+            return Some((
+                "region",
+                "region is empty; hint: remove the key or name the region (us-east-1)".into(),
+            ));
+        }
+        None
+    }
 }
 
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default, serde::Serialize)]
@@ -211,7 +337,7 @@ pub struct SqlAssertion {
     /// A query returning one row with one value.
     pub query: String,
     /// `">= 1"`, `"= 0"`, `"< 100"`, `"!= 0"`, or a bare value compared as text.
-    pub expect: String,
+    pub expect: Expectation,
     /// The PostgreSQL target it applies to; all targets when absent.
     pub target: Option<String>,
 }
@@ -225,6 +351,79 @@ pub struct HttpCheck {
     pub expect_status: u16,
     #[serde(default, deserialize_with = "opt_duration")]
     pub timeout: Option<Duration>,
+}
+
+/// What a `[[verify.sql]]` query must return: `">= 1"`, `"= 0"`, `"!= 0"`, `"< 5"`, or a
+/// bare value (text equality). Parsed when the configuration loads.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct Expectation {
+    op: String,
+    value: String,
+}
+
+impl Expectation {
+    pub fn parse(text: &str) -> Result<Expectation, String> {
+        let t = text.trim();
+        for op in [">=", "<=", "!=", "=", ">", "<"] {
+            if let Some(rest) = t.strip_prefix(op) {
+                let value = rest.trim().to_string();
+                if value.is_empty() {
+                    return Err(format!(
+                        "expectation {text:?} has no value; write it like \">= 1\" or \"= 0\""
+                    ));
+                }
+                if op != "=" && op != "!=" && value.parse::<f64>().is_err() {
+                    return Err(format!(
+                        "expectation {text:?} compares with {op} but {value:?} is not a number"
+                    ));
+                }
+                return Ok(Expectation {
+                    op: op.to_string(),
+                    value,
+                });
+            }
+        }
+        if t.is_empty() {
+            return Err("empty expectation; write it like \">= 1\" or \"= 0\"".into());
+        }
+        Ok(Expectation {
+            op: "=".to_string(),
+            value: t.to_string(),
+        })
+    }
+
+    pub fn holds(&self, actual: Option<&str>) -> bool {
+        let Some(actual) = actual else { return false };
+        if let (Ok(a), Ok(e)) = (actual.trim().parse::<f64>(), self.value.parse::<f64>()) {
+            return match self.op.as_str() {
+                ">=" => a >= e,
+                "<=" => a <= e,
+                ">" => a > e,
+                "<" => a < e,
+                "=" => a == e,
+                _ => a != e,
+            };
+        }
+        match self.op.as_str() {
+            "=" => actual == self.value,
+            "!=" => actual != self.value,
+            _ => false,
+        }
+    }
+}
+
+impl TryFrom<String> for Expectation {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        Expectation::parse(&text)
+    }
+}
+
+impl std::fmt::Display for Expectation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.op, self.value)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -249,22 +448,7 @@ fn opt_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::
         .map_err(serde::de::Error::custom)
 }
 
-/// Parses a human duration such as `30m`, `1h`, `7d`, `1h 30m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text.trim()).map_err(|e| {
-        format!("invalid duration {text:?} ({e}); write it like \"90s\", \"30m\", \"1h\" or \"7d\"")
-    })
-}
-
-/// Formats a duration the way `dr.toml` writes it (`1h 30m`).
-pub fn format_duration(d: Duration) -> String {
-    humantime::format_duration(Duration::from_secs(d.as_secs().max(if d.is_zero() {
-        0
-    } else {
-        1
-    })))
-    .to_string()
-}
+pub use crate::units::parse_duration;
 
 impl Config {
     /// Finds and loads the configuration: `--config`, then `$DR_CONFIG`, then `./dr.toml`.
@@ -295,12 +479,40 @@ impl Config {
             ))
         })?;
         config.path = path.to_path_buf();
-        config.validate()?;
+        config.validate(text)?;
         Ok(config)
     }
 
-    fn validate(&self) -> Result<()> {
+    fn validate(&self, text: &str) -> Result<()> {
         let file = self.path.display();
+        // A setting out of range is reported like a parse error: file, line, key, fix.
+        let at = |table: &str, key: &str, message: String| {
+            let location = key_line(text, table, key)
+                .map(|(n, line)| format!("line {n} (`{}`): ", redact_url(line)))
+                .unwrap_or_default();
+            usage(format!("{file}: {location}key {table}.{key}: {message}"))
+        };
+        if let Some((key, message)) = self
+            .storage
+            .as_ref()
+            .and_then(|s| s.s3.as_ref())
+            .and_then(S3Config::problem)
+        {
+            return Err(at("storage.s3", key, message));
+        }
+        for (key, value) in [
+            ("rpo", self.objectives.rpo),
+            ("rto", self.objectives.rto),
+            ("drill_every", self.objectives.drill_every),
+        ] {
+            if value.is_some_and(|d| d.is_zero()) {
+                return Err(at(
+                    "objectives",
+                    key,
+                    format!("{key} = 0 cannot be met; hint: set a positive duration such as \"1h\", or remove the key"),
+                ));
+            }
+        }
         let mut names = HashSet::new();
         for (kind, name) in self
             .postgres
@@ -329,10 +541,6 @@ impl Config {
         for t in &self.redis {
             check_url_source(&file.to_string(), "redis", &t.name, &t.url, &t.url_env)?;
         }
-        if let Some(storage) = &self.storage {
-            crate::storage::StorageUrl::parse(&storage.url)
-                .map_err(|e| usage(format!("{file}: key storage.url: {e}")))?;
-        }
         if let Some(level) = self.backup.level {
             let ok = match self.backup.compression {
                 Compression::Zstd => (1..=19).contains(&level),
@@ -340,15 +548,47 @@ impl Config {
                 Compression::None => true,
             };
             if !ok {
-                return Err(usage(format!(
-                    "{file}: key backup.level = {level} is out of range for {}; hint: zstd takes 1-19, gzip 0-9",
-                    self.backup.compression.as_str()
-                )));
+                return Err(at(
+                    "backup",
+                    "level",
+                    format!(
+                        "level = {level} is out of range for {}; hint: zstd takes 1-19, gzip 0-9",
+                        self.backup.compression.as_str()
+                    ),
+                ));
+            }
+        }
+        if let Some(threads) = self.backup.threads {
+            if threads > 256 {
+                return Err(at(
+                    "backup",
+                    "threads",
+                    format!(
+                        "threads = {threads} is out of range; hint: use 0 (one per core) to 256"
+                    ),
+                ));
+            }
+        }
+        for h in &self.verify.http {
+            if !(100..=599).contains(&h.expect_status) {
+                return Err(at(
+                    "verify.http",
+                    "expect_status",
+                    format!(
+                        "expect_status = {} in {:?} is not an HTTP status; hint: use 100 to 599 (usually 200)",
+                        h.expect_status, h.name
+                    ),
+                ));
+            }
+            if h.timeout.is_some_and(|t| t.is_zero()) {
+                return Err(at(
+                    "verify.http",
+                    "timeout",
+                    format!("timeout = 0 in {:?} never lets it answer; hint: use a duration such as \"5s\"", h.name),
+                ));
             }
         }
         for a in &self.verify.sql {
-            crate::restore::verify::Expectation::parse(&a.expect)
-                .map_err(|e| usage(format!("{file}: key verify.sql {:?} expect: {e}", a.name)))?;
             if let Some(t) = &a.target {
                 if !self.postgres.iter().any(|p| &p.name == t) {
                     return Err(usage(format!(
@@ -399,6 +639,35 @@ impl Config {
             .any(|u| redact_url(u) != u)
     }
 
+    /// Passwords of every configured target, for [`crate::secret::scrub`].
+    pub fn secrets(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let urls = self
+            .postgres
+            .iter()
+            .filter_map(|t| t.resolve_url().ok())
+            .chain(self.redis.iter().filter_map(|t| t.resolve_url().ok()));
+        for url in urls {
+            if let Ok(u) = url::Url::parse(&url) {
+                if let Some(p) = u.password() {
+                    out.push(p.to_string());
+                    // A percent-encoded password also reaches messages decoded.
+                    if let Ok(decoded) = urlencoding_decode(p) {
+                        out.push(decoded);
+                    }
+                }
+                for (k, v) in u.query_pairs() {
+                    if k == "password" {
+                        out.push(v.into_owned());
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn storage(&self) -> Result<&StorageConfig> {
         self.storage.as_ref().ok_or_else(|| {
             usage(format!(
@@ -407,6 +676,14 @@ impl Config {
             ))
         })
     }
+}
+
+fn urlencoding_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
+    let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned().into_bytes())
+        .unwrap_or_default();
+    String::from_utf8(bytes)
 }
 
 fn check_url_source(
@@ -456,6 +733,27 @@ impl RedisTarget {
     pub fn resolve_url(&self) -> Result<String> {
         resolve_url("redis", &self.name, &self.url, &self.url_env)
     }
+}
+
+/// The first line that sets `key` inside `[table]` (or `[[table]]`), numbered from 1.
+fn key_line<'a>(text: &'a str, table: &str, key: &str) -> Option<(usize, &'a str)> {
+    let mut in_table = false;
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.starts_with('[') {
+            let name = t.trim_matches(|c| c == '[' || c == ']').trim();
+            in_table = name == table;
+            continue;
+        }
+        if in_table {
+            if let Some(rest) = t.strip_prefix(key) {
+                if rest.trim_start().starts_with('=') {
+                    return Some((i + 1, t));
+                }
+            }
+        }
+    }
+    None
 }
 
 /// One line: where in the file, which key, what is wrong, and the hint.
@@ -537,6 +835,80 @@ url = "redis://127.0.0.1:6379"
     fn duplicate_names_refused() {
         let err = parse(&MINIMAL.replace("name = \"cache\"", "name = \"main\"")).unwrap_err();
         assert!(err.to_string().contains("\"main\" is used twice"), "{err}");
+    }
+
+    #[test]
+    fn out_of_range_settings_name_file_line_and_key() {
+        let text = MINIMAL.replace(
+            "url = \"file:///var/backups/dr\"",
+            "url = \"s3://b/p\"\n\n[storage.s3]\nregion = \"x\"\npart_size_mib = 1",
+        );
+        let err = parse(&text).unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with("dr.toml: line 11 (`part_size_mib = 1`): key storage.s3.part_size_mib"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("hint: S3 parts must be 5 to 5120 MiB"),
+            "{msg}"
+        );
+        assert_eq!(crate::error::exit_code(&err), 2);
+        let err = parse(&text.replace("part_size_mib = 1", "endpoint = \"http://127.0.0.1:9000\""))
+            .unwrap_err();
+        assert!(err.to_string().contains("allow_http = true"), "{err}");
+        let err = parse(&MINIMAL.replace("rto = \"30m\"", "rto = \"0s\"")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("line 4 (`rto = \"0s\"`): key objectives.rto"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_expectation_and_storage_url_are_config_errors_with_a_line() {
+        let err = parse(&MINIMAL.replace("file:///var/backups/dr", "ftp://x")).unwrap_err();
+        assert!(err.to_string().contains("line 7"), "{err}");
+        let text = format!(
+            "{MINIMAL}\n[[verify.sql]]\nname = \"n\"\nquery = \"SELECT 1\"\nexpect = \">= x\"\n"
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.to_string().contains("is not a number"), "{err}");
+        assert!(err.to_string().contains("line 20"), "{err}");
+    }
+
+    #[test]
+    fn expectations() {
+        let e = |t: &str| Expectation::parse(t).unwrap();
+        assert!(e(">= 1").holds(Some("3")));
+        assert!(!e(">= 1").holds(Some("0")));
+        assert!(e("= 0").holds(Some("0")));
+        assert!(e("!=0").holds(Some("2")));
+        assert!(e("< 2.5").holds(Some("2")));
+        assert!(e("t").holds(Some("t")));
+        assert!(!e("= 0").holds(None));
+        assert!(Expectation::parse(">= x").is_err());
+        assert!(Expectation::parse(">=").is_err());
+    }
+
+    #[test]
+    fn storage_urls() {
+        assert_eq!(
+            StorageUrl::parse("file:///var/backups/dr").unwrap(),
+            StorageUrl::Local("/var/backups/dr".into())
+        );
+        let s3 = StorageUrl::parse("s3://bucket/a/b/").unwrap();
+        assert_eq!(
+            s3,
+            StorageUrl::S3 {
+                bucket: "bucket".into(),
+                prefix: "a/b".into()
+            }
+        );
+        assert_eq!(s3.to_string(), "s3://bucket/a/b");
+        assert!(StorageUrl::parse("file://relative").is_err());
+        assert!(StorageUrl::parse("ftp://x").is_err());
+        assert!(StorageUrl::parse("s3:///x").is_err());
     }
 
     #[test]

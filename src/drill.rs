@@ -8,15 +8,35 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::backup::{self, catalog, manifest::BackupKind, BackupPlan};
-use crate::checks::Status;
 use crate::config::{Config, PostgresTarget};
 use crate::pg::{self, ConnTarget};
-use crate::restore::verify::{self, VerifyReport, VerifyRequest};
-use crate::restore::{self, Preflight, Step, Steps};
+use crate::report::{Finding, Phase, Step, Steps, FORMAT_VERSION};
+use crate::restore::verify::VerifyReport;
+use crate::restore::{self, Action, RestoreOptions, RestoreRequest};
 use crate::sandbox::SandboxCluster;
 use crate::storage::{self, Storage};
+use crate::units;
 
 pub const DRILLS_PREFIX: &str = "drills";
+
+/// Where a drill restores: never production.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DrillMode {
+    /// A new database `dr_drill_<timestamp>` on the target's server, dropped afterwards.
+    ScratchDatabase,
+    /// A throwaway PostgreSQL cluster started by `dr`, removed afterwards.
+    Sandbox,
+}
+
+impl DrillMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DrillMode::ScratchDatabase => "scratch-database",
+            DrillMode::Sandbox => "sandbox",
+        }
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DrillReport {
@@ -25,22 +45,24 @@ pub struct DrillReport {
     pub target: String,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
-    /// `scratch-database` or `sandbox`.
-    pub mode: String,
+    pub mode: DrillMode,
     pub destination: String,
     pub backup_id: Option<String>,
     pub backup_created_at: Option<DateTime<Utc>>,
-    pub phases: Vec<Step>,
+    #[serde(alias = "phases")]
+    pub steps: Vec<Step>,
     /// Measured recovery time: preflight, fetch, restore and verify.
     pub rto_ms: u64,
     /// Age of the backup used, at drill time.
     pub rpo_ms: Option<u64>,
     pub rto_objective_ms: Option<u64>,
     pub rpo_objective_ms: Option<u64>,
+    /// A failed drill meets no objective.
     pub rto_met: Option<bool>,
     pub rpo_met: Option<bool>,
     pub verification: Option<VerifyReport>,
-    pub passed: bool,
+    #[serde(alias = "passed")]
+    pub ok: bool,
     /// One line: what passed, or what failed and why.
     pub verdict: String,
 }
@@ -50,7 +72,7 @@ pub struct DrillRequest<'a> {
     pub storage: &'a dyn Storage,
     pub target: &'a PostgresTarget,
     pub backup_id: Option<&'a str>,
-    pub sandbox: bool,
+    pub mode: DrillMode,
     pub jobs: u32,
 }
 
@@ -75,130 +97,97 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         let manifest = match req.backup_id {
             Some(bid) => {
                 steps
-                    .run("backup", async {
+                    .run("backup", Phase::Prepare, async {
                         let m = catalog::resolve(req.storage, &req.target.name, bid).await?;
-                        let msg =
-                            format!("using backup {} taken {}", m.id, m.created_at.to_rfc3339());
+                        let msg = format!("using backup {} taken {}", m.id, units::time(m.created_at));
                         Ok((m, msg))
                     })
                     .await?
             }
             None => {
                 steps
-                    .run("backup", async {
-                        let m = backup::run(
-                            req.storage,
-                            BackupPlan {
-                                target_name: &req.target.name,
-                                conn: source.clone(),
-                                kind: BackupKind::Regular,
-                                settings: &req.config.backup,
-                                pg_bin_dir: req.target.pg_bin_dir.as_deref(),
-                                show_progress: false,
-                            },
-                        )
-                        .await?;
-                        let msg = format!("took fresh backup {} ({} bytes)", m.id, m.size_bytes);
+                    .run("backup", Phase::Prepare, async {
+                        let plan = BackupPlan::new(
+                            req.target,
+                            source.clone(),
+                            BackupKind::Regular,
+                            &req.config.backup,
+                            false,
+                        );
+                        let m = backup::run(req.storage, plan).await?;
+                        let msg = format!("took fresh backup {} ({})", m.id, units::bytes(m.size_bytes));
                         Ok((m, msg))
                     })
                     .await?
             }
         };
         manifest_used = Some(manifest.clone());
-        let destination = if req.sandbox {
-            let bin = req.target.pg_bin_dir.clone();
-            let cluster = steps
-                .run("sandbox", async {
-                    let c =
-                        tokio::task::spawn_blocking(move || SandboxCluster::start(bin.as_deref()))
-                            .await??;
-                    let msg = format!("throwaway cluster on 127.0.0.1:{}", c.port);
-                    Ok((c, msg))
-                })
-                .await?;
-            let dest = ConnTarget::parse(&cluster.url)?.with_database("dr_drill")?;
-            let admin = ConnTarget::parse(&cluster.url)?;
-            sandbox = Some(cluster);
-            admin
-                .connect()
-                .await?
-                .batch_execute("CREATE DATABASE dr_drill")
-                .await
-                .map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
-            dest
-        } else {
-            let name = format!("dr_drill_{}", started_at.format("%Y%m%d%H%M%S"));
-            let db = steps
-                .run("scratch database", async {
-                    let db = ScratchDatabase::create(&source, &name).await?;
-                    let msg = format!("created {name} on the target's server");
-                    Ok((db, msg))
-                })
-                .await?;
-            let dest = db.conn.clone();
-            scratch = Some(db);
-            dest
+        let destination = match req.mode {
+            DrillMode::Sandbox => {
+                let bin = req.target.pg_bin_dir.clone();
+                let cluster = steps
+                    .run("sandbox", Phase::Prepare, async {
+                        let c = tokio::task::spawn_blocking(move || {
+                            SandboxCluster::start(bin.as_deref())
+                        })
+                        .await??;
+                        let msg = format!("throwaway cluster on 127.0.0.1:{}", c.port);
+                        Ok((c, msg))
+                    })
+                    .await?;
+                let dest = ConnTarget::parse(&cluster.url)?.with_database("dr_drill")?;
+                let admin = ConnTarget::parse(&cluster.url)?;
+                sandbox = Some(cluster);
+                admin
+                    .connect()
+                    .await?
+                    .batch_execute("CREATE DATABASE dr_drill")
+                    .await
+                    .map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
+                dest
+            }
+            DrillMode::ScratchDatabase => {
+                let name = format!("dr_drill_{}", started_at.format("%Y%m%d%H%M%S"));
+                let db = steps
+                    .run("scratch database", Phase::Prepare, async {
+                        let db = ScratchDatabase::create(&source, &name).await?;
+                        let msg = format!("created {name} on the target's server");
+                        Ok((db, msg))
+                    })
+                    .await?;
+                let dest = db.conn.clone();
+                scratch = Some(db);
+                dest
+            }
         };
         destination_text = destination.public_url.clone();
-        let staging_parent = backup::default_staging_dir();
-        let pf = Preflight {
+        let staging_dir = backup::default_staging_dir();
+        let never_asked = |_: &ConnTarget, _: i64| -> Result<()> {
+            anyhow::bail!("the drill's destination is not empty; it was created for this drill, so something else wrote into it")
+        };
+        let (restored, result) = restore::run(RestoreRequest {
+            config: req.config,
             storage: req.storage,
             target: req.target,
             backup_id: &manifest.id,
             destination: &destination,
-            staging_dir: &staging_parent,
-        };
-        let (_, pg_restore) = restore::preflight(&pf, &mut steps, req.jobs > 1).await?;
-        let staged = restore::stage_dump(
-            req.storage,
-            &manifest,
-            &pg_restore,
-            &staging_parent,
-            req.jobs > 1,
-            &mut steps,
-        )
-        .await?;
-        // A scratch database may lack the production roles: ownership is not what a drill proves.
-        restore::pg_restore_step(
-            &mut steps,
-            &pg_restore,
-            &destination,
-            &staged,
-            req.jobs,
-            false,
-            req.sandbox,
-        )
-        .await?;
-        drop(staged);
-        let started = Instant::now();
-        let report = verify::verify(VerifyRequest {
-            config: req.config,
-            target: &req.target.name,
-            conn: &destination,
-            manifest: Some(&manifest),
-            include_services: false,
+            staging_dir: &staging_dir,
+            action: Action::Restore(RestoreOptions {
+                jobs: req.jobs,
+                // A scratch database may lack the production roles: ownership is not what a
+                // drill proves.
+                no_owner: req.mode == DrillMode::Sandbox,
+                with_globals: false,
+                safety_backup: false,
+                verify_services: false,
+                show_progress: false,
+                confirm: &never_asked,
+            }),
         })
         .await;
-        steps.0.push(Step {
-            name: "verify".into(),
-            status: if report.ok {
-                Status::Pass
-            } else {
-                Status::Fail
-            },
-            message: format!(
-                "{} table(s) checked, {} mismatch(es)",
-                report.tables_checked,
-                report.mismatches.len()
-            ),
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
-        let ok = report.ok;
-        verification = Some(report);
-        if !ok {
-            anyhow::bail!("verification of the restored copy failed");
-        }
-        Ok(())
+        steps.0.extend(restored.steps);
+        verification = restored.verification;
+        result
     }
     .await;
 
@@ -217,87 +206,68 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
     }
     if !cleanup_msgs.is_empty() {
         let ok = !cleanup_msgs.iter().any(|m| m.starts_with("could not"));
-        steps.0.push(Step {
-            name: "cleanup".into(),
-            status: if ok { Status::Pass } else { Status::Warn },
-            message: cleanup_msgs.join("; "),
-            duration_ms: cleanup_started.elapsed().as_millis() as u64,
-        });
+        let message = cleanup_msgs.join("; ");
+        steps.push(
+            "cleanup",
+            Phase::Cleanup,
+            if ok {
+                Finding::pass(message)
+            } else {
+                Finding::warn(message)
+            },
+            cleanup_started.elapsed().as_millis() as u64,
+        );
     }
 
-    let rto_ms: u64 = steps
-        .0
-        .iter()
-        .filter(|s| {
-            matches!(
-                s.name.as_str(),
-                "destination"
-                    | "extensions"
-                    | "disk"
-                    | "storage"
-                    | "manifest"
-                    | "tools"
-                    | "fetch"
-                    | "archive"
-                    | "pg_restore"
-                    | "verify"
-            )
-        })
-        .map(|s| s.duration_ms)
-        .sum();
+    let rto_ms = steps.recovery_ms();
     let rpo_ms = manifest_used
         .as_ref()
         .map(|m| (started_at - m.created_at).num_milliseconds().max(0) as u64);
     let objectives = &req.config.objectives;
     let rto_objective_ms = objectives.rto.map(|d| d.as_millis() as u64);
     let rpo_objective_ms = objectives.rpo.map(|d| d.as_millis() as u64);
-    let rto_met = rto_objective_ms.map(|o| rto_ms <= o);
+    let restored = outcome.is_ok();
+    let rto_met = rto_objective_ms.map(|o| restored && rto_ms <= o);
     let rpo_met = match (rpo_ms, rpo_objective_ms) {
-        (Some(a), Some(o)) => Some(a <= o),
+        (Some(a), Some(o)) => Some(restored && a <= o),
+        (None, Some(_)) => Some(false),
         _ => None,
     };
     let mut problems = Vec::new();
     if let Err(e) = &outcome {
         problems.push(format!("{e:#}"));
     }
-    if rto_met == Some(false) {
+    if restored && rto_met == Some(false) {
         problems.push(format!(
             "RTO objective missed: recovery took {}, the objective is {}",
-            crate::output::table::millis(rto_ms),
-            crate::output::table::millis(rto_objective_ms.unwrap_or(0))
+            units::millis(rto_ms),
+            units::millis(rto_objective_ms.unwrap_or(0))
         ));
     }
-    if rpo_met == Some(false) {
+    if restored && rpo_met == Some(false) {
         problems.push(format!(
             "RPO objective missed: the backup was {} old, the objective is {}",
-            crate::output::table::millis(rpo_ms.unwrap_or(0)),
-            crate::output::table::millis(rpo_objective_ms.unwrap_or(0))
+            units::millis(rpo_ms.unwrap_or(0)),
+            units::millis(rpo_objective_ms.unwrap_or(0))
         ));
     }
-    let passed = problems.is_empty();
-    let verdict = if passed {
-        format!(
-            "pass: restored and verified in {}",
-            crate::output::table::millis(rto_ms)
-        )
+    let ok = problems.is_empty();
+    let verdict = if ok {
+        format!("pass: restored and verified in {}", units::millis(rto_ms))
     } else {
         format!("fail: {}", problems.join("; "))
     };
     let report = DrillReport {
-        format_version: 1,
+        format_version: FORMAT_VERSION,
         id,
         target: req.target.name.clone(),
         started_at,
         finished_at: Utc::now(),
-        mode: if req.sandbox {
-            "sandbox".into()
-        } else {
-            "scratch-database".into()
-        },
+        mode: req.mode,
         destination: destination_text,
         backup_id: manifest_used.as_ref().map(|m| m.id.clone()),
         backup_created_at: manifest_used.as_ref().map(|m| m.created_at),
-        phases: steps.0,
+        steps: steps.0,
         rto_ms,
         rpo_ms,
         rto_objective_ms,
@@ -305,7 +275,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         rto_met,
         rpo_met,
         verification,
-        passed,
+        ok,
         verdict,
     };
     let key = format!("{DRILLS_PREFIX}/{}/{}.json", report.target, report.id);
@@ -388,9 +358,7 @@ impl Drop for ScratchDatabase {
                 .build()
                 .ok()?;
             if let Err(e) = rt.block_on(drop_database(&admin, &name)) {
-                eprintln!(
-                    "warning: could not drop scratch database {name}: {e:#}; drop it by hand"
-                );
+                tracing::warn!("could not drop scratch database {name}: {e:#}; drop it by hand");
             }
             Some(())
         })

@@ -3,24 +3,30 @@
 mod backup;
 mod checks;
 mod cli;
+mod codec;
 mod commands;
 mod config;
 mod drill;
 mod error;
 mod output;
 mod pg;
+mod process;
+mod prune;
+mod redis_client;
+mod report;
 mod restore;
 mod runbook;
 mod sandbox;
 mod secret;
 mod storage;
+mod units;
 mod wal;
 
 use clap::Parser;
 
 fn main() {
     let cli = cli::Cli::parse();
-    init_tracing(cli.verbose, cli.quiet);
+    output::stderr::init(cli.verbose, cli.quiet);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -56,24 +62,4 @@ async fn shutdown_signal() {
         _ = term.recv() => {}
     }
     tracing::warn!("interrupted: stopping children and removing temporary data");
-}
-
-fn init_tracing(verbose: u8, quiet: bool) {
-    let level = match (quiet, verbose) {
-        (true, _) => "error",
-        (false, 0) => "warn",
-        (false, 1) => "debug",
-        (false, _) => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("dr={level},warn")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_target(false)
-        .with_ansi(
-            std::io::IsTerminal::is_terminal(&std::io::stderr())
-                && std::env::var_os("NO_COLOR").is_none(),
-        )
-        .init();
 }

@@ -11,8 +11,9 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-use crate::config::{format_duration, Config};
+use crate::config::Config;
 use crate::storage::Storage;
+use crate::units::duration as format_duration;
 
 const EMBEDDED: &[(&str, &str)] = &[
     (
@@ -306,7 +307,7 @@ pub async fn placeholder_values(config: &Config, storage: Option<&dyn Storage>) 
         config
             .storage
             .as_ref()
-            .map(|s| s.url.clone())
+            .map(|s| s.url.to_string())
             .ok_or_else(|| "no [storage] url is configured".to_string()),
     );
     v.insert(

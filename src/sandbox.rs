@@ -5,9 +5,10 @@
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context, Result};
+
+use crate::process::ChildCommand;
 
 pub struct SandboxCluster {
     dir: Option<tempfile::TempDir>,
@@ -102,26 +103,15 @@ impl SandboxCluster {
     }
 
     fn run(&self, program: &str, args: &[&str]) -> Result<()> {
-        let exe = self.bin_dir.join(program);
-        let mut cmd = match &self.run_as {
-            Some(user) => {
-                let mut c = Command::new("runuser");
-                c.args(["-u", user, "--"]).arg(&exe);
-                c
-            }
-            None => Command::new(&exe),
-        };
-        let out = cmd
+        let result = ChildCommand::new(self.bin_dir.join(program), program)
             .args(args)
+            .run_as(self.run_as.as_deref())
             .current_dir(self.path())
-            .stdin(Stdio::null())
-            .output()
-            .with_context(|| format!("cannot run {}", exe.display()))?;
-        if !out.status.success() {
+            .output_blocking();
+        if let Err(e) = result {
             let log = std::fs::read_to_string(self.path().join("log")).unwrap_or_default();
             bail!(
-                "{program} failed for the sandbox cluster: {} {}",
-                String::from_utf8_lossy(&out.stderr).trim(),
+                "{e:#} (sandbox cluster log: {})",
                 log.lines().rev().take(5).collect::<Vec<_>>().join(" | ")
             );
         }

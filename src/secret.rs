@@ -1,5 +1,7 @@
-//! Secrets never reach argv, logs, manifests, JSON or errors: every URL that is shown
-//! passes through [`redact_url`], and passwords travel inside [`Secret`].
+//! Secrets never reach argv, logs, manifests, JSON or errors. This is the one place that
+//! removes them: every URL that is shown passes through [`redact_url`], URLs handed to
+//! children through [`strip_password`], any text leaving `dr` through [`scrub`], and
+//! passwords travel inside [`Secret`].
 
 use std::fmt;
 
@@ -49,6 +51,43 @@ pub fn redact_url(url: &str) -> String {
         }
     }
     redact_password_params(&out)
+}
+
+/// Removes the password from a PostgreSQL URL (userinfo and `password=` parameter), for
+/// argv and manifests where even `***` has no place.
+pub fn strip_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.scheme().starts_with("postgres") => {
+            let _ = parsed.set_password(None);
+            let pairs: Vec<(String, String)> = parsed
+                .query_pairs()
+                .filter(|(k, _)| k != "password")
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+            if pairs.is_empty() {
+                parsed.set_query(None);
+            } else {
+                parsed.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            parsed.to_string()
+        }
+        // Keyword/value strings: remove the password word.
+        _ => url
+            .split_whitespace()
+            .filter(|w| !w.starts_with("password="))
+            .collect::<Vec<_>>()
+            .join(" "),
+    }
+}
+
+/// Redacts URLs in `text` and replaces every known secret with `***`: the last line of
+/// defence before a message leaves `dr`.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    let mut out = redact_url(text);
+    for s in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(s.as_str(), "***");
+    }
+    out
 }
 
 fn redact_password_params(text: &str) -> String {
@@ -110,6 +149,23 @@ mod tests {
         assert_eq!(
             redact_url("redis://:pw@127.0.0.1:6379/0"),
             "redis://:***@127.0.0.1:6379/0"
+        );
+    }
+
+    #[test]
+    fn strips_password_for_children() {
+        assert_eq!(
+            strip_password("postgres://u:pw@h:5432/db?password=x&sslmode=require"),
+            "postgres://u@h:5432/db?sslmode=require"
+        );
+        assert_eq!(strip_password("host=h password=x user=u"), "host=h user=u");
+    }
+
+    #[test]
+    fn scrub_removes_known_secrets() {
+        assert_eq!(
+            scrub("auth failed for hunter2!", &["hunter2".into()]),
+            "auth failed for ***!"
         );
     }
 

@@ -87,8 +87,7 @@ fn manifest_counts_and_checksum_match_reality() {
     let second = world.backup();
     let list = world.dr(&["list", "--format", "json"]);
     list.expect_code(0);
-    let ids: Vec<String> = list
-        .json()
+    let ids: Vec<String> = list.json()["backups"]
         .as_array()
         .unwrap()
         .iter()
@@ -126,7 +125,7 @@ fn files_are_0600_and_directories_0700_under_a_loose_umask() {
         String::from_utf8_lossy(&out.stderr)
     );
     let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let roles: Vec<&str> = m[0]["objects"]
+    let roles: Vec<&str> = m["backups"][0]["objects"]
         .as_array()
         .unwrap()
         .iter()
@@ -274,7 +273,7 @@ fn failing_pg_dump_leaves_no_backup_and_keeps_the_previous_one() {
         .env
         .push(("DR_TEST_PG_URL".into(), pg.superuser_url("app")));
     let list = world.dr(&["list", "--format", "json"]);
-    assert_eq!(list.json().as_array().unwrap().len(), 1);
+    assert_eq!(list.json()["backups"].as_array().unwrap().len(), 1);
     let check = world.dr(&["check", "--only", "backup.latest", "--format", "json"]);
     assert!(check.json()["checks"][0]["message"]
         .as_str()
@@ -343,7 +342,7 @@ fn sigkill_mid_dump_leaves_no_complete_backup_and_prune_sweeps_it() {
     assert!(!leftovers.is_empty());
     assert!(leftovers.iter().all(|f| !f.ends_with("manifest.json")));
     let list = world.dr(&["list", "--format", "json"]);
-    assert_eq!(list.json().as_array().unwrap().len(), 0);
+    assert_eq!(list.json()["backups"].as_array().unwrap().len(), 0);
     world
         .dr(&["restore", "--backup-id", "latest", "--yes"])
         .expect_code(1);
@@ -372,9 +371,7 @@ fn sigkill_mid_dump_leaves_no_complete_backup_and_prune_sweeps_it() {
         assert!(!f.exists(), "swept: {}", f.display());
     }
     assert_eq!(
-        world
-            .dr(&["list", "--format", "json"])
-            .json()
+        world.dr(&["list", "--format", "json"]).json()["backups"]
             .as_array()
             .unwrap()
             .len(),
@@ -429,9 +426,7 @@ fn a_second_backup_is_refused_while_the_lock_is_held() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(
-        world
-            .dr(&["list", "--format", "json"])
-            .json()
+        world.dr(&["list", "--format", "json"]).json()["backups"]
             .as_array()
             .unwrap()
             .len(),
@@ -523,18 +518,13 @@ fn prune_applies_retention_manifest_first_and_never_removes_the_newest() {
     }
     let dry = world.dr(&["prune", "--dry-run", "--format", "json"]);
     dry.expect_code(0);
-    let entries = dry.json()["entries"].as_array().unwrap().clone();
+    let entries = dry.json()["backups"].as_array().unwrap().clone();
     assert_eq!(
-        entries
-            .iter()
-            .filter(|e| e["action"] == "would remove")
-            .count(),
+        entries.iter().filter(|e| e["action"] == "remove").count(),
         2
     );
     assert_eq!(
-        world
-            .dr(&["list", "--format", "json"])
-            .json()
+        world.dr(&["list", "--format", "json"]).json()["backups"]
             .as_array()
             .unwrap()
             .len(),
@@ -544,9 +534,7 @@ fn prune_applies_retention_manifest_first_and_never_removes_the_newest() {
     let run = world.dr(&["prune"]);
     run.expect_code(0);
     assert!(run.stdout.contains("keep_last 1/2"), "{}", run.stdout);
-    let listed: Vec<String> = world
-        .dr(&["list", "--format", "json"])
-        .json()
+    let listed: Vec<String> = world.dr(&["list", "--format", "json"]).json()["backups"]
         .as_array()
         .unwrap()
         .iter()
@@ -567,9 +555,7 @@ fn prune_applies_retention_manifest_first_and_never_removes_the_newest() {
         .replace("keep_last = 2", "keep_last = 0");
     world.write_config(&cfg);
     world.dr(&["prune"]).expect_code(0);
-    let listed: Vec<String> = world
-        .dr(&["list", "--format", "json"])
-        .json()
+    let listed: Vec<String> = world.dr(&["list", "--format", "json"]).json()["backups"]
         .as_array()
         .unwrap()
         .iter()
@@ -614,9 +600,7 @@ fn a_full_disk_fails_the_backup_cleanly() {
         world.storage_files()
     );
     assert_eq!(
-        world
-            .dr(&["list", "--format", "json"])
-            .json()
+        world.dr(&["list", "--format", "json"]).json()["backups"]
             .as_array()
             .unwrap()
             .len(),

@@ -39,11 +39,11 @@ fn drill_restores_verifies_reports_and_drops_the_scratch_database() {
     let run = world.dr(&["drill", "--format", "json"]);
     run.expect_code(0);
     let report = run.json();
-    assert_eq!(report["passed"], true);
+    assert_eq!(report["ok"], true);
     assert!(report["verdict"].as_str().unwrap().starts_with("pass"));
     assert_eq!(report["verification"]["ok"], true);
     assert_eq!(report["verification"]["tables_checked"], 3);
-    let phases: Vec<&str> = report["phases"]
+    let phases: Vec<&str> = report["steps"]
         .as_array()
         .unwrap()
         .iter()
@@ -59,7 +59,7 @@ fn drill_restores_verifies_reports_and_drops_the_scratch_database() {
     ] {
         assert!(phases.contains(&phase), "{phase} missing in {phases:?}");
     }
-    assert!(report["phases"]
+    assert!(report["steps"]
         .as_array()
         .unwrap()
         .iter()
@@ -92,7 +92,7 @@ fn drill_of_a_corrupted_backup_fails_records_and_cleans_up() {
     assert!(run.all().contains("checksum mismatch"), "{}", run.all());
     let stored = drill_reports(&world);
     assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0]["passed"], false);
+    assert_eq!(stored[0]["ok"], false);
     assert!(stored[0]["verdict"].as_str().unwrap().contains("checksum"));
     assert!(scratch_databases(&pg).is_empty(), "{:?}", pg.databases());
     let check = world.dr(&["check", "--only", "drill.recent", "--format", "json"]);

@@ -71,7 +71,7 @@ fn realistic_schema_round_trips_exactly() {
         report["safety_backup_id"].is_null(),
         "an empty destination needs no safety copy"
     );
-    assert!(report["total_ms"].as_u64().unwrap() > 0);
+    assert!(report["duration_ms"].as_u64().unwrap() > 0);
     assert!(!run.stdout.contains(support::SUPERUSER_PASSWORD));
     assert_eq!(
         normalized_dump(&pg, "src", &["--schema-only"]),
@@ -190,9 +190,7 @@ fn non_empty_destination_needs_yes_and_gets_a_safety_backup() {
         "untouched"
     );
     assert_eq!(
-        world
-            .dr(&["list", "--format", "json"])
-            .json()
+        world.dr(&["list", "--format", "json"]).json()["backups"]
             .as_array()
             .unwrap()
             .len(),
@@ -219,7 +217,7 @@ fn non_empty_destination_needs_yes_and_gets_a_safety_backup() {
         "restored to the backup's state"
     );
     let list = world.dr(&["list", "--format", "json"]).json();
-    let safety_entry = list
+    let safety_entry = list["backups"]
         .as_array()
         .unwrap()
         .iter()
@@ -307,7 +305,7 @@ fn verify_reports_missing_rows_failed_assertions_and_http_errors() {
     run.expect_code(1);
     let json = run.json();
     assert!(json["mismatches"].as_array().unwrap().is_empty());
-    let http = json["items"]
+    let http = json["steps"]
         .as_array()
         .unwrap()
         .iter()
@@ -326,7 +324,7 @@ fn verify_reports_missing_rows_failed_assertions_and_http_errors() {
     assert_eq!(json["mismatches"][0]["table"], "public.ten");
     assert_eq!(json["mismatches"][0]["expected"], 10);
     assert_eq!(json["mismatches"][0]["found"], 9);
-    let sql = json["items"]
+    let sql = json["steps"]
         .as_array()
         .unwrap()
         .iter()

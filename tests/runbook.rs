@@ -30,8 +30,7 @@ fn every_embedded_runbook_renders_with_the_example_config() {
     let world = example_world();
     let list = world.dr(&["runbook", "--format", "json"]);
     list.expect_code(0);
-    let names: Vec<String> = list
-        .json()
+    let names: Vec<String> = list.json()["runbooks"]
         .as_array()
         .unwrap()
         .iter()
@@ -105,7 +104,8 @@ fn override_directory_replaces_and_adds_runbooks() {
     world.write_config(&cfg);
     let list = world.dr(&["runbook", "--format", "json"]).json();
     let by_name = |n: &str| {
-        list.as_array()
+        list["runbooks"]
+            .as_array()
             .unwrap()
             .iter()
             .find(|r| r["name"] == n)

@@ -75,7 +75,7 @@ fn dump_file(manifest: &serde_json::Value) -> String {
 fn listed_ids(world: &World) -> Vec<String> {
     let run = world.dr(&["list", "--format", "json"]);
     run.expect_code(0);
-    run.json()
+    run.json()["backups"]
         .as_array()
         .unwrap_or_else(|| panic!("list is not an array: {}", run.stdout))
         .iter()
@@ -278,7 +278,7 @@ fn large_object_goes_up_as_multipart_with_bounded_memory() {
         rss_kib as f64 / 1024.0,
         run.elapsed.as_secs_f64()
     );
-    let m = run.json()[0].clone();
+    let m = run.json()["backups"][0].clone();
     let size = m["size_bytes"].as_u64().unwrap();
     println!(
         "stored dump: {size} bytes ({:.1} MiB)",
@@ -397,7 +397,7 @@ fn server_stopped_mid_upload_leaves_no_backup() {
     assert_eq!(listed_ids(&world), Vec::<String>::new());
     let list = world.dr(&["list", "--format", "json"]);
     list.expect_code(0);
-    assert_eq!(list.json(), serde_json::json!([]));
+    assert_eq!(list.json()["backups"], serde_json::json!([]));
 }
 
 #[track_caller]
@@ -497,16 +497,16 @@ fn prune_on_s3_removes_old_backups_and_their_objects() {
 
     let run = world.dr(&["prune", "--format", "json"]);
     run.expect_code(0);
-    let entries = run.json()["entries"].as_array().unwrap().clone();
+    let entries = run.json()["backups"].as_array().unwrap().clone();
     let removed: Vec<&str> = entries
         .iter()
-        .filter(|e| e["action"] == "removed")
-        .map(|e| e["id"].as_str().unwrap())
+        .filter(|e| e["action"] == "remove")
+        .map(|e| e["backup_id"].as_str().unwrap())
         .collect();
     let kept: Vec<&str> = entries
         .iter()
         .filter(|e| e["action"] == "keep")
-        .map(|e| e["id"].as_str().unwrap())
+        .map(|e| e["backup_id"].as_str().unwrap())
         .collect();
     assert_eq!(removed.len(), 2, "{entries:?}");
     assert!(removed.contains(&ids[0].as_str()) && removed.contains(&ids[1].as_str()));

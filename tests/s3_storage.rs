@@ -1,4 +1,5 @@
-//! Checks the s3s-fs test helper itself (the S3 backend is tested in src/storage/s3.rs).
+//! Checks the s3s-fs test helper itself (the S3 backend is tested in src/storage/s3/ and,
+//! with the local one, by the contract suite in src/storage/contract.rs).
 
 #[path = "support/s3.rs"]
 mod s3_support;

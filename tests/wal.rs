@@ -91,7 +91,7 @@ wal_archiving = true
         "json",
     ]);
     run.expect_code(0);
-    let m = run.json()[0].clone();
+    let m = run.json()["backups"][0].clone();
     let load = load.wait_with_output().unwrap();
     assert!(
         load.status.success(),
@@ -501,7 +501,7 @@ fn prune_keeps_every_segment_a_kept_base_backup_needs() {
     wait_archived(&pg, &first);
     let old = world
         .dr(&["backup", "--physical", "--format", "json"])
-        .json()[0]
+        .json()["backups"][0]
         .clone();
     let mut between = Vec::new();
     for _ in 0..2 {
@@ -510,7 +510,7 @@ fn prune_keeps_every_segment_a_kept_base_backup_needs() {
     std::thread::sleep(Duration::from_millis(1100)); // ids have one-second resolution
     let new = world
         .dr(&["backup", "--physical", "--format", "json"])
-        .json()[0]
+        .json()["backups"][0]
         .clone();
     let last = switch_wal(&pg);
     wait_archived(&pg, &last);
@@ -523,8 +523,15 @@ fn prune_keeps_every_segment_a_kept_base_backup_needs() {
 
     let dry = world.dr(&["prune", "--dry-run", "--format", "json"]);
     dry.expect_code(0);
-    let dry_text = dry.stdout.clone();
-    assert!(dry_text.contains("would remove"), "{dry_text}");
+    let planned = dry.json()["backups"].clone();
+    assert!(
+        planned
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "wal" && e["action"] == "remove"),
+        "{planned}"
+    );
     let same: Vec<String> = stored_wal(&world.storage_dir())
         .into_iter()
         .map(|(n, _, _)| n)
@@ -533,12 +540,12 @@ fn prune_keeps_every_segment_a_kept_base_backup_needs() {
 
     let pruned = world.dr(&["prune", "--format", "json"]);
     pruned.expect_code(0);
-    let entries = pruned.json()["entries"].clone();
+    let entries = pruned.json()["backups"].clone();
     let removed_old = entries
         .as_array()
         .unwrap()
         .iter()
-        .any(|e| e["id"] == old["id"] && e["action"] == "removed");
+        .any(|e| e["backup_id"] == old["id"] && e["action"] == "remove");
     assert!(removed_old, "{entries}");
     let after: Vec<String> = stored_wal(&world.storage_dir())
         .into_iter()

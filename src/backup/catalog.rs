@@ -71,7 +71,7 @@ pub async fn scan(storage: &dyn Storage, target: Option<&str>) -> Result<Vec<Bac
 }
 
 /// A manifest that exists but cannot be read: reported, never trusted.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct DamagedManifest {
     pub key: String,
     pub error: String,
@@ -198,7 +198,7 @@ pub async fn hash_object(
         anyhow::anyhow!(
             "{} stopped answering for {} while reading {key}",
             storage.describe(),
-            crate::config::format_duration(limit)
+            crate::units::duration(limit)
         )
     };
     let mut stream = tokio::time::timeout(limit, storage.get(key))

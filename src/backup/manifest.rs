@@ -23,6 +23,15 @@ pub enum BackupKind {
     Safety,
 }
 
+impl BackupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupKind::Regular => "regular",
+            BackupKind::Safety => "safety",
+        }
+    }
+}
+
 /// How a backup was taken.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash)]
 #[serde(rename_all = "lowercase")]
@@ -75,11 +84,32 @@ pub struct PhysicalInfo {
     pub backup_history_file: String,
 }
 
+/// What a stored object of a backup holds.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ObjectRole {
+    /// The database, as a `pg_dump` custom-format archive.
+    Dump,
+    /// Roles and tablespaces, as `pg_dumpall --globals-only` SQL.
+    Globals,
+    /// The whole cluster, as the tar `pg_basebackup` writes (physical backups).
+    Base,
+}
+
+impl ObjectRole {
+    /// The file name of the object once staged for a restore (decompressed).
+    pub fn staged_file_name(self) -> &'static str {
+        match self {
+            ObjectRole::Dump => "dump.pgdump",
+            ObjectRole::Globals => "globals.sql",
+            ObjectRole::Base => "base.tar",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct StoredObject {
-    /// `dump` (pg_dump custom format), `globals` (pg_dumpall --globals-only SQL) or
-    /// `base` (the tar of a physical base backup).
-    pub role: String,
+    pub role: ObjectRole,
     /// File name inside the backup's directory.
     pub file: String,
     pub compression: Compression,
@@ -156,17 +186,17 @@ impl BackupManifest {
     pub fn dump(&self) -> &StoredObject {
         self.objects
             .iter()
-            .find(|o| o.role == "dump")
+            .find(|o| o.role == ObjectRole::Dump)
             .expect("validated: a manifest has a dump object")
     }
 
     pub fn globals(&self) -> Option<&StoredObject> {
-        self.objects.iter().find(|o| o.role == "globals")
+        self.objects.iter().find(|o| o.role == ObjectRole::Globals)
     }
 
     /// The base tar of a physical backup.
     pub fn base(&self) -> Option<&StoredObject> {
-        self.objects.iter().find(|o| o.role == "base")
+        self.objects.iter().find(|o| o.role == ObjectRole::Base)
     }
 
     /// Parses a manifest and checks the invariants a restore relies on.
@@ -180,12 +210,21 @@ impl BackupManifest {
         }
         match m.method {
             BackupMethod::Dump => {
-                if m.objects.iter().filter(|o| o.role == "dump").count() != 1 {
+                if m.objects
+                    .iter()
+                    .filter(|o| o.role == ObjectRole::Dump)
+                    .count()
+                    != 1
+                {
                     anyhow::bail!("manifest {} lists no dump object", m.id);
                 }
             }
             BackupMethod::Physical => {
-                if m.objects.iter().filter(|o| o.role == "base").count() != 1
+                if m.objects
+                    .iter()
+                    .filter(|o| o.role == ObjectRole::Base)
+                    .count()
+                    != 1
                     || m.physical.is_none()
                 {
                     anyhow::bail!(
@@ -260,7 +299,7 @@ mod tests {
         });
         let m = BackupManifest::parse(v.to_string().as_bytes()).unwrap();
         assert_eq!(m.method, BackupMethod::Physical);
-        assert_eq!(m.base().unwrap().role, "base");
+        assert_eq!(m.base().unwrap().role, ObjectRole::Base);
         v["format_version"] = 3.into();
         assert!(BackupManifest::parse(v.to_string().as_bytes())
             .unwrap_err()

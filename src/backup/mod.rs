@@ -7,7 +7,6 @@ pub mod manifest;
 pub mod physical;
 pub mod retention;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
@@ -15,24 +14,23 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use chrono::Utc;
-use sha2::{Digest, Sha256};
-use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use crate::config::{BackupConfig, Compression};
+use crate::codec;
+use crate::config::{BackupConfig, PostgresTarget};
 use crate::pg::{self, tools, ConnTarget};
+use crate::process::ChildCommand;
 use crate::storage::{self, ByteStream, Storage};
 use manifest::{
-    BackupKind, BackupManifest, BackupMethod, StoredObject, TableCount, DUMP_FORMAT_VERSION,
+    BackupKind, BackupManifest, BackupMethod, ObjectRole, StoredObject, TableCount,
+    DUMP_FORMAT_VERSION,
 };
 
 /// Advisory lock key (classid, objid) held for the whole backup of a database. Advisory
 /// locks live on the server, so they exclude a second `dr backup` on any host, and the
 /// server releases them when the holder's connection dies.
 pub const LOCK_KEY: (i32, i32) = (0x6472, 1);
-
-const CHUNK: usize = 1 << 20;
 
 /// What to back up and how.
 pub struct BackupPlan<'a> {
@@ -42,6 +40,26 @@ pub struct BackupPlan<'a> {
     pub settings: &'a BackupConfig,
     pub pg_bin_dir: Option<&'a Path>,
     pub show_progress: bool,
+}
+
+impl<'a> BackupPlan<'a> {
+    /// A backup of `conn` filed under `target`, with the configured settings.
+    pub fn new(
+        target: &'a PostgresTarget,
+        conn: ConnTarget,
+        kind: BackupKind,
+        settings: &'a BackupConfig,
+        show_progress: bool,
+    ) -> Self {
+        BackupPlan {
+            target_name: &target.name,
+            conn,
+            kind,
+            settings,
+            pg_bin_dir: target.pg_bin_dir.as_deref(),
+            show_progress,
+        }
+    }
 }
 
 /// The pg_dump command line: no password, ever (it comes from the passfile).
@@ -74,7 +92,7 @@ pub fn pg_dumpall_args(public_url: &str, superuser: bool) -> Vec<String> {
 pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupManifest> {
     let conn = &plan.conn;
     let pg_dump = tools::find("pg_dump", plan.pg_bin_dir)?;
-    let (dump_major, pg_dump_version) = tools::version(&pg_dump)?;
+    let (dump_major, pg_dump_version) = tools::version(&pg_dump).await?;
 
     let lock_client = conn.connect().await?;
     acquire_lock(&lock_client, plan.target_name, &conn.database).await?;
@@ -116,19 +134,11 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
 
     let result: Result<BackupManifest> = async {
         let auth = conn.child_env()?;
-        let mut cmd = tokio::process::Command::new(&pg_dump);
-        cmd.args(pg_dump_args(&conn.public_url, &snapshot));
-        auth.apply(&mut cmd);
+        let cmd = ChildCommand::new(&pg_dump, "pg_dump")
+            .args(pg_dump_args(&conn.public_url, &snapshot))
+            .envs(auth.env());
         let progress = progress_bar(plan.show_progress, plan.target_name);
-        let dump = stream_child(
-            storage,
-            &dump_key,
-            cmd,
-            settings,
-            progress.clone(),
-            "pg_dump",
-            None,
-        );
+        let dump = stream_child(storage, &dump_key, cmd, settings, progress.clone(), None);
         let counts = count_rows(&snap_client, &catalog_info.tables);
         let (dump, counts) = tokio::join!(dump, counts);
         if let Some(p) = &progress {
@@ -143,7 +153,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             (Ok(_), Err(c)) => return Err(c),
         };
         let mut objects = vec![StoredObject {
-            role: "dump".into(),
+            role: ObjectRole::Dump,
             file: dump_file.clone(),
             ..dump
         }];
@@ -154,21 +164,12 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             let globals_file = format!("globals.sql{}", settings.compression.extension());
             let globals_key = catalog::backup_dir(plan.target_name, &id) + "/" + &globals_file;
             written_keys.push(globals_key.clone());
-            let mut cmd = tokio::process::Command::new(dumpall);
-            cmd.args(pg_dumpall_args(&conn.public_url, catalog_info.superuser));
-            auth.apply(&mut cmd);
-            let globals = stream_child(
-                storage,
-                &globals_key,
-                cmd,
-                settings,
-                None,
-                "pg_dumpall",
-                None,
-            )
-            .await?;
+            let cmd = ChildCommand::new(dumpall, "pg_dumpall")
+                .args(pg_dumpall_args(&conn.public_url, catalog_info.superuser))
+                .envs(auth.env());
+            let globals = stream_child(storage, &globals_key, cmd, settings, None, None).await?;
             objects.push(StoredObject {
-                role: "globals".into(),
+                role: ObjectRole::Globals,
                 file: globals_file,
                 ..globals
             });
@@ -191,7 +192,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             dr_version: env!("CARGO_PKG_VERSION").to_string(),
             format: "custom".into(),
             compression: settings.compression,
-            compression_level: compression_level(settings),
+            compression_level: codec::level(settings),
             encryption: None,
             size_bytes: objects.iter().map(|o| o.size_bytes).sum(),
             sha256: objects[0].sha256.clone(),
@@ -352,14 +353,6 @@ async fn count_rows(client: &Client, tables: &[(String, String)]) -> Result<Vec<
     Ok(out)
 }
 
-pub(crate) fn compression_level(settings: &BackupConfig) -> i32 {
-    settings.level.unwrap_or(match settings.compression {
-        Compression::Zstd => 3,
-        Compression::Gzip => 6,
-        Compression::None => 0,
-    })
-}
-
 pub(crate) fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !show || !std::io::stderr().is_terminal() {
@@ -379,48 +372,40 @@ pub(crate) fn progress_bar(show: bool, target: &str) -> Option<indicatif::Progre
 
 /// Runs a dump child and streams its stdout, compressed and hashed, into `key`. The object
 /// becomes visible only if the child exits 0; otherwise the error carries its stderr.
-/// The caller applies the child's authentication to `cmd` and keeps it alive meanwhile.
+/// `tap` sees the raw stream on its way (physical backups read their tar headers).
 pub(crate) async fn stream_child(
     storage: &dyn Storage,
     key: &str,
-    mut cmd: tokio::process::Command,
+    cmd: ChildCommand,
     settings: &BackupConfig,
     progress: Option<indicatif::ProgressBar>,
-    program: &str,
-    mut tap: Option<RawTap>,
+    mut tap: Option<codec::RawTap>,
 ) -> Result<StoredObject> {
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("cannot start {program}"))?;
-    let stdout: std::fs::File = child.stdout.take().expect("piped").into_owned_fd()?.into();
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_task = tokio::spawn(async move {
-        let mut text = String::new();
-        let _ = (&mut stderr)
-            .take(64 * 1024)
-            .read_to_string(&mut text)
-            .await;
-        text
-    });
+    let program = cmd.what().to_string();
+    let child_name = program.clone();
+    let mut child = cmd.spawn(Stdio::null(), Stdio::piped())?;
+    let stdout: std::fs::File = child
+        .child
+        .stdout
+        .take()
+        .expect("piped")
+        .into_owned_fd()?
+        .into();
 
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
     let compression = settings.compression;
-    let level = compression_level(settings);
+    let level = codec::level(settings);
     let threads = settings.threads.unwrap_or(0);
     let producer_tx = tx.clone();
     let producer = tokio::task::spawn_blocking(move || {
-        let result = compress_into(
+        let result = codec::compress_into(
             stdout,
             producer_tx.clone(),
             compression,
             level,
             threads,
             progress,
-            tap.as_mut().map(|t| t.as_mut() as RawTapRef<'_>),
+            tap.as_mut().map(|t| t.as_mut() as codec::RawTapRef<'_>),
         );
         if let Err(e) = &result {
             // An error must reach the storage writer so it discards the object.
@@ -436,44 +421,44 @@ pub(crate) async fn stream_child(
         let produced = producer
             .await
             .map_err(|e| anyhow!("compression thread failed: {e}"));
-        let status = child
-            .wait()
-            .await
-            .with_context(|| format!("cannot wait for {program}"))?;
-        let stderr_text = stderr_task.await.unwrap_or_default();
-        let failure = if !status.success() {
-            Some(format!(
-                "{program} failed ({status}): {}",
-                stderr_text.trim()
-            ))
-        } else {
-            match &produced {
-                Ok(Err(e)) => Some(format!("{e:#}")),
-                Err(e) => Some(format!("{e:#}")),
-                Ok(Ok(_)) => None,
-            }
+        let finished = child.finish().await;
+        let failure = match (&finished, &produced) {
+            (Err(e), _) => Some(format!("{e:#}")),
+            (Ok(_), Ok(Err(e))) => Some(format!("{e:#}")),
+            (Ok(_), Err(e)) => Some(format!("{e:#}")),
+            (Ok(_), Ok(Ok(_))) => None,
         };
         if let Some(message) = failure {
             let _ = tx.send(Err(std::io::Error::other(message.clone()))).await;
             bail!("{message}");
         }
-        let said = stderr_text.trim();
-        if said.lines().all(|l| l.starts_with("NOTICE:")) {
-            // pg_basebackup's "all required WAL segments have been archived".
-            if !said.is_empty() {
-                tracing::info!("{program} said: {said}");
+        if let Ok(said) = &finished {
+            let said = said.trim();
+            if said.lines().all(|l| l.trim_start().starts_with("NOTICE:")) {
+                // pg_basebackup's "all required WAL segments have been archived".
+                if !said.is_empty() {
+                    tracing::info!("{} said: {}", child_name, said);
+                }
+            } else {
+                tracing::warn!("{} said: {}", child_name, said);
             }
-        } else {
-            tracing::warn!("{program} said: {said}");
         }
         drop(tx);
         produced?
     };
     let (put_result, finish_result) = tokio::join!(put, finish);
     match (put_result, finish_result) {
-        (Ok(size), Ok(stats)) => {
-            debug_assert_eq!(size, stats.size_bytes);
-            Ok(stats)
+        (Ok(size), Ok(encoded)) => {
+            debug_assert_eq!(size, encoded.size_bytes);
+            Ok(StoredObject {
+                // The caller names the object.
+                role: ObjectRole::Dump,
+                file: String::new(),
+                compression: encoded.compression,
+                size_bytes: encoded.size_bytes,
+                sha256: encoded.sha256,
+                raw_bytes: encoded.raw_bytes,
+            })
         }
         (Ok(_), Err(child_err)) => Err(child_err),
         // The child's failure travels into the writer, so the writer reports it too: then the
@@ -492,138 +477,6 @@ pub(crate) async fn stream_child(
             Err(err)
         }
     }
-}
-
-/// Sends hashed, size-counted chunks of the compressed stream to the storage writer.
-struct ChannelWriter {
-    tx: mpsc::Sender<std::io::Result<Bytes>>,
-    buf: Vec<u8>,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.hasher.update(data);
-        self.size += data.len() as u64;
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "storage writer stopped")
-        })
-    }
-}
-
-/// Sees every raw (uncompressed) byte on its way to compression, in order.
-pub type RawTap = Box<dyn FnMut(&[u8]) + Send>;
-/// A borrowed [`RawTap`].
-pub type RawTapRef<'a> = &'a mut dyn FnMut(&[u8]);
-
-/// Compresses `input` into chunks for a storage writer, hashing what is stored. `tap`
-/// sees the raw bytes (physical backups read their tar stream, WAL pushes hash it).
-pub(crate) fn compress_into<R: Read>(
-    mut input: R,
-    tx: mpsc::Sender<std::io::Result<Bytes>>,
-    compression: Compression,
-    level: i32,
-    threads: u32,
-    progress: Option<indicatif::ProgressBar>,
-    mut tap: Option<RawTapRef<'_>>,
-) -> Result<StoredObject> {
-    let sink = ChannelWriter {
-        tx,
-        buf: Vec::with_capacity(CHUNK),
-        hasher: Sha256::new(),
-        size: 0,
-    };
-    let mut raw_bytes = 0u64;
-    let mut buf = vec![0u8; CHUNK];
-    let mut pump = |w: &mut dyn Write| -> Result<()> {
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("cannot read the dump"),
-            };
-            raw_bytes += n as u64;
-            if let Some(t) = tap.as_mut() {
-                t(&buf[..n]);
-            }
-            if let Some(p) = &progress {
-                p.set_position(raw_bytes);
-            }
-            w.write_all(&buf[..n])
-                .context("cannot pass the dump to storage")?;
-        }
-    };
-    let mut sink = match compression {
-        Compression::Zstd => {
-            let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
-            let workers = if threads == 0 {
-                std::thread::available_parallelism()
-                    .map(|n| n.get() as u32)
-                    .unwrap_or(1)
-            } else {
-                threads
-            };
-            if workers > 1 {
-                enc.multithread(workers)?;
-            }
-            pump(&mut enc)?;
-            enc.finish()?
-        }
-        Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(
-                sink,
-                flate2::Compression::new(level.clamp(0, 9) as u32),
-            );
-            pump(&mut enc)?;
-            enc.finish()?
-        }
-        Compression::None => {
-            let mut sink = sink;
-            pump(&mut sink)?;
-            sink
-        }
-    };
-    sink.send()?;
-    Ok(StoredObject {
-        role: String::new(),
-        file: String::new(),
-        compression,
-        size_bytes: sink.size,
-        sha256: hex::encode(sink.hasher.finalize()),
-        raw_bytes,
-    })
-}
-
-/// A reader that decompresses a stored object (used by restore and validate).
-pub fn decompressor<'a, R: Read + 'a>(
-    compression: Compression,
-    input: R,
-) -> Result<Box<dyn Read + 'a>> {
-    Ok(match compression {
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(input)),
-        Compression::None => Box::new(input),
-    })
 }
 
 /// Where temporary files of this run live (staging, passfiles): `$TMPDIR` by default.
@@ -650,39 +503,5 @@ mod tests {
             .contains(&"--no-role-passwords".to_string()));
         assert!(!pg_dumpall_args("postgres://u@h/db", true)
             .contains(&"--no-role-passwords".to_string()));
-    }
-
-    #[test]
-    fn compression_round_trips() {
-        for compression in [Compression::Zstd, Compression::Gzip, Compression::None] {
-            let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-            let dir = tempfile::tempdir().unwrap();
-            let input_path = dir.path().join("in");
-            std::fs::write(&input_path, &data).unwrap();
-            let (tx, mut rx) = mpsc::channel(1000);
-            let stats = compress_into(
-                std::fs::File::open(&input_path).unwrap(),
-                tx,
-                compression,
-                3,
-                2,
-                None,
-                None,
-            )
-            .unwrap();
-            let mut stored = Vec::new();
-            while let Ok(chunk) = rx.try_recv() {
-                stored.extend_from_slice(&chunk.unwrap());
-            }
-            assert_eq!(stats.size_bytes, stored.len() as u64);
-            assert_eq!(stats.raw_bytes, data.len() as u64);
-            assert_eq!(stats.sha256, hex::encode(Sha256::digest(&stored)));
-            let mut back = Vec::new();
-            decompressor(compression, &stored[..])
-                .unwrap()
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(back, data, "{compression:?}");
-        }
     }
 }

@@ -6,7 +6,6 @@
 //! and the backup history file, which `dr` then finds in its own archive: proof that the
 //! backup can be restored from this storage. The manifest is written last.
 
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -15,12 +14,13 @@ use chrono::Utc;
 use serde::Deserialize;
 
 use super::manifest::{
-    BackupKind, BackupManifest, BackupMethod, PhysicalInfo, StoredObject, Tablespace,
+    BackupKind, BackupManifest, BackupMethod, ObjectRole, PhysicalInfo, StoredObject, Tablespace,
     MANIFEST_FORMAT_VERSION,
 };
-use super::{catalog, compression_level, progress_bar, stream_child};
-use crate::config::BackupConfig;
-use crate::pg::{self, tools, ConnTarget};
+use super::{catalog, progress_bar, stream_child, BackupPlan};
+use crate::codec;
+use crate::pg::{self, tools};
+use crate::process::ChildCommand;
 use crate::storage::{self, Storage};
 use crate::wal::{self, continuity, Lsn, WalName};
 
@@ -29,14 +29,6 @@ const TAR_BLOCK: usize = 512;
 const LABEL_LIMIT: usize = 64 * 1024;
 /// The WAL ranges sit at the very end of `backup_manifest`.
 const MANIFEST_TAIL: usize = 256 * 1024;
-
-pub struct PhysicalPlan<'a> {
-    pub target_name: &'a str,
-    pub conn: ConnTarget,
-    pub settings: &'a BackupConfig,
-    pub pg_bin_dir: Option<&'a Path>,
-    pub show_progress: bool,
-}
 
 /// The pg_basebackup command line: no password, ever (it comes from the passfile).
 pub fn pg_basebackup_args(public_url: &str, label: &str) -> Vec<String> {
@@ -365,10 +357,10 @@ fn check_preconditions(facts: &ClusterFacts, target: &str, user: &str) -> Result
 
 /// Takes one physical base backup. On any failure nothing is left that looks like a
 /// backup: the tar is removed and no manifest exists.
-pub async fn run(storage: &dyn Storage, plan: PhysicalPlan<'_>) -> Result<BackupManifest> {
+pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupManifest> {
     let conn = &plan.conn;
     let basebackup = tools::find("pg_basebackup", plan.pg_bin_dir)?;
-    let (tool_major, tool_version) = tools::version(&basebackup)?;
+    let (tool_major, tool_version) = tools::version(&basebackup).await?;
     let client = conn.connect().await?;
     super::acquire_lock(&client, plan.target_name, &conn.database).await?;
     let (server_major, server_version) = pg::server_version(&client).await?;
@@ -392,25 +384,16 @@ pub async fn run(storage: &dyn Storage, plan: PhysicalPlan<'_>) -> Result<Backup
 
     let result: Result<BackupManifest> = async {
         let auth = conn.child_env()?;
-        let mut cmd = tokio::process::Command::new(&basebackup);
-        cmd.args(pg_basebackup_args(&conn.public_url, &format!("dr {id}")));
-        auth.apply(&mut cmd);
+        let cmd = ChildCommand::new(&basebackup, "pg_basebackup")
+            .args(pg_basebackup_args(&conn.public_url, &format!("dr {id}")))
+            .envs(auth.env());
         let scanner = Arc::new(Mutex::new(TarScanner::default()));
         let tap_scanner = scanner.clone();
-        let tap: super::RawTap = Box::new(move |bytes| {
+        let tap: codec::RawTap = Box::new(move |bytes| {
             tap_scanner.lock().expect("scanner lock").feed(bytes);
         });
         let progress = progress_bar(plan.show_progress, plan.target_name);
-        let stored = stream_child(
-            storage,
-            &base_key,
-            cmd,
-            settings,
-            progress.clone(),
-            "pg_basebackup",
-            Some(tap),
-        )
-        .await;
+        let stored = stream_child(storage, &base_key, cmd, settings, progress.clone(), Some(tap)).await;
         if let Some(p) = &progress {
             p.finish_and_clear();
         }
@@ -489,12 +472,12 @@ pub async fn run(storage: &dyn Storage, plan: PhysicalPlan<'_>) -> Result<Backup
             dr_version: env!("CARGO_PKG_VERSION").to_string(),
             format: "tar".into(),
             compression: settings.compression,
-            compression_level: compression_level(settings),
+            compression_level: codec::level(settings),
             encryption: None,
             size_bytes: stored.size_bytes,
             sha256: stored.sha256.clone(),
             objects: vec![StoredObject {
-                role: "base".into(),
+                role: ObjectRole::Base,
                 file: base_file.clone(),
                 ..stored
             }],

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use anyhow::Result;
 use chrono::Utc;
 
-use super::{age_text, CheckContext, Finding, PlannedCheck};
+use super::{CheckContext, Finding, PlannedCheck};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupKind, BackupManifest};
 use crate::backup::retention::FUTURE_TOLERANCE;
 use crate::storage::Storage;
+use crate::units::age as age_text;
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     let Some(store) = ctx.storage.clone() else {
@@ -118,7 +119,7 @@ async fn integrity(
             anyhow::anyhow!(
                 "listing backups in {} timed out after {}",
                 storage.describe(),
-                crate::config::format_duration(timeout)
+                crate::units::duration(timeout)
             )
         })?;
     let Some(m) = newest? else {

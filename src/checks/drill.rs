@@ -5,8 +5,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use chrono::Utc;
 
-use super::{age_text, CheckContext, Finding, PlannedCheck};
+use super::{CheckContext, Finding, PlannedCheck};
 use crate::storage::Storage;
+use crate::units::age as age_text;
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     let Some(store) = ctx.storage.clone() else {
@@ -34,7 +35,7 @@ async fn recent(
     every: std::time::Duration,
 ) -> Result<Finding> {
     let reports = crate::drill::list_reports(storage, target).await?;
-    let Some(last) = reports.iter().find(|r| r.passed) else {
+    let Some(last) = reports.iter().find(|r| r.ok) else {
         return Ok(Finding::warn(match reports.first() {
             Some(failed) => format!("no successful drill of {target}; the last one ({}) failed; hint: fix it and run `dr drill --target {target}`", failed.id),
             None => format!("no drill of {target} has ever run: the RTO is a promise, not a measurement; hint: run `dr drill --target {target}`"),
@@ -46,7 +47,7 @@ async fn recent(
         "last successful drill {} was {} ago (RTO measured {}); drills are due every {}",
         last.id,
         age_text(age),
-        crate::output::table::millis(last.rto_ms),
+        crate::units::millis(last.rto_ms),
         age_text(every)
     );
     if age > every {

@@ -15,56 +15,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::config::Config;
 use crate::storage::Storage;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pass,
-    Warn,
-    Fail,
-}
-
-impl Status {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pass => "pass",
-            Status::Warn => "warn",
-            Status::Fail => "fail",
-        }
-    }
-}
-
-/// What one check found: a status and a message that says what to do.
-#[derive(Debug, Clone)]
-pub struct Finding {
-    pub status: Status,
-    pub message: String,
-}
-
-impl Finding {
-    pub fn pass(message: impl Into<String>) -> Self {
-        Finding {
-            status: Status::Pass,
-            message: message.into(),
-        }
-    }
-    pub fn warn(message: impl Into<String>) -> Self {
-        Finding {
-            status: Status::Warn,
-            message: message.into(),
-        }
-    }
-    pub fn fail(message: impl Into<String>) -> Self {
-        Finding {
-            status: Status::Fail,
-            message: message.into(),
-        }
-    }
-}
+pub use crate::report::{Finding, Status};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckResult {
@@ -79,6 +35,8 @@ pub struct CheckResult {
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckReport {
     pub format_version: u32,
+    /// Ready: the same as `ready`, under the name every report uses for success.
+    pub ok: bool,
     pub ready: bool,
     pub strict: bool,
     pub checks: Vec<CheckResult>,
@@ -93,7 +51,8 @@ impl CheckReport {
             Status::Fail => !strict && !c.critical,
         });
         CheckReport {
-            format_version: 1,
+            format_version: crate::report::FORMAT_VERSION,
+            ok: ready,
             ready,
             strict,
             checks,
@@ -163,7 +122,7 @@ pub async fn run(
             Ok(Ok(Err(e))) => Finding::fail(format!("{e:#}")),
             Ok(Err(_elapsed)) => Finding::fail(format!(
                 "timed out after {}; hint: the server accepted the connection but did not answer: check its load and network, or raise --timeout",
-                crate::config::format_duration(timeout)
+                crate::units::duration(timeout)
             )),
             Err(join_error) => Finding::fail(format!("check crashed: {join_error}")),
         };
@@ -172,49 +131,11 @@ pub async fn run(
             target,
             status: finding.status,
             critical,
-            message: scrub(&finding.message, secrets),
+            message: crate::secret::scrub(&finding.message, secrets),
             duration_ms: started.elapsed().as_millis() as u64,
         });
     }
     results
-}
-
-/// Replaces every known secret in `text` with `***`: the last line of defence.
-pub fn scrub(text: &str, secrets: &[String]) -> String {
-    let mut out = crate::secret::redact_url(text);
-    for s in secrets.iter().filter(|s| s.len() >= 3) {
-        out = out.replace(s.as_str(), "***");
-    }
-    out
-}
-
-/// Passwords of every configured target, for [`scrub`].
-pub fn collect_secrets(config: &Config) -> Vec<String> {
-    let mut out = Vec::new();
-    for t in &config.postgres {
-        if let Ok(url) = t.resolve_url() {
-            if let Ok(c) = crate::pg::ConnTarget::parse(&url) {
-                if let Some(p) = c.password {
-                    out.push(p.expose().to_string());
-                }
-            }
-        }
-    }
-    for t in &config.redis {
-        if let Ok(url) = t.resolve_url() {
-            if let Ok(u) = url::Url::parse(&url) {
-                if let Some(p) = u.password() {
-                    out.push(p.to_string());
-                }
-            }
-        }
-    }
-    out
-}
-
-/// Formats how long ago something happened (`3h 2m`).
-pub fn age_text(d: chrono::Duration) -> String {
-    crate::config::format_duration(d.to_std().unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -246,14 +167,6 @@ mod tests {
         assert!(!CheckReport::new(vec![result(Status::Warn, false)], true).ready);
         assert!(!CheckReport::new(vec![result(Status::Fail, false)], true).ready);
         assert!(CheckReport::new(vec![result(Status::Pass, false)], true).ready);
-    }
-
-    #[test]
-    fn scrub_removes_known_secrets() {
-        assert_eq!(
-            scrub("auth failed for hunter2!", &["hunter2".into()]),
-            "auth failed for ***!"
-        );
     }
 
     #[tokio::test]

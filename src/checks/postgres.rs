@@ -64,16 +64,16 @@ async fn connect(target: &PostgresTarget) -> Result<Finding> {
 
 async fn client_tools(target: &PostgresTarget) -> Result<Finding> {
     let bin_dir = target.pg_bin_dir.clone();
-    let found = tokio::task::spawn_blocking(move || -> Result<Vec<(String, u32, String)>> {
+    let found: Result<Vec<(String, u32, String)>> = async {
         let mut out = Vec::new();
         for program in ["pg_dump", "pg_restore"] {
             let path = tools::find(program, bin_dir.as_deref())?;
-            let (major, full) = tools::version(&path)?;
+            let (major, full) = tools::version(&path).await?;
             out.push((path.display().to_string(), major, full));
         }
         Ok(out)
-    })
-    .await?;
+    }
+    .await;
     let found = match found {
         Ok(f) => f,
         Err(e) => return Ok(Finding::fail(format!("{e:#}"))),

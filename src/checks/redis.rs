@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 
 use super::{CheckContext, Finding, PlannedCheck};
 use crate::config::RedisTarget;
-use crate::secret::redact_url;
+use crate::redis_client;
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     for target in &ctx.config.redis {
@@ -30,23 +30,9 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     }
 }
 
-/// Opens a connection to a Redis target; errors name the redacted URL and the fix.
-pub async fn open(target: &RedisTarget) -> Result<redis::aio::MultiplexedConnection> {
-    let url = target.resolve_url()?;
-    let shown = redact_url(&url);
-    let client = redis::Client::open(url.as_str())
-        .map_err(|e| anyhow::anyhow!("invalid Redis URL {shown}: {e}"))?;
-    client.get_multiplexed_async_connection().await.map_err(|e| {
-        anyhow::anyhow!(
-            "cannot connect to Redis at {shown}: {}; hint: check that redis-server runs there (redis-cli -u URL ping) and the password is right",
-            crate::checks::scrub(&e.to_string(), &[])
-        )
-    })
-}
-
 async fn connect(target: &RedisTarget) -> Result<Finding> {
     let started = Instant::now();
-    let mut con = match open(target).await {
+    let mut con = match redis_client::open(target).await {
         Ok(c) => c,
         Err(e) => return Ok(Finding::fail(format!("{e:#}"))),
     };
@@ -64,21 +50,15 @@ async fn connect(target: &RedisTarget) -> Result<Finding> {
         .query_async(&mut con)
         .await
         .unwrap_or_default();
-    let version = info_field(&info, "redis_version").unwrap_or("unknown");
+    let version = redis_client::info_field(&info, "redis_version").unwrap_or("unknown");
     Ok(Finding::pass(format!(
         "PING answered in {} ms; Redis {version}",
         started.elapsed().as_millis()
     )))
 }
 
-pub fn info_field<'a>(info: &'a str, key: &str) -> Option<&'a str> {
-    info.lines()
-        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-        .map(str::trim)
-}
-
 async fn persistence(target: &RedisTarget) -> Result<Finding> {
-    let mut con = match open(target).await {
+    let mut con = match redis_client::open(target).await {
         Ok(c) => c,
         Err(_) => {
             return Ok(Finding::fail(
@@ -114,7 +94,7 @@ pub fn judge_persistence(
     must_persist: bool,
     now: i64,
 ) -> Finding {
-    let field = |k| info_field(info, k);
+    let field = |k| redis_client::info_field(info, k);
     if field("rdb_last_bgsave_status") == Some("err") {
         return Finding::warn(
             "the last RDB save (BGSAVE) failed: data written since the last good save would be lost on restart; hint: check the Redis log, free disk space and permissions of the Redis dir, then run BGSAVE",
@@ -128,9 +108,8 @@ pub fn judge_persistence(
     }
     let rdb_on = save_rules.map(|s| !s.trim().is_empty());
     let last_save = field("rdb_last_save_time").and_then(|v| v.parse::<i64>().ok());
-    let age = last_save.map(|t| {
-        crate::config::format_duration(std::time::Duration::from_secs((now - t).max(0) as u64))
-    });
+    let age = last_save
+        .map(|t| crate::units::duration(std::time::Duration::from_secs((now - t).max(0) as u64)));
     match (must_persist, aof_on, rdb_on) {
         (true, false, Some(false)) => Finding::warn(
             "persistence is off (no RDB save rules, AOF disabled) but this target is persistent = true: a restart loses every key; hint: CONFIG SET appendonly yes (and persist it in redis.conf), or set save rules",
@@ -147,7 +126,7 @@ pub fn judge_persistence(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checks::Status;
+    use crate::report::Status;
 
     const OK: &str = "# Persistence\r\nrdb_changes_since_last_save:0\r\nrdb_last_save_time:1000\r\nrdb_last_bgsave_status:ok\r\naof_enabled:0\r\naof_last_write_status:ok\r\n";
 

@@ -2,19 +2,20 @@
 //! `wal_archiving = true`, is the WAL reaching storage, can a base backup stream, and can
 //! recovery replay from the newest base backup to the newest archived segment?
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, Result};
-use tokio::io::AsyncReadExt;
 
-use super::{age_text, CheckContext, Finding, PlannedCheck};
+use super::{CheckContext, PlannedCheck};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod};
 use crate::config::PostgresTarget;
 use crate::pg::{self, tools, ConnTarget};
+use crate::process::ChildCommand;
+use crate::report::Finding;
 use crate::storage::Storage;
+use crate::units::age as age_text;
 use crate::wal::{self, continuity, Lsn, WalKind, WalName};
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
@@ -252,35 +253,21 @@ async fn replication(target: &PostgresTarget) -> Result<Finding> {
         }
     };
     let auth = c.child_env()?;
-    let mut cmd = tokio::process::Command::new(psql);
-    cmd.args(["-X", "-A", "-t", "-q", "-c", "IDENTIFY_SYSTEM"])
+    let out = ChildCommand::new(psql, "psql (replication connection)")
+        .args(["-X", "-A", "-t", "-q", "-c", "IDENTIFY_SYSTEM"])
         .arg(format!("--dbname={}", replication_conninfo(&c.public_url)))
-        .env("PGCONNECT_TIMEOUT", "10")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    auth.apply(&mut cmd);
-    let mut child = cmd.spawn()?;
-    let (mut out, mut err) = (String::new(), String::new());
-    let mut stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let (_, _, status) = tokio::join!(
-        stdout.read_to_string(&mut out),
-        stderr.read_to_string(&mut err),
-        child.wait()
-    );
-    if !status?.success() {
-        let reason = err
-            .lines()
-            .map(str::trim)
-            .rfind(|l| !l.is_empty())
-            .unwrap_or("psql failed")
-            .to_string();
-        return Ok(Finding::fail(format!(
-            "a replication connection as {user} is refused ({reason}); hint: add to pg_hba.conf: host replication {user} <dr host>/32 scram-sha-256 (before any reject line), then SELECT pg_reload_conf()"
-        )));
-    }
+        .envs(auth.env())
+        .envs(&[("PGCONNECT_TIMEOUT".to_string(), "10".to_string())])
+        .output()
+        .await;
+    let out = match out {
+        Ok(out) => out.stdout,
+        Err(e) => {
+            return Ok(Finding::fail(format!(
+                "a replication connection as {user} is refused ({e:#}); hint: add to pg_hba.conf: host replication {user} <dr host>/32 scram-sha-256 (before any reject line), then SELECT pg_reload_conf()"
+            )))
+        }
+    };
     let fields: Vec<&str> = out.trim().split('|').collect();
     Ok(Finding::pass(format!(
         "role {user} may stream a base backup: replication connection accepted (system {}, timeline {}); {} of {max_senders} WAL senders free",

@@ -18,7 +18,7 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
     let ctx = Arc::new(CheckContext {
         config: config.clone(),
         storage,
-        secrets: checks::collect_secrets(config),
+        secrets: config.secrets(),
         timeout: args.timeout,
     });
     let mut planned = checks::plan(&ctx);
@@ -39,7 +39,7 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
     let results = checks::run(planned, args.timeout, &ctx.secrets).await;
     let report = CheckReport::new(results, args.strict);
     output::emit(&match args.format {
-        CheckFormat::Table => output::table::check_report(&report),
+        CheckFormat::Table => output::check::table(&report),
         CheckFormat::Json => output::json(&report),
         CheckFormat::Junit => output::junit::check_report(&report),
         CheckFormat::Prometheus => output::prometheus::check_report(&report),

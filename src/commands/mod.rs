@@ -22,6 +22,7 @@ use anyhow::Result;
 
 use crate::cli::{Cli, Command};
 use crate::config::{Config, PostgresTarget};
+use crate::pg::ConnTarget;
 use crate::storage::{self, Storage};
 
 pub async fn dispatch(cli: Cli) -> Result<i32> {
@@ -64,6 +65,14 @@ pub fn single_target<'a>(config: &'a Config, name: Option<&str>) -> Result<&'a P
             ))),
         },
     }
+}
+
+/// Where a restore, validate or verify looks: `--into URL`, else the target's database.
+pub fn destination(target: &PostgresTarget, into: Option<&str>) -> Result<ConnTarget> {
+    ConnTarget::parse(&match into {
+        Some(url) => url.to_string(),
+        None => target.resolve_url()?,
+    })
 }
 
 pub fn staging_dir(explicit: Option<&Path>) -> std::path::PathBuf {

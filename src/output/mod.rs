@@ -1,8 +1,14 @@
 //! Everything that reaches stdout goes through here. Renderers are pure functions from a
 //! report to text; `emit` writes it (and survives a closed pipe, as in `dr list | head`).
 
+pub mod backups;
+pub mod check;
+pub mod drill;
 pub mod junit;
+pub mod people;
 pub mod prometheus;
+pub mod restore;
+pub mod stderr;
 pub mod table;
 
 use std::io::Write;
@@ -16,6 +22,9 @@ pub fn styled() -> bool {
 }
 
 pub fn emit(text: &str) {
+    if text.is_empty() {
+        return;
+    }
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     if !text.ends_with('\n') {

@@ -1,18 +1,17 @@
-//! Human tables (comfy-table). Colour and symbols only when [`super::styled`].
+//! Table building blocks (comfy-table). Colour and symbols only when [`super::styled`].
 
 use comfy_table::{presets, Cell, Color, ContentArrangement, Table};
 
-use crate::checks::{CheckReport, Status};
+use crate::report::{Status, Step};
+use crate::units;
 
 pub fn new_table(header: &[&str]) -> Table {
     let mut t = Table::new();
     if super::styled() {
         t.load_style(presets::UTF8_FULL_CONDENSED);
+        t.set_content_arrangement(ContentArrangement::Dynamic);
     } else {
         t.load_style(presets::ASCII_MARKDOWN);
-    }
-    t.set_content_arrangement(ContentArrangement::Dynamic);
-    if !super::styled() {
         // Never wrap lines when piped: grep and log collectors read whole lines.
         t.set_content_arrangement(ContentArrangement::Disabled);
     }
@@ -31,63 +30,21 @@ pub fn status_cell(status: Status) -> Cell {
     }
 }
 
-pub fn check_report(report: &CheckReport) -> String {
-    let mut t = new_table(&["check", "target", "status", "critical", "message", "ms"]);
-    for c in &report.checks {
+/// `-` for what is not there.
+pub fn or_dash(value: Option<&str>) -> Cell {
+    Cell::new(value.unwrap_or("-"))
+}
+
+/// The steps of an operation: name, status, message, time.
+pub fn steps(steps: &[Step]) -> String {
+    let mut t = new_table(&["step", "status", "message", "time"]);
+    for s in steps {
         t.add_row(vec![
-            Cell::new(&c.name),
-            Cell::new(c.target.as_deref().unwrap_or("-")),
-            status_cell(c.status),
-            Cell::new(if c.critical { "yes" } else { "no" }),
-            Cell::new(&c.message),
-            Cell::new(c.duration_ms),
+            Cell::new(&s.name),
+            status_cell(s.status),
+            Cell::new(&s.message),
+            Cell::new(units::millis(s.duration_ms)),
         ]);
     }
-    let count = |s| report.checks.iter().filter(|c| c.status == s).count();
-    format!(
-        "{t}\n{}: {} pass, {} warn, {} fail{}\n",
-        if report.ready { "READY" } else { "NOT READY" },
-        count(Status::Pass),
-        count(Status::Warn),
-        count(Status::Fail),
-        if report.strict { " (strict)" } else { "" }
-    )
-}
-
-/// Byte counts as people read them.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
-
-pub fn millis(ms: u64) -> String {
-    if ms < 1000 {
-        format!("{ms} ms")
-    } else {
-        format!("{:.1} s", ms as f64 / 1000.0)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_and_millis() {
-        assert_eq!(human_bytes(512), "512 B");
-        assert_eq!(human_bytes(1536), "1.5 KiB");
-        assert_eq!(human_bytes(5 * 1024 * 1024 * 1024), "5.0 GiB");
-        assert_eq!(millis(250), "250 ms");
-        assert_eq!(millis(2500), "2.5 s");
-    }
+    format!("{t}\n")
 }

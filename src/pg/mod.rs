@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use tokio_postgres::Client;
 
-use crate::secret::{redact_url, Secret};
+use crate::secret::{redact_url, strip_password, Secret};
 
 /// A PostgreSQL connection URL split into what children may see and the password.
 #[derive(Debug, Clone)]
@@ -116,22 +116,18 @@ impl ConnTarget {
     }
 }
 
-/// How a child authenticates: a passfile (kept alive while the child runs, removed on
-/// drop), and the inherited variables it must not see because they hold the password
-/// (such as the `url_env` variable itself).
+/// How a child authenticates: a private 0600 passfile named by `PGPASSFILE`, kept while
+/// the child runs and removed on drop. Children start from a clean environment
+/// ([`crate::process`]), so this is the only libpq setting they receive besides their URL.
 pub struct ChildAuth {
     _dir: Option<tempfile::TempDir>,
     env: Vec<(String, String)>,
-    remove: Vec<String>,
 }
 
 impl ChildAuth {
-    /// Applies the passfile and removes password-bearing variables.
-    pub fn apply(&self, cmd: &mut tokio::process::Command) {
-        for name in &self.remove {
-            cmd.env_remove(name);
-        }
-        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
+    /// The variables to give the child.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
     }
 
     fn new(password: Option<&Secret>) -> Result<ChildAuth> {
@@ -139,13 +135,8 @@ impl ChildAuth {
             return Ok(ChildAuth {
                 _dir: None,
                 env: vec![],
-                remove: vec![],
             });
         };
-        let remove = std::env::vars_os()
-            .filter(|(_, v)| v.to_string_lossy().contains(password.expose()))
-            .map(|(k, _)| k.to_string_lossy().into_owned())
-            .collect();
         let dir = tempfile::Builder::new()
             .prefix("dr-auth-")
             .tempdir()
@@ -160,7 +151,6 @@ impl ChildAuth {
         writeln!(file, "*:*:*:*:{}", escape_passfile(password.expose()))?;
         Ok(ChildAuth {
             env: vec![("PGPASSFILE".into(), path.display().to_string())],
-            remove,
             _dir: Some(dir),
         })
     }
@@ -168,32 +158,6 @@ impl ChildAuth {
 
 fn escape_passfile(value: &str) -> String {
     value.replace('\\', "\\\\").replace(':', "\\:")
-}
-
-/// Removes the password from a URL (userinfo and `password=` parameter).
-pub fn strip_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.scheme().starts_with("postgres") => {
-            let _ = parsed.set_password(None);
-            let pairs: Vec<(String, String)> = parsed
-                .query_pairs()
-                .filter(|(k, _)| k != "password")
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
-            if pairs.is_empty() {
-                parsed.set_query(None);
-            } else {
-                parsed.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            parsed.to_string()
-        }
-        // Keyword/value strings: remove the password word.
-        _ => url
-            .split_whitespace()
-            .filter(|w| !w.starts_with("password="))
-            .collect::<Vec<_>>()
-            .join(" "),
-    }
 }
 
 /// The server's words, without the noise tokio-postgres adds.
@@ -236,22 +200,6 @@ pub async fn server_version(client: &Client) -> Result<(u32, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn strips_password_from_url() {
-        assert_eq!(
-            strip_password("postgres://backup:s3cret@db:5432/shop?sslmode=require"),
-            "postgres://backup@db:5432/shop?sslmode=require"
-        );
-        assert_eq!(
-            strip_password("postgresql://u@h/db?password=x&application_name=a"),
-            "postgresql://u@h/db?application_name=a"
-        );
-        assert_eq!(
-            strip_password("host=h password=x dbname=d"),
-            "host=h dbname=d"
-        );
-    }
 
     #[test]
     fn parses_parts() {

@@ -4,6 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
+use crate::process::ChildCommand;
+
 /// Finds `program` in `bin_dir` when configured, else on PATH.
 pub fn find(program: &str, bin_dir: Option<&Path>) -> Result<PathBuf> {
     if let Some(dir) = bin_dir {
@@ -65,13 +67,11 @@ pub fn find_server_bin_dir(bin_dir: Option<&Path>) -> Result<PathBuf> {
     if let Some(d) = bin_dir {
         candidates.push(d.to_path_buf());
     }
-    if let Ok(out) = std::process::Command::new("pg_config")
+    if let Ok(out) = ChildCommand::new("pg_config", "pg_config")
         .arg("--bindir")
-        .output()
+        .output_blocking()
     {
-        if out.status.success() {
-            candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-        }
+        candidates.push(PathBuf::from(out.stdout.trim()));
     }
     let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
@@ -105,18 +105,11 @@ fn is_executable(p: &Path) -> bool {
 }
 
 /// A program's version: `pg_dump (PostgreSQL) 15.18 (Debian 15.18-0+deb12u1)` → (15, "15.18").
-pub fn version(program: &Path) -> Result<(u32, String)> {
-    // A clean environment: nothing a version probe needs may carry a password.
-    let out = std::process::Command::new(program)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .arg("--version")
-        .output()
-        .with_context(|| format!("cannot run {} --version", program.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    parse_version(&text).with_context(|| {
+pub async fn version(program: &Path) -> Result<(u32, String)> {
+    let line = crate::process::version_line(program).await?;
+    parse_version(&line).with_context(|| {
         format!(
-            "cannot read the version of {} from {text:?}",
+            "cannot read the version of {} from {line:?}",
             program.display()
         )
     })

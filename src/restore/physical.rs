@@ -8,12 +8,12 @@ use std::path::Path;
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::{Step, Steps};
+use super::{Operation, RestoreReport};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, BackupMethod};
-use crate::checks::Status;
 use crate::config::PostgresTarget;
 use crate::pg::tools;
+use crate::report::{Finding, Phase, Steps, FORMAT_VERSION};
 use crate::storage::Storage;
 use crate::wal::{self, continuity, Lsn};
 
@@ -60,8 +60,35 @@ impl std::io::Read for ChunkReader {
     }
 }
 
-/// Validates a physical backup, recording each step. Returns the backup id.
+/// Validates a physical backup; the report says what happened, the result why it stopped.
 pub async fn validate(
+    storage: &dyn Storage,
+    target: &PostgresTarget,
+    backup_id: &str,
+    staging_dir: &Path,
+) -> (RestoreReport, Result<()>) {
+    let mut steps = Steps::default();
+    let result = steps_of(storage, target, backup_id, staging_dir, &mut steps).await;
+    let report = RestoreReport {
+        format_version: FORMAT_VERSION,
+        operation: Operation::Validate,
+        ok: result.is_ok(),
+        target: target.name.clone(),
+        backup_id: result.as_ref().ok().cloned(),
+        // A physical validation touches no database.
+        destination: "-".into(),
+        safety_backup_id: None,
+        duration_ms: steps.total_ms(),
+        steps: steps.0,
+        rto_objective_ms: None,
+        rto_met: None,
+        verification: None,
+        error: result.as_ref().err().map(|e| format!("{e:#}")),
+    };
+    (report, result.map(|_| ()))
+}
+
+async fn steps_of(
     storage: &dyn Storage,
     target: &PostgresTarget,
     backup_id: &str,
@@ -69,13 +96,13 @@ pub async fn validate(
     steps: &mut Steps,
 ) -> Result<String> {
     steps
-        .run("storage", async {
+        .run("storage", Phase::Preflight, async {
             storage.list(catalog::BACKUPS_PREFIX).await?;
             Ok(((), format!("{} is reachable", storage.describe())))
         })
         .await?;
     let manifest: BackupManifest = steps
-        .run("manifest", async {
+        .run("manifest", Phase::Preflight, async {
             let m = catalog::resolve_method(storage, &target.name, backup_id, Some(BackupMethod::Physical)).await?;
             let p = m.physical.as_ref().expect("parsed physical manifest");
             let msg = format!(
@@ -100,7 +127,7 @@ pub async fn validate(
         Lsn::parse(&info.stop_lsn)?.segno(segment_size),
     );
     let needed: Vec<wal::ArchivedFile> = steps
-        .run("wal", async {
+        .run("wal", Phase::Preflight, async {
             let files = wal::list_archive(storage, &prefix).await?;
             let walk = continuity::walk(&files, &continuity::Chain::single(info.timeline), start, Some(stop), segment_size);
             if let Some(first) = walk.first_missing() {
@@ -132,14 +159,14 @@ pub async fn validate(
         ) {
             Ok(p) => Some(p),
             Err(e) => {
-                steps.0.push(Step {
-                    name: "pg_verifybackup".into(),
-                    status: Status::Warn,
-                    message: format!(
+                steps.push(
+                    "pg_verifybackup",
+                    Phase::Verify,
+                    Finding::warn(format!(
                         "not run: {e:#}; the stored tar was checked against its SHA-256 only"
-                    ),
-                    duration_ms: 0,
-                });
+                    )),
+                    0,
+                );
                 None
             }
         }
@@ -151,9 +178,9 @@ pub async fn validate(
         None => None,
         Some(_) => Some(
             steps
-                .run("disk", async {
+                .run("disk", Phase::Preflight, async {
                     let need = base.raw_bytes + needed.len() as u64 * segment_size;
-                    let free = super::free_bytes(staging_dir)?;
+                    let free = super::preflight::free_bytes(staging_dir)?;
                     if free < need + need / 20 {
                         bail!(
                             "{} has {} MiB free, pg_verifybackup needs the unpacked backup and its WAL there ({} MiB); hint: free space or pass --staging-dir on a larger disk",
@@ -173,10 +200,11 @@ pub async fn validate(
     };
 
     steps
-        .run("checksum", async {
+        .run("checksum", Phase::Fetch, async {
             match &staging {
                 None => {
-                    super::stream_object(storage, &manifest, &base, std::io::sink(), false).await?;
+                    super::stage::stream_object(storage, &manifest, &base, std::io::sink(), false)
+                        .await?;
                     Ok((
                         (),
                         format!(
@@ -204,7 +232,7 @@ pub async fn validate(
                             )
                         })
                     });
-                    let streamed = super::stream_object(
+                    let streamed = super::stage::stream_object(
                         storage,
                         &manifest,
                         &base,
@@ -231,7 +259,7 @@ pub async fn validate(
 
     if let (Some(verifier), Some(dir)) = (verifier, &staging) {
         steps
-            .run("pg_verifybackup", async {
+            .run("pg_verifybackup", Phase::Verify, async {
                 let wal_dir = dir.path().join("wal");
                 std::fs::create_dir(&wal_dir)?;
                 for f in &needed {
@@ -267,12 +295,12 @@ pub async fn validate(
             })
             .await?;
     } else if !info.backup_manifest {
-        steps.0.push(Step {
-            name: "pg_verifybackup".into(),
-            status: Status::Pass,
-            message: "not applicable: the backup carries no backup_manifest; its tar was checked against its SHA-256".into(),
-            duration_ms: 0,
-        });
+        steps.push(
+            "pg_verifybackup",
+            Phase::Verify,
+            Finding::pass("not applicable: the backup carries no backup_manifest; its tar was checked against its SHA-256"),
+            0,
+        );
     }
     drop(staging);
     Ok(manifest.id)

@@ -4,19 +4,14 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+
+use crate::secret::scrub;
 use serde::{Deserialize, Serialize};
 
 use crate::backup::manifest::BackupManifest;
-use crate::checks::Status;
-use crate::config::{Config, HttpCheck, SqlAssertion};
+use crate::config::{Config, HttpCheck, RedisTarget, SqlAssertion};
 use crate::pg::{self, ConnTarget};
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct VerifyItem {
-    pub name: String,
-    pub status: Status,
-    pub message: String,
-}
+use crate::report::{Finding, Phase, Status, Step};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RowMismatch {
@@ -35,8 +30,31 @@ pub struct VerifyReport {
     pub backup_id: Option<String>,
     pub tables_checked: usize,
     pub mismatches: Vec<RowMismatch>,
-    pub items: Vec<VerifyItem>,
+    /// Every verification, in order.
+    #[serde(alias = "items")]
+    pub steps: Vec<Step>,
     pub duration_ms: u64,
+}
+
+impl VerifyReport {
+    /// One line: what passed, or every failure.
+    pub fn summary(&self) -> String {
+        let failed: Vec<String> = self
+            .steps
+            .iter()
+            .filter(|s| s.status == Status::Fail)
+            .map(|s| format!("{}: {}", s.name, s.message))
+            .collect();
+        if failed.is_empty() {
+            format!(
+                "{} check(s) passed, {} table(s) match",
+                self.steps.len(),
+                self.tables_checked
+            )
+        } else {
+            failed.join("; ")
+        }
+    }
 }
 
 /// What to verify: a database (the target's or `--into`), against a manifest when known.
@@ -55,18 +73,15 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
     let mut mismatches = Vec::new();
     let mut tables_checked = 0;
     match req.conn.connect().await {
-        Err(e) => items.push(VerifyItem {
-            name: "database".into(),
-            status: Status::Fail,
-            message: format!("{e:#}"),
-        }),
+        Err(e) => items.push(step("database", Finding::fail(format!("{e:#}")), started)),
         Ok(client) => {
-            items.push(VerifyItem {
-                name: "database".into(),
-                status: Status::Pass,
-                message: format!("{} answers", req.conn.public_url),
-            });
+            items.push(step(
+                "database",
+                Finding::pass(format!("{} answers", req.conn.public_url)),
+                started,
+            ));
             if let Some(manifest) = req.manifest {
+                let counted = Instant::now();
                 for table in &manifest.tables {
                     tables_checked += 1;
                     let sql = format!(
@@ -111,11 +126,7 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
                         .collect::<Vec<_>>()
                         .join("; ")
                 };
-                items.push(VerifyItem {
-                    name: "row counts".into(),
-                    status,
-                    message,
-                });
+                items.push(step("row counts", Finding { status, message }, counted));
             }
             for assertion in req
                 .config
@@ -124,129 +135,87 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
                 .iter()
                 .filter(|a| a.target.as_deref().is_none_or(|t| t == req.target))
             {
-                items.push(sql_assertion(&client, assertion).await);
+                let began = Instant::now();
+                let name = format!("sql: {}", assertion.name);
+                items.push(step(&name, sql_assertion(&client, assertion).await, began));
             }
         }
     }
     if req.include_services {
         for check in &req.config.verify.http {
-            items.push(http_check(check).await);
+            let began = Instant::now();
+            let name = format!("http: {}", check.name);
+            items.push(step(&name, http_check(check).await, began));
         }
         for redis in &req.config.redis {
-            items.push(redis_round_trip(redis).await);
+            let began = Instant::now();
+            let name = format!("redis: {}", redis.name);
+            items.push(step(&name, redis_round_trip(redis).await, began));
         }
     }
     VerifyReport {
-        format_version: 1,
-        ok: items.iter().all(|i| i.status != Status::Fail),
+        format_version: crate::report::FORMAT_VERSION,
+        ok: items.iter().all(|s| s.status != Status::Fail),
         target: req.target.to_string(),
         database: req.conn.public_url.clone(),
         backup_id: req.manifest.map(|m| m.id.clone()),
         tables_checked,
         mismatches,
-        items,
+        steps: items,
         duration_ms: started.elapsed().as_millis() as u64,
     }
 }
 
-async fn sql_assertion(client: &tokio_postgres::Client, a: &SqlAssertion) -> VerifyItem {
-    let name = format!("sql: {}", a.name);
-    let expectation = match Expectation::parse(&a.expect) {
-        Ok(e) => e,
-        Err(e) => {
-            return VerifyItem {
-                name,
-                status: Status::Fail,
-                message: e.to_string(),
-            }
-        }
-    };
+async fn sql_assertion(client: &tokio_postgres::Client, a: &SqlAssertion) -> Finding {
     // simple_query returns every value as text, whatever its type.
     let value = match client.simple_query(&a.query).await {
         Ok(messages) => messages.into_iter().find_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(row) => Some(row.get(0).map(str::to_string)),
             _ => None,
         }),
-        Err(e) => {
-            return VerifyItem {
-                name,
-                status: Status::Fail,
-                message: format!("query failed: {}", pg::describe_pg_error(&e)),
-            }
-        }
+        Err(e) => return Finding::fail(format!("query failed: {}", pg::describe_pg_error(&e))),
     };
     let Some(value) = value else {
-        return VerifyItem {
-            name,
-            status: Status::Fail,
-            message: format!("query returned no row; expected a value {}", a.expect),
-        };
+        return Finding::fail(format!(
+            "query returned no row; expected a value {}",
+            a.expect
+        ));
     };
     let shown = value.clone().unwrap_or_else(|| "NULL".into());
-    if expectation.holds(value.as_deref()) {
-        VerifyItem {
-            name,
-            status: Status::Pass,
-            message: format!("{shown} {}", a.expect),
-        }
+    if a.expect.holds(value.as_deref()) {
+        Finding::pass(format!("{shown} {}", a.expect))
     } else {
-        VerifyItem {
-            name,
-            status: Status::Fail,
-            message: format!("got {shown}, expected {}", a.expect),
-        }
+        Finding::fail(format!("got {shown}, expected {}", a.expect))
     }
 }
 
-async fn http_check(check: &HttpCheck) -> VerifyItem {
-    let name = format!("http: {}", check.name);
+async fn http_check(check: &HttpCheck) -> Finding {
     let timeout = check.timeout.unwrap_or(Duration::from_secs(5));
     let client = match reqwest::Client::builder().timeout(timeout).build() {
         Ok(c) => c,
-        Err(e) => {
-            return VerifyItem {
-                name,
-                status: Status::Fail,
-                message: e.to_string(),
-            }
-        }
+        Err(e) => return Finding::fail(e.to_string()),
     };
     let url = crate::secret::redact_url(&check.url);
     match client.get(&check.url).send().await {
-        Ok(resp) if resp.status().as_u16() == check.expect_status => VerifyItem {
-            name,
-            status: Status::Pass,
-            message: format!("{url} answered {}", resp.status().as_u16()),
-        },
-        Ok(resp) => VerifyItem {
-            name,
-            status: Status::Fail,
-            message: format!(
-                "{url} answered {}, expected {}",
-                resp.status().as_u16(),
-                check.expect_status
-            ),
-        },
-        Err(e) if e.is_timeout() => VerifyItem {
-            name,
-            status: Status::Fail,
-            message: format!(
-                "{url} did not answer within {}",
-                crate::config::format_duration(timeout)
-            ),
-        },
-        Err(e) => VerifyItem {
-            name,
-            status: Status::Fail,
-            message: format!("{url}: {}", crate::checks::scrub(&e.to_string(), &[])),
-        },
+        Ok(resp) if resp.status().as_u16() == check.expect_status => {
+            Finding::pass(format!("{url} answered {}", resp.status().as_u16()))
+        }
+        Ok(resp) => Finding::fail(format!(
+            "{url} answered {}, expected {}",
+            resp.status().as_u16(),
+            check.expect_status
+        )),
+        Err(e) if e.is_timeout() => Finding::fail(format!(
+            "{url} did not answer within {}",
+            crate::units::duration(timeout)
+        )),
+        Err(e) => Finding::fail(format!("{url}: {}", scrub(&e.to_string(), &[]))),
     }
 }
 
-async fn redis_round_trip(target: &crate::config::RedisTarget) -> VerifyItem {
-    let name = format!("redis: {}", target.name);
+async fn redis_round_trip(target: &RedisTarget) -> Finding {
     let result: Result<()> = async {
-        let mut con = crate::checks::redis::open(target).await?;
+        let mut con = crate::redis_client::open(target).await?;
         let key = format!(
             "dr:verify:{}:{}",
             std::process::id(),
@@ -269,84 +238,16 @@ async fn redis_round_trip(target: &crate::config::RedisTarget) -> VerifyItem {
     }
     .await;
     match result {
-        Ok(()) => VerifyItem {
-            name,
-            status: Status::Pass,
-            message: "PING and SET/GET/DEL on a scratch key work".into(),
-        },
-        Err(e) => VerifyItem {
-            name,
-            status: Status::Fail,
-            message: format!("{e:#}"),
-        },
+        Ok(()) => Finding::pass("PING and SET/GET/DEL on a scratch key work"),
+        Err(e) => Finding::fail(format!("{e:#}")),
     }
 }
 
-/// `">= 1"`, `"= 0"`, `"!= 0"`, `"< 5"`, or a bare value (text equality).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Expectation {
-    op: &'static str,
-    value: String,
-}
-
-impl Expectation {
-    pub fn parse(text: &str) -> Result<Expectation> {
-        let t = text.trim();
-        for op in [">=", "<=", "!=", "=", ">", "<"] {
-            if let Some(rest) = t.strip_prefix(op) {
-                let value = rest.trim().to_string();
-                if value.is_empty() {
-                    bail!("expectation {text:?} has no value; write it like \">= 1\" or \"= 0\"");
-                }
-                if op != "=" && op != "!=" && value.parse::<f64>().is_err() {
-                    bail!("expectation {text:?} compares with {op} but {value:?} is not a number");
-                }
-                return Ok(Expectation { op, value });
-            }
-        }
-        if t.is_empty() {
-            bail!("empty expectation; write it like \">= 1\" or \"= 0\"");
-        }
-        Ok(Expectation {
-            op: "=",
-            value: t.to_string(),
-        })
-    }
-
-    pub fn holds(&self, actual: Option<&str>) -> bool {
-        let Some(actual) = actual else { return false };
-        if let (Ok(a), Ok(e)) = (actual.trim().parse::<f64>(), self.value.parse::<f64>()) {
-            return match self.op {
-                ">=" => a >= e,
-                "<=" => a <= e,
-                ">" => a > e,
-                "<" => a < e,
-                "=" => a == e,
-                _ => a != e,
-            };
-        }
-        match self.op {
-            "=" => actual == self.value,
-            "!=" => actual != self.value,
-            _ => false,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn expectations() {
-        assert!(Expectation::parse(">= 1").unwrap().holds(Some("3")));
-        assert!(!Expectation::parse(">= 1").unwrap().holds(Some("0")));
-        assert!(Expectation::parse("= 0").unwrap().holds(Some("0")));
-        assert!(Expectation::parse("!=0").unwrap().holds(Some("2")));
-        assert!(Expectation::parse("< 2.5").unwrap().holds(Some("2")));
-        assert!(Expectation::parse("t").unwrap().holds(Some("t")));
-        assert!(!Expectation::parse("= 0").unwrap().holds(None));
-        assert!(Expectation::parse(">= x").is_err());
-        assert!(Expectation::parse(">=").is_err());
-    }
+fn step(name: &str, finding: Finding, started: Instant) -> Step {
+    Step::new(
+        name,
+        Phase::Verify,
+        finding,
+        started.elapsed().as_millis() as u64,
+    )
 }

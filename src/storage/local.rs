@@ -12,7 +12,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{ByteStream, ObjectMeta, Storage};
+use super::{check_key, list_prefix, ByteStream, ObjectMeta, Storage};
 
 /// Marks objects still being written; never a complete object.
 pub const PARTIAL_MARKER: &str = ".partial-";
@@ -43,9 +43,7 @@ impl LocalStorage {
     }
 
     fn path_of(&self, key: &str) -> Result<PathBuf> {
-        if key.split('/').any(|part| part == ".." || part.is_empty()) {
-            anyhow::bail!("invalid object key {key:?}");
-        }
+        check_key(key)?;
         Ok(self.root.join(key))
     }
 }
@@ -155,6 +153,13 @@ impl Storage for LocalStorage {
         let mut file = tokio::fs::File::open(&path)
             .await
             .with_context(|| format!("cannot open {} in storage", path.display()))?;
+        // A directory is a prefix of other keys, never an object.
+        if file.metadata().await?.is_dir() {
+            anyhow::bail!(
+                "cannot open {} in storage: a directory (a prefix of other objects), not an object",
+                path.display()
+            );
+        }
         let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(4);
         tokio::spawn(async move {
             loop {
@@ -182,19 +187,28 @@ impl Storage for LocalStorage {
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let path = self.path_of(key)?;
         match tokio::fs::metadata(&path).await {
+            // A directory is a prefix of other keys; below an object there is nothing.
+            Ok(m) if m.is_dir() => Ok(None),
             Ok(m) => Ok(Some(ObjectMeta {
                 key: key.to_string(),
                 size: m.len(),
                 modified: m.modified()?.into(),
             })),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(e).with_context(|| format!("cannot stat {}", path.display())),
         }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
         let root = self.root.clone();
-        let prefix = prefix.trim_end_matches('/').to_string();
+        let prefix = list_prefix(prefix)?.to_string();
         tokio::task::spawn_blocking(move || {
             let start = if prefix.is_empty() {
                 root.clone()
@@ -206,7 +220,15 @@ impl Storage for LocalStorage {
             while let Some(dir) = stack.pop() {
                 let entries = match std::fs::read_dir(&dir) {
                     Ok(e) => e,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    // Nothing below a missing directory, nor below an object.
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                        ) =>
+                    {
+                        continue
+                    }
                     Err(e) => {
                         return Err(e).with_context(|| format!("cannot list {}; hint: check that this user may read the storage directory (dr writes it 0700)", dir.display()))
                     }
@@ -241,7 +263,18 @@ impl Storage for LocalStorage {
         let path = self.path_of(key)?;
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            // A directory is a prefix, and below an object there is nothing: no object to
+            // delete either way.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::NotFound
+                        | std::io::ErrorKind::IsADirectory
+                        | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                return Ok(())
+            }
             Err(e) => return Err(e).with_context(|| format!("cannot delete {}", path.display())),
         }
         // Remove directories left empty, up to the root.

@@ -3,14 +3,21 @@
 //!
 //! The contract every backend keeps: `put` makes an object visible all at once or not at
 //! all (temporary name + rename locally, a completed multipart upload on S3); a failed
-//! `put` leaves nothing behind under the final key.
+//! `put` leaves nothing behind under the final key. The methods of `Storage` spell out the
+//! rest; `contract.rs` holds the test suite that every backend passes.
 
+#[cfg(test)]
+mod contract;
 pub mod local;
 pub mod s3;
+/// The s3s-fs server of the integration tests, shared so that there is one copy of it.
+#[cfg(test)]
+#[path = "../../tests/support/s3.rs"]
+mod s3_test_server;
 
 use std::pin::Pin;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
 use async_trait::async_trait;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
@@ -32,14 +39,22 @@ pub struct ObjectMeta {
 pub trait Storage: Send + Sync {
     /// The storage location, safe to print (no secret).
     fn describe(&self) -> String;
-    /// Streams `data` into `key`; visible only once complete. Fails, leaving nothing
-    /// under `key`, when the stream yields an error.
+    /// Streams `data` into `key` and returns the bytes stored. The object becomes visible
+    /// only once complete, replacing any object under `key` whole. When the stream yields
+    /// an error, or the future is dropped, nothing new shows under `key` and an object
+    /// already there stays as it was. `key` must pass [`check_key`].
     async fn put(&self, key: &str, data: ByteStream) -> Result<u64>;
+    /// The object under `key`; an error naming `key` when there is none.
     async fn get(&self, key: &str) -> Result<ByteStream>;
+    /// None when there is no object under `key`; a prefix of other keys is no object.
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>>;
-    /// Every object below `prefix` (recursive).
+    /// Every object below `prefix` (recursive), sorted by key. A prefix is whole segments
+    /// (`a` lists `a/1` and `a/b/2`, not `ab/3`), its outer slashes ignored; `""` lists
+    /// everything. An unfinished `put` never shows under its key, but the local backend
+    /// lists its temporary file (`local::PARTIAL_MARKER`) so that `prune` can sweep those
+    /// of a killed process.
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
-    /// Deleting a missing object is not an error.
+    /// Deleting a missing object (or a prefix) is not an error.
     async fn delete(&self, key: &str) -> Result<()>;
     /// Backend-specific readiness findings beyond read/write (e.g. S3 Object Lock).
     async fn capabilities_report(&self) -> Option<Result<String>> {
@@ -47,42 +62,40 @@ pub trait Storage: Send + Sync {
     }
 }
 
-/// A parsed `[storage] url`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StorageUrl {
-    Local(std::path::PathBuf),
-    S3 { bucket: String, prefix: String },
+pub use crate::config::StorageUrl;
+
+/// Checks that `key` names an object below the storage root: `/`-separated segments, none
+/// of them empty, `.` or `..`, and no control character. Every backend accepts exactly
+/// these keys, so that no key reaches outside the root or means two objects.
+pub fn check_key(key: &str) -> Result<()> {
+    let bad_segment = key
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == "..");
+    if bad_segment || key.chars().any(char::is_control) {
+        bail!("invalid object key {key:?}; hint: {KEY_RULE}");
+    }
+    Ok(())
 }
 
-impl StorageUrl {
-    pub fn parse(url: &str) -> Result<StorageUrl> {
-        if let Some(path) = url.strip_prefix("file://") {
-            if !path.starts_with('/') {
-                bail!("{url:?} must be an absolute path such as file:///var/backups/dr");
-            }
-            return Ok(StorageUrl::Local(path.into()));
-        }
-        if let Some(rest) = url.strip_prefix("s3://") {
-            let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-            if bucket.is_empty() {
-                bail!("{url:?} names no bucket; write s3://bucket/optional/prefix");
-            }
-            return Ok(StorageUrl::S3 {
-                bucket: bucket.to_string(),
-                prefix: prefix.trim_matches('/').to_string(),
-            });
-        }
-        bail!("{url:?} is not a supported storage URL; use file:///absolute/path or s3://bucket/prefix")
+/// A list prefix without its outer slashes, checked like a key; empty lists everything.
+pub fn list_prefix(prefix: &str) -> Result<&str> {
+    let trimmed = prefix.trim_matches('/');
+    if !trimmed.is_empty() && check_key(trimmed).is_err() {
+        return Err(anyhow!("invalid list prefix {prefix:?}; hint: {KEY_RULE}"));
     }
+    Ok(trimmed)
 }
+
+const KEY_RULE: &str =
+    "a key is names separated by single slashes, with no . or .. segment and no control character";
 
 /// Opens the configured storage.
 pub fn open(config: &StorageConfig) -> Result<Box<dyn Storage>> {
-    match StorageUrl::parse(&config.url)? {
-        StorageUrl::Local(path) => Ok(Box::new(local::LocalStorage::new(path))),
+    match &config.url {
+        StorageUrl::Local(path) => Ok(Box::new(local::LocalStorage::new(path.clone()))),
         StorageUrl::S3 { bucket, prefix } => Ok(Box::new(s3::S3Storage::new(
-            bucket,
-            prefix,
+            bucket.clone(),
+            prefix.clone(),
             config.s3.clone().unwrap_or_default(),
         )?)),
     }
@@ -105,27 +118,4 @@ pub async fn put_bytes(storage: &dyn Storage, key: &str, data: Vec<u8>) -> Resul
     storage
         .put(key, Box::pin(futures::stream::iter([chunk])))
         .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_urls() {
-        assert_eq!(
-            StorageUrl::parse("file:///var/backups/dr").unwrap(),
-            StorageUrl::Local("/var/backups/dr".into())
-        );
-        assert_eq!(
-            StorageUrl::parse("s3://bucket/a/b/").unwrap(),
-            StorageUrl::S3 {
-                bucket: "bucket".into(),
-                prefix: "a/b".into()
-            }
-        );
-        assert!(StorageUrl::parse("file://relative").is_err());
-        assert!(StorageUrl::parse("ftp://x").is_err());
-        assert!(StorageUrl::parse("s3:///x").is_err());
-    }
 }

@@ -108,7 +108,7 @@ pub async fn fetch_to(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let compression = file.compression;
     let writer = tokio::task::spawn_blocking(move || -> Result<(String, u64)> {
-        let mut decoder = crate::backup::decompressor(
+        let mut decoder = crate::codec::decompressor(
             compression,
             ChunkReader {
                 rx,

@@ -255,7 +255,7 @@ pub async fn read_small(storage: &dyn Storage, file: &ArchivedFile) -> Result<Ve
     use sha2::Digest;
     let stored = storage::get_bytes(storage, &file.key).await?;
     let mut raw = Vec::new();
-    crate::backup::decompressor(file.compression, &stored[..])?
+    crate::codec::decompressor(file.compression, &stored[..])?
         .read_to_end(&mut raw)
         .with_context(|| format!("{} is damaged: cannot decompress it", file.key))?;
     let sha = hex::encode(sha2::Sha256::digest(&raw));

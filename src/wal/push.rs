@@ -95,6 +95,7 @@ impl LocalWalFile {
 #[derive(Debug, Clone, Serialize)]
 pub struct PushOutcome {
     pub format_version: u32,
+    pub ok: bool,
     pub name: String,
     pub target: String,
     pub system_identifier: String,
@@ -155,7 +156,8 @@ pub async fn push(
     if let Some(same) = existing.iter().find(|a| a.sha256 == sha256) {
         tracing::info!(name = %file.wal.name, key = %same.key, "already archived with the same content");
         return Ok(PushOutcome {
-            format_version: 1,
+            format_version: crate::report::FORMAT_VERSION,
+            ok: true,
             name: file.wal.name.clone(),
             target: target.to_string(),
             system_identifier: file.system_id.to_string(),
@@ -198,7 +200,7 @@ pub async fn push(
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     let path = file.path.clone();
     let compression = settings.compression;
-    let level = crate::backup::compression_level(settings);
+    let level = crate::codec::level(settings);
     let expected = sha256.clone();
     let producer = tokio::task::spawn_blocking(move || -> Result<u64> {
         let input = std::fs::File::open(&path)
@@ -206,7 +208,7 @@ pub async fn push(
         let mut raw_hasher = Sha256::new();
         let mut hash_raw = |bytes: &[u8]| raw_hasher.update(bytes);
         // One thread: the archiver runs beside the database's own work.
-        let result = crate::backup::compress_into(
+        let result = crate::codec::compress_into(
             input,
             tx.clone(),
             compression,
@@ -249,7 +251,8 @@ pub async fn push(
     };
     tracing::info!(name = %file.wal.name, key = %key, stored_bytes, "archived");
     Ok(PushOutcome {
-        format_version: 1,
+        format_version: crate::report::FORMAT_VERSION,
+        ok: true,
         name: file.wal.name.clone(),
         target: target.to_string(),
         system_identifier: file.system_id.to_string(),

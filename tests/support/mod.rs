@@ -553,7 +553,7 @@ phone = "+1-555-0100"
     pub fn backup(&self) -> serde_json::Value {
         let run = self.dr(&["backup", "--format", "json"]);
         run.expect_code(0);
-        run.json()[0].clone()
+        run.json()["backups"][0].clone()
     }
 
     /// Every file below the storage directory.

@@ -1,0 +1,295 @@
+//! Retention applied to storage, as a plan and its application. The plan decides what to
+//! keep and why ([`crate::backup::retention`]) and what leftovers of crashed runs to sweep;
+//! applying removes each backup's manifest first, then its data, so a half-removed
+//! backup never looks complete.
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Duration, Utc};
+use serde::Serialize;
+
+use crate::backup::catalog::{self, manifest_key};
+use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod};
+use crate::backup::retention;
+use crate::config::RetentionConfig;
+use crate::report::FORMAT_VERSION;
+use crate::storage::local::PARTIAL_MARKER;
+use crate::storage::Storage;
+use crate::wal::{self, Lsn};
+
+/// What a prune entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// A complete backup taken by `dr backup` or a drill.
+    Regular,
+    /// A complete safety copy taken by `dr restore`.
+    Safety,
+    /// A complete physical base backup (`dr backup --physical`).
+    Physical,
+    /// Archived WAL of one cluster (`backup_id` is `wal:<system identifier>`).
+    Wal,
+    /// Data without a manifest: an interrupted or failed backup.
+    Incomplete,
+    /// Temporary files of a crashed write inside a complete backup.
+    Temporary,
+}
+
+impl EntryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Regular => "regular",
+            EntryKind::Safety => "safety",
+            EntryKind::Physical => "physical",
+            EntryKind::Wal => "wal",
+            EntryKind::Incomplete => "incomplete",
+            EntryKind::Temporary => "temporary",
+        }
+    }
+}
+
+impl From<BackupKind> for EntryKind {
+    fn from(kind: BackupKind) -> Self {
+        match kind {
+            BackupKind::Regular => EntryKind::Regular,
+            BackupKind::Safety => EntryKind::Safety,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Keep,
+    Remove,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneEntry {
+    pub target: String,
+    pub backup_id: String,
+    pub kind: EntryKind,
+    pub action: Action,
+    pub reason: String,
+    /// What removal deletes, in order (the manifest first).
+    #[serde(skip)]
+    pub keys: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PruneReport {
+    pub format_version: u32,
+    pub ok: bool,
+    pub dry_run: bool,
+    pub backups: Vec<PruneEntry>,
+}
+
+/// Decides, for every target, what to keep and what to remove. Reads storage, changes nothing.
+pub async fn plan(
+    storage: &dyn Storage,
+    targets: &[&str],
+    policy: &RetentionConfig,
+    now: DateTime<Utc>,
+) -> Result<Vec<PruneEntry>> {
+    let mut entries = Vec::new();
+    for &target in targets {
+        let (manifests, _) = catalog::list_complete(storage, Some(target)).await?;
+        let dirs = catalog::scan(storage, Some(target)).await?;
+        // Dumps and physical base backups are each kept by the policy on their own.
+        let mut kept_physical: Vec<&BackupManifest> = Vec::new();
+        for (kind, method) in [
+            (BackupKind::Regular, BackupMethod::Dump),
+            (BackupKind::Safety, BackupMethod::Dump),
+            (BackupKind::Regular, BackupMethod::Physical),
+        ] {
+            let pool: Vec<(String, DateTime<Utc>)> = manifests
+                .iter()
+                .filter(|m| m.kind == kind && m.method == method)
+                .map(|m| (m.id.clone(), m.created_at))
+                .collect();
+            for decision in retention::decide(&pool, policy, now) {
+                let (action, reason, keys) = if decision.keep {
+                    if method == BackupMethod::Physical {
+                        kept_physical.extend(manifests.iter().filter(|m| m.id == decision.id));
+                    }
+                    (Action::Keep, decision.reasons.join(", "), vec![])
+                } else {
+                    let manifest = manifest_key(target, &decision.id);
+                    let mut keys = vec![manifest.clone()];
+                    if let Some(dir) = dirs.iter().find(|d| d.id == decision.id) {
+                        keys.extend(dir.keys.iter().filter(|k| **k != manifest).cloned());
+                    }
+                    (
+                        Action::Remove,
+                        "outside the retention policy".to_string(),
+                        keys,
+                    )
+                };
+                entries.push(PruneEntry {
+                    target: target.to_string(),
+                    backup_id: decision.id,
+                    kind: match method {
+                        BackupMethod::Physical => EntryKind::Physical,
+                        BackupMethod::Dump => kind.into(),
+                    },
+                    action,
+                    reason,
+                    keys,
+                });
+            }
+        }
+        for dir in &dirs {
+            let stale_partials: Vec<String> = dir
+                .keys
+                .iter()
+                .filter(|k| k.contains(PARTIAL_MARKER))
+                .cloned()
+                .collect();
+            let old = now - dir.newest_modified > Duration::days(1);
+            if !dir.has_manifest && old {
+                entries.push(PruneEntry {
+                    target: target.to_string(),
+                    backup_id: dir.id.clone(),
+                    kind: EntryKind::Incomplete,
+                    action: Action::Remove,
+                    reason: format!("leftover of an interrupted or failed backup ({} object(s), no manifest, older than a day)", dir.keys.len()),
+                    keys: dir.keys.clone(),
+                });
+            } else if dir.has_manifest && old && !stale_partials.is_empty() {
+                entries.push(PruneEntry {
+                    target: target.to_string(),
+                    backup_id: dir.id.clone(),
+                    kind: EntryKind::Temporary,
+                    action: Action::Remove,
+                    reason: format!(
+                        "{} temporary file(s) of a crashed write",
+                        stale_partials.len()
+                    ),
+                    keys: stale_partials,
+                });
+            }
+        }
+        entries.extend(plan_wal(storage, target, &kept_physical, now).await?);
+    }
+    Ok(entries)
+}
+
+/// The archived WAL of each cluster of `target` that no kept physical base backup needs
+/// (everything before the oldest kept backup's start), and temporary files of crashed
+/// pushes older than a day. A cluster without a kept base backup keeps all of its WAL:
+/// nothing tells what a restore of it would need.
+async fn plan_wal(
+    storage: &dyn Storage,
+    target: &str,
+    kept: &[&BackupManifest],
+    now: DateTime<Utc>,
+) -> Result<Vec<PruneEntry>> {
+    let mut entries = Vec::new();
+    for system_id in wal::archived_systems(storage, target).await? {
+        let id = format!("wal:{system_id}");
+        let objects = storage
+            .list(&format!("{}/", wal::cluster_prefix(target, system_id)))
+            .await?;
+        let stale: Vec<String> = objects
+            .iter()
+            .filter(|o| o.key.contains(PARTIAL_MARKER) && now - o.modified > Duration::days(1))
+            .map(|o| o.key.clone())
+            .collect();
+        if !stale.is_empty() {
+            entries.push(PruneEntry {
+                target: target.to_string(),
+                backup_id: id.clone(),
+                kind: EntryKind::Temporary,
+                action: Action::Remove,
+                reason: format!(
+                    "{} temporary file(s) of interrupted WAL pushes, older than a day",
+                    stale.len()
+                ),
+                keys: stale,
+            });
+        }
+        let files = wal::archived_files(objects);
+        let oldest = kept
+            .iter()
+            .filter_map(|m| Some((m, m.physical.as_ref()?)))
+            .filter(|(_, p)| p.system_identifier == system_id.to_string())
+            .filter_map(|(m, p)| {
+                Some((
+                    Lsn::parse(&p.start_lsn).ok()?.segno(p.wal_segment_size),
+                    *m,
+                    p,
+                ))
+            })
+            .min_by_key(|(segno, _, _)| *segno);
+        let Some((start, backup, info)) = oldest else {
+            entries.push(PruneEntry {
+                target: target.to_string(),
+                backup_id: id,
+                kind: EntryKind::Wal,
+                action: Action::Keep,
+                reason: format!(
+                    "all {} archived file(s): no kept physical base backup of this cluster, so nothing tells what a restore needs (remove them by hand once the cluster is gone)",
+                    files.len()
+                ),
+                keys: vec![],
+            });
+            continue;
+        };
+        let remove = wal::retention::removable(&files, start, info.wal_segment_size);
+        entries.push(PruneEntry {
+            target: target.to_string(),
+            backup_id: id.clone(),
+            kind: EntryKind::Wal,
+            action: Action::Keep,
+            reason: format!(
+                "{} archived file(s) from {} on: base backup {} (the oldest kept) needs them to become consistent, and every later one to recover to now",
+                files.len() - remove.len(),
+                info.start_wal,
+                backup.id
+            ),
+            keys: vec![],
+        });
+        if let (Some(first), Some(last)) = (remove.first(), remove.last()) {
+            entries.push(PruneEntry {
+                target: target.to_string(),
+                backup_id: id,
+                kind: EntryKind::Wal,
+                action: Action::Remove,
+                reason: format!(
+                    "{} archived file(s) from {} to {}: older than the start of every kept base backup",
+                    remove.len(),
+                    first.wal.name,
+                    last.wal.name
+                ),
+                keys: remove.iter().map(|f| f.key.clone()).collect(),
+            });
+        }
+    }
+    Ok(entries)
+}
+
+/// Removes what the plan removes (nothing when `dry_run`), in the plan's order.
+pub async fn apply(
+    storage: &dyn Storage,
+    entries: Vec<PruneEntry>,
+    dry_run: bool,
+) -> Result<PruneReport> {
+    if !dry_run {
+        for entry in entries.iter().filter(|e| e.action == Action::Remove) {
+            for key in &entry.keys {
+                storage.delete(key).await.with_context(|| {
+                    format!(
+                        "cannot remove {key} of {} {}",
+                        entry.kind.as_str(),
+                        entry.backup_id
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(PruneReport {
+        format_version: FORMAT_VERSION,
+        ok: true,
+        dry_run,
+        backups: entries,
+    })
+}

@@ -1,0 +1,124 @@
+//! Every `--format json` document is one object with `format_version` and `ok`, and the
+//! top-level fields of each command are exactly what README.md's JSON table says. Steps
+//! share one shape everywhere.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+/// README.md's table between the `json-table` markers: command → fields.
+fn readme_table() -> BTreeMap<String, BTreeSet<String>> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("<!-- json-table:start -->")
+        .expect("json-table:start marker");
+    let end = readme
+        .find("<!-- json-table:end -->")
+        .expect("json-table:end marker");
+    let mut table = BTreeMap::new();
+    for line in readme[start..end]
+        .lines()
+        .filter(|l| l.starts_with("| `dr "))
+    {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        let command = cells[1]
+            .trim_matches('`')
+            .trim_start_matches("dr ")
+            .to_string();
+        let fields = cells[2]
+            .split(',')
+            .map(|f| f.trim().trim_matches('`').to_string())
+            .filter(|f| !f.is_empty())
+            .collect();
+        table.insert(command, fields);
+    }
+    table
+}
+
+fn keys(doc: &serde_json::Value) -> BTreeSet<String> {
+    doc.as_object()
+        .expect("a JSON object")
+        .keys()
+        .cloned()
+        .collect()
+}
+
+fn assert_steps(command: &str, steps: &serde_json::Value) {
+    for step in steps.as_array().unwrap() {
+        for field in ["name", "phase", "status", "message", "duration_ms"] {
+            assert!(
+                step.get(field).is_some(),
+                "{command}: step without {field}: {step}"
+            );
+        }
+        assert!(
+            ["pass", "warn", "fail"].contains(&step["status"].as_str().unwrap()),
+            "{command}: {step}"
+        );
+    }
+}
+
+#[test]
+fn every_json_document_matches_the_readme_table() {
+    let (pg, world) = support::sample_world("");
+    pg.create_db("copy");
+    let copy_url = pg.superuser_url("copy");
+    // A completed WAL segment of the cluster, for `dr wal-push`.
+    pg.psql("app", "CREATE TABLE wal_filler AS SELECT 1 AS x");
+    let segment = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let wal_dir = world.tmp_dir().join("data/pg_wal");
+    std::fs::create_dir_all(&wal_dir).unwrap();
+    std::fs::copy(
+        pg.data_dir().join("pg_wal").join(&segment),
+        wal_dir.join(&segment),
+    )
+    .unwrap();
+    let segment_path = wal_dir.join(&segment).display().to_string();
+    let runs: Vec<(&str, Vec<&str>)> = vec![
+        ("backup", vec!["backup"]),
+        ("check", vec!["check"]),
+        ("list", vec!["list"]),
+        ("validate", vec!["validate"]),
+        (
+            "restore",
+            vec!["restore", "--backup-id", "latest", "--into", &copy_url],
+        ),
+        ("verify", vec!["verify"]),
+        ("drill", vec!["drill", "--backup-id", "latest"]),
+        ("prune", vec!["prune", "--dry-run"]),
+        ("contacts", vec!["contacts"]),
+        ("runbook", vec!["runbook"]),
+        ("runbook show", vec!["runbook", "show", "database-failure"]),
+        ("wal-push", vec!["wal-push", &segment_path]),
+    ];
+    let table = readme_table();
+    let documented: BTreeSet<&str> = table.keys().map(String::as_str).collect();
+    let run_names: BTreeSet<&str> = runs.iter().map(|(n, _)| *n).collect();
+    assert_eq!(
+        documented, run_names,
+        "README's JSON table and this test name the same commands"
+    );
+    for (name, args) in &runs {
+        let mut args = args.clone();
+        args.extend(["--format", "json"]);
+        let run = world.dr(&args);
+        assert!(run.code == 0 || *name == "check", "{name}: {}", run.all());
+        let doc = run.json();
+        assert_eq!(doc["format_version"], 2, "{name}");
+        assert!(doc["ok"].is_boolean(), "{name}: no ok");
+        assert_eq!(
+            &keys(&doc),
+            &table[*name],
+            "{name}: fields differ from README's table"
+        );
+        if let Some(steps) = doc.get("steps") {
+            if *name != "runbook show" {
+                assert_steps(name, steps);
+            }
+        }
+        if let Some(v) = doc.get("verification").filter(|v| !v.is_null()) {
+            assert_steps(name, &v["steps"]);
+        }
+    }
+}
