@@ -70,6 +70,29 @@ fn secs(s: f64) -> chrono::Duration {
     chrono::Duration::milliseconds((s.max(0.0) * 1000.0) as i64)
 }
 
+/// What the server says about its archiver (`pg_stat_archiver` and the settings).
+#[derive(Debug, Clone, Default)]
+pub struct ArchiverState {
+    pub mode: String,
+    pub library: String,
+    /// `archive_command`, or None when this role may not see it.
+    pub command: Option<String>,
+    pub timeout_s: i64,
+    pub archived: i64,
+    pub last_wal: Option<String>,
+    pub last_age_s: Option<f64>,
+    pub failed: i64,
+    pub failed_wal: Option<String>,
+    pub failed_age_s: Option<f64>,
+    /// A failure more recent than the last success.
+    pub failing: bool,
+    pub in_recovery: bool,
+    /// The segment being written now (primaries only).
+    pub current_wal: Option<String>,
+    pub segment_size: u64,
+    pub user: String,
+}
+
 async fn archiving(target: &PostgresTarget, rpo: Option<Duration>) -> Result<Finding> {
     let c = ConnTarget::parse(&target.resolve_url()?)?;
     let Ok(client) = c.connect().await else {
@@ -83,116 +106,137 @@ async fn archiving(target: &PostgresTarget, rpo: Option<Duration>) -> Result<Fin
             pg::describe_pg_error(&e)
         )
     })?;
-    let mode: String = row.get(0);
-    let library: String = row.get(1);
-    let timeout_s: i32 = row.get(2);
-    let archived: i64 = row.get(3);
-    let last_wal: Option<String> = row.get(4);
-    let last_age: Option<f64> = row.get(5);
-    let failed: i64 = row.get(6);
-    let failed_wal: Option<String> = row.get(7);
-    let failed_age: Option<f64> = row.get(8);
-    let failing: bool = row.get(9);
-    let in_recovery: bool = row.get(10);
-    let current_wal: Option<String> = row.get(11);
-    let segment_size = row.get::<_, i64>(12) as u64;
-
-    if mode == "off" {
-        return Ok(Finding::fail(format!("archive_mode is off: no WAL is archived, so the RPO is the age of the last backup; {SWITCH_ON_HINT}")));
-    }
-    if in_recovery && mode != "always" {
-        return Ok(Finding::warn(format!(
-            "this server is a standby with archive_mode = {mode}: it archives nothing (the primary does); hint: point the target at the primary, or set archive_mode = always here"
-        )));
-    }
-    if !library.is_empty() {
-        return Ok(Finding::fail(format!(
-            "archive_library = {library:?} replaces archive_command, so WAL does not reach dr's storage; hint: set archive_library = '' and archive_command = 'dr --config /etc/dr/dr.toml wal-push %p'"
-        )));
-    }
     let command = client
         .query_one("SELECT current_setting('archive_command')", &[])
         .await
+        .ok()
         .map(|r| r.get::<_, String>(0));
+    let state = ArchiverState {
+        mode: row.get(0),
+        library: row.get(1),
+        command,
+        timeout_s: i64::from(row.get::<_, i32>(2)),
+        archived: row.get(3),
+        last_wal: row.get(4),
+        last_age_s: row.get(5),
+        failed: row.get(6),
+        failed_wal: row.get(7),
+        failed_age_s: row.get(8),
+        failing: row.get(9),
+        in_recovery: row.get(10),
+        current_wal: row.get(11),
+        segment_size: row.get::<_, i64>(12) as u64,
+        user: c.user.clone(),
+    };
+    Ok(judge_archiver(&state, rpo))
+}
+
+/// The verdict of `pg.archiving`: pure, so every branch has a unit test.
+pub fn judge_archiver(s: &ArchiverState, rpo: Option<Duration>) -> Finding {
+    let mode = &s.mode;
+    if mode == "off" {
+        return Finding::fail(format!("archive_mode is off: no WAL is archived, so the RPO is the age of the last backup; {SWITCH_ON_HINT}"));
+    }
+    if s.in_recovery && mode != "always" {
+        return Finding::warn(format!(
+            "this server is a standby with archive_mode = {mode}: it archives nothing (the primary does); hint: point the target at the primary, or set archive_mode = always here"
+        ));
+    }
+    if !s.library.is_empty() {
+        return Finding::fail(format!(
+            "archive_library = {:?} replaces archive_command, so WAL does not reach dr's storage; hint: set archive_library = '' and archive_command = 'dr --config /etc/dr/dr.toml wal-push %p'",
+            s.library
+        ));
+    }
     let mut notes = Vec::new();
-    match &command {
-        Ok(cmd) if cmd.trim().is_empty() => {
-            return Ok(Finding::fail(format!(
+    match &s.command {
+        Some(cmd) if cmd.trim().is_empty() => {
+            return Finding::fail(format!(
                 "archive_mode is {mode} but archive_command is empty: PostgreSQL keeps every WAL file in pg_wal until the disk fills; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload"
-            )))
+            ))
         }
-        Ok(cmd) if !cmd.contains("wal-push") => {
-            return Ok(Finding::fail(format!(
+        Some(cmd) if !cmd.contains("wal-push") => {
+            return Finding::fail(format!(
                 "archive_command = {cmd:?} does not call `dr wal-push`: the WAL goes elsewhere (or nowhere), so dr cannot restore from it; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload"
-            )))
+            ))
         }
-        Ok(_) => {}
-        Err(_) => notes.push(format!(
+        Some(_) => {}
+        None => notes.push(format!(
             "archive_command is not visible to role {} (hint: GRANT pg_read_all_settings TO {})",
-            c.user, c.user
+            s.user, s.user
         )),
     }
-    if failing {
-        return Ok(Finding::fail(format!(
-            "archiving is failing: {} failed {} ago ({failed} failure(s) since the statistics were reset){}; PostgreSQL keeps the WAL in pg_wal and retries, and pg_wal grows until it succeeds; hint: run the archive_command by hand as the OS user PostgreSQL runs as, in the data directory (`dr --config ... wal-push pg_wal/{}`), to see the error; check storage",
-            failed_wal.as_deref().unwrap_or("a file"),
-            failed_age.map(|a| age_text(secs(a))).unwrap_or_else(|| "?".into()),
-            last_wal
+    if s.failing {
+        let failed_wal = s.failed_wal.as_deref();
+        return Finding::fail(format!(
+            "archiving is failing: {} failed {} ago ({} failure(s) since the statistics were reset){}; PostgreSQL keeps the WAL in pg_wal and retries, and pg_wal grows until it succeeds; hint: run the archive_command by hand as the OS user PostgreSQL runs as, in the data directory (`dr --config ... wal-push pg_wal/{}`), to see the error; check storage",
+            failed_wal.unwrap_or("a file"),
+            s.failed_age_s.map(|a| age_text(secs(a))).unwrap_or_else(|| "?".into()),
+            s.failed,
+            s.last_wal
                 .as_deref()
                 .map(|w| format!("; the last success was {w}"))
                 .unwrap_or_default(),
-            failed_wal.as_deref().unwrap_or("<file>")
-        )));
+            failed_wal.unwrap_or("<file>")
+        ));
     }
     // Complete segments written but not archived yet: between the last archived one and
     // the one being written now.
-    let backlog = match (&current_wal, last_wal.as_deref().and_then(WalName::parse)) {
+    let backlog = match (
+        &s.current_wal,
+        s.last_wal.as_deref().and_then(WalName::parse),
+    ) {
         (Some(current), Some(last)) if last.kind != WalKind::History => WalName::parse(current)
             .map(|cur| {
-                cur.segno(segment_size)
-                    .saturating_sub(last.segno(segment_size) + 1)
+                cur.segno(s.segment_size)
+                    .saturating_sub(last.segno(s.segment_size) + 1)
             })
             .unwrap_or(0),
         _ => 0,
     };
-    let Some(last) = last_wal else {
-        return Ok(Finding::warn(format!(
-            "nothing archived since the statistics were reset ({} segment(s) written since); hint: SELECT pg_switch_wal(); then check again, and look for archive_command errors in the server log",
-            current_wal.as_deref().unwrap_or("?")
-        )));
+    let Some(last) = &s.last_wal else {
+        return Finding::warn(format!(
+            "nothing archived since the statistics were reset (the server writes {} now); hint: SELECT pg_switch_wal(); then check again, and look for archive_command errors in the server log",
+            s.current_wal.as_deref().unwrap_or("?")
+        ));
     };
-    let age = secs(last_age.unwrap_or(0.0));
+    let age = secs(s.last_age_s.unwrap_or(0.0));
     let mut text = format!(
-        "archive_command calls dr wal-push; last archived {last} {} ago; {archived} archived, {failed} failed since the statistics were reset",
-        age_text(age)
+        "archive_command calls dr wal-push; last archived {last} {} ago; {} archived, {} failed since the statistics were reset",
+        age_text(age),
+        s.archived,
+        s.failed
     );
     if backlog > 0 {
         text.push_str(&format!("; {backlog} complete segment(s) wait"));
     }
-    let Some(rpo) = rpo else {
-        return Ok(Finding::warn(format!(
+    let Some(rpo) = rpo.and_then(|r| chrono::Duration::from_std(r).ok()) else {
+        return Finding::warn(format!(
             "{text}; no RPO is set (hint: set [objectives] rpo)"
-        )));
+        ));
     };
-    let rpo = chrono::Duration::from_std(rpo)?;
     if age > rpo && backlog > 0 {
-        return Ok(Finding::fail(format!(
+        return Finding::fail(format!(
             "{text}: WAL older than the RPO ({}) is not archived; hint: the archiver is stuck or too slow: check the server log for archive_command errors and storage throughput",
             age_text(rpo)
-        )));
+        ));
     }
-    if rpo.num_seconds() > 0 && (timeout_s == 0 || i64::from(timeout_s) > rpo.num_seconds()) {
+    if rpo.num_seconds() > 0 && (s.timeout_s == 0 || s.timeout_s > rpo.num_seconds()) {
         notes.push(format!(
-            "archive_timeout is {}, so on a quiet server the segment being written can wait longer than the RPO ({}) (hint: archive_timeout = '{}')",
-            if timeout_s == 0 { "off".to_string() } else { age_text(chrono::Duration::seconds(timeout_s.into())) },
+            "archive_timeout is {}, so on a quiet server the segment being written can wait longer than the RPO ({}) (hint: archive_timeout = '{}s')",
+            if s.timeout_s == 0 {
+                "off".to_string()
+            } else {
+                age_text(chrono::Duration::seconds(s.timeout_s))
+            },
             age_text(rpo),
-            (rpo.num_seconds() / 2).max(60).to_string() + "s"
+            (rpo.num_seconds() / 2).max(60)
         ));
     }
     if notes.is_empty() {
-        Ok(Finding::pass(format!("{text} (RPO {})", age_text(rpo))))
+        Finding::pass(format!("{text} (RPO {})", age_text(rpo)))
     } else {
-        Ok(Finding::warn(format!("{text}; {}", notes.join("; "))))
+        Finding::warn(format!("{text}; {}", notes.join("; ")))
     }
 }
 
@@ -390,6 +434,131 @@ async fn continuity(storage: &dyn Storage, target: &PostgresTarget) -> Result<Fi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::Status;
+
+    const HOUR: Option<Duration> = Some(Duration::from_secs(3600));
+
+    fn healthy() -> ArchiverState {
+        ArchiverState {
+            mode: "on".into(),
+            command: Some("dr --config /etc/dr/dr.toml wal-push %p".into()),
+            timeout_s: 300,
+            archived: 40,
+            last_wal: Some("000000010000000000000027".into()),
+            last_age_s: Some(12.0),
+            current_wal: Some("000000010000000000000028".into()),
+            segment_size: 16 << 20,
+            user: "dr".into(),
+            ..Default::default()
+        }
+    }
+
+    fn judged(f: impl FnOnce(&mut ArchiverState), rpo: Option<Duration>) -> Finding {
+        let mut s = healthy();
+        f(&mut s);
+        judge_archiver(&s, rpo)
+    }
+
+    #[test]
+    fn a_healthy_archiver_passes() {
+        let f = judged(|_| {}, HOUR);
+        assert_eq!(f.status, Status::Pass, "{}", f.message);
+        assert!(f.message.contains("last archived 000000010000000000000027"));
+    }
+
+    #[test]
+    fn archiving_that_cannot_reach_dr_fails() {
+        for (change, needle) in [
+            (
+                Box::new(|s: &mut ArchiverState| s.mode = "off".into())
+                    as Box<dyn Fn(&mut ArchiverState)>,
+                "archive_mode = on",
+            ),
+            (
+                Box::new(|s: &mut ArchiverState| s.command = Some("cp %p /mnt/%f".into())),
+                "does not call `dr wal-push`",
+            ),
+            (
+                Box::new(|s: &mut ArchiverState| s.command = Some(" ".into())),
+                "archive_command is empty",
+            ),
+            (
+                Box::new(|s: &mut ArchiverState| s.library = "basic_archive".into()),
+                "archive_library",
+            ),
+        ] {
+            let f = judged(|s| change(s), HOUR);
+            assert_eq!(f.status, Status::Fail, "{}", f.message);
+            assert!(
+                f.message.contains(needle) && f.message.contains("hint:"),
+                "{}",
+                f.message
+            );
+        }
+    }
+
+    #[test]
+    fn a_failure_since_the_last_success_fails_naming_the_segment() {
+        let f = judged(
+            |s| {
+                s.failing = true;
+                s.failed = 3;
+                s.failed_wal = Some("000000010000000000000028".into());
+                s.failed_age_s = Some(2.0);
+            },
+            HOUR,
+        );
+        assert_eq!(f.status, Status::Fail);
+        assert!(
+            f.message.contains("000000010000000000000028 failed 2s ago"),
+            "{}",
+            f.message
+        );
+        assert!(f.message.contains("retries"), "{}", f.message);
+    }
+
+    #[test]
+    fn old_wal_waiting_past_the_rpo_fails_but_an_idle_server_does_not() {
+        let stuck = judged(
+            |s| {
+                s.last_age_s = Some(7200.0);
+                s.current_wal = Some("00000001000000000000002B".into());
+            },
+            HOUR,
+        );
+        assert_eq!(stuck.status, Status::Fail, "{}", stuck.message);
+        assert!(
+            stuck.message.contains("3 complete segment(s) wait"),
+            "{}",
+            stuck.message
+        );
+        let idle = judged(|s| s.last_age_s = Some(7200.0), HOUR);
+        assert_eq!(idle.status, Status::Pass, "{}", idle.message);
+    }
+
+    #[test]
+    fn a_timeout_longer_than_the_rpo_or_no_rpo_warns() {
+        let f = judged(|s| s.timeout_s = 0, HOUR);
+        assert_eq!(f.status, Status::Warn);
+        assert!(
+            f.message.contains("archive_timeout is off") && f.message.contains("1800s"),
+            "{}",
+            f.message
+        );
+        assert_eq!(judged(|_| {}, None).status, Status::Warn);
+        let hidden = judged(|s| s.command = None, HOUR);
+        assert_eq!(hidden.status, Status::Warn);
+        assert!(
+            hidden.message.contains("pg_read_all_settings"),
+            "{}",
+            hidden.message
+        );
+        let standby = judged(|s| s.in_recovery = true, HOUR);
+        assert_eq!(standby.status, Status::Warn);
+        let fresh = judged(|s| s.last_wal = None, HOUR);
+        assert_eq!(fresh.status, Status::Warn);
+        assert!(fresh.message.contains("pg_switch_wal"), "{}", fresh.message);
+    }
 
     #[test]
     fn replication_conninfo_adds_the_parameter() {
