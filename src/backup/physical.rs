@@ -332,7 +332,8 @@ fn check_preconditions(facts: &ClusterFacts, target: &str, user: &str) -> Result
     if let Some(cmd) = &facts.archive_command {
         if !cmd.contains("wal-push") {
             bail!(
-                "archive_command = {cmd:?} on target {target} does not call `dr wal-push`, so the WAL this backup needs would not be in dr's storage; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload PostgreSQL"
+                "archive_command on target {target} runs `{}`, not `dr wal-push`, so the WAL this backup needs would not be in dr's storage; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload PostgreSQL",
+                crate::wal::command_program(cmd)
             );
         }
     }
@@ -618,8 +619,8 @@ mod tests {
         };
         fails(|f| f.archive_mode = "off".into(), "archive_mode is off");
         fails(
-            |f| f.archive_command = Some("cp %p /x/%f".into()),
-            "does not call `dr wal-push`",
+            |f| f.archive_command = Some("KEY=s3cr3t cp %p /x/%f".into()),
+            "runs `cp`, not `dr wal-push`",
         );
         fails(|f| f.may_replicate = false, "ALTER ROLE u REPLICATION");
         fails(|f| f.in_recovery = true, "standby");

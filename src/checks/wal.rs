@@ -157,7 +157,8 @@ pub fn judge_archiver(s: &ArchiverState, rpo: Option<Duration>) -> Finding {
         }
         Some(cmd) if !cmd.contains("wal-push") => {
             return Finding::fail(format!(
-                "archive_command = {cmd:?} does not call `dr wal-push`: the WAL goes elsewhere (or nowhere), so dr cannot restore from it; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload"
+                "archive_command runs `{}`, not `dr wal-push`: the WAL goes elsewhere (or nowhere), so dr cannot restore from it; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload",
+                crate::wal::command_program(cmd)
             ))
         }
         Some(_) => {}
@@ -475,8 +476,10 @@ mod tests {
                 "archive_mode = on",
             ),
             (
-                Box::new(|s: &mut ArchiverState| s.command = Some("cp %p /mnt/%f".into())),
-                "does not call `dr wal-push`",
+                Box::new(|s: &mut ArchiverState| {
+                    s.command = Some("KEY=s3cr3t cp %p /mnt/%f".into())
+                }),
+                "runs `cp`, not `dr wal-push`",
             ),
             (
                 Box::new(|s: &mut ArchiverState| s.command = Some(" ".into())),
@@ -489,6 +492,7 @@ mod tests {
         ] {
             let f = judged(|s| change(s), HOUR);
             assert_eq!(f.status, Status::Fail, "{}", f.message);
+            assert!(!f.message.contains("s3cr3t"), "{}", f.message);
             assert!(
                 f.message.contains(needle) && f.message.contains("hint:"),
                 "{}",

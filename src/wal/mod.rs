@@ -332,6 +332,16 @@ pub fn data_dir_of(wal_path: &Path) -> std::path::PathBuf {
     }
 }
 
+/// The program an `archive_command` runs, for messages: the rest of the command may carry
+/// credentials (`AWS_SECRET_ACCESS_KEY=... tool push %p`), so it is never repeated.
+pub fn command_program(command: &str) -> String {
+    command
+        .split_whitespace()
+        .find(|w| !w.contains('='))
+        .map(|w| w.rsplit('/').next().unwrap_or(w).to_string())
+        .unwrap_or_default()
+}
+
 /// `cluster.json`: which cluster a prefix belongs to, written with its first push.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ClusterRecord {
@@ -543,6 +553,18 @@ mod tests {
         assert!(parse_segment_header(&header(0xD110, 0, 1, 0, 16 << 20)).is_err());
         assert!(parse_segment_header(&header(0x1234, 2, 1, 0, 16 << 20)).is_err());
         assert!(parse_segment_header(&header(0xD110, 2, 1, 0, 1000)).is_err());
+    }
+
+    #[test]
+    fn names_only_the_program_of_a_command() {
+        assert_eq!(
+            command_program(
+                "AWS_SECRET_ACCESS_KEY=s3cr3t /usr/bin/pgbackrest --stanza=x archive-push %p"
+            ),
+            "pgbackrest"
+        );
+        assert_eq!(command_program("cp %p /mnt/server/archivedir/%f"), "cp");
+        assert_eq!(command_program(""), "");
     }
 
     #[test]
