@@ -5,16 +5,33 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-const EXIT_CODES: &str = "\
-Exit status:
-  0    success; for `check`: ready
-  1    the operation failed, or a critical check failed
-       (with --strict: any check that is not a pass)
+/// The exit status table every help text ends with (and the man pages' EXIT STATUS).
+macro_rules! exit_status {
+    () => {
+        "Exit status:
+  0    success
+  1    the operation failed; the error names the step and the fix
   2    usage or configuration error; nothing was changed
-  130  interrupted (Ctrl-C, SIGTERM); temporary data was removed";
+  130  interrupted (Ctrl-C, SIGTERM); children killed, temporary data removed"
+    };
+}
+
+/// Help that ends with examples and the exit status table.
+macro_rules! examples {
+    ($($line:literal),+ $(,)?) => {
+        concat!("Examples:\n", $("  ", $line, "\n",)+ "\n", exit_status!())
+    };
+}
+
+const TOP_HELP: &str = examples!(
+    "dr check                        # ready for an incident?",
+    "dr backup && dr prune           # the nightly job",
+    "dr restore --backup-id latest   # 3 a.m.: validate, confirm, restore, verify",
+);
 
 const CHECK_HELP: &str = "\
-Checks (each under --timeout; PostgreSQL targets critical by default, Redis not):
+Checks:
+  Each runs under --timeout; PostgreSQL targets are critical by default, Redis not.
   config             dr.toml is valid; warns on an inline password in a readable file
   contacts           at least one emergency contact (warn)
   pg.connect         connects and runs SELECT 1; reports the server version
@@ -34,15 +51,25 @@ Checks (each under --timeout; PostgreSQL targets critical by default, Redis not)
   wal.continuity     storage holds every segment from the newest base backup's start to
                      the newest archived one, no gap     [targets with wal_archiving]
   drill.recent       a successful drill within objectives.drill_every (warn if none)
+  drill.leftovers    nothing left by a dr that died: files on this host (removed),
+                     scratch databases on the target's server (warn)
+  encryption.keys    (with [encryption]) recipients parse, the identity here opens the
+                     newest backup, a drill decrypted a backup within drill_every
   runbooks           every runbook renders with this configuration
 
 Formats:
   table       human table; colour and symbols only on a terminal without NO_COLOR
-  json        {\"format_version\", \"ready\", \"strict\", \"checks\": [{\"name\", \"target\",
-              \"status\", \"critical\", \"message\", \"duration_ms\"}]}
-  junit       one testcase per check; fail is a <failure>, warn is not
+  json        {\"format_version\", \"ok\", \"ready\", \"strict\", \"checks\": [{\"name\",
+              \"target\", \"status\", \"critical\", \"message\", \"duration_ms\"}]}
+  junit       one testcase per check; a fail is a <failure>, and under --strict
+              a warn is one too, so failures > 0 whenever the exit status is 1
   prometheus  dr_check_status{check,target,critical} (0 pass, 1 warn, 2 fail),
-              dr_check_duration_seconds{...}, dr_ready
+              dr_check_duration_seconds{...} (each check's own time), dr_ready
+
+Examples:
+  dr check
+  dr check --strict --format junit > dr-check.xml   # gate a deploy in CI
+  dr check --only pg --only backup --timeout 30s
 
 Exit status:
   0    ready: no critical check failed (with --strict: every check passed)
@@ -53,26 +80,43 @@ Exit status:
 #[derive(Debug, Parser)]
 #[command(
     name = "dr",
-    version,
+    version = crate::version::LINE,
+    disable_version_flag = true,
+    arg_required_else_help = true,
     about = "Provable disaster recovery for PostgreSQL and Redis",
     long_about = "Provable disaster recovery for PostgreSQL and Redis: readiness checks before an incident, checksummed backups, and restores that are validated, verified and timed against your RTO/RPO.",
-    after_help = EXIT_CODES
+    after_help = TOP_HELP
 )]
 pub struct Cli {
     /// Configuration file [default: $DR_CONFIG, else ./dr.toml]
-    #[arg(long, global = true, value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
     pub config: Option<PathBuf>,
 
     /// More logs on stderr (-v debug, -vv trace); RUST_LOG overrides
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = "Global options")]
     pub verbose: u8,
 
     /// Only errors on stderr
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Global options"
+    )]
     pub quiet: bool,
 
+    /// Print the version, git commit, build date and PostgreSQL client tools (as `dr version`)
+    #[arg(short = 'V', long)]
+    pub version: bool,
+
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -81,35 +125,81 @@ pub enum Command {
     #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
     /// Prove a backup could be restored, changing nothing
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr validate",
+        "dr validate --backup-id main-20261125T054631Z --target main",
+        "dr validate --into postgres://dr@standby.internal/shop --format json",
+        "dr validate --physical          # the newest base backup, with pg_verifybackup",
+    ))]
     Validate(ValidateArgs),
     /// Take a checksummed backup of each (or one) PostgreSQL target
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr backup",
+        "dr backup --target main --format json",
+        "dr backup && dr prune           # the nightly job",
+        "dr backup --physical --target main   # a base backup for WAL archiving",
+    ))]
     Backup(BackupArgs),
     /// List complete backups, newest first
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr list",
+        "dr list --target main --format json | jq -r '.backups[0].id'",
+    ))]
     List(ListArgs),
     /// Remove backups outside the [retention] policy, and leftovers of crashed runs
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr prune --dry-run              # what would go, and why",
+        "dr prune --target main",
+    ))]
     Prune(PruneArgs),
     /// Restore a backup: validate, confirm, safety backup, pg_restore, verify
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr restore --backup-id latest --target main",
+        "dr restore --backup-id main-20261125T054631Z --into postgres://dr@localhost/shop_copy --yes --jobs 4",
+        "dr restore --backup-id latest --with-globals --yes   # onto a fresh cluster",
+    ))]
     Restore(RestoreArgs),
     /// Verify a database against a backup's row counts and the configured assertions
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr verify --target main",
+        "dr verify --into postgres://dr@localhost/shop_copy --backup-id main-20261125T054631Z",
+    ))]
     Verify(VerifyArgs),
     /// Rehearse a recovery into a scratch database and measure RTO and RPO
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr drill",
+        "dr drill --sandbox --backup-id latest --format json",
+    ))]
     Drill(DrillArgs),
     /// Emergency contacts and vendors from dr.toml
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("dr contacts", "dr contacts --format json"))]
     Contacts(FormatArgs),
     /// Incident runbooks, filled in from the live configuration
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!(
+        "dr runbook",
+        "dr runbook show database-failure",
+        "dr runbook show database-failure --format json",
+    ))]
     Runbook(RunbookArgs),
     /// A first run: sandbox PostgreSQL with a sample shop, then check, backup, list, drill
-    #[command(after_help = EXIT_CODES)]
+    #[command(after_help = examples!("dr demo", "dr demo --keep"))]
     Demo(DemoArgs),
+    /// Shell completions for bash, zsh, fish or PowerShell, on stdout
+    #[command(after_help = examples!(
+        "dr completions bash > /etc/bash_completion.d/dr",
+        "dr completions zsh > \"${fpath[1]}/_dr\"",
+        "dr completions fish > ~/.config/fish/completions/dr.fish",
+    ))]
+    Completions(CompletionsArgs),
+    /// The manual page dr(1) on stdout, or every page (dr-check(1)...) into a directory
+    #[command(after_help = examples!(
+        "dr man | man -l -",
+        "dr man --dir /usr/local/share/man/man1",
+    ))]
+    Man(ManArgs),
+    /// Version, git commit, build date and the PostgreSQL client tools found on PATH
+    #[command(after_help = examples!("dr version", "dr version --format json"))]
+    Version(VersionArgs),
     /// Archive one WAL file into storage (PostgreSQL's archive_command)
     #[command(after_help = WAL_PUSH_HELP)]
     WalPush(WalPushArgs),
@@ -118,41 +208,59 @@ pub enum Command {
     WalFetch(WalFetchArgs),
 }
 
-const WAL_PUSH_HELP: &str = "\
-In postgresql.conf (as the OS user PostgreSQL runs as):
+const WAL_PUSH_HELP: &str = concat!(
+    "\
+In postgresql.conf (then restart PostgreSQL), run as the OS user PostgreSQL runs as:
   archive_mode = on
   archive_command = 'dr --config /etc/dr/dr.toml wal-push %p'
 
 The file is stored compressed under wal/<target>/<system identifier>/, named with the
-SHA-256 of its content. Pushing the same content again succeeds; different content under
-an archived name is refused and the stored copy kept. The target is --target, else the
-only [[postgres]] target, else the one that already archives this cluster.
+SHA-256 of its content, and dr exits 0 only once it is durable (fsynced, or the S3 upload
+completed). Pushing the same content again succeeds; different content under an archived
+name is refused and the stored copy kept. The target is --target, else the only
+[[postgres]] target, else the one that already archives this cluster.
 
-Exit status:
-  0    the file is durable in storage (fsynced, or the S3 upload completed), or was
-       already archived with the same content
-  1    not archived: PostgreSQL keeps the file and retries (the reason is on stderr)
-  2    usage or configuration error; nothing was changed
-  130  interrupted; nothing was committed";
+Examples:
+  dr wal-push pg_wal/000000010000000000000003                  # as archive_command runs it
+  dr wal-push --target main pg_wal/000000010000000000000003    # with several targets
+  dr wal-push --format json /var/lib/postgresql/15/main/pg_wal/00000002.history
 
-const WAL_FETCH_HELP: &str = "\
+",
+    exit_status!()
+);
+
+const WAL_FETCH_HELP: &str = concat!(
+    "\
 For recovery (postgresql.conf or recovery settings):
   restore_command = 'dr --config /etc/dr/dr.toml wal-fetch %f %p'
 
 The cluster is the one whose data directory holds PATH (global/pg_control), or
---system-id. The SHA-256 of the decompressed file must match its name before it is moved
-to PATH.
+--system-id. The SHA-256 of the decompressed file must match its name before the file is
+moved to PATH. A file that is not archived is exit 1 without a word (recovery's normal
+end); every other failure (unreachable storage, a damaged copy) is exit 1 with the reason
+on stderr.
 
-Exit status:
-  0    fetched, verified and written to PATH
-  1    not in the archive (recovery's normal end: nothing is printed), or failed (the
-       reason is on stderr: unreachable storage, damaged copy, ...)
-  2    usage or configuration error
-  130  interrupted; PATH was not written";
+Examples:
+  dr wal-fetch 000000010000000000000003 pg_wal/RECOVERYXLOG     # as restore_command runs it
+  dr wal-fetch --system-id 7712118149896994337 000000010000000000000003 /tmp/seg
 
+",
+    exit_status!()
+);
+
+/// Output of commands that print tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
     Table,
+    Json,
+}
+
+/// Output of commands that print prose rather than a table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TextFormat {
+    // `table` was its name once; scripts may still say so.
+    #[value(alias = "table")]
+    Text,
     Json,
 }
 
@@ -183,17 +291,17 @@ pub struct CheckArgs {
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,
     /// Time limit for each check
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = parse_positive_duration)]
     pub timeout: Duration,
 }
 
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
-    /// Backup id, or `latest`
+    /// Backup id (see `dr list`), or `latest` for the newest regular backup
     #[arg(long, default_value = "latest")]
     pub backup_id: String,
-    /// PostgreSQL target (required when several are configured)
-    #[arg(long)]
+    /// PostgreSQL target from dr.toml (required when several are configured)
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// Check this destination instead of the target's database
     #[arg(long, value_name = "URL")]
@@ -204,6 +312,11 @@ pub struct ValidateArgs {
     /// Validate the newest physical base backup (`latest` means the newest dump otherwise)
     #[arg(long)]
     pub physical: bool,
+    /// The age identity (private key file) that opens encrypted backups; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -215,7 +328,7 @@ pub struct WalPushArgs {
     pub path: PathBuf,
     /// The PostgreSQL target whose archive this is (needed with several targets until
     /// the cluster has archived once)
-    #[arg(long)]
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// `json` prints what was stored; `table` prints nothing on success
     #[arg(long, value_enum, default_value = "table")]
@@ -230,30 +343,39 @@ pub struct WalFetchArgs {
     /// Where to write it (%p in restore_command)
     #[arg(value_name = "PATH")]
     pub path: PathBuf,
-    #[arg(long)]
+    /// The PostgreSQL target whose archive to read (needed with several targets unless
+    /// the cluster has archived under exactly one)
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// The cluster's system identifier [default: from PATH's data directory]
     #[arg(long, value_name = "ID")]
     pub system_id: Option<u64>,
+    /// The age identity (private key file) that opens encrypted segments; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Back up only this target
-    #[arg(long)]
+    /// Back up only this PostgreSQL target [default: every target in dr.toml]
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// A physical base backup of the whole cluster (pg_basebackup; needs WAL archiving
     /// with `dr wal-push`) instead of a pg_dump of the database
     #[arg(long)]
     pub physical: bool,
+    /// Output format (json: the new manifests)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    #[arg(long)]
+    /// List only this PostgreSQL target's backups [default: every target]
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
+    /// Output format (json: the manifests)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -263,19 +385,21 @@ pub struct PruneArgs {
     /// Show what would be removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
-    #[arg(long)]
+    /// Prune only this PostgreSQL target's backups [default: every target in dr.toml]
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
+    /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Backup id, or `latest`
+    /// Backup id (see `dr list`), or `latest` for the newest regular backup
     #[arg(long)]
     pub backup_id: String,
-    /// PostgreSQL target (required when several are configured)
-    #[arg(long)]
+    /// PostgreSQL target from dr.toml (required when several are configured)
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// Restore into this existing database instead of the target's
     #[arg(long, value_name = "URL")]
@@ -283,8 +407,8 @@ pub struct RestoreArgs {
     /// Confirm overwriting a non-empty destination without a prompt
     #[arg(long)]
     pub yes: bool,
-    /// Parallel pg_restore jobs
-    #[arg(long, default_value_t = 1)]
+    /// Parallel pg_restore jobs, 1 to 64 (above 1 stages the decompressed archive)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// Skip the safety backup of a non-empty destination
     #[arg(long)]
@@ -298,27 +422,35 @@ pub struct RestoreArgs {
     /// Where to stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// The age identity (private key file) that opens encrypted backups; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    #[arg(long)]
+    /// PostgreSQL target from dr.toml (required when several are configured)
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Backup whose row counts to compare with [default: latest]
+    /// Backup whose row counts to compare with (an id, or `latest`)
     #[arg(long, default_value = "latest")]
     pub backup_id: String,
     /// Verify this database instead of the target's
     #[arg(long, value_name = "URL")]
     pub into: Option<String>,
+    /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
-    #[arg(long)]
+    /// PostgreSQL target from dr.toml (required when several are configured)
+    #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// Use this backup (or `latest`) instead of taking a fresh one
     #[arg(long)]
@@ -326,9 +458,14 @@ pub struct DrillArgs {
     /// Restore into a throwaway local PostgreSQL cluster instead of a scratch database
     #[arg(long)]
     pub sandbox: bool,
-    /// Parallel pg_restore jobs
-    #[arg(long, default_value_t = 1)]
+    /// Parallel pg_restore jobs, 1 to 64
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
+    /// The age identity (private key file) that opens encrypted backups; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+    /// Output format (json: the stored drill report)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -337,6 +474,7 @@ pub struct DrillArgs {
 pub struct RunbookArgs {
     #[command(subcommand)]
     pub action: Option<RunbookAction>,
+    /// Output format of the list (and of `show`, when given before it)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }
@@ -344,11 +482,16 @@ pub struct RunbookArgs {
 #[derive(Debug, Subcommand)]
 pub enum RunbookAction {
     /// Render one runbook with the live configuration
+    #[command(after_help = examples!(
+        "dr runbook show database-failure",
+        "dr runbook show database-failure --format json",
+    ))]
     Show {
         /// Runbook name (see `dr runbook`)
         name: String,
-        #[arg(long, value_enum, default_value = "table")]
-        format: Format,
+        /// Output format: the Markdown text, or its sections and steps as JSON
+        #[arg(long, value_enum, default_value = "text")]
+        format: TextFormat,
     },
 }
 
@@ -359,6 +502,117 @@ pub struct DemoArgs {
     pub keep: bool,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    crate::config::parse_duration(s)
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write dr.1 and one page per subcommand (dr-check.1, ...) here instead of dr.1 to stdout
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TextFormat,
+}
+
+fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+    match crate::units::parse_duration(s)? {
+        d if d.is_zero() => Err(
+            "a time limit of 0 lets nothing finish; give a positive duration such as 10s".into(),
+        ),
+        d => Ok(d),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command, nested ones included, with its full name (`dr runbook show`).
+    fn all_commands() -> Vec<(String, clap::Command)> {
+        fn walk(prefix: &str, cmd: &clap::Command, out: &mut Vec<(String, clap::Command)>) {
+            let name = format!("{prefix}{}", cmd.get_name());
+            out.push((name.clone(), cmd.clone()));
+            for sub in cmd.get_subcommands() {
+                walk(&format!("{name} "), sub, out);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut out = Vec::new();
+        walk("", &cmd, &mut out);
+        out
+    }
+
+    #[test]
+    fn the_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_flag_is_described_and_defaults_are_shown_once() {
+        for (name, cmd) in all_commands() {
+            for arg in cmd.get_arguments() {
+                let id = arg.get_id().as_str();
+                if ["help", "version"].contains(&id) && arg.get_help().is_none() {
+                    continue; // clap's own
+                }
+                let help = arg
+                    .get_help()
+                    .unwrap_or_else(|| panic!("`{name}`: --{id} has no description"))
+                    .to_string();
+                if !arg.get_default_values().is_empty() {
+                    assert!(
+                        !help.contains("[default:"),
+                        "`{name}`: --{id} shows its default twice: {help}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn every_command_ends_with_examples_and_the_exit_status() {
+        for (name, cmd) in all_commands() {
+            if name.split(' ').any(|word| word == "help") {
+                continue; // clap's own `help` command
+            }
+            let after = cmd
+                .get_after_help()
+                .unwrap_or_else(|| panic!("`{name}` has no after_help"))
+                .to_string();
+            let examples = after
+                .split("Examples:\n")
+                .nth(1)
+                .unwrap_or_else(|| panic!("`{name}` has no examples"));
+            let runs: Vec<&str> = examples
+                .lines()
+                .take_while(|l| !l.is_empty())
+                .filter(|l| l.trim_start().starts_with("dr "))
+                .collect();
+            assert!(runs.len() >= 2, "`{name}`: fewer than two examples");
+            // Each example calls this command (the top level may call any).
+            if name != "dr" {
+                assert!(
+                    runs.iter().all(|r| r.contains(&name)),
+                    "`{name}`: an example calls another command: {runs:?}"
+                );
+            }
+            assert!(
+                after.contains("Exit status:\n  0 "),
+                "`{name}`: no exit status"
+            );
+            assert!(after.contains("\n  2 "), "`{name}`: exit status 2 missing");
+        }
+    }
 }

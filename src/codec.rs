@@ -1,6 +1,6 @@
-//! How objects are encoded in storage: compressed (zstd, gzip or none) while what is
-//! stored is hashed and counted, in one pass and bounded memory; and decoded again. Dumps,
-//! base backups and WAL files all go through here.
+//! How objects are encoded in storage: compressed (zstd, gzip or none), encrypted when
+//! `[encryption]` is set, and hashed as stored, in one pass and bounded memory; and decoded
+//! again. Dumps, base backups and WAL files all go through here.
 
 use std::io::{Read, Write};
 
@@ -10,19 +10,28 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use crate::config::{BackupConfig, Compression};
+use crate::encryption::{HashingWriter, Recipients};
 
 const CHUNK: usize = 1 << 20;
+
+/// Sees every raw (uncompressed) byte on its way to compression, in order.
+pub type RawTap = Box<dyn FnMut(&[u8]) + Send>;
+/// A borrowed [`RawTap`].
+pub type RawTapRef<'a> = &'a mut dyn FnMut(&[u8]);
 
 /// What [`compress_into`] produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Encoded {
     pub compression: Compression,
-    /// Bytes as stored (after compression).
+    /// Bytes as stored.
     pub size_bytes: u64,
     /// SHA-256 of the stored bytes.
     pub sha256: String,
     /// Bytes before compression.
     pub raw_bytes: u64,
+    /// For an encrypted object: SHA-256 and size of the compressed stream before encryption.
+    pub plaintext_sha256: Option<String>,
+    pub plaintext_bytes: Option<u64>,
 }
 
 /// The configured compression level, or the codec's default.
@@ -32,6 +41,36 @@ pub fn level(settings: &BackupConfig) -> i32 {
         Compression::Gzip => 6,
         Compression::None => 0,
     })
+}
+
+/// How stored bytes are made: compression, and encryption when `[encryption]` is set.
+#[derive(Clone)]
+pub struct PipelineSettings {
+    pub compression: Compression,
+    pub level: i32,
+    pub threads: u32,
+    pub recipients: Option<Recipients>,
+}
+
+impl PipelineSettings {
+    pub fn new(settings: &BackupConfig, recipients: Option<Recipients>) -> Self {
+        PipelineSettings {
+            compression: settings.compression,
+            level: level(settings),
+            threads: settings.threads.unwrap_or(0),
+            recipients,
+        }
+    }
+
+    /// The suffix of stored file names: `.zst`, then `.age` when encrypted.
+    pub fn extension(&self) -> String {
+        let age = if self.recipients.is_some() {
+            ".age"
+        } else {
+            ""
+        };
+        format!("{}{age}", self.compression.extension())
+    }
 }
 
 /// Sends hashed, size-counted chunks of the compressed stream to the storage writer.
@@ -70,27 +109,63 @@ impl ChannelWriter {
     }
 }
 
-/// Sees every raw (uncompressed) byte on its way to compression, in order.
-pub type RawTap = Box<dyn FnMut(&[u8]) + Send>;
-/// A borrowed [`RawTap`].
-pub type RawTapRef<'a> = &'a mut dyn FnMut(&[u8]);
+/// Where compressed bytes go: straight to storage, or through age encryption (hashing the
+/// plaintext on the way, so a restore with the key can prove what it decrypted).
+enum Tail {
+    Plain(ChannelWriter),
+    Encrypted(HashingWriter<age::stream::StreamWriter<ChannelWriter>>),
+}
 
-/// Compresses `input` into chunks for a storage writer, hashing what is stored. `tap`
-/// sees the raw bytes (physical backups read their tar stream, WAL pushes hash it).
+impl Write for Tail {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Tail::Plain(w) => w.write(data),
+            Tail::Encrypted(w) => w.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Tail::Plain(w) => w.flush(),
+            Tail::Encrypted(w) => w.flush(),
+        }
+    }
+}
+
+impl Tail {
+    /// Ends the stream: the storage writer, and the plaintext's (SHA-256, size) when encrypted.
+    fn finish(self) -> Result<(ChannelWriter, Option<(String, u64)>)> {
+        match self {
+            Tail::Plain(w) => Ok((w, None)),
+            Tail::Encrypted(w) => {
+                let (stream, sha, size) = w.finish();
+                let sink = stream.finish().context("cannot end the encrypted stream")?;
+                Ok((sink, Some((sha, size))))
+            }
+        }
+    }
+}
+
+/// Compresses (and encrypts, when configured) `input` into chunks for a storage writer,
+/// hashing what is stored. `tap` sees the raw bytes (physical backups read their tar
+/// stream, WAL pushes hash it).
 pub fn compress_into<R: Read>(
     mut input: R,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
-    compression: Compression,
-    level: i32,
-    threads: u32,
+    settings: &PipelineSettings,
     progress: Option<indicatif::ProgressBar>,
     mut tap: Option<RawTapRef<'_>>,
 ) -> Result<Encoded> {
-    let sink = ChannelWriter {
+    let (compression, level, threads) = (settings.compression, settings.level, settings.threads);
+    let channel = ChannelWriter {
         tx,
         buf: Vec::with_capacity(CHUNK),
         hasher: Sha256::new(),
         size: 0,
+    };
+    let sink = match &settings.recipients {
+        None => Tail::Plain(channel),
+        Some(r) => Tail::Encrypted(HashingWriter::new(r.encrypt(channel)?)),
     };
     let mut raw_bytes = 0u64;
     let mut buf = vec![0u8; CHUNK];
@@ -113,7 +188,7 @@ pub fn compress_into<R: Read>(
                 .context("cannot pass the dump to storage")?;
         }
     };
-    let mut sink = match compression {
+    let sink = match compression {
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
             let workers = if threads == 0 {
@@ -143,12 +218,15 @@ pub fn compress_into<R: Read>(
             sink
         }
     };
+    let (mut sink, plaintext) = sink.finish()?;
     sink.send()?;
     Ok(Encoded {
         compression,
         size_bytes: sink.size,
         sha256: hex::encode(sink.hasher.finalize()),
         raw_bytes,
+        plaintext_sha256: plaintext.as_ref().map(|(sha, _)| sha.clone()),
+        plaintext_bytes: plaintext.map(|(_, n)| n),
     })
 }
 
@@ -176,12 +254,16 @@ mod tests {
             let input_path = dir.path().join("in");
             std::fs::write(&input_path, &data).unwrap();
             let (tx, mut rx) = mpsc::channel(1000);
+            let settings = PipelineSettings {
+                compression,
+                level: 3,
+                threads: 2,
+                recipients: None,
+            };
             let stats = compress_into(
                 std::fs::File::open(&input_path).unwrap(),
                 tx,
-                compression,
-                3,
-                2,
+                &settings,
                 None,
                 None,
             )

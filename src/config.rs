@@ -14,6 +14,9 @@ use serde::{Deserialize, Deserializer};
 use crate::error::usage;
 use crate::secret::redact_url;
 
+/// Target names become parts of backup ids, file names and object keys.
+pub const MAX_TARGET_NAME: usize = 64;
+
 pub const DEFAULT_DRILL_EVERY: Duration = Duration::from_secs(30 * 24 * 3600);
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -37,6 +40,8 @@ pub struct Config {
     pub verify: VerifyConfig,
     #[serde(default)]
     pub runbooks: RunbooksConfig,
+    /// Encryption at rest with age; absent: objects are stored as they are.
+    pub encryption: Option<EncryptionConfig>,
     /// Where this configuration was read from.
     #[serde(skip)]
     pub path: PathBuf,
@@ -139,6 +144,10 @@ pub struct S3Config {
     pub part_size_mib: Option<usize>,
     /// S3 Object Lock retention, in days, set on every uploaded object.
     pub object_lock_days: Option<u32>,
+    /// How long one read (or the upload of one part) may wait for the store; default 60s
+    /// plus 10s per MiB of part size.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
 }
 
 impl S3Config {
@@ -165,6 +174,12 @@ impl S3Config {
                     Self::MAX_CONCURRENCY, Self::DEFAULT_CONCURRENCY
                 )));
             }
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return Some((
+                "timeout",
+                "timeout = 0 lets no request finish; hint: set a duration such as \"60s\", or remove the key".into(),
+            ));
         }
         if self.object_lock_days == Some(0) {
             return Some((
@@ -298,6 +313,9 @@ pub struct RedisTarget {
     /// The data must survive a restart: warn when RDB and AOF are both off.
     #[serde(default)]
     pub persistent: bool,
+    /// How long connecting and each command may take (default 10s).
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -426,6 +444,65 @@ impl std::fmt::Display for Expectation {
     }
 }
 
+/// `[encryption]`: who can read backups (recipients, public keys) and, on hosts that read,
+/// which private key to use.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionConfig {
+    /// age public keys (`age1...`); every object is encrypted to all of them.
+    #[serde(default)]
+    pub recipients: Vec<String>,
+    /// A file of age public keys, one per line (`#` comments), relative to dr.toml.
+    pub recipients_file: Option<PathBuf>,
+    /// The private key file (`AGE-SECRET-KEY-1...`) for commands that read backups.
+    pub identity_file: Option<PathBuf>,
+    /// The name of an environment variable holding the private key.
+    pub identity_env: Option<String>,
+}
+
+impl EncryptionConfig {
+    /// The recipients, parsed; any problem is a configuration error (exit 2): `dr` never
+    /// stores plaintext while `[encryption]` is present.
+    pub fn recipient_keys(&self, config_dir: &Path) -> Result<Vec<age::x25519::Recipient>> {
+        let mut texts: Vec<(String, String)> = self
+            .recipients
+            .iter()
+            .map(|r| (r.clone(), "[encryption] recipients".to_string()))
+            .collect();
+        if let Some(file) = &self.recipients_file {
+            let path = config_dir.join(file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                usage(format!(
+                    "cannot read [encryption] recipients_file {}: {e}; hint: fix the path or its permissions; dr refuses to store anything unencrypted while [encryption] is set",
+                    path.display()
+                ))
+            })?;
+            for line in text.lines().map(str::trim) {
+                if !line.is_empty() && !line.starts_with('#') {
+                    texts.push((line.to_string(), path.display().to_string()));
+                }
+            }
+        }
+        if texts.is_empty() {
+            return Err(usage(
+                "[encryption] names no recipient; hint: add recipients = [\"age1...\"] (age-keygen -y KEYFILE prints one) or recipients_file; dr refuses to store anything unencrypted while [encryption] is set",
+            ));
+        }
+        let mut keys: Vec<age::x25519::Recipient> = Vec::new();
+        for (text, from) in texts {
+            let key = text.parse::<age::x25519::Recipient>().map_err(|e| {
+                usage(format!(
+                    "recipient {text:?} in {from} is not an age public key ({e}); hint: write it as age1... (age-keygen -y KEYFILE prints it)"
+                ))
+            })?;
+            if !keys.iter().any(|k| k.to_string() == key.to_string()) {
+                keys.push(key);
+            }
+        }
+        Ok(keys)
+    }
+}
+
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RunbooksConfig {
@@ -529,6 +606,12 @@ impl Config {
                     "{file}: [[{kind}]] name = {name:?} is not a valid target name; hint: use letters, digits, '-' and '_' only"
                 )));
             }
+            if name.len() > MAX_TARGET_NAME {
+                return Err(usage(format!(
+                    "{file}: [[{kind}]] name = {name:?} is {} characters long; hint: use at most {MAX_TARGET_NAME}, since backup ids and file names are built from it",
+                    name.len()
+                )));
+            }
             if !names.insert(name.as_str()) {
                 return Err(usage(format!(
                     "{file}: target name {name:?} is used twice (key [[{kind}]] name); hint: give every target a unique name"
@@ -557,6 +640,11 @@ impl Config {
                     ),
                 ));
             }
+        }
+        if let Some(encryption) = &self.encryption {
+            encryption
+                .recipient_keys(self.dir())
+                .map_err(|e| usage(format!("{file}: {e}")))?;
         }
         if let Some(threads) = self.backup.threads {
             if threads > 256 {
@@ -639,6 +727,14 @@ impl Config {
             .any(|u| redact_url(u) != u)
     }
 
+    /// The directory relative paths in the file are taken from.
+    pub fn dir(&self) -> &Path {
+        self.path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    }
+
     /// Passwords of every configured target, for [`crate::secret::scrub`].
     pub fn secrets(&self) -> Vec<String> {
         let mut out = Vec::new();
@@ -717,9 +813,9 @@ pub fn resolve_url(
     let var = url_env.as_deref().unwrap_or_default();
     match std::env::var(var) {
         Ok(v) if !v.is_empty() => Ok(v),
-        _ => Err(anyhow::anyhow!(
-            "{kind} target {name:?}: environment variable {var} is not set; hint: export {var}=<connection URL> or set url in dr.toml"
-        )),
+        _ => Err(usage(format!(
+            "{kind} target {name:?}: environment variable {var} (its url_env) is not set; hint: export {var}=<connection URL> or set url in dr.toml"
+        ))),
     }
 }
 

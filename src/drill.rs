@@ -63,6 +63,10 @@ pub struct DrillReport {
     pub verification: Option<VerifyReport>,
     #[serde(alias = "passed")]
     pub ok: bool,
+    /// The backup was encrypted and this drill opened it with an identity: someone still
+    /// holds a key (`encryption.keys` looks for such a drill).
+    #[serde(default)]
+    pub decrypted: bool,
     /// One line: what passed, or what failed and why.
     pub verdict: String,
 }
@@ -74,6 +78,8 @@ pub struct DrillRequest<'a> {
     pub backup_id: Option<&'a str>,
     pub mode: DrillMode,
     pub jobs: u32,
+    /// Opens encrypted backups.
+    pub identities: Option<std::sync::Arc<crate::encryption::Identities>>,
 }
 
 /// Runs a drill and stores its report, pass or fail. Errors only when even the report
@@ -111,9 +117,9 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
                             req.target,
                             source.clone(),
                             BackupKind::Regular,
-                            &req.config.backup,
+                            req.config,
                             false,
-                        );
+                        )?;
                         let m = backup::run(req.storage, plan).await?;
                         let msg = format!("took fresh backup {} ({})", m.id, units::bytes(m.size_bytes));
                         Ok((m, msg))
@@ -147,6 +153,12 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
                 dest
             }
             DrillMode::ScratchDatabase => {
+                for stale in stale_scratch_databases(&source).await.unwrap_or_default() {
+                    match drop_database(&source, &stale).await {
+                        Ok(()) => tracing::warn!("dropped scratch database {stale} left by a drill that died"),
+                        Err(e) => tracing::warn!("cannot drop scratch database {stale} left by a drill that died: {e:#}"),
+                    }
+                }
                 let name = format!("dr_drill_{}", started_at.format("%Y%m%d%H%M%S"));
                 let db = steps
                     .run("scratch database", Phase::Prepare, async {
@@ -171,7 +183,9 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
             target: req.target,
             backup_id: &manifest.id,
             destination: &destination,
+            destination_named: true,
             staging_dir: &staging_dir,
+            identities: req.identities.clone(),
             action: Action::Restore(RestoreOptions {
                 jobs: req.jobs,
                 // A scratch database may lack the production roles: ownership is not what a
@@ -275,14 +289,72 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         rto_met,
         rpo_met,
         verification,
+        decrypted: restored
+            && manifest_used
+                .as_ref()
+                .is_some_and(|m| m.encryption.is_some()),
         ok,
         verdict,
     };
+    store_report(req.storage, &report, req.config).await?;
+    Ok(report)
+}
+
+/// Stores a drill report. With `[encryption]`, what names tables (the verification) goes
+/// only into an encrypted copy (`.json.age`); the readable report keeps the verdict, the
+/// timings and the objectives, which is all `dr check` needs.
+async fn store_report(storage: &dyn Storage, report: &DrillReport, config: &Config) -> Result<()> {
     let key = format!("{DRILLS_PREFIX}/{}/{}.json", report.target, report.id);
-    storage::put_bytes(req.storage, &key, serde_json::to_vec_pretty(&report)?)
+    let readable = match crate::encryption::configured_recipients(config)? {
+        None => report.clone(),
+        Some(recipients) => {
+            let full = serde_json::to_vec_pretty(report)?;
+            let mut sealed = Vec::new();
+            let mut writer = recipients.encrypt(&mut sealed)?;
+            std::io::Write::write_all(&mut writer, &full)?;
+            writer.finish()?;
+            let sealed_key = format!("{key}.age");
+            storage::put_bytes(storage, &sealed_key, sealed)
+                .await
+                .with_context(|| format!("cannot store the drill report {sealed_key}"))?;
+            let mut redacted = report.clone();
+            redacted.verification = None;
+            for step in redacted
+                .steps
+                .iter_mut()
+                .filter(|s| s.phase == Phase::Verify)
+            {
+                step.message = format!(
+                    "{}; details in the encrypted report {sealed_key}",
+                    step.status.as_str()
+                );
+            }
+            redacted
+        }
+    };
+    storage::put_bytes(storage, &key, serde_json::to_vec_pretty(&readable)?)
         .await
         .with_context(|| format!("cannot store the drill report {key}"))?;
-    Ok(report)
+    Ok(())
+}
+
+/// Scratch databases of drills that died: named `dr_drill_<timestamp>`, a few seconds old
+/// at least, and with nobody connected (a live drill holds a session in its database from
+/// creation to drop).
+pub async fn stale_scratch_databases(server: &ConnTarget) -> Result<Vec<String>> {
+    let client = server.connect().await?;
+    let rows = client
+        .query(
+            "SELECT d.datname FROM pg_database d
+              WHERE d.datname ~ '^dr_drill_[0-9]{14}$'
+                AND to_timestamp(substr(d.datname, 10), 'YYYYMMDDHH24MISS')::timestamp < (now() AT TIME ZONE 'UTC') - interval '15 seconds'
+                AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datid = d.oid)
+              ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow!("cannot list scratch databases: {}", pg::describe_pg_error(&e)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
 }
 
 /// Drill reports of a target, newest first.
@@ -310,6 +382,9 @@ struct ScratchDatabase {
     conn: ConnTarget,
     name: String,
     dropped: bool,
+    /// A session held in the database for the drill's whole life: a scratch database
+    /// nobody is connected to belongs to a drill that died.
+    _keeper: tokio_postgres::Client,
 }
 
 impl ScratchDatabase {
@@ -319,11 +394,20 @@ impl ScratchDatabase {
             .batch_execute(&format!("CREATE DATABASE {}", pg::quote_ident(name)))
             .await
             .map_err(|e| anyhow!("cannot create the scratch database {name}: {}; hint: the role needs CREATEDB, or use --sandbox", pg::describe_pg_error(&e)))?;
+        let conn = source.with_database(name)?;
+        let keeper = match conn.connect().await {
+            Ok(k) => k,
+            Err(e) => {
+                drop_database(source, name).await.ok();
+                return Err(e);
+            }
+        };
         Ok(ScratchDatabase {
             admin: source.clone(),
-            conn: source.with_database(name)?,
+            conn,
             name: name.to_string(),
             dropped: false,
+            _keeper: keeper,
         })
     }
 

@@ -7,7 +7,9 @@ mod codec;
 mod commands;
 mod config;
 mod drill;
+mod encryption;
 mod error;
+mod leftovers;
 mod output;
 mod pg;
 mod process;
@@ -20,6 +22,7 @@ mod sandbox;
 mod secret;
 mod storage;
 mod units;
+mod version;
 mod wal;
 
 use clap::Parser;
@@ -40,14 +43,17 @@ fn main() {
         tokio::select! {
             result = commands::dispatch(cli) => result,
             // Dropping the command's future kills its children and removes temporary data.
-            () = shutdown_signal() => Err(anyhow::Error::new(error::Interrupted)),
+            () = shutdown_signal() => Err(anyhow::Error::new(error::Interrupted::now())),
         }
     });
     runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     let code = match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {}", secret::redact_url(&format!("{e:#}")));
+            eprintln!(
+                "error: {}",
+                error::tidy_message(&secret::redact_url(&format!("{e:#}")))
+            );
             error::exit_code(&e)
         }
     };

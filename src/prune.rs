@@ -24,14 +24,16 @@ pub enum EntryKind {
     Regular,
     /// A complete safety copy taken by `dr restore`.
     Safety,
-    /// A complete physical base backup (`dr backup --physical`).
-    Physical,
-    /// Archived WAL of one cluster (`backup_id` is `wal:<system identifier>`).
-    Wal,
     /// Data without a manifest: an interrupted or failed backup.
     Incomplete,
     /// Temporary files of a crashed write inside a complete backup.
     Temporary,
+    /// A complete backup whose stored bytes do not match its manifest.
+    Corrupt,
+    /// A complete physical base backup (`dr backup --physical`).
+    Physical,
+    /// Archived WAL of one cluster (`backup_id` is `wal:<system identifier>`).
+    Wal,
 }
 
 impl EntryKind {
@@ -39,10 +41,11 @@ impl EntryKind {
         match self {
             EntryKind::Regular => "regular",
             EntryKind::Safety => "safety",
-            EntryKind::Physical => "physical",
-            EntryKind::Wal => "wal",
             EntryKind::Incomplete => "incomplete",
             EntryKind::Temporary => "temporary",
+            EntryKind::Corrupt => "corrupt",
+            EntryKind::Physical => "physical",
+            EntryKind::Wal => "wal",
         }
     }
 }
@@ -94,48 +97,34 @@ pub async fn plan(
     for &target in targets {
         let (manifests, _) = catalog::list_complete(storage, Some(target)).await?;
         let dirs = catalog::scan(storage, Some(target)).await?;
-        // Dumps and physical base backups are each kept by the policy on their own.
+        // One pool per kind and method (dumps and physical base backups are kept each on
+        // their own) and, for safety copies, per destination: one database's safety copies
+        // never push out another's.
+        let mut pools: Vec<(BackupKind, BackupMethod, &str)> = manifests
+            .iter()
+            .map(|m| (m.kind, m.method, pool_destination(m)))
+            .collect();
+        pools.sort();
+        pools.dedup();
         let mut kept_physical: Vec<&BackupManifest> = Vec::new();
-        for (kind, method) in [
-            (BackupKind::Regular, BackupMethod::Dump),
-            (BackupKind::Safety, BackupMethod::Dump),
-            (BackupKind::Regular, BackupMethod::Physical),
-        ] {
-            let pool: Vec<(String, DateTime<Utc>)> = manifests
+        for (kind, method, destination) in pools {
+            let members: Vec<&BackupManifest> = manifests
                 .iter()
-                .filter(|m| m.kind == kind && m.method == method)
-                .map(|m| (m.id.clone(), m.created_at))
+                .filter(|m| {
+                    m.kind == kind && m.method == method && pool_destination(m) == destination
+                })
                 .collect();
-            for decision in retention::decide(&pool, policy, now) {
-                let (action, reason, keys) = if decision.keep {
-                    if method == BackupMethod::Physical {
-                        kept_physical.extend(manifests.iter().filter(|m| m.id == decision.id));
-                    }
-                    (Action::Keep, decision.reasons.join(", "), vec![])
-                } else {
-                    let manifest = manifest_key(target, &decision.id);
-                    let mut keys = vec![manifest.clone()];
-                    if let Some(dir) = dirs.iter().find(|d| d.id == decision.id) {
-                        keys.extend(dir.keys.iter().filter(|k| **k != manifest).cloned());
-                    }
-                    (
-                        Action::Remove,
-                        "outside the retention policy".to_string(),
-                        keys,
-                    )
-                };
-                entries.push(PruneEntry {
-                    target: target.to_string(),
-                    backup_id: decision.id,
-                    kind: match method {
-                        BackupMethod::Physical => EntryKind::Physical,
-                        BackupMethod::Dump => kind.into(),
-                    },
-                    action,
-                    reason,
-                    keys,
-                });
+            let decided = decide_verified(storage, target, &members, &dirs, policy, now).await?;
+            if method == BackupMethod::Physical {
+                kept_physical.extend(members.iter().copied().filter(|m| {
+                    decided.iter().any(|e| {
+                        e.backup_id == m.id
+                            && e.action == Action::Keep
+                            && e.kind == EntryKind::Physical
+                    })
+                }));
             }
+            entries.extend(decided);
         }
         for dir in &dirs {
             let stale_partials: Vec<String> = dir
@@ -169,6 +158,105 @@ pub async fn plan(
             }
         }
         entries.extend(plan_wal(storage, target, &kept_physical, now).await?);
+    }
+    Ok(entries)
+}
+
+/// Safety copies are pooled by the database they copy; regular backups by target.
+fn pool_destination(m: &BackupManifest) -> &str {
+    match m.kind {
+        BackupKind::Regular => "",
+        BackupKind::Safety => &m.source,
+    }
+}
+
+/// Retention over backups whose stored bytes match their manifest. Every backup the policy
+/// would keep is verified first; a corrupt one is never counted as kept (the decision is
+/// made again without it) and is never removed either: it is reported for a person to
+/// look at. So the newest backup that verifies is always kept.
+async fn decide_verified(
+    storage: &dyn Storage,
+    target: &str,
+    members: &[&BackupManifest],
+    dirs: &[catalog::BackupDir],
+    policy: &RetentionConfig,
+    now: DateTime<Utc>,
+) -> Result<Vec<PruneEntry>> {
+    let mut corrupt: Vec<(&BackupManifest, String)> = Vec::new();
+    let mut verified: std::collections::HashSet<&str> = std::collections::HashSet::new();
+    let decisions = loop {
+        let pool: Vec<(String, DateTime<Utc>)> = members
+            .iter()
+            .filter(|m| !corrupt.iter().any(|(c, _)| c.id == m.id))
+            .map(|m| (m.id.clone(), m.created_at))
+            .collect();
+        let decisions = retention::decide(&pool, policy, now);
+        let mut found_corrupt = false;
+        for d in decisions.iter().filter(|d| d.keep) {
+            if verified.contains(d.id.as_str()) {
+                continue;
+            }
+            let m = members
+                .iter()
+                .find(|m| m.id == d.id)
+                .expect("a pool member");
+            match catalog::verify_checksums(storage, m, None).await {
+                Ok(()) => {
+                    verified.insert(m.id.as_str());
+                }
+                Err(e) => {
+                    corrupt.push((m, format!("{e:#}")));
+                    found_corrupt = true;
+                }
+            }
+        }
+        if !found_corrupt {
+            break decisions;
+        }
+    };
+    let mut entries = Vec::new();
+    for decision in decisions {
+        let (action, reason, keys) = if decision.keep {
+            (
+                Action::Keep,
+                format!("{}; verified", decision.reasons.join(", ")),
+                vec![],
+            )
+        } else {
+            let manifest = manifest_key(target, &decision.id);
+            let mut keys = vec![manifest.clone()];
+            if let Some(dir) = dirs.iter().find(|d| d.id == decision.id) {
+                keys.extend(dir.keys.iter().filter(|k| **k != manifest).cloned());
+            }
+            (
+                Action::Remove,
+                "outside the retention policy".to_string(),
+                keys,
+            )
+        };
+        let kind = match members.iter().find(|m| m.id == decision.id) {
+            Some(m) if m.method == BackupMethod::Physical => EntryKind::Physical,
+            Some(m) => m.kind.into(),
+            None => EntryKind::Regular,
+        };
+        entries.push(PruneEntry {
+            target: target.to_string(),
+            backup_id: decision.id,
+            kind,
+            action,
+            reason,
+            keys,
+        });
+    }
+    for (m, why) in corrupt {
+        entries.push(PruneEntry {
+            target: target.to_string(),
+            backup_id: m.id.clone(),
+            kind: EntryKind::Corrupt,
+            action: Action::Keep,
+            reason: format!("CORRUPT, not counted as kept and left for inspection: {why}"),
+            keys: vec![],
+        });
     }
     Ok(entries)
 }
@@ -288,7 +376,7 @@ pub async fn apply(
     }
     Ok(PruneReport {
         format_version: FORMAT_VERSION,
-        ok: true,
+        ok: !entries.iter().any(|e| e.kind == EntryKind::Corrupt),
         dry_run,
         backups: entries,
     })

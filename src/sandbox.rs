@@ -12,6 +12,7 @@ use crate::process::ChildCommand;
 
 pub struct SandboxCluster {
     dir: Option<tempfile::TempDir>,
+    registered: Option<crate::leftovers::Registered>,
     bin_dir: PathBuf,
     run_as: Option<String>,
     pub port: u16,
@@ -54,6 +55,11 @@ impl SandboxCluster {
         }
         let port = free_port()?;
         let cluster = SandboxCluster {
+            registered: Some(crate::leftovers::register(
+                crate::leftovers::Resource::Sandbox {
+                    dir: dir.path().to_path_buf(),
+                },
+            )),
             dir: Some(dir),
             bin_dir,
             run_as,
@@ -140,6 +146,7 @@ impl SandboxCluster {
             }
         }
         self.dir = None;
+        self.registered = None;
     }
 }
 

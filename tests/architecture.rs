@@ -11,15 +11,16 @@ const LAYERS: &[&[&str]] = &[
     &["error", "units"],
     &["secret", "report"],
     // The configuration and how children are started.
-    &["config", "process"],
-    // Talking to the outside: storage (and how stored objects are encoded), PostgreSQL, Redis.
-    &["storage", "codec", "pg", "redis_client"],
+    &["config", "process", "leftovers"],
+    // Talking to the outside: storage (and how stored objects are encoded and encrypted),
+    // PostgreSQL, Redis.
+    &["storage", "codec", "pg", "redis_client", "encryption"],
     // The WAL archive: names, layout, push and fetch of single files.
     &["wal"],
     // Domain: backups and throwaway clusters, then restores on top of them.
     &["backup", "sandbox"],
     &["restore"],
-    &["drill", "prune", "runbook"],
+    &["drill", "prune", "runbook", "version"],
     &["checks"],
     // Presentation, then the CLI surface.
     &["output"],

@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::OutputLimited;
+
 use std::os::unix::fs::PermissionsExt;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -80,7 +82,7 @@ fn manifest_counts_and_checksum_match_reality() {
     let out = Command::new("sh")
         .arg("-c")
         .arg(format!("zstd -dc '{}' | head -c 5", dump.display()))
-        .output()
+        .output_limited()
         .unwrap();
     assert_eq!(&out.stdout, b"PGDMP");
     // list shows it, newest first, as JSON with the contract's fields.
@@ -117,7 +119,7 @@ fn files_are_0600_and_directories_0700_under_a_loose_umask() {
             world.config_path().display()
         ))
         .envs(world.env.iter().map(|(k, v)| (k, v)))
-        .output()
+        .output_limited()
         .unwrap();
     assert!(
         out.status.success(),
@@ -159,7 +161,7 @@ fn files_are_0600_and_directories_0700_under_a_loose_umask() {
     let sql = Command::new("sh")
         .arg("-c")
         .arg(format!("gzip -dc '{}'", globals.display()))
-        .output()
+        .output_limited()
         .unwrap();
     assert!(String::from_utf8_lossy(&sql.stdout).contains("CREATE ROLE postgres"));
 }
@@ -185,7 +187,7 @@ fn concurrent_writes_are_in_both_counts_and_dump_or_in_neither() {
                     .args(["-X", "-q", "-h"])
                     .arg(&sock)
                     .args(["-p", &port, "-U", "postgres", "-d", "app", "-c", "INSERT INTO public.ledger DEFAULT VALUES; INSERT INTO public.ledger DEFAULT VALUES;"])
-                    .output();
+                    .output_limited();
                 n += 1;
             }
             n
@@ -223,7 +225,7 @@ fn concurrent_writes_are_in_both_counts_and_dump_or_in_neither() {
             pg.socket_dir().display(),
             pg.port
         ))
-        .output()
+        .output_limited()
         .unwrap();
     assert!(
         restore.status.success(),
@@ -586,7 +588,7 @@ fn a_full_disk_fails_the_backup_cleanly() {
         .arg("-c")
         .arg(script)
         .envs(world.env.iter().map(|(k, v)| (k, v)))
-        .output()
+        .output_limited()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");

@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::OutputLimited;
+
 use std::io::Write;
 use std::process::Command;
 use std::time::Duration;
@@ -113,7 +115,7 @@ fn all_pass_is_ready_with_contract_json_shape() {
     // `dr check --help` documents every check the engine runs.
     let help = std::process::Command::new(env!("CARGO_BIN_EXE_dr"))
         .args(["check", "--help"])
-        .output()
+        .output_limited()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
     for c in checks {
@@ -229,7 +231,7 @@ fn wrong_password_fails_and_is_never_printed() {
     for format in ["json", "table", "junit", "prometheus"] {
         let mut cmd = world.command(&["-vv", "check", "--format", format]);
         cmd.env("RUST_LOG", "trace");
-        let out = cmd.output().unwrap();
+        let out = cmd.output_limited().unwrap();
         assert_eq!(out.status.code(), Some(1));
         let all = format!(
             "{}{}",
@@ -305,7 +307,7 @@ print(len(cases), ",".join(sorted(failed)))
         .arg("-c")
         .arg(script)
         .arg(&path)
-        .output()
+        .output_limited()
         .expect("python3");
     assert!(
         out.status.success(),
@@ -406,7 +408,7 @@ fn config_errors_exit_2_naming_the_key() {
 
     let missing = std::process::Command::new(env!("CARGO_BIN_EXE_dr"))
         .args(["--config", "/nonexistent/dr.toml", "check"])
-        .output()
+        .output_limited()
         .unwrap();
     assert_eq!(missing.status.code(), Some(2));
     let err = String::from_utf8_lossy(&missing.stderr);
@@ -422,7 +424,7 @@ fn example_config_loads_and_config_env_lookup_works() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_dr"))
         .args(["contacts", "--format", "json"])
         .env("DR_CONFIG", example)
-        .output()
+        .output_limited()
         .unwrap();
     assert_eq!(
         out.status.code(),
@@ -494,7 +496,7 @@ fn redis_with_failing_bgsave_warns() {
         Command::new("redis-cli")
             .args(["-p", &redis.port.to_string()])
             .args(args)
-            .output()
+            .output_limited()
             .expect("redis-cli")
     };
     cli(&["SET", "k", "v"]);

@@ -2,6 +2,8 @@
 
 mod support;
 
+use support::OutputLimited;
+
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -230,7 +232,7 @@ fn demo_runs_to_the_end_and_leaves_nothing_running() {
         .env("TMPDIR", &tmp)
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
-        .output()
+        .output_limited()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -244,7 +246,7 @@ fn demo_runs_to_the_end_and_leaves_nothing_running() {
         "$ dr list",
         "$ dr drill",
         "pass: restored and verified",
-        "READY: 3 pass",
+        "READY: 5 pass",
     ] {
         assert!(stdout.contains(step), "{step} missing:\n{stdout}");
     }

@@ -90,6 +90,7 @@ fn every_json_document_matches_the_readme_table() {
         ("contacts", vec!["contacts"]),
         ("runbook", vec!["runbook"]),
         ("runbook show", vec!["runbook", "show", "database-failure"]),
+        ("version", vec!["version"]),
         ("wal-push", vec!["wal-push", &segment_path]),
     ];
     let table = readme_table();

@@ -4,6 +4,8 @@
 
 mod support;
 
+use support::OutputLimited;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -239,7 +241,7 @@ fn dr_under_time(world: &World, args: &[&str]) -> (Run, u64) {
     }
     cmd.stdin(Stdio::null());
     let started = Instant::now();
-    let out = cmd.output().unwrap();
+    let out = cmd.output_limited().unwrap();
     let run = Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -285,7 +285,7 @@ wal_archiving = true
     assert!(
         files_below(&world.tmp_dir())
             .iter()
-            .all(|f| !f.to_string_lossy().contains("dr-validate-")),
+            .all(|f| !f.to_string_lossy().contains("dr-staging-")),
         "validate leaves no staging behind"
     );
 
@@ -704,4 +704,111 @@ fn a_physical_backup_is_refused_without_archiving() {
             .contains("no physical base backup"),
         "{continuity}"
     );
+}
+
+#[test]
+fn with_encryption_segments_and_base_backups_are_stored_encrypted() {
+    let keys = tempfile::tempdir().unwrap();
+    let (identity, public) = support::wal::age_keygen(keys.path(), "team.key");
+    let (pg, world) = archiving_cluster(ArchiveSetup {
+        extra_toml: &format!("\n[encryption]\nrecipients = [\"{public}\"]\n"),
+        ..Default::default()
+    });
+    let sysid = system_id(&pg);
+    pgbench(&pg, "app", &["-i", "-q", "-s", "1"]);
+    let run = world.dr(&["backup", "--physical", "--format", "json"]);
+    run.expect_code(0);
+    let m = run.json()["backups"][0].clone();
+    assert_eq!(m["encryption"], "age");
+    assert_eq!(m["objects"][0]["file"], "base.tar.zst.age");
+    let last = switch_wal(&pg);
+    wait_archived(&pg, &last);
+
+    // Segments carry data: encrypted. History files carry positions: readable without a key.
+    let stored = files_below(&world.storage_dir().join("wal"));
+    let segment = stored
+        .iter()
+        .find(|p| p.to_string_lossy().contains(&format!("/{last}.")))
+        .expect("the last segment is stored");
+    assert!(
+        segment.to_string_lossy().ends_with(".zst.age"),
+        "{}",
+        segment.display()
+    );
+    assert!(std::fs::read(segment)
+        .unwrap()
+        .starts_with(b"age-encryption.org/v1"));
+    let history = stored
+        .iter()
+        .find(|p| p.to_string_lossy().contains(".backup."))
+        .unwrap();
+    assert!(
+        history.to_string_lossy().ends_with(".zst"),
+        "{}",
+        history.display()
+    );
+
+    // Without the key nothing is served; with it the segment arrives verified.
+    let dest = world.tmp_dir().join("seg");
+    let refused = world.dr(&[
+        "wal-fetch",
+        "--system-id",
+        &sysid,
+        &last,
+        dest.to_str().unwrap(),
+    ]);
+    refused.expect_code(1);
+    assert!(
+        refused.stderr.contains("no age identity"),
+        "{}",
+        refused.stderr
+    );
+    assert!(!dest.exists());
+    let id = identity.to_str().unwrap();
+    world
+        .dr(&[
+            "wal-fetch",
+            "--identity",
+            id,
+            "--system-id",
+            &sysid,
+            &last,
+            dest.to_str().unwrap(),
+        ])
+        .expect_code(0);
+    assert_eq!(
+        sha256sum(&dest),
+        sha256sum(&pg.data_dir().join("pg_wal").join(&last))
+    );
+
+    // Validation proves integrity without a key, and everything with it.
+    let locked = world.dr(&["validate", "--physical", "--format", "json"]);
+    locked.expect_code(0);
+    let steps = locked.json()["steps"].clone();
+    let verify = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pg_verifybackup")
+        .unwrap();
+    assert_eq!(verify["status"], "warn", "{steps}");
+    let open = world.dr(&[
+        "validate",
+        "--physical",
+        "--identity",
+        id,
+        "--format",
+        "json",
+    ]);
+    open.expect_code(0);
+    let steps = open.json()["steps"].clone();
+    let verify = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "pg_verifybackup")
+        .unwrap();
+    assert_eq!(verify["status"], "pass", "{steps}");
+    let report = checks(&world, &["pg.archiving", "wal.continuity"]);
+    assert_eq!(report["ready"], true, "{report}");
 }

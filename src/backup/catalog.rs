@@ -9,6 +9,7 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
 use super::manifest::{BackupKind, BackupManifest, BackupMethod, MANIFEST_FILE};
+use super::retention::FUTURE_TOLERANCE;
 use crate::error::usage;
 use crate::storage::{self, Storage};
 
@@ -110,38 +111,38 @@ pub async fn list_complete(
     Ok((manifests, damaged))
 }
 
-/// Resolves `ID` or `latest` (the newest regular dump of `target`) for the commands that
-/// work on dumps: a physical backup is refused by name.
+/// Whether a backup is dated further in the future than clocks may disagree: a copied or
+/// clock-skewed backup, reported but never trusted as the newest.
+pub fn is_future_dated(manifest: &BackupManifest, now: DateTime<Utc>) -> bool {
+    manifest.created_at > now + FUTURE_TOLERANCE
+}
+
+/// The newest regular backup that is not dated in the future, and the future-dated ones
+/// that were passed over (newest first).
+pub fn newest_trusted(
+    manifests: &[BackupManifest],
+    now: DateTime<Utc>,
+) -> (Option<&BackupManifest>, Vec<&BackupManifest>) {
+    let regular = manifests.iter().filter(|m| m.kind == BackupKind::Regular);
+    let (future, trusted): (Vec<_>, Vec<_>) = regular.partition(|m| is_future_dated(m, now));
+    (trusted.into_iter().next(), future)
+}
+
+/// Resolves `ID` or `latest` (the newest regular dump of `target` that is not dated in the
+/// future) for the commands that work on dumps: a physical backup is refused by name. A
+/// path-like or otherwise impossible id is unknown (exit 2).
 pub async fn resolve(storage: &dyn Storage, target: &str, id: &str) -> Result<BackupManifest> {
     resolve_method(storage, target, id, Some(BackupMethod::Dump)).await
 }
 
-/// Resolves `ID` or `latest` (the newest regular backup of `method`, or of any method).
+/// Resolves `ID` or `latest` among the backups of `method` (or of any method).
 pub async fn resolve_method(
     storage: &dyn Storage,
     target: &str,
     id: &str,
     method: Option<BackupMethod>,
 ) -> Result<BackupManifest> {
-    let wanted = |m: &BackupManifest| method.is_none_or(|w| m.method == w);
-    if id == "latest" {
-        let (all, _) = list_complete(storage, Some(target)).await?;
-        let (word, flag) = match method {
-            Some(BackupMethod::Physical) => ("physical ", " --physical"),
-            Some(BackupMethod::Dump) => ("pg_dump ", ""),
-            None => ("", ""),
-        };
-        return all
-            .into_iter()
-            .find(|m| m.kind == BackupKind::Regular && wanted(m))
-            .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "no complete {word}backup of target {target:?} in {}; hint: run `dr backup --target {target}{flag}` first",
-                    storage.describe()
-                )
-            });
-    }
-    let m = resolve_id(storage, target, id).await?;
+    let m = resolve_any(storage, target, id, method).await?;
     match (method, m.method) {
         (Some(BackupMethod::Dump), BackupMethod::Physical) => Err(usage(format!(
             "backup {id} is a physical base backup; this command works on pg_dump backups, and this dr cannot restore physical backups yet; hint: check it with `dr validate --backup-id {id}`, or pick a dump (`dr list --target {target}` shows the method)"
@@ -153,7 +154,62 @@ pub async fn resolve_method(
     }
 }
 
-async fn resolve_id(storage: &dyn Storage, target: &str, id: &str) -> Result<BackupManifest> {
+async fn resolve_any(
+    storage: &dyn Storage,
+    target: &str,
+    id: &str,
+    method: Option<BackupMethod>,
+) -> Result<BackupManifest> {
+    if id == "latest" {
+        let (mut all, damaged) = list_complete(storage, Some(target)).await?;
+        all.retain(|m| method.is_none_or(|w| m.method == w));
+        let (word, flag) = match method {
+            Some(BackupMethod::Physical) => ("physical ", " --physical"),
+            Some(BackupMethod::Dump) => ("pg_dump ", ""),
+            None => ("", ""),
+        };
+        for d in &damaged {
+            tracing::warn!(
+                "latest skips {}: {}; that backup cannot be trusted",
+                d.key,
+                d.error
+            );
+        }
+        let (newest, future) = newest_trusted(&all, Utc::now());
+        let skipped: Vec<String> = future
+            .iter()
+            .map(|m| format!("{} (dated {})", m.id, crate::units::time(m.created_at)))
+            .collect();
+        if !skipped.is_empty() {
+            tracing::warn!(
+                "latest skips backup(s) dated in the future, which a copy or a wrong clock made: {}; hint: check the clock of the host that took them, and name one with --backup-id if you trust it",
+                skipped.join(", ")
+            );
+        }
+        return newest.cloned().ok_or_else(|| {
+            let mut passed_over: Vec<String> = damaged
+                .iter()
+                .map(|d| format!("{}: {}", d.key, d.error))
+                .collect();
+            if !skipped.is_empty() {
+                passed_over.push(format!("dated in the future: {}", skipped.join(", ")));
+            }
+            let also = if passed_over.is_empty() {
+                String::new()
+            } else {
+                format!(" (passed over: {})", passed_over.join("; "))
+            };
+            anyhow::anyhow!(
+                "no trustworthy complete {word}backup of target {target:?} in {}{also}; hint: run `dr backup --target {target}{flag}` first",
+                storage.describe()
+            )
+        });
+    }
+    if !is_plausible_id(target, id) {
+        return Err(usage(format!(
+            "unknown backup id {id:?} for target {target:?}; hint: `dr list --target {target}` shows the complete backups"
+        )));
+    }
     let key = manifest_key(target, id);
     match storage.head(&key).await? {
         Some(_) => {
@@ -186,11 +242,26 @@ async fn resolve_id(storage: &dyn Storage, target: &str, id: &str) -> Result<Bac
     }
 }
 
-/// Streams an object and returns (size, SHA-256 hex). With `idle_timeout`, storage that
+/// Ids are `<target>-<yyyymmddThhmmssZ>[-safety]`: anything else (a path, `..`, a slash)
+/// names no backup and is never turned into a storage key.
+fn is_plausible_id(target: &str, id: &str) -> bool {
+    id.strip_prefix(target)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|rest| {
+            !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// Streams an object and returns (size, SHA-256 hex); reading stops one byte past
+/// `max_bytes`, so an endless object ends the read. With `idle_timeout`, storage that
 /// stops answering for that long is an error, however long the whole read takes.
 pub async fn hash_object(
     storage: &dyn Storage,
     key: &str,
+    max_bytes: u64,
     idle_timeout: Option<std::time::Duration>,
 ) -> Result<(u64, String)> {
     let limit = idle_timeout.unwrap_or(std::time::Duration::MAX);
@@ -213,6 +284,9 @@ pub async fn hash_object(
         let chunk = chunk.with_context(|| format!("cannot read {key}"))?;
         size += chunk.len() as u64;
         hasher.update(&chunk);
+        if size > max_bytes {
+            break;
+        }
     }
     Ok((size, hex::encode(hasher.finalize())))
 }
@@ -226,7 +300,7 @@ pub async fn verify_checksums(
 ) -> Result<()> {
     for object in &manifest.objects {
         let key = object_key(manifest, &object.file);
-        let (size, sha) = hash_object(storage, &key, idle_timeout)
+        let (size, sha) = hash_object(storage, &key, object.size_bytes, idle_timeout)
             .await
             .with_context(|| {
                 format!(
@@ -234,6 +308,12 @@ pub async fn verify_checksums(
                     manifest.id
                 )
             })?;
+        if size > object.size_bytes {
+            anyhow::bail!(
+                "{key} holds more than the {} bytes its manifest records: the backup was altered; hint: use another backup (`dr list --target {}`)",
+                object.size_bytes, manifest.target
+            );
+        }
         if sha != object.sha256 || size != object.size_bytes {
             anyhow::bail!(
                 "checksum mismatch for {key}: the manifest says sha256 {} and {} bytes, storage holds sha256 {sha} and {size} bytes: the backup is corrupted; hint: use another backup (`dr list --target {}`)",

@@ -13,7 +13,7 @@ pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 pub const DUMP_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum BackupKind {
     /// Taken by `dr backup` (or a drill).
@@ -33,7 +33,9 @@ impl BackupKind {
 }
 
 /// How a backup was taken.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default, Hash)]
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default, Hash,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum BackupMethod {
     /// `pg_dump` (one database, logical); every manifest before format 2.
@@ -119,6 +121,12 @@ pub struct StoredObject {
     pub sha256: String,
     /// Bytes before compression: what staging a restore needs on disk.
     pub raw_bytes: u64,
+    /// For an encrypted object: SHA-256 and size of the bytes before encryption (the
+    /// compressed stream), which a restore with the key checks after decrypting.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaintext_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -161,8 +169,11 @@ pub struct BackupManifest {
     pub format: String,
     pub compression: Compression,
     pub compression_level: i32,
-    /// Always `null` for now: encryption at rest is the storage's.
+    /// `age` when the objects are encrypted; `null`: encryption at rest is the storage's.
     pub encryption: Option<String>,
+    /// The age public keys the objects were encrypted to: any of their identities opens them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<String>,
     /// Stored bytes of all objects.
     pub size_bytes: u64,
     /// SHA-256 of the stored dump object (of the base tar for physical backups).
@@ -199,7 +210,17 @@ impl BackupManifest {
         self.objects.iter().find(|o| o.role == ObjectRole::Base)
     }
 
-    /// Parses a manifest and checks the invariants a restore relies on.
+    /// The object the manifest's `sha256` and `compression` describe: the dump, or the
+    /// base tar of a physical backup.
+    fn primary_role(&self) -> ObjectRole {
+        match self.method {
+            BackupMethod::Dump => ObjectRole::Dump,
+            BackupMethod::Physical => ObjectRole::Base,
+        }
+    }
+
+    /// Parses a manifest and checks every field a reader relies on: an edited or
+    /// inconsistent manifest is refused, never trusted.
     pub fn parse(bytes: &[u8]) -> anyhow::Result<BackupManifest> {
         let m: BackupManifest = serde_json::from_slice(bytes)?;
         if m.format_version > MANIFEST_FORMAT_VERSION {
@@ -208,39 +229,117 @@ impl BackupManifest {
                 m.format_version
             );
         }
-        match m.method {
-            BackupMethod::Dump => {
-                if m.objects
-                    .iter()
-                    .filter(|o| o.role == ObjectRole::Dump)
-                    .count()
-                    != 1
-                {
-                    anyhow::bail!("manifest {} lists no dump object", m.id);
-                }
-            }
-            BackupMethod::Physical => {
-                if m.objects
-                    .iter()
-                    .filter(|o| o.role == ObjectRole::Base)
-                    .count()
-                    != 1
-                    || m.physical.is_none()
-                {
-                    anyhow::bail!(
-                        "manifest {} of a physical backup lists no base tar or no WAL positions",
-                        m.id
-                    );
-                }
-            }
-        }
-        if m.objects
-            .iter()
-            .any(|o| o.file.contains('/') || o.sha256.len() != 64)
-        {
-            anyhow::bail!("manifest {} has a malformed object entry", m.id);
+        if let Some(problem) = m.inconsistency() {
+            anyhow::bail!("manifest {} is inconsistent: {problem}; it was edited or damaged, so the backup cannot be trusted", m.id);
         }
         Ok(m)
+    }
+
+    /// The first field that contradicts another, if any.
+    fn inconsistency(&self) -> Option<String> {
+        let primary = self.primary_role();
+        let count = |role| self.objects.iter().filter(|o| o.role == role).count();
+        let primaries = count(primary);
+        if primaries != 1 {
+            let what = match primary {
+                ObjectRole::Base => "base tar",
+                _ => "dump",
+            };
+            return Some(format!("it lists {primaries} {what} objects, not one"));
+        }
+        match self.method {
+            BackupMethod::Physical
+                if self.physical.is_none()
+                    || self.format_version < 2
+                    || count(ObjectRole::Dump) + count(ObjectRole::Globals) > 0 =>
+            {
+                return Some(
+                    "a physical backup without its WAL positions, or with dump objects".into(),
+                );
+            }
+            BackupMethod::Dump if self.physical.is_some() || count(ObjectRole::Base) > 0 => {
+                return Some("a dump with physical backup fields".into());
+            }
+            _ => {}
+        }
+        let mut files = std::collections::HashSet::new();
+        for o in &self.objects {
+            if o.file.is_empty()
+                || o.file.contains('/')
+                || o.file == MANIFEST_FILE
+                || !files.insert(o.file.as_str())
+            {
+                return Some(format!("object file name {:?} is not allowed", o.file));
+            }
+            if o.sha256.len() != 64 || !o.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Some(format!("object {} has no valid SHA-256", o.file));
+            }
+        }
+        let dump = self
+            .objects
+            .iter()
+            .find(|o| o.role == primary)
+            .expect("counted above");
+        if self.sha256 != dump.sha256 {
+            return Some(format!(
+                "its sha256 {} differs from its dump object's {}",
+                self.sha256, dump.sha256
+            ));
+        }
+        let total: u64 = self.objects.iter().map(|o| o.size_bytes).sum();
+        if self.size_bytes != total {
+            return Some(format!(
+                "its size_bytes {} differs from the sum of its objects, {total}",
+                self.size_bytes
+            ));
+        }
+        if self.compression != dump.compression {
+            return Some(format!(
+                "its compression {} differs from its dump object's {}",
+                self.compression.as_str(),
+                dump.compression.as_str()
+            ));
+        }
+        let encrypted = self.encryption.as_deref() == Some("age");
+        if let Some(other) = self.encryption.as_deref().filter(|e| *e != "age") {
+            return Some(format!("encryption {other:?} is unknown"));
+        }
+        if encrypted
+            && (self.recipients.is_empty()
+                || self
+                    .objects
+                    .iter()
+                    .any(|o| o.plaintext_sha256.is_none() || o.plaintext_bytes.is_none()))
+        {
+            return Some("it is encrypted but names no recipient or no plaintext hash".into());
+        }
+        if self.finished_at < self.created_at {
+            return Some("it finished before it started".into());
+        }
+        let version_major = self
+            .server_version
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|v| v.parse::<u32>().ok());
+        if version_major != Some(self.server_major) {
+            return Some(format!(
+                "server_major {} does not match server_version {:?}",
+                self.server_major, self.server_version
+            ));
+        }
+        if let Some(t) = self.tables.iter().find(|t| t.rows < 0) {
+            return Some(format!("table {} has a negative row count", t.qualified()));
+        }
+        if !self.id.starts_with(&format!("{}-", self.target))
+            || (self.kind == BackupKind::Safety) != self.id.ends_with("-safety")
+        {
+            return Some(format!(
+                "its id does not match its target {} and kind {}",
+                self.target,
+                self.kind.as_str()
+            ));
+        }
+        None
     }
 }
 
@@ -258,6 +357,51 @@ pub fn backup_id(target: &str, at: DateTime<Utc>, kind: BackupKind) -> String {
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    fn sample() -> serde_json::Value {
+        serde_json::json!({
+            "format_version": 1, "id": "main-20260102T030405Z", "target": "main", "kind": "regular",
+            "database": "app", "source": "postgres://u@h/app",
+            "created_at": "2026-01-02T03:04:05Z", "finished_at": "2026-01-02T03:04:06Z",
+            "duration_ms": 1000, "server_version": "15.18 (Debian)", "server_major": 15,
+            "pg_dump_version": "15.18", "dr_version": "0.1.0", "format": "custom",
+            "compression": "zstd", "compression_level": 3, "encryption": null,
+            "size_bytes": 30, "sha256": "a".repeat(64),
+            "objects": [
+                {"role": "dump", "file": "dump.pgdump.zst", "compression": "zstd", "size_bytes": 10, "sha256": "a".repeat(64), "raw_bytes": 100},
+                {"role": "globals", "file": "globals.sql.zst", "compression": "zstd", "size_bytes": 20, "sha256": "b".repeat(64), "raw_bytes": 50}
+            ],
+            "snapshot": "s", "schemas": ["public"], "extensions": [], "tables": [{"schema": "public", "name": "t", "rows": 3}]
+        })
+    }
+
+    #[test]
+    fn every_field_a_reader_relies_on_is_checked() {
+        let parse = |v: &serde_json::Value| BackupManifest::parse(&serde_json::to_vec(v).unwrap());
+        parse(&sample()).unwrap();
+        let edits: [(&str, serde_json::Value); 8] = [
+            ("sha256", serde_json::json!("c".repeat(64))),
+            ("size_bytes", serde_json::json!(31)),
+            ("compression", serde_json::json!("gzip")),
+            ("finished_at", serde_json::json!("2026-01-02T03:04:04Z")),
+            ("server_major", serde_json::json!(16)),
+            ("id", serde_json::json!("other-20260102T030405Z")),
+            ("kind", serde_json::json!("safety")),
+            (
+                "tables",
+                serde_json::json!([{"schema": "public", "name": "t", "rows": -1}]),
+            ),
+        ];
+        for (field, value) in edits {
+            let mut m = sample();
+            m[field] = value;
+            let err = parse(&m).unwrap_err().to_string();
+            assert!(err.contains("inconsistent"), "{field}: {err}");
+        }
+        let mut m = sample();
+        m["objects"][1]["file"] = serde_json::json!("dump.pgdump.zst");
+        assert!(parse(&m).is_err(), "duplicate file names");
+    }
 
     /// A manifest as dr 0.1 wrote it, before physical backups existed.
     const FORMAT_1: &str = r#"{"format_version":1,"id":"main-20260102T030405Z","target":"main","kind":"regular",

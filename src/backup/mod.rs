@@ -17,8 +17,8 @@ use chrono::Utc;
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use crate::codec;
-use crate::config::{BackupConfig, PostgresTarget};
+use crate::config::{BackupConfig, Config, PostgresTarget};
+use crate::encryption::Recipients;
 use crate::pg::{self, tools, ConnTarget};
 use crate::process::ChildCommand;
 use crate::storage::{self, ByteStream, Storage};
@@ -38,27 +38,31 @@ pub struct BackupPlan<'a> {
     pub conn: ConnTarget,
     pub kind: BackupKind,
     pub settings: &'a BackupConfig,
+    /// Set when `[encryption]` is: every stored object is encrypted to them.
+    pub recipients: Option<Recipients>,
     pub pg_bin_dir: Option<&'a Path>,
     pub show_progress: bool,
 }
 
 impl<'a> BackupPlan<'a> {
-    /// A backup of `conn` filed under `target`, with the configured settings.
+    /// A backup of `conn` filed under `target`, with the configured settings (and
+    /// encryption, when configured).
     pub fn new(
         target: &'a PostgresTarget,
         conn: ConnTarget,
         kind: BackupKind,
-        settings: &'a BackupConfig,
+        config: &'a Config,
         show_progress: bool,
-    ) -> Self {
-        BackupPlan {
+    ) -> Result<Self> {
+        Ok(BackupPlan {
             target_name: &target.name,
             conn,
             kind,
-            settings,
+            settings: &config.backup,
+            recipients: crate::encryption::configured_recipients(config)?,
             pg_bin_dir: target.pg_bin_dir.as_deref(),
             show_progress,
-        }
+        })
     }
 }
 
@@ -128,7 +132,8 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     tracing::info!(target = plan.target_name, id = %id, snapshot = %snapshot, "backup started");
 
     let settings = plan.settings;
-    let dump_file = format!("dump.pgdump{}", settings.compression.extension());
+    let pipeline = PipelineSettings::new(settings, plan.recipients.clone());
+    let dump_file = format!("dump.pgdump{}", pipeline.extension());
     let dump_key = catalog::backup_dir(plan.target_name, &id) + "/" + &dump_file;
     let mut written_keys = vec![dump_key.clone()];
 
@@ -138,7 +143,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             .args(pg_dump_args(&conn.public_url, &snapshot))
             .envs(auth.env());
         let progress = progress_bar(plan.show_progress, plan.target_name);
-        let dump = stream_child(storage, &dump_key, cmd, settings, progress.clone(), None);
+        let dump = stream_child(storage, &dump_key, cmd, &pipeline, progress.clone(), None);
         let counts = count_rows(&snap_client, &catalog_info.tables);
         let (dump, counts) = tokio::join!(dump, counts);
         if let Some(p) = &progress {
@@ -161,13 +166,13 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
 
         if settings.include_globals {
             let dumpall = tools::find("pg_dumpall", plan.pg_bin_dir)?;
-            let globals_file = format!("globals.sql{}", settings.compression.extension());
+            let globals_file = format!("globals.sql{}", pipeline.extension());
             let globals_key = catalog::backup_dir(plan.target_name, &id) + "/" + &globals_file;
             written_keys.push(globals_key.clone());
             let cmd = ChildCommand::new(dumpall, "pg_dumpall")
                 .args(pg_dumpall_args(&conn.public_url, catalog_info.superuser))
                 .envs(auth.env());
-            let globals = stream_child(storage, &globals_key, cmd, settings, None, None).await?;
+            let globals = stream_child(storage, &globals_key, cmd, &pipeline, None, None).await?;
             objects.push(StoredObject {
                 role: ObjectRole::Globals,
                 file: globals_file,
@@ -192,8 +197,13 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             dr_version: env!("CARGO_PKG_VERSION").to_string(),
             format: "custom".into(),
             compression: settings.compression,
-            compression_level: codec::level(settings),
-            encryption: None,
+            compression_level: crate::codec::level(settings),
+            encryption: plan.recipients.as_ref().map(|_| "age".to_string()),
+            recipients: plan
+                .recipients
+                .as_ref()
+                .map(|r| r.public_keys())
+                .unwrap_or_default(),
             size_bytes: objects.iter().map(|o| o.size_bytes).sum(),
             sha256: objects[0].sha256.clone(),
             objects,
@@ -377,9 +387,9 @@ pub(crate) async fn stream_child(
     storage: &dyn Storage,
     key: &str,
     cmd: ChildCommand,
-    settings: &BackupConfig,
+    settings: &PipelineSettings,
     progress: Option<indicatif::ProgressBar>,
-    mut tap: Option<codec::RawTap>,
+    mut tap: Option<crate::codec::RawTap>,
 ) -> Result<StoredObject> {
     let program = cmd.what().to_string();
     let child_name = program.clone();
@@ -393,19 +403,16 @@ pub(crate) async fn stream_child(
         .into();
 
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
-    let compression = settings.compression;
-    let level = codec::level(settings);
-    let threads = settings.threads.unwrap_or(0);
+    let settings = settings.clone();
     let producer_tx = tx.clone();
     let producer = tokio::task::spawn_blocking(move || {
-        let result = codec::compress_into(
+        let result = crate::codec::compress_into(
             stdout,
             producer_tx.clone(),
-            compression,
-            level,
-            threads,
+            &settings,
             progress,
-            tap.as_mut().map(|t| t.as_mut() as codec::RawTapRef<'_>),
+            tap.as_mut()
+                .map(|t| t.as_mut() as crate::codec::RawTapRef<'_>),
         );
         if let Err(e) = &result {
             // An error must reach the storage writer so it discards the object.
@@ -458,6 +465,8 @@ pub(crate) async fn stream_child(
                 size_bytes: encoded.size_bytes,
                 sha256: encoded.sha256,
                 raw_bytes: encoded.raw_bytes,
+                plaintext_sha256: encoded.plaintext_sha256,
+                plaintext_bytes: encoded.plaintext_bytes,
             })
         }
         (Ok(_), Err(child_err)) => Err(child_err),
@@ -478,6 +487,8 @@ pub(crate) async fn stream_child(
         }
     }
 }
+
+pub use crate::codec::PipelineSettings;
 
 /// Where temporary files of this run live (staging, passfiles): `$TMPDIR` by default.
 pub fn default_staging_dir() -> PathBuf {

@@ -380,7 +380,8 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     let started = Instant::now();
     tracing::info!(target = plan.target_name, id = %id, "physical backup started");
     let settings = plan.settings;
-    let base_file = format!("base.tar{}", settings.compression.extension());
+    let pipeline = super::PipelineSettings::new(settings, plan.recipients.clone());
+    let base_file = format!("base.tar{}", pipeline.extension());
     let base_key = catalog::backup_dir(plan.target_name, &id) + "/" + &base_file;
 
     let result: Result<BackupManifest> = async {
@@ -394,7 +395,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             tap_scanner.lock().expect("scanner lock").feed(bytes);
         });
         let progress = progress_bar(plan.show_progress, plan.target_name);
-        let stored = stream_child(storage, &base_key, cmd, settings, progress.clone(), Some(tap)).await;
+        let stored = stream_child(storage, &base_key, cmd, &pipeline, progress.clone(), Some(tap)).await;
         if let Some(p) = &progress {
             p.finish_and_clear();
         }
@@ -474,7 +475,12 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             format: "tar".into(),
             compression: settings.compression,
             compression_level: codec::level(settings),
-            encryption: None,
+            encryption: plan.recipients.as_ref().map(|_| "age".to_string()),
+            recipients: plan
+                .recipients
+                .as_ref()
+                .map(|r| r.public_keys())
+                .unwrap_or_default(),
             size_bytes: stored.size_bytes,
             sha256: stored.sha256.clone(),
             objects: vec![StoredObject {

@@ -8,8 +8,7 @@ use chrono::Utc;
 
 use super::{CheckContext, Finding, PlannedCheck};
 use crate::backup::catalog;
-use crate::backup::manifest::{BackupKind, BackupManifest};
-use crate::backup::retention::FUTURE_TOLERANCE;
+use crate::backup::manifest::BackupManifest;
 use crate::storage::Storage;
 use crate::units::age as age_text;
 
@@ -59,10 +58,7 @@ async fn newest(
         for d in damaged {
             tracing::warn!("damaged manifest {}: {}", d.key, d.error);
         }
-        let now = Utc::now();
-        Ok(all
-            .into_iter()
-            .find(|m| m.kind == BackupKind::Regular && m.created_at <= now + FUTURE_TOLERANCE))
+        Ok(catalog::newest_trusted(&all, Utc::now()).0.cloned())
     })
     .await
     .clone()
@@ -129,10 +125,10 @@ async fn integrity(
     };
     match catalog::verify_checksums(storage, &m, Some(timeout)).await {
         Ok(()) => Ok(Finding::pass(format!(
-            "backup {}: {} object(s), {} bytes, SHA-256 matches the manifest",
+            "backup {}: {} object(s), {}, SHA-256 matches the manifest",
             m.id,
             m.objects.len(),
-            m.size_bytes
+            crate::units::bytes(m.size_bytes)
         ))),
         Err(e) => Ok(Finding::fail(format!("{e:#}"))),
     }

@@ -26,6 +26,12 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
 
 fn config_file(ctx: &CheckContext) -> Finding {
     let config = &ctx.config;
+    if config.postgres.is_empty() && config.redis.is_empty() {
+        return Finding::fail(format!(
+            "{} protects nothing: it has no [[postgres]] or [[redis]] target, so there is nothing to be ready for; hint: add a target (see dr.toml.example)",
+            config.path.display()
+        ));
+    }
     let summary = format!(
         "{} is valid: {} PostgreSQL and {} Redis target(s)",
         config.path.display(),

@@ -1,4 +1,5 @@
-//! `drill.recent`: recovery was rehearsed recently enough.
+//! `drill.recent`: recovery was rehearsed recently enough. `drill.leftovers`: no drill
+//! that died left a scratch database or files behind.
 
 use std::sync::Arc;
 
@@ -10,6 +11,24 @@ use crate::storage::Storage;
 use crate::units::age as age_text;
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
+    let found = local_leftovers(&ctx.leftovers);
+    out.push(PlannedCheck {
+        name: "drill.leftovers",
+        target: None,
+        critical: false,
+        timeout_per_read: false,
+        run: Box::pin(async move { Ok(found) }),
+    });
+    for target in &ctx.config.postgres {
+        let t = target.clone();
+        out.push(PlannedCheck {
+            name: "drill.leftovers",
+            target: Some(t.name.clone()),
+            critical: false,
+            timeout_per_read: false,
+            run: Box::pin(async move { scratch_leftovers(&t).await }),
+        });
+    }
     let Some(store) = ctx.storage.clone() else {
         return;
     };
@@ -27,6 +46,52 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             run: Box::pin(async move { recent(s.as_ref(), &name, every).await }),
         });
     }
+}
+
+fn local_leftovers(found: &[crate::leftovers::Leftover]) -> Finding {
+    if found.is_empty() {
+        return Finding::pass(
+            "no passfile, staging copy or sandbox cluster left by a dr run that died on this host",
+        );
+    }
+    let removed: Vec<String> = found
+        .iter()
+        .filter(|l| l.error.is_none())
+        .map(|l| format!("{} (pid {})", l.resource.describe(), l.pid))
+        .collect();
+    let stuck: Vec<String> = found
+        .iter()
+        .filter_map(|l| {
+            l.error
+                .as_ref()
+                .map(|e| format!("{} ({e})", l.resource.describe()))
+        })
+        .collect();
+    if stuck.is_empty() {
+        Finding::warn(format!(
+            "removed what dr runs that died (kill -9, a crash) left on this host: {}; hint: find out what killed them",
+            removed.join(", ")
+        ))
+    } else {
+        Finding::warn(format!(
+            "dr runs that died left what could not be removed: {}; hint: remove it by hand",
+            stuck.join(", ")
+        ))
+    }
+}
+
+async fn scratch_leftovers(target: &crate::config::PostgresTarget) -> Result<Finding> {
+    let conn = crate::pg::ConnTarget::parse(&target.resolve_url()?)?;
+    let stale = crate::drill::stale_scratch_databases(&conn).await?;
+    Ok(if stale.is_empty() {
+        Finding::pass("no scratch database of a drill that died")
+    } else {
+        Finding::warn(format!(
+            "scratch database(s) of drills that died: {}; hint: the next `dr drill --target {}` drops them, or DROP DATABASE them by hand",
+            stale.join(", "),
+            target.name
+        ))
+    })
 }
 
 async fn recent(

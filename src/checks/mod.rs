@@ -5,6 +5,7 @@
 pub mod backup;
 pub mod config;
 pub mod drill;
+pub mod encryption;
 pub mod postgres;
 pub mod redis;
 pub mod runbooks;
@@ -68,6 +69,8 @@ pub struct CheckContext {
     pub secrets: Vec<String>,
     /// `--timeout`, for checks that apply it per read.
     pub timeout: Duration,
+    /// What dead `dr` runs left on this host, found (and removed) before the checks ran.
+    pub leftovers: Vec<crate::leftovers::Leftover>,
 }
 
 pub type CheckFuture = BoxFuture<'static, anyhow::Result<Finding>>;
@@ -92,11 +95,14 @@ pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
     backup::plan(ctx, &mut checks);
     wal::plan(ctx, &mut checks);
     drill::plan(ctx, &mut checks);
+    encryption::plan(ctx, &mut checks);
     runbooks::plan(ctx, &mut checks);
     checks
 }
 
-/// Runs the checks concurrently; a check that outlives `timeout` fails.
+/// Runs the checks concurrently; a check that outlives `timeout` fails. Each check's
+/// duration is its own: timed inside its task, not from the batch's start to the moment
+/// its result is collected.
 pub async fn run(
     checks: Vec<PlannedCheck>,
     timeout: Duration,
@@ -105,26 +111,33 @@ pub async fn run(
     let handles: Vec<_> = checks
         .into_iter()
         .map(|check| {
-            let started = Instant::now();
             let limit = if check.timeout_per_read {
                 Duration::MAX
             } else {
                 timeout
             };
-            let handle = tokio::spawn(tokio::time::timeout(limit, check.run));
-            (check.name, check.target, check.critical, started, handle)
+            let run = check.run;
+            let handle = tokio::spawn(async move {
+                let started = Instant::now();
+                let outcome = tokio::time::timeout(limit, run).await;
+                (outcome, started.elapsed())
+            });
+            (check.name, check.target, check.critical, handle)
         })
         .collect();
     let mut results = Vec::with_capacity(handles.len());
-    for (name, target, critical, started, handle) in handles {
-        let finding = match handle.await {
-            Ok(Ok(Ok(finding))) => finding,
-            Ok(Ok(Err(e))) => Finding::fail(format!("{e:#}")),
-            Ok(Err(_elapsed)) => Finding::fail(format!(
+    for (name, target, critical, handle) in handles {
+        let (finding, took) = match handle.await {
+            Ok((Ok(Ok(finding)), took)) => (finding, took),
+            Ok((Ok(Err(e)), took)) => (Finding::fail(format!("{e:#}")), took),
+            Ok((Err(_elapsed), took)) => (Finding::fail(format!(
                 "timed out after {}; hint: the server accepted the connection but did not answer: check its load and network, or raise --timeout",
                 crate::units::duration(timeout)
-            )),
-            Err(join_error) => Finding::fail(format!("check crashed: {join_error}")),
+            )), took),
+            Err(join_error) => (
+                Finding::fail(format!("check crashed: {join_error}")),
+                Duration::ZERO,
+            ),
         };
         results.push(CheckResult {
             name: name.to_string(),
@@ -132,7 +145,7 @@ pub async fn run(
             status: finding.status,
             critical,
             message: crate::secret::scrub(&finding.message, secrets),
-            duration_ms: started.elapsed().as_millis() as u64,
+            duration_ms: took.as_millis() as u64,
         });
     }
     results
@@ -204,5 +217,33 @@ mod tests {
         }];
         let results = run(checks, Duration::from_millis(30), &[]).await;
         assert_eq!(results[0].status, Status::Pass, "{}", results[0].message);
+    }
+
+    #[tokio::test]
+    async fn each_check_reports_its_own_duration() {
+        let sleeper = |name: &'static str, ms: u64| PlannedCheck {
+            name,
+            target: None,
+            critical: true,
+            timeout_per_read: false,
+            run: Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                Ok(Finding::pass("done"))
+            }),
+        };
+        // The slow check comes first: collecting results in order must not charge its
+        // time to the quick one.
+        let results = run(
+            vec![sleeper("slow", 400), sleeper("quick", 0)],
+            Duration::from_secs(10),
+            &[],
+        )
+        .await;
+        assert!(results[0].duration_ms >= 400, "{results:?}");
+        assert!(
+            results[1].duration_ms < 200,
+            "the quick check took {} ms: measured from the batch start?",
+            results[1].duration_ms
+        );
     }
 }

@@ -55,10 +55,10 @@ async fn connect(target: &PostgresTarget) -> Result<Finding> {
         .map_err(|e| anyhow::anyhow!("SELECT 1 failed: {}", pg::describe_pg_error(&e)))?;
     let (_, version) = pg::server_version(&client).await?;
     Ok(Finding::pass(format!(
-        "connected to {} as {} in {} ms; PostgreSQL {version}",
+        "connected to {} as {} in {}; PostgreSQL {version}",
         c.public_url,
         c.user,
-        started.elapsed().as_millis()
+        crate::units::duration(started.elapsed())
     )))
 }
 

@@ -52,8 +52,8 @@ async fn connect(target: &RedisTarget) -> Result<Finding> {
         .unwrap_or_default();
     let version = redis_client::info_field(&info, "redis_version").unwrap_or("unknown");
     Ok(Finding::pass(format!(
-        "PING answered in {} ms; Redis {version}",
-        started.elapsed().as_millis()
+        "PING answered in {}; Redis {version}",
+        crate::units::duration(started.elapsed())
     )))
 }
 

@@ -11,6 +11,10 @@ use crate::secret::scrub;
 
 pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
     let targets = config.select_postgres(args.target.as_deref())?;
+    // An unset url_env is a configuration error (exit 2) before anything starts.
+    for target in &targets {
+        target.resolve_url()?;
+    }
     let storage = super::open_storage(config)?;
     let mut manifests = Vec::new();
     let mut failures = Vec::new();
@@ -18,13 +22,7 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
         let result = async {
             let conn = ConnTarget::parse(&target.resolve_url()?)?;
             let show_progress = args.format == Format::Table;
-            let plan = BackupPlan::new(
-                target,
-                conn,
-                BackupKind::Regular,
-                &config.backup,
-                show_progress,
-            );
+            let plan = BackupPlan::new(target, conn, BackupKind::Regular, config, show_progress)?;
             if args.physical {
                 physical::run(storage.as_ref(), plan).await
             } else {

@@ -10,7 +10,18 @@ use crate::config::Config;
 use crate::error::usage;
 use crate::output;
 
-pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
+pub async fn run(
+    config: &Config,
+    args: CheckArgs,
+    leftovers: Vec<crate::leftovers::Leftover>,
+) -> Result<i32> {
+    // An unset url_env is a configuration error (exit 2), as at every other command.
+    for t in &config.postgres {
+        t.resolve_url()?;
+    }
+    for t in &config.redis {
+        t.resolve_url()?;
+    }
     let storage = match &config.storage {
         Some(s) => Some(Arc::from(crate::storage::open(s)?)),
         None => None,
@@ -20,6 +31,7 @@ pub async fn run(config: &Config, args: CheckArgs) -> Result<i32> {
         storage,
         secrets: config.secrets(),
         timeout: args.timeout,
+        leftovers,
     });
     let mut planned = checks::plan(&ctx);
     if !args.only.is_empty() {

@@ -21,6 +21,7 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
             DrillMode::ScratchDatabase
         },
         jobs: args.jobs,
+        identities: super::identities(config, args.identity.as_deref())?,
     })
     .await?;
     output::emit(&match args.format {

@@ -3,15 +3,18 @@
 
 mod backup;
 mod check;
+mod completions;
 mod contacts;
 mod demo;
 mod drill;
 mod list;
+mod man;
 mod prune;
 mod restore;
 mod runbook;
 mod validate;
 mod verify;
+mod version;
 mod wal_fetch;
 mod wal_push;
 
@@ -20,16 +23,40 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::cli::{Cli, Command};
+use crate::cli::{Cli, Command, TextFormat, VersionArgs};
 use crate::config::{Config, PostgresTarget};
 use crate::pg::ConnTarget;
 use crate::storage::{self, Storage};
 
 pub async fn dispatch(cli: Cli) -> Result<i32> {
     let config_path = cli.config.as_deref();
-    match cli.command {
+    let command = match (cli.version, cli.command) {
+        (true, _) => Command::Version(VersionArgs {
+            format: TextFormat::Text,
+        }),
+        (false, Some(command)) => command,
+        (false, None) => {
+            return Err(crate::error::usage(
+                "no command given; hint: `dr --help` lists the commands",
+            ))
+        }
+    };
+    let leftovers = match command {
+        Command::Demo(_)
+        | Command::Contacts(_)
+        | Command::Runbook(_)
+        | Command::Completions(_)
+        | Command::Man(_)
+        | Command::Version(_) => Vec::new(),
+        // What a killed dr left on this host goes first, before anything new is made.
+        _ => sweep_leftovers(),
+    };
+    match command {
         Command::Demo(args) => demo::run(args).await,
-        Command::Check(args) => check::run(&Config::load(config_path)?, args).await,
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
+        Command::Version(args) => version::run(args).await,
+        Command::Check(args) => check::run(&Config::load(config_path)?, args, leftovers).await,
         Command::Validate(args) => validate::run(&Config::load(config_path)?, args).await,
         Command::Backup(args) => backup::run(&Config::load(config_path)?, args).await,
         Command::List(args) => list::run(&Config::load(config_path)?, args).await,
@@ -42,6 +69,25 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::WalPush(args) => wal_push::run(&Config::load(config_path)?, args).await,
         Command::WalFetch(args) => wal_fetch::run(&Config::load(config_path)?, args).await,
     }
+}
+
+fn sweep_leftovers() -> Vec<crate::leftovers::Leftover> {
+    let found = crate::leftovers::sweep();
+    for left in &found {
+        match &left.error {
+            None => tracing::warn!(
+                "removed the {} left by a dr run that died (pid {})",
+                left.resource.describe(),
+                left.pid
+            ),
+            Some(e) => tracing::warn!(
+                "found the {} left by a dr run that died (pid {}), and could not remove it: {e}; hint: remove it by hand",
+                left.resource.describe(),
+                left.pid
+            ),
+        }
+    }
+    found
 }
 
 pub fn open_storage(config: &Config) -> Result<Arc<dyn Storage>> {
@@ -73,6 +119,17 @@ pub fn destination(target: &PostgresTarget, into: Option<&str>) -> Result<ConnTa
         Some(url) => url.to_string(),
         None => target.resolve_url()?,
     })
+}
+
+/// The identity that opens encrypted backups: `--identity`, else the configuration's.
+pub fn identities(
+    config: &Config,
+    explicit: Option<&Path>,
+) -> Result<Option<Arc<crate::encryption::Identities>>> {
+    Ok(
+        crate::encryption::Identities::load(config.encryption.as_ref(), config.dir(), explicit)?
+            .map(Arc::new),
+    )
 }
 
 pub fn staging_dir(explicit: Option<&Path>) -> std::path::PathBuf {

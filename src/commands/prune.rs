@@ -27,5 +27,18 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
         Format::Json => output::json(&report),
         Format::Table => output::backups::prune_table(&report),
     });
-    Ok(0)
+    let corrupt: Vec<&str> = report
+        .backups
+        .iter()
+        .filter(|e| e.kind == prune::EntryKind::Corrupt)
+        .map(|e| e.backup_id.as_str())
+        .collect();
+    if corrupt.is_empty() {
+        Ok(0)
+    } else {
+        Err(anyhow::anyhow!(
+            "backup(s) {} do not match their manifests: they were kept for inspection and not counted, so older good backups were kept in their place; hint: look at them (`dr validate --backup-id ID`), then remove them by hand",
+            corrupt.join(", ")
+        ))
+    }
 }

@@ -17,14 +17,16 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
     let destination = super::destination(target, args.into.as_deref())?;
     let staging_dir = super::staging_dir(args.staging_dir.as_deref());
     let yes = args.yes;
-    let confirm = move |d: &ConnTarget, tables: i64| confirm(d, tables, yes);
+    let confirm = move |d: &ConnTarget, objects: i64| confirm(d, objects, yes);
     let (report, result) = restore::run(RestoreRequest {
         config,
         storage: storage.as_ref(),
         target,
         backup_id: &args.backup_id,
         destination: &destination,
+        destination_named: args.into.is_some(),
         staging_dir: &staging_dir,
+        identities: super::identities(config, args.identity.as_deref())?,
         action: Action::Restore(RestoreOptions {
             jobs: args.jobs,
             no_owner: args.no_owner,
@@ -45,18 +47,18 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
 
 /// A non-empty destination needs consent: a typed database name on a terminal, `--yes`
 /// otherwise. Refusing changes nothing (exit 2).
-fn confirm(destination: &ConnTarget, tables: i64, yes: bool) -> Result<()> {
+fn confirm(destination: &ConnTarget, objects: i64, yes: bool) -> Result<()> {
     if yes {
         return Ok(());
     }
     let db = &destination.database;
     if !std::io::stdin().is_terminal() {
         return Err(usage(format!(
-            "destination database {db} ({}) is not empty: it holds {tables} table(s) that the restore would overwrite; nothing was changed; hint: pass --yes to confirm (a safety backup is taken first), or restore into an empty database with --into",
+            "destination database {db} ({}) is not empty: it holds {objects} user object(s) (tables, sequences, views, functions, large objects) that the restore would overwrite; nothing was changed; hint: pass --yes to confirm (a safety backup is taken first), or restore into an empty database with --into",
             destination.public_url
         )));
     }
-    eprint!("Destination {} holds {tables} table(s); they will be overwritten (a safety backup is taken first).\nType the database name ({db}) to confirm: ", destination.public_url);
+    eprint!("Destination {} holds {objects} user object(s); they will be overwritten (a safety backup is taken first).\nType the database name ({db}) to confirm: ", destination.public_url);
     std::io::stderr().flush().ok();
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

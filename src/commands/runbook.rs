@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 
-use crate::cli::{Format, RunbookAction, RunbookArgs};
+use crate::cli::{Format, RunbookAction, RunbookArgs, TextFormat};
 use crate::config::Config;
 use crate::output::{self, people::RunbookDocument, people::RunbookList};
 use crate::report::FORMAT_VERSION;
@@ -37,7 +37,7 @@ pub async fn run(config: &Config, args: RunbookArgs) -> Result<i32> {
                 }
             }
             // `dr runbook --format json show X` and `dr runbook show X --format json` both work.
-            let json = format == Format::Json || args.format == Format::Json;
+            let json = format == TextFormat::Json || args.format == Format::Json;
             output::emit(&if json {
                 output::json(&RunbookDocument {
                     format_version: FORMAT_VERSION,

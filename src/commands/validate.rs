@@ -19,9 +19,14 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
                 .await
                 .is_ok_and(|m| m.method == BackupMethod::Physical));
     if physical {
-        let (report, result) =
-            restore::physical::validate(storage.as_ref(), target, &args.backup_id, &staging_dir)
-                .await;
+        let (report, result) = restore::physical::validate(
+            storage.as_ref(),
+            target,
+            &args.backup_id,
+            &staging_dir,
+            super::identities(config, args.identity.as_deref())?,
+        )
+        .await;
         output::emit(&match args.format {
             Format::Json => output::json(&report),
             Format::Table => output::restore::table(&report),
@@ -37,7 +42,9 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
         target,
         backup_id: &args.backup_id,
         destination: &destination,
+        destination_named: args.into.is_some(),
         staging_dir: &staging_dir,
+        identities: super::identities(config, args.identity.as_deref())?,
         action: Action::Validate,
     })
     .await;

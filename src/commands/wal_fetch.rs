@@ -51,7 +51,9 @@ pub async fn run(config: &Config, args: WalFetchArgs) -> Result<i32> {
         tracing::debug!("{} is not archived under {prefix}", wal.name);
         return Ok(1);
     };
-    let outcome = wal::fetch::fetch_to(storage.as_ref(), &file, &args.path).await?;
+    let identities = super::identities(config, args.identity.as_deref())?;
+    let outcome =
+        wal::fetch::fetch_to(storage.as_ref(), &file, &args.path, identities.as_ref()).await?;
     tracing::info!(name = %outcome.name, key = %outcome.key, bytes = outcome.raw_bytes, "fetched");
     Ok(0)
 }

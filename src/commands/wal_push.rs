@@ -18,7 +18,15 @@ pub async fn run(config: &Config, args: WalPushArgs) -> Result<i32> {
         Some(file.system_id),
     )
     .await?;
-    let outcome = wal::push::push(storage.as_ref(), &target.name, &file, &config.backup).await?;
+    let recipients = crate::encryption::configured_recipients(config)?;
+    let outcome = wal::push::push(
+        storage.as_ref(),
+        &target.name,
+        &file,
+        &config.backup,
+        recipients.as_ref(),
+    )
+    .await?;
     // archive_command output lands in the server log: silent on success.
     if args.format == Format::Json {
         output::emit(&output::json(&outcome));

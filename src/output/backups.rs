@@ -1,10 +1,9 @@
 //! `dr backup`, `dr list` and `dr prune` as human tables, and their JSON documents.
 
 use chrono::{DateTime, Utc};
-use comfy_table::Cell;
 use serde::Serialize;
 
-use super::table::new_table;
+use super::table::{cell, new_table, Fit};
 use crate::backup::catalog::DamagedManifest;
 use crate::backup::manifest::BackupManifest;
 use crate::prune::{Action, PruneReport};
@@ -75,19 +74,20 @@ pub fn backup_table(report: &BackupReport) -> String {
         "tables",
         "rows",
         "duration",
-    ]);
+    ])
+    .fit(Fit::Detail, &["raw", "tables", "rows"]);
     for m in &report.backups {
         t.add_row(vec![
-            Cell::new(&m.id),
-            Cell::new(&m.target),
-            Cell::new(units::bytes(m.size_bytes)),
-            Cell::new(units::bytes(m.objects.iter().map(|o| o.raw_bytes).sum())),
-            Cell::new(units::count(m.tables.len() as u64)),
-            Cell::new(units::count(m.tables.iter().map(|t| t.rows).sum::<i64>())),
-            Cell::new(units::millis(m.duration_ms)),
+            cell(&m.id),
+            cell(&m.target),
+            cell(units::bytes(m.size_bytes)),
+            cell(units::bytes(m.objects.iter().map(|o| o.raw_bytes).sum())),
+            cell(units::count(m.tables.len() as u64)),
+            cell(units::count(m.tables.iter().map(|t| t.rows).sum::<i64>())),
+            cell(units::millis(m.duration_ms)),
         ]);
     }
-    format!("{t}\n")
+    t.render()
 }
 
 /// `dr backup --physical`: where each base backup's WAL starts and where it is consistent.
@@ -100,20 +100,21 @@ fn physical_backup_table(report: &BackupReport) -> String {
         "WAL from",
         "consistent at",
         "duration",
-    ]);
+    ])
+    .fit(Fit::Detail, &["raw"]);
     for m in &report.backups {
         let Some(p) = &m.physical else { continue };
         t.add_row(vec![
-            Cell::new(&m.id),
-            Cell::new(&m.target),
-            Cell::new(units::bytes(m.size_bytes)),
-            Cell::new(units::bytes(m.objects.iter().map(|o| o.raw_bytes).sum())),
-            Cell::new(format!("{} ({})", p.start_lsn, p.start_wal)),
-            Cell::new(&p.stop_lsn),
-            Cell::new(units::millis(m.duration_ms)),
+            cell(&m.id),
+            cell(&m.target),
+            cell(units::bytes(m.size_bytes)),
+            cell(units::bytes(m.objects.iter().map(|o| o.raw_bytes).sum())),
+            cell(format!("{} ({})", p.start_lsn, p.start_wal)),
+            cell(&p.stop_lsn),
+            cell(units::millis(m.duration_ms)),
         ]);
     }
-    format!("{t}\n")
+    t.render()
 }
 
 pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> String {
@@ -123,31 +124,55 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
     let mut t = new_table(&[
         "backup id",
         "target",
+        "database",
         "kind",
         "method",
         "created (UTC)",
         "age",
         "size",
         "tables",
+        "encrypted for",
         "sha256",
-    ]);
+    ])
+    .fit(
+        Fit::Detail,
+        &["database", "kind", "tables", "encrypted for", "sha256"],
+    );
     for m in &report.backups {
         t.add_row(vec![
-            Cell::new(&m.id),
-            Cell::new(&m.target),
-            Cell::new(m.kind.as_str()),
-            Cell::new(m.method.as_str()),
-            Cell::new(units::time(m.created_at)),
-            Cell::new(units::age(now - m.created_at)),
-            Cell::new(units::bytes(m.size_bytes)),
-            Cell::new(match m.physical {
+            cell(&m.id),
+            cell(&m.target),
+            cell(&m.database),
+            cell(m.kind.as_str()),
+            cell(m.method.as_str()),
+            cell(units::time(m.created_at)),
+            cell(units::age(now - m.created_at)),
+            cell(units::bytes(m.size_bytes)),
+            cell(match m.physical {
                 Some(_) => "-".to_string(),
                 None => units::count(m.tables.len() as u64),
             }),
-            Cell::new(&m.sha256[..12.min(m.sha256.len())]),
+            cell(if m.recipients.is_empty() {
+                "-".to_string()
+            } else {
+                m.recipients
+                    .iter()
+                    .map(|r| short_key(r))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            }),
+            cell(&m.sha256[..12.min(m.sha256.len())]),
         ]);
     }
-    format!("{t}\n")
+    t.render()
+}
+
+/// `age1abcdef…uvwxyz`: enough of a public key to tell keys apart in a table.
+fn short_key(key: &str) -> String {
+    if key.len() <= 16 {
+        return key.to_string();
+    }
+    format!("{}…{}", &key[..10], &key[key.len() - 6..])
 }
 
 pub fn prune_table(report: &PruneReport) -> String {
@@ -156,17 +181,19 @@ pub fn prune_table(report: &PruneReport) -> String {
     } else {
         "removed"
     };
-    let mut t = new_table(&["target", "backup id", "kind", "action", "why"]);
+    let mut t = new_table(&["target", "backup id", "kind", "action", "why"])
+        .fit(Fit::Wrap, &["why"])
+        .fit(Fit::Detail, &["kind"]);
     for e in &report.backups {
         t.add_row(vec![
-            Cell::new(&e.target),
-            Cell::new(&e.backup_id),
-            Cell::new(e.kind.as_str()),
-            Cell::new(match e.action {
+            cell(&e.target),
+            cell(&e.backup_id),
+            cell(e.kind.as_str()),
+            cell(match e.action {
                 Action::Keep => "keep",
                 Action::Remove => removed_word,
             }),
-            Cell::new(&e.reason),
+            cell(&e.reason),
         ]);
     }
     let removed = report
@@ -175,7 +202,8 @@ pub fn prune_table(report: &PruneReport) -> String {
         .filter(|e| e.action == Action::Remove)
         .count();
     format!(
-        "{t}\n{} kept, {removed} {removed_word}{}\n",
+        "{}{} kept, {removed} {removed_word}{}\n",
+        t.render(),
         report.backups.len() - removed,
         if report.dry_run { " (dry run)" } else { "" }
     )

@@ -5,11 +5,13 @@ pub mod backups;
 pub mod check;
 pub mod drill;
 pub mod junit;
+pub mod manpage;
 pub mod people;
 pub mod prometheus;
 pub mod restore;
 pub mod stderr;
 pub mod table;
+pub mod version;
 
 use std::io::Write;
 

@@ -1,9 +1,8 @@
 //! `dr contacts` and `dr runbook`: what people read during an incident.
 
-use comfy_table::Cell;
 use serde::Serialize;
 
-use super::table::{new_table, or_dash};
+use super::table::{cell, new_table, or_dash, Fit};
 use crate::config::{Contact, Vendor};
 use crate::report::FORMAT_VERSION;
 use crate::runbook::{RenderedRunbook, Runbook};
@@ -49,20 +48,24 @@ pub fn contacts_table(report: &ContactsReport, config_path: &str) -> String {
             "no contacts configured; add [[contacts]] to {config_path}\n"
         ));
     } else {
-        let mut t = new_table(&["name", "role", "phone", "email", "hours"]);
+        let mut t = new_table(&["name", "role", "phone", "email", "hours"])
+            .heading("Contacts")
+            .fit(Fit::Wrap, &["role", "hours"]);
         for c in report.contacts {
             t.add_row(vec![
-                Cell::new(&c.name),
+                cell(&c.name),
                 or_dash(c.role.as_deref()),
                 or_dash(c.phone.as_deref()),
                 or_dash(c.email.as_deref()),
                 or_dash(c.hours.as_deref()),
             ]);
         }
-        text.push_str(&format!("Contacts\n{t}\n"));
+        text.push_str(&t.render());
     }
     if !report.vendors.is_empty() {
-        let mut v = new_table(&["vendor", "service", "support", "contract"]);
+        let mut v = new_table(&["vendor", "service", "support", "contract"])
+            .heading("Vendors")
+            .fit(Fit::Wrap, &["service", "support", "contract"]);
         for x in report.vendors {
             let support = [x.support_phone.as_deref(), x.support_url.as_deref()]
                 .into_iter()
@@ -70,28 +73,31 @@ pub fn contacts_table(report: &ContactsReport, config_path: &str) -> String {
                 .collect::<Vec<_>>()
                 .join(", ");
             v.add_row(vec![
-                Cell::new(&x.name),
+                cell(&x.name),
                 or_dash(x.service.as_deref()),
-                Cell::new(support),
+                cell(support),
                 or_dash(x.contract.as_deref()),
             ]);
         }
-        text.push_str(&format!("\nVendors\n{v}\n"));
+        text.push('\n');
+        text.push_str(&v.render());
     }
     text
 }
 
 pub fn runbook_list_table(runbooks: &[Runbook]) -> String {
-    let mut t = new_table(&["name", "title", "summary", "source"]);
+    let mut t = new_table(&["name", "title", "summary", "source"])
+        .fit(Fit::Wrap, &["title", "summary"])
+        .fit(Fit::Detail, &["source"]);
     for r in runbooks {
         t.add_row(vec![
-            Cell::new(&r.name),
-            Cell::new(&r.title),
-            Cell::new(&r.summary),
-            Cell::new(&r.source),
+            cell(&r.name),
+            cell(&r.title),
+            cell(&r.summary),
+            cell(&r.source),
         ]);
     }
-    format!("{t}\nshow one with: dr runbook show NAME\n")
+    t.render() + "show one with: dr runbook show NAME\n"
 }
 
 /// Plain Markdown when piped; bold headings and highlighted commands on a terminal.

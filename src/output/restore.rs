@@ -1,14 +1,17 @@
 //! `dr validate`, `dr restore` and `dr verify` as human text.
 
-use comfy_table::Cell;
-
-use super::table::{new_table, status_cell, steps};
+use super::table::{cell, new_table, status_cell, steps, Fit};
 use crate::restore::verify::VerifyReport;
 use crate::restore::{Operation, RestoreReport};
 use crate::units;
 
 pub fn table(report: &RestoreReport) -> String {
-    let mut text = steps(&report.steps);
+    let several = report.verification.is_some();
+    let mut steps = steps(&report.steps);
+    if several {
+        steps = steps.heading("Steps");
+    }
+    let mut text = steps.render();
     match report.operation {
         Operation::Validate => text.push_str(if report.ok {
             "VALID: a restore of this backup can start\n"
@@ -34,7 +37,9 @@ pub fn table(report: &RestoreReport) -> String {
         )),
     }
     if let Some(v) = &report.verification {
-        text.push_str(&verify_table(v));
+        text.push('\n');
+        text.push_str(&verification_table(v).heading("Verification").render());
+        text.push_str(&verify_verdict(v));
     }
     if let Some(id) = &report.safety_backup_id {
         text.push_str(&format!("safety backup of the previous contents: {id}\n"));
@@ -42,21 +47,23 @@ pub fn table(report: &RestoreReport) -> String {
     text
 }
 
+/// `dr verify`: the table and the verdict.
 pub fn verify_table(report: &VerifyReport) -> String {
-    let mut t = new_table(&["verification", "status", "message"]);
+    verification_table(report).render() + &verify_verdict(report)
+}
+
+fn verification_table(report: &VerifyReport) -> super::table::ReportTable {
+    let mut t = new_table(&["verification", "status", "message"]).fit(Fit::Wrap, &["message"]);
     for s in &report.steps {
-        t.add_row(vec![
-            Cell::new(&s.name),
-            status_cell(s.status),
-            Cell::new(&s.message),
-        ]);
+        t.add_row(vec![cell(&s.name), status_cell(s.status), cell(&s.message)]);
     }
-    format!(
-        "{t}\n{}\n",
-        if report.ok {
-            "VERIFIED"
-        } else {
-            "VERIFICATION FAILED"
-        }
-    )
+    t
+}
+
+fn verify_verdict(report: &VerifyReport) -> String {
+    if report.ok {
+        "VERIFIED\n".into()
+    } else {
+        "VERIFICATION FAILED\n".into()
+    }
 }

@@ -14,6 +14,9 @@ use tokio_postgres::Client;
 
 use crate::secret::{redact_url, strip_password, Secret};
 
+/// How long connecting may take when the URL does not say (`connect_timeout`).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// A PostgreSQL connection URL split into what children may see and the password.
 #[derive(Debug, Clone)]
 pub struct ConnTarget {
@@ -40,10 +43,11 @@ impl ConnTarget {
             .get_password()
             .map(|p| Secret::new(String::from_utf8_lossy(p).into_owned()));
         let public_url = strip_password(url);
+        // libpq's default when the URL names no user; children start without the
+        // caller's PG* variables, so PGUSER is not consulted here either.
         let user = config
             .get_user()
             .map(str::to_string)
-            .or_else(|| std::env::var("PGUSER").ok())
             .or_else(|| std::env::var("USER").ok())
             .unwrap_or_else(|| "postgres".into());
         let database = config
@@ -73,16 +77,36 @@ impl ConnTarget {
         Ok(target)
     }
 
-    /// Connects, with a connect timeout; the connection task runs in the background.
+    /// How long connecting may take, TLS and authentication included: the URL's
+    /// `connect_timeout` (seconds, as libpq reads it), else [`DEFAULT_CONNECT_TIMEOUT`].
+    pub fn connect_timeout(&self) -> Duration {
+        self.config
+            .get_connect_timeout()
+            .copied()
+            .filter(|d| !d.is_zero())
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    /// Connects within [`ConnTarget::connect_timeout`]: a server that accepts the TCP
+    /// connection and never answers is an error, not a hang. The connection task runs in
+    /// the background.
     pub async fn connect(&self) -> Result<Client> {
         let mut config = self.config.clone();
         config.application_name("dr");
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(Duration::from_secs(10));
-        }
+        let limit = self.connect_timeout();
+        config.connect_timeout(limit);
         let connector =
             tokio_postgres_rustls::MakeRustlsConnect::new(tls::client_config(&self.tls)?);
-        let (client, connection) = config.connect(connector).await.map_err(|e| {
+        let connected = tokio::time::timeout(limit, config.connect(connector))
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "cannot connect to {}: no answer within {} (connect_timeout); hint: the server accepted the connection but did not answer: check its load and network, or raise it with ?connect_timeout=SECONDS in the URL",
+                    self.public_url,
+                    crate::units::duration(limit)
+                )
+            })?;
+        let (client, connection) = connected.map_err(|e| {
             anyhow::anyhow!(
                 "cannot connect to {}: {}; {}",
                 self.public_url,
@@ -110,9 +134,15 @@ impl ConnTarget {
         )
     }
 
-    /// Environment for a child process: a private 0600 passfile when there is a password.
+    /// Environment for a child process: a private 0600 passfile when there is a password,
+    /// and libpq's connect timeout, so a child cannot hang on a silent server either.
     pub fn child_env(&self) -> Result<ChildAuth> {
-        ChildAuth::new(self.password.as_ref())
+        let mut auth = ChildAuth::new(self.password.as_ref())?;
+        auth.env.push((
+            "PGCONNECT_TIMEOUT".into(),
+            self.connect_timeout().as_secs().max(2).to_string(),
+        ));
+        Ok(auth)
     }
 }
 
@@ -121,6 +151,8 @@ impl ConnTarget {
 /// ([`crate::process`]), so this is the only libpq setting they receive besides their URL.
 pub struct ChildAuth {
     _dir: Option<tempfile::TempDir>,
+    /// Dropped after `_dir`: the record goes once the passfile is gone.
+    _registered: Option<crate::leftovers::Registered>,
     env: Vec<(String, String)>,
 }
 
@@ -134,6 +166,7 @@ impl ChildAuth {
         let Some(password) = password else {
             return Ok(ChildAuth {
                 _dir: None,
+                _registered: None,
                 env: vec![],
             });
         };
@@ -142,6 +175,9 @@ impl ChildAuth {
             .tempdir()
             .context("cannot create a private directory for the passfile")?;
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        let registered = crate::leftovers::register(crate::leftovers::Resource::Passfile {
+            dir: dir.path().to_path_buf(),
+        });
         let path = dir.path().join("pgpass");
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -152,6 +188,7 @@ impl ChildAuth {
         Ok(ChildAuth {
             env: vec![("PGPASSFILE".into(), path.display().to_string())],
             _dir: Some(dir),
+            _registered: Some(registered),
         })
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use tokio::io::AsyncReadExt;
@@ -10,6 +11,7 @@ use tokio::io::AsyncReadExt;
 use super::stage::{self, StagedDump};
 use crate::backup::manifest::BackupManifest;
 use crate::config::Compression;
+use crate::encryption::Identities;
 use crate::pg::ChildAuth;
 use crate::process::ChildCommand;
 use crate::storage::Storage;
@@ -57,6 +59,7 @@ pub fn count_toc_entries(listing: &str) -> usize {
 pub async fn list_streaming(
     storage: &dyn Storage,
     manifest: &BackupManifest,
+    identities: Option<&Arc<Identities>>,
     pg_restore: &Path,
 ) -> Result<usize> {
     let mut running = ChildCommand::new(pg_restore, "pg_restore --list")
@@ -64,7 +67,7 @@ pub async fn list_streaming(
         .spawn(Stdio::piped(), Stdio::piped())?;
     let stdin = running.take_stdin_file()?;
     let listing = read_stdout(&mut running);
-    stage::stream_object(storage, manifest, manifest.dump(), stdin, true).await?;
+    stage::stream_object(storage, manifest, manifest.dump(), identities, stdin, true).await?;
     running
         .finish()
         .await

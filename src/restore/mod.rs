@@ -11,13 +11,16 @@ pub mod stage;
 pub mod verify;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::backup::catalog;
 use crate::backup::{self, manifest::BackupKind, BackupPlan};
 use crate::config::{Config, PostgresTarget};
+use crate::encryption::Identities;
 use crate::pg::{tools, ConnTarget};
 use crate::report::{notice, Finding, Phase, Status, Steps, FORMAT_VERSION};
 use crate::storage::Storage;
@@ -43,8 +46,8 @@ pub struct RestoreOptions<'a> {
     /// into a scratch database leaves them out.
     pub verify_services: bool,
     pub show_progress: bool,
-    /// Asked before a non-empty destination is overwritten, with the number of tables it
-    /// holds; an error refuses and nothing is changed.
+    /// Asked before a non-empty destination is overwritten, with the number of user
+    /// objects it holds; an error refuses and nothing is changed.
     pub confirm: &'a (dyn Fn(&ConnTarget, i64) -> Result<()> + Sync),
 }
 
@@ -55,7 +58,12 @@ pub struct RestoreRequest<'a> {
     /// A backup id or `latest`.
     pub backup_id: &'a str,
     pub destination: &'a ConnTarget,
+    /// The destination was named (`--into`, a drill's scratch database) rather than being
+    /// the target's own database: commands that go back to it must name it too.
+    pub destination_named: bool,
     pub staging_dir: &'a Path,
+    /// Opens encrypted backups; `None` when no identity is configured here.
+    pub identities: Option<Arc<Identities>>,
     pub action: Action<'a>,
 }
 
@@ -146,17 +154,63 @@ async fn pipeline(
     };
     let (manifest, pg_restore) = preflight::run(&pf, steps, seekable).await?;
     *backup_id = Some(manifest.id.clone());
+    if manifest.encryption.is_some() {
+        steps.push(
+            "keys",
+            Phase::Preflight,
+            key_rotation(req.config, &manifest)?,
+            0,
+        );
+    }
 
     let options = match &req.action {
+        Action::Validate if manifest.encryption.is_some() && req.identities.is_none() => {
+            // Integrity needs no key: the manifest records the hash of the stored bytes.
+            steps
+                .run("checksum", Phase::Fetch, async {
+                    catalog::verify_checksums(req.storage, &manifest, None).await?;
+                    Ok((
+                        (),
+                        format!(
+                            "{} encrypted object(s) match their SHA-256, proven without a key",
+                            manifest.objects.len()
+                        ),
+                    ))
+                })
+                .await?;
+            steps.push(
+                "archive",
+                Phase::Fetch,
+                Finding::warn(format!(
+                    "not read: the backup is encrypted (for {}) and no identity is configured here; hint: pass --identity FILE to prove the archive readable too",
+                    manifest.recipients.join(", ")
+                )),
+                0,
+            );
+            return Ok(());
+        }
         Action::Validate => {
+            let identities = req.identities.as_ref();
             return steps
                 .run("checksum+archive", Phase::Fetch, async {
                     for object in manifest.objects.iter().filter(|o| o != &manifest.dump()) {
-                        stage::stream_object(req.storage, &manifest, object, std::io::sink(), false)
-                            .await?;
+                        stage::stream_object(
+                            req.storage,
+                            &manifest,
+                            object,
+                            identities,
+                            std::io::sink(),
+                            false,
+                        )
+                        .await?;
                     }
-                    let entries =
-                        archive::list_streaming(req.storage, &manifest, &pg_restore).await?;
+                    let entries = archive::list_streaming(
+                        req.storage,
+                        &manifest,
+                        identities,
+                        &pg_restore,
+                    )
+                    .await?;
                     Ok((
                         (),
                         format!(
@@ -173,6 +227,7 @@ async fn pipeline(
     let staged = stage::stage_dump(
         req.storage,
         &manifest,
+        req.identities.as_ref(),
         &pg_restore,
         req.staging_dir,
         seekable,
@@ -180,13 +235,13 @@ async fn pipeline(
     )
     .await?;
     let destination = req.destination;
-    let tables = {
+    let objects = {
         let client = destination.connect().await?;
-        user_table_count(&client).await?
+        user_object_count(&client).await?
     };
-    let destructive = tables > 0;
+    let destructive = objects > 0;
     if destructive {
-        (options.confirm)(destination, tables)?;
+        (options.confirm)(destination, objects)?;
         if options.safety_backup {
             let id = steps
                 .run("safety backup", Phase::Restore, async {
@@ -194,18 +249,17 @@ async fn pipeline(
                         req.target,
                         destination.clone(),
                         BackupKind::Safety,
-                        &req.config.backup,
+                        req.config,
                         options.show_progress,
-                    );
+                    )?;
                     let m = backup::run(req.storage, plan)
                     .await
                     .context("cannot take the safety backup of the destination, so nothing was restored; hint: fix the cause, or pass --no-safety-backup to overwrite without a copy")?;
                     let msg = format!(
-                        "{} ({}): to go back, run `dr restore --backup-id {} --target {}`",
+                        "{} ({}): to go back, run `{}`",
                         m.id,
                         units::bytes(m.size_bytes),
-                        m.id,
-                        req.target.name
+                        go_back_command(req, &m.id)
                     );
                     Ok((m.id, msg))
                 })
@@ -214,6 +268,47 @@ async fn pipeline(
             *safety_backup_id = Some(id);
         }
     }
+    // From here on the destination changes: an interruption must say so, and how to go back.
+    crate::error::set_interrupt_note(Some(interrupted_restore_note(
+        req,
+        destructive,
+        safety_backup_id.as_deref(),
+    )));
+    let changed = apply(
+        req,
+        options,
+        &manifest,
+        &staged,
+        &pg_restore,
+        destructive,
+        steps,
+    )
+    .await;
+    crate::error::set_interrupt_note(None);
+    if let Err(e) = changed {
+        return Err(e.context(
+            interrupted_restore_note(req, destructive, safety_backup_id.as_deref()).replacen(
+                "the destination",
+                "the restore failed and the destination",
+                1,
+            ),
+        ));
+    }
+    drop(staged);
+    verify_step(req, options, &manifest, steps, verification).await
+}
+
+/// Globals and `pg_restore`: the steps that change the destination.
+async fn apply(
+    req: &RestoreRequest<'_>,
+    options: &RestoreOptions<'_>,
+    manifest: &crate::backup::manifest::BackupManifest,
+    staged: &stage::StagedDump,
+    pg_restore: &Path,
+    destructive: bool,
+    steps: &mut Steps,
+) -> Result<()> {
+    let destination = req.destination;
     let auth = destination.child_env()?;
     if options.with_globals {
         match manifest.globals() {
@@ -221,7 +316,15 @@ async fn pipeline(
                 let path = staged.dir.path().join(globals.role.staged_file_name());
                 steps
                     .run("globals", Phase::Restore, async {
-                        stage::stage(req.storage, &manifest, globals, &path, true).await?;
+                        stage::stage(
+                            req.storage,
+                            manifest,
+                            globals,
+                            req.identities.as_ref(),
+                            &path,
+                            true,
+                        )
+                        .await?;
                         let psql = tools::find("psql", req.target.pg_bin_dir.as_deref())?;
                         let errors =
                             archive::apply_globals(&psql, &destination.public_url, &path, &auth)
@@ -247,7 +350,7 @@ async fn pipeline(
                 destructive,
                 options.no_owner,
             );
-            archive::restore_staged(&pg_restore, args, &auth, &staged).await?;
+            archive::restore_staged(pg_restore, args, &auth, staged).await?;
             Ok((
                 (),
                 format!(
@@ -257,15 +360,22 @@ async fn pipeline(
                 ),
             ))
         })
-        .await?;
-    drop(staged);
+        .await
+}
 
+async fn verify_step(
+    req: &RestoreRequest<'_>,
+    options: &RestoreOptions<'_>,
+    manifest: &crate::backup::manifest::BackupManifest,
+    steps: &mut Steps,
+    verification: &mut Option<VerifyReport>,
+) -> Result<()> {
     let started = Instant::now();
     let report = verify::verify(VerifyRequest {
         config: req.config,
         target: &req.target.name,
-        conn: destination,
-        manifest: Some(&manifest),
+        conn: req.destination,
+        manifest: Some(manifest),
         include_services: options.verify_services,
     })
     .await;
@@ -291,11 +401,79 @@ async fn pipeline(
     Ok(())
 }
 
-/// Number of user tables: a destination with any is not empty.
-pub async fn user_table_count(client: &tokio_postgres::Client) -> Result<i64> {
+/// Whether the keys an encrypted backup was made for are still among the configured
+/// recipients: when none is, only an identity kept from before can open it.
+fn key_rotation(
+    config: &Config,
+    manifest: &crate::backup::manifest::BackupManifest,
+) -> Result<Finding> {
+    let configured = crate::encryption::configured_recipients(config)?
+        .map(|r| r.public_keys())
+        .unwrap_or_default();
+    let made_for = manifest.recipients.join(", ");
+    Ok(
+        if configured.is_empty() || manifest.recipients.iter().any(|r| configured.contains(r)) {
+            Finding::pass(format!("encrypted for {made_for}"))
+        } else {
+            Finding::warn(format!(
+                "encrypted for {made_for}, none of which is configured any more: only an identity kept from before opens it; hint: make sure someone still holds one of those keys"
+            ))
+        },
+    )
+}
+
+/// The exact command that restores the safety backup into the same destination.
+fn go_back_command(req: &RestoreRequest<'_>, safety_id: &str) -> String {
+    let mut cmd = format!(
+        "dr restore --backup-id {safety_id} --target {}",
+        req.target.name
+    );
+    if req.destination_named {
+        cmd.push_str(&format!(" --into '{}'", req.destination.public_url));
+    }
+    cmd.push_str(" --yes --no-safety-backup");
+    cmd
+}
+
+/// What an interruption or failure leaves while the destination changes.
+fn interrupted_restore_note(
+    req: &RestoreRequest<'_>,
+    destructive: bool,
+    safety_id: Option<&str>,
+) -> String {
+    let dest = &req.destination.public_url;
+    if !destructive {
+        return format!(
+            "the destination {dest} was empty and is now partly restored; hint: empty it (drop and recreate the database) and run the restore again"
+        );
+    }
+    match safety_id {
+        Some(id) => format!(
+            "the destination {dest} was being overwritten and is now INCOMPLETE (objects the backup holds were dropped and only partly recreated); hint: run the restore again to finish it, or go back to what it held before with `{}`",
+            go_back_command(req, id)
+        ),
+        None => format!(
+            "the destination {dest} was being overwritten without a safety backup (--no-safety-backup) and is now INCOMPLETE; hint: run the restore again to finish it"
+        ),
+    }
+}
+
+/// User objects in a database: tables, sequences, views, materialized views, foreign
+/// tables, functions and large objects (extension members aside). A destination with any
+/// is not empty.
+pub async fn user_object_count(client: &tokio_postgres::Client) -> Result<i64> {
     Ok(client
         .query_one(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema') AND n.nspname NOT LIKE 'pg\\_toast%'",
+            "SELECT
+               (SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE c.relkind IN ('r','p','S','v','m','f')
+                   AND n.nspname NOT IN ('pg_catalog','information_schema')
+                   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'))
+             + (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                 WHERE n.nspname NOT IN ('pg_catalog','information_schema')
+                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'))
+             + (SELECT count(*) FROM pg_largeobject_metadata)",
             &[],
         )
         .await

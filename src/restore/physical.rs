@@ -5,6 +5,7 @@
 
 use std::io::Write;
 use std::path::Path;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 
@@ -12,7 +13,9 @@ use super::{Operation, RestoreReport};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, BackupMethod};
 use crate::config::PostgresTarget;
+use crate::encryption::Identities;
 use crate::pg::tools;
+use crate::process::ChildCommand;
 use crate::report::{Finding, Phase, Steps, FORMAT_VERSION};
 use crate::storage::Storage;
 use crate::wal::{self, continuity, Lsn};
@@ -66,9 +69,18 @@ pub async fn validate(
     target: &PostgresTarget,
     backup_id: &str,
     staging_dir: &Path,
+    identities: Option<Arc<Identities>>,
 ) -> (RestoreReport, Result<()>) {
     let mut steps = Steps::default();
-    let result = steps_of(storage, target, backup_id, staging_dir, &mut steps).await;
+    let result = steps_of(
+        storage,
+        target,
+        backup_id,
+        staging_dir,
+        identities.as_ref(),
+        &mut steps,
+    )
+    .await;
     let report = RestoreReport {
         format_version: FORMAT_VERSION,
         operation: Operation::Validate,
@@ -93,6 +105,7 @@ async fn steps_of(
     target: &PostgresTarget,
     backup_id: &str,
     staging_dir: &Path,
+    identities: Option<&Arc<Identities>>,
     steps: &mut Steps,
 ) -> Result<String> {
     steps
@@ -151,7 +164,19 @@ async fn steps_of(
         })
         .await?;
 
-    let verifier = if info.backup_manifest {
+    let locked = manifest.encryption.is_some() && identities.is_none();
+    let verifier = if locked {
+        steps.push(
+            "pg_verifybackup",
+            Phase::Verify,
+            Finding::warn(format!(
+                "not run: the backup is encrypted (for {}) and no identity is configured here, so its tar was checked against its SHA-256 only; hint: pass --identity FILE to unpack and verify it too",
+                manifest.recipients.join(", ")
+            )),
+            0,
+        );
+        None
+    } else if info.backup_manifest {
         match tools::find_versioned(
             "pg_verifybackup",
             target.pg_bin_dir.as_deref(),
@@ -189,10 +214,8 @@ async fn steps_of(
                             need >> 20
                         );
                     }
-                    let dir = tempfile::Builder::new()
-                        .prefix("dr-validate-")
-                        .tempdir_in(staging_dir)
-                        .with_context(|| format!("cannot create a staging directory in {}", staging_dir.display()))?;
+                    // Registered: a killed dr leaves no unpacked cluster behind for long.
+                    let dir = super::stage::staging_area(staging_dir)?;
                     Ok((dir, format!("{} MiB needed, {} MiB free in {}", need >> 20, free >> 20, staging_dir.display())))
                 })
                 .await?,
@@ -202,9 +225,27 @@ async fn steps_of(
     steps
         .run("checksum", Phase::Fetch, async {
             match &staging {
+                None if locked => {
+                    // Integrity needs no key: the manifest records the hash of the stored bytes.
+                    catalog::verify_checksums(storage, &manifest, None).await?;
+                    Ok((
+                        (),
+                        format!(
+                            "{} matches its SHA-256 ({} bytes stored, encrypted), proven without a key",
+                            base.file, base.size_bytes
+                        ),
+                    ))
+                }
                 None => {
-                    super::stage::stream_object(storage, &manifest, &base, std::io::sink(), false)
-                        .await?;
+                    super::stage::stream_object(
+                        storage,
+                        &manifest,
+                        &base,
+                        identities,
+                        std::io::sink(),
+                        false,
+                    )
+                    .await?;
                     Ok((
                         (),
                         format!(
@@ -214,7 +255,7 @@ async fn steps_of(
                     ))
                 }
                 Some(dir) => {
-                    let data = dir.path().join("data");
+                    let data = dir.0.path().join("data");
                     std::fs::create_dir(&data)?;
                     let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
                     let unpack_dir = data.clone();
@@ -236,6 +277,7 @@ async fn steps_of(
                         storage,
                         &manifest,
                         &base,
+                        identities,
                         TarSink { tx: Some(tx) },
                         false,
                     )
@@ -260,32 +302,23 @@ async fn steps_of(
     if let (Some(verifier), Some(dir)) = (verifier, &staging) {
         steps
             .run("pg_verifybackup", Phase::Verify, async {
-                let wal_dir = dir.path().join("wal");
+                let wal_dir = dir.0.path().join("wal");
                 std::fs::create_dir(&wal_dir)?;
                 for f in &needed {
-                    wal::fetch::fetch_to(storage, f, &wal_dir.join(&f.wal.name)).await?;
+                    wal::fetch::fetch_to(storage, f, &wal_dir.join(&f.wal.name), identities).await?;
                 }
-                let out = tokio::process::Command::new(&verifier)
+                let out = ChildCommand::new(&verifier, "pg_verifybackup")
                     .arg(format!("--wal-directory={}", wal_dir.display()))
-                    .arg(dir.path().join("data"))
-                    .env_clear()
-                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-                    .kill_on_drop(true)
+                    .arg(dir.0.path().join("data"))
                     .output()
                     .await
-                    .with_context(|| format!("cannot run {}", verifier.display()))?;
-                let said = format!(
-                    "{} {}",
-                    String::from_utf8_lossy(&out.stdout).trim(),
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
-                let said = said.trim().lines().take(8).collect::<Vec<_>>().join("; ");
-                if !out.status.success() {
-                    bail!(
-                        "pg_verifybackup finds the backup damaged: {said}; hint: use another backup (`dr list --target {}`)",
-                        target.name
-                    );
-                }
+                    .map_err(|e| {
+                        anyhow!(
+                            "the backup is damaged: {e:#}; hint: use another backup (`dr list --target {}`)",
+                            target.name
+                        )
+                    })?;
+                let said = out.stdout.trim().lines().take(4).collect::<Vec<_>>().join("; ");
                 Ok(((), format!(
                     "{said} ({}: every file against backup_manifest, WAL {} to {} parsed)",
                     verifier.display(),

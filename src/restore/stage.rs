@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
@@ -14,6 +15,9 @@ use super::archive;
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
 use crate::config::Compression;
+use crate::encryption::{HashingReader, Identities};
+use crate::error::usage;
+use crate::leftovers;
 use crate::report::{Phase, Steps};
 use crate::storage::Storage;
 use crate::units;
@@ -38,23 +42,77 @@ impl Read for ChannelReader {
     }
 }
 
-/// Streams one stored object once: hashes what arrives and hands the decompressed bytes to
-/// `sink` on a blocking thread. Fails when the bytes do not match the manifest.
+/// How an encrypted object is opened: the identity, the keys it was made for (for the
+/// message when the identity is wrong), and the plaintext's expected hash and size.
+struct Opening {
+    identities: Arc<Identities>,
+    made_for: Vec<String>,
+    sha256: String,
+    bytes: u64,
+}
+
+/// What it takes to read the objects of `manifest`: nothing for a plain backup, an
+/// identity for an encrypted one (its absence is a usage error naming the recipients).
+fn opening_for(
+    manifest: &BackupManifest,
+    object: &StoredObject,
+    identities: Option<&Arc<Identities>>,
+) -> Result<Option<Opening>> {
+    if manifest.encryption.is_none() {
+        return Ok(None);
+    }
+    let Some(identities) = identities else {
+        return Err(usage(format!(
+            "backup {} is encrypted (age, for {}) and no identity is configured on this host; hint: pass --identity FILE, or set [encryption] identity_file or identity_env",
+            manifest.id,
+            manifest.recipients.join(", ")
+        )));
+    };
+    let opening = Opening {
+        identities: identities.clone(),
+        made_for: manifest.recipients.clone(),
+        sha256: object.plaintext_sha256.clone().unwrap_or_default(),
+        bytes: object.plaintext_bytes.unwrap_or_default(),
+    };
+    Ok(Some(opening))
+}
+
+impl Opening {
+    /// The decrypted stream, checked against the plaintext hash at its end.
+    fn open(self, input: Box<dyn Read + Send>) -> Result<Box<dyn Read + Send>> {
+        let decrypted = self.identities.decrypt(input, &self.made_for)?;
+        Ok(Box::new(HashingReader::new(
+            decrypted,
+            self.sha256,
+            self.bytes,
+        )))
+    }
+}
+
+/// Streams one stored object once: hashes what arrives and hands the decrypted and
+/// decompressed bytes to `sink` on a blocking thread. Fails when the bytes do not match
+/// the manifest.
 pub async fn stream_object<W: Write + Send + 'static>(
     storage: &dyn Storage,
     manifest: &BackupManifest,
     object: &StoredObject,
+    identities: Option<&Arc<Identities>>,
     sink: W,
     sink_may_stop_early: bool,
 ) -> Result<u64> {
     let key = catalog::object_key(manifest, &object.file);
+    let open = opening_for(manifest, object, identities)?;
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let compression = object.compression;
     let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
         let mut sink = sink;
-        let reader = ChannelReader {
+        let reader: Box<dyn Read + Send> = Box::new(ChannelReader {
             rx,
             current: Bytes::new(),
+        });
+        let reader = match open {
+            Some(opening) => opening.open(reader)?,
+            None => reader,
         };
         let mut decoder = crate::codec::decompressor(compression, reader)?;
         let n = std::io::copy(&mut decoder, &mut sink)?;
@@ -71,6 +129,17 @@ pub async fn stream_object<W: Write + Send + 'static>(
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.with_context(|| format!("cannot read {key} from storage"))?;
         size += chunk.len() as u64;
+        if size > object.size_bytes {
+            // Longer than the manifest says (a link to /dev/zero, an appended file):
+            // reading on could take forever, and the answer is already known.
+            drop(tx);
+            let _ = writer.await;
+            bail!(
+                "{key} holds more than the {} bytes its manifest records: the backup was altered; hint: use another backup (`dr list --target {}`)",
+                object.size_bytes,
+                manifest.target
+            );
+        }
         hasher.update(&chunk);
         if sink_open && tx.send(chunk).await.is_err() {
             sink_open = false;
@@ -95,14 +164,17 @@ pub async fn stream_object<W: Write + Send + 'static>(
 }
 
 /// A private staging directory (0700), removed on drop whatever happens.
-pub fn staging_area(parent: &Path) -> Result<tempfile::TempDir> {
+pub fn staging_area(parent: &Path) -> Result<(tempfile::TempDir, leftovers::Registered)> {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::Builder::new()
         .prefix("dr-staging-")
         .tempdir_in(parent)
         .with_context(|| format!("cannot create a staging directory in {}", parent.display()))?;
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
-    Ok(dir)
+    let registered = leftovers::register(leftovers::Resource::Staging {
+        dir: dir.path().to_path_buf(),
+    });
+    Ok((dir, registered))
 }
 
 /// Fetches an object once, checking its SHA-256 while it streams, into a 0600 file:
@@ -111,6 +183,7 @@ pub async fn stage(
     storage: &dyn Storage,
     manifest: &BackupManifest,
     object: &StoredObject,
+    identities: Option<&Arc<Identities>>,
     path: &Path,
     decompress: bool,
 ) -> Result<u64> {
@@ -122,16 +195,45 @@ pub async fn stage(
         .open(path)
         .with_context(|| format!("cannot create staging file {}", path.display()))?;
     let writer = std::io::BufWriter::with_capacity(1 << 20, file);
-    if decompress {
-        stream_object(storage, manifest, object, writer, false).await
+    let result = if decompress {
+        stream_object(storage, manifest, object, identities, writer, false).await
     } else {
-        // Same hash check, no decoding: the bytes are staged as stored.
+        // Same hash check, no decompression: the bytes are staged compressed (decrypted
+        // when the backup is encrypted).
         let stored = StoredObject {
             compression: Compression::None,
             ..object.clone()
         };
-        stream_object(storage, manifest, &stored, writer, false).await
-    }
+        stream_object(storage, manifest, &stored, identities, writer, false).await
+    };
+    result.map_err(|e| {
+        let needed = if decompress {
+            object.raw_bytes
+        } else {
+            object.size_bytes
+        };
+        match out_of_space(&e) {
+            Some(why) => anyhow::anyhow!(
+                "staging {} stopped: {why}; the restore stages {} there; hint: free space, raise the limit (ulimit -f), or pass --staging-dir on a disk with room",
+                path.display(),
+                units::bytes(needed)
+            ),
+            None => e,
+        }
+    })
+}
+
+/// Whether an error chain is a full disk or a file-size limit, in words.
+fn out_of_space(err: &anyhow::Error) -> Option<&'static str> {
+    err.chain().find_map(|cause| {
+        let io = cause.downcast_ref::<std::io::Error>()?;
+        match io.raw_os_error() {
+            Some(28) => Some("the disk is full"),
+            Some(27) => Some("the file-size limit (ulimit -f) was reached"),
+            Some(122) => Some("the disk quota is exhausted"),
+            _ => None,
+        }
+    })
 }
 
 /// A dump fetched once and checksum-verified; the staging directory is removed when this
@@ -142,18 +244,21 @@ pub struct StagedDump {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
     pub compression: Compression,
+    /// Dropped after `dir`: the record goes once the directory is gone.
+    _registered: leftovers::Registered,
 }
 
 /// The `fetch` and `archive` steps of every restore.
 pub async fn stage_dump(
     storage: &dyn Storage,
     manifest: &BackupManifest,
+    identities: Option<&Arc<Identities>>,
     pg_restore: &Path,
     staging_parent: &Path,
     seekable: bool,
     steps: &mut Steps,
 ) -> Result<StagedDump> {
-    let dir = staging_area(staging_parent)?;
+    let (dir, registered) = staging_area(staging_parent)?;
     let object = manifest.dump();
     let path = dir.path().join(object.role.staged_file_name());
     let compression = if seekable {
@@ -163,7 +268,7 @@ pub async fn stage_dump(
     };
     steps
         .run("fetch", Phase::Fetch, async {
-            let n = stage(storage, manifest, object, &path, seekable).await?;
+            let n = stage(storage, manifest, object, identities, &path, seekable).await?;
             Ok((
                 (),
                 format!(
@@ -179,6 +284,7 @@ pub async fn stage_dump(
         dir,
         path,
         compression,
+        _registered: registered,
     };
     steps
         .run("archive", Phase::Fetch, async {

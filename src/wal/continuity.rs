@@ -174,6 +174,7 @@ mod tests {
                 wal: WalName::parse(n).unwrap(),
                 sha256: "0".repeat(64),
                 compression: Compression::Zstd,
+                encrypted: false,
                 key: format!("wal/x/1/{n}"),
                 size: 1,
             })

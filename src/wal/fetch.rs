@@ -3,6 +3,7 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::{ArchivedFile, WalName};
+use crate::encryption::Identities;
 use crate::storage::Storage;
 
 #[derive(Debug, Clone, Serialize)]
@@ -80,13 +82,23 @@ impl std::io::Read for ChunkReader {
     }
 }
 
-/// Downloads `file`, decompresses it into a temporary file beside `dest`, checks the raw
-/// SHA-256 against the object's name, and only then renames it to `dest`.
+/// Downloads `file`, decrypts (with `identities`) and decompresses it into a temporary
+/// file beside `dest`, checks the raw SHA-256 against the object's name, and only then
+/// renames it to `dest`.
 pub async fn fetch_to(
     storage: &dyn Storage,
     file: &ArchivedFile,
     dest: &Path,
+    identities: Option<&Arc<Identities>>,
 ) -> Result<FetchOutcome> {
+    let identities = match (file.encrypted, identities) {
+        (false, _) => None,
+        (true, Some(i)) => Some(i.clone()),
+        (true, None) => bail!(
+            "{} is encrypted and no age identity is configured here; hint: set [encryption] identity_file or identity_env on this host, or pass --identity FILE",
+            file.key
+        ),
+    };
     let dest_dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -108,13 +120,18 @@ pub async fn fetch_to(
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(8);
     let compression = file.compression;
     let writer = tokio::task::spawn_blocking(move || -> Result<(String, u64)> {
-        let mut decoder = crate::codec::decompressor(
-            compression,
-            ChunkReader {
-                rx,
-                current: Bytes::new(),
-            },
-        )?;
+        let reader = ChunkReader {
+            rx,
+            current: Bytes::new(),
+        };
+        let plain: Box<dyn Read> = match &identities {
+            Some(ids) => Box::new(ids.decrypt(
+                reader,
+                &["the [encryption] recipients of the host that pushed it".to_string()],
+            )?),
+            None => Box::new(reader),
+        };
+        let mut decoder = crate::codec::decompressor(compression, plain)?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];

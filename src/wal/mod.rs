@@ -12,7 +12,9 @@
 //! The SHA-256 in the object name is the hash of the raw (uncompressed) file: it proves
 //! what a fetch decompressed, and it makes a second push of the same name comparable
 //! without a download. An object is only ever created complete (the storage contract), so
-//! a name that parses is a whole, pushed file.
+//! a name that parses is a whole, pushed file. With `[encryption]`, segments are encrypted
+//! (`.zst.age`); timeline and backup history files hold only positions and labels and stay
+//! readable without a key, so checks and base backups can follow them.
 
 pub mod continuity;
 pub mod fetch;
@@ -187,24 +189,37 @@ pub struct ArchivedFile {
     /// SHA-256 (hex) of the raw file.
     pub sha256: String,
     pub compression: Compression,
+    /// Encrypted with age to the configured recipients (`.age`).
+    pub encrypted: bool,
     /// The object key, relative to the storage root.
     pub key: String,
     pub size: u64,
 }
 
-/// The object key of `wal` pushed with raw hash `sha256`.
-pub fn object_key(prefix: &str, wal: &WalName, sha256: &str, compression: Compression) -> String {
+/// The object key of `wal` pushed with raw hash `sha256`; `extension` is the codec's
+/// (`.zst`, `.zst.age`...).
+pub fn object_key(prefix: &str, wal: &WalName, sha256: &str, extension: &str) -> String {
     format!(
-        "{prefix}/{}/{}.{sha256}{}",
+        "{prefix}/{}/{}.{sha256}{extension}",
         wal.directory(),
-        wal.name,
-        compression.extension()
+        wal.name
     )
 }
 
-/// Parses the last component of an object key: `<wal name>.<sha256>[.zst|.gz]`. Anything
-/// else (a temporary file of a write in progress, a stray file) is not an archived file.
-pub fn parse_object_name(file: &str) -> Option<(WalName, String, Compression)> {
+/// Whether files of this kind are encrypted when `[encryption]` is set: the ones that carry
+/// data. History files carry positions and labels only.
+pub fn encrypts(kind: WalKind) -> bool {
+    matches!(kind, WalKind::Segment | WalKind::Partial)
+}
+
+/// Parses the last component of an object key: `<wal name>.<sha256>[.zst|.gz][.age]`:
+/// (name, raw SHA-256, compression, encrypted). Anything else (a temporary file of a
+/// write in progress, a stray file) is not an archived file.
+pub fn parse_object_name(file: &str) -> Option<(WalName, String, Compression, bool)> {
+    let (file, encrypted) = match file.strip_suffix(".age") {
+        Some(f) => (f, true),
+        None => (file, false),
+    };
     let (rest, compression) = if let Some(r) = file.strip_suffix(".zst") {
         (r, Compression::Zstd)
     } else if let Some(r) = file.strip_suffix(".gz") {
@@ -216,7 +231,12 @@ pub fn parse_object_name(file: &str) -> Option<(WalName, String, Compression)> {
     if sha.len() != 64 || !sha.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
         return None;
     }
-    Some((WalName::parse(name)?, sha.to_string(), compression))
+    Some((
+        WalName::parse(name)?,
+        sha.to_string(),
+        compression,
+        encrypted,
+    ))
 }
 
 /// Everything archived for one cluster.
@@ -236,11 +256,12 @@ pub fn archived_files(objects: Vec<ObjectMeta>) -> Vec<ArchivedFile> {
         .into_iter()
         .filter_map(|o| {
             let file = o.key.rsplit('/').next()?;
-            let (wal, sha256, compression) = parse_object_name(file)?;
+            let (wal, sha256, compression, encrypted) = parse_object_name(file)?;
             Some(ArchivedFile {
                 wal,
                 sha256,
                 compression,
+                encrypted,
                 size: o.size,
                 key: o.key.clone(),
             })
@@ -253,6 +274,12 @@ pub fn archived_files(objects: Vec<ObjectMeta>) -> Vec<ArchivedFile> {
 /// Reads a small archived file (history, backup history) into memory, checking its hash.
 pub async fn read_small(storage: &dyn Storage, file: &ArchivedFile) -> Result<Vec<u8>> {
     use sha2::Digest;
+    if file.encrypted {
+        bail!(
+            "{} is encrypted, but dr stores history files unencrypted: it was not written by dr",
+            file.key
+        );
+    }
     let stored = storage::get_bytes(storage, &file.key).await?;
     let mut raw = Vec::new();
     crate::codec::decompressor(file.compression, &stored[..])?
@@ -508,7 +535,7 @@ mod tests {
     fn object_names_carry_the_hash_and_compression() {
         let sha = "ab".repeat(32);
         let wal = WalName::parse("000000010000000000000003").unwrap();
-        let key = object_key("wal/main/7", &wal, &sha, Compression::Zstd);
+        let key = object_key("wal/main/7", &wal, &sha, ".zst");
         assert_eq!(
             key,
             format!("wal/main/7/0000000100000000/000000010000000000000003.{sha}.zst")
@@ -516,8 +543,14 @@ mod tests {
         let file = key.rsplit('/').next().unwrap();
         assert_eq!(
             parse_object_name(file),
-            Some((wal.clone(), sha.clone(), Compression::Zstd))
+            Some((wal.clone(), sha.clone(), Compression::Zstd, false))
         );
+        let sealed = format!("000000010000000000000003.{sha}.zst.age");
+        assert_eq!(
+            parse_object_name(&sealed),
+            Some((wal.clone(), sha.clone(), Compression::Zstd, true))
+        );
+        assert!(encrypts(WalKind::Segment) && !encrypts(WalKind::History));
         let plain = format!("000000010000000000000003.{sha}");
         assert_eq!(parse_object_name(&plain).unwrap().2, Compression::None);
         let backup = format!("000000010000000000000002.00000028.backup.{sha}.gz");

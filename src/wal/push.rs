@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::{object_key, WalKind, WalName};
+use crate::codec::PipelineSettings;
 use crate::config::BackupConfig;
+use crate::encryption::Recipients;
 use crate::storage::{ByteStream, Storage};
 
 /// A WAL file on local disk, recognised: its name, cluster and size.
@@ -128,13 +130,15 @@ fn hash_file(path: &Path) -> Result<(String, u64)> {
     Ok((hex::encode(hasher.finalize()), total))
 }
 
-/// Pushes one file into the archive of `target`. Returns only when the object is durable
-/// (or was already there with the same content).
+/// Pushes one file into the archive of `target`, compressed as `[backup]` says and, when
+/// `recipients` are given and the file carries data, encrypted to them. Returns only when
+/// the object is durable (or was already there with the same content).
 pub async fn push(
     storage: &dyn Storage,
     target: &str,
     file: &LocalWalFile,
     settings: &BackupConfig,
+    recipients: Option<&Recipients>,
 ) -> Result<PushOutcome> {
     let started = std::time::Instant::now();
     let prefix = super::cluster_prefix(target, file.system_id);
@@ -196,27 +200,25 @@ pub async fn push(
             })?;
     }
 
-    let key = object_key(&prefix, &file.wal, &sha256, settings.compression);
+    // One thread: the archiver runs beside the database's own work.
+    let pipeline = PipelineSettings {
+        threads: 1,
+        recipients: recipients
+            .filter(|_| super::encrypts(file.wal.kind))
+            .cloned(),
+        ..PipelineSettings::new(settings, None)
+    };
+    let key = object_key(&prefix, &file.wal, &sha256, &pipeline.extension());
     let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(4);
     let path = file.path.clone();
-    let compression = settings.compression;
-    let level = crate::codec::level(settings);
     let expected = sha256.clone();
     let producer = tokio::task::spawn_blocking(move || -> Result<u64> {
         let input = std::fs::File::open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         let mut raw_hasher = Sha256::new();
         let mut hash_raw = |bytes: &[u8]| raw_hasher.update(bytes);
-        // One thread: the archiver runs beside the database's own work.
-        let result = crate::codec::compress_into(
-            input,
-            tx.clone(),
-            compression,
-            level,
-            1,
-            None,
-            Some(&mut hash_raw),
-        );
+        let result =
+            crate::codec::compress_into(input, tx.clone(), &pipeline, None, Some(&mut hash_raw));
         let outcome = result.and_then(|stored| {
             let again = hex::encode(raw_hasher.finalize());
             if again != expected {

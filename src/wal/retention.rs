@@ -37,6 +37,7 @@ mod tests {
                 wal: WalName::parse(n).unwrap(),
                 sha256: "0".repeat(64),
                 compression: Compression::Zstd,
+                encrypted: false,
                 key: n.to_string(),
                 size: 1,
             })

@@ -424,6 +424,60 @@ pub fn wait_for_port(port: u16) {
     panic!("nothing listens on port {port} after 20 s");
 }
 
+/// How long one command run by a test may take: a hang fails the test in seconds
+/// instead of holding CI until its own timeout.
+pub const COMMAND_LIMIT: Duration = Duration::from_secs(150);
+
+/// `Command::output`, under [`COMMAND_LIMIT`]: a command still running then is killed
+/// and the test fails naming it.
+pub trait OutputLimited {
+    fn output_limited(&mut self) -> std::io::Result<Output> {
+        self.output_within(COMMAND_LIMIT)
+    }
+    fn output_within(&mut self, limit: Duration) -> std::io::Result<Output>;
+}
+
+impl OutputLimited for Command {
+    fn output_within(&mut self, limit: Duration) -> std::io::Result<Output> {
+        use std::io::Read;
+        let mut child = self.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let mut out = child.stdout.take().unwrap();
+        let mut err = child.stderr.take().unwrap();
+        let out_reader = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = out.read_to_end(&mut b);
+            b
+        });
+        let err_reader = std::thread::spawn(move || {
+            let mut b = Vec::new();
+            let _ = err.read_to_end(&mut b);
+            b
+        });
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = child.try_wait()? {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                let stderr = err_reader.join().unwrap_or_default();
+                panic!(
+                    "{:?} still ran after {limit:?} and was killed (a hang); stderr:\n{}",
+                    self,
+                    String::from_utf8_lossy(&stderr)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        Ok(Output {
+            status,
+            stdout: out_reader.join().unwrap_or_default(),
+            stderr: err_reader.join().unwrap_or_default(),
+        })
+    }
+}
+
 /// The result of one `dr` run.
 pub struct Run {
     pub code: i32,
@@ -540,7 +594,7 @@ phone = "+1-555-0100"
 
     pub fn dr(&self, args: &[&str]) -> Run {
         let started = Instant::now();
-        let out = self.command(args).output().unwrap();
+        let out = self.command(args).output_limited().unwrap();
         Run {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

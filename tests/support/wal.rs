@@ -263,3 +263,27 @@ pub fn synthetic_segment(dir: &Path, system_id: u64, segno: u64, seed: u64) -> P
     std::fs::write(&path, data).unwrap();
     path
 }
+
+/// A key pair made by `age-keygen` (Debian package age): (identity file, public key).
+pub fn age_keygen(dir: &Path, name: &str) -> (PathBuf, String) {
+    let path = dir.join(name);
+    let out = Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen runs (apt-get install age)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let public = Command::new("age-keygen")
+        .arg("-y")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        path,
+        String::from_utf8_lossy(&public.stdout).trim().to_string(),
+    )
+}

@@ -167,7 +167,7 @@ pub(super) fn explain(
             "cannot reach endpoint {endpoint} for bucket {bucket} ({detail}); hint: check [storage.s3] endpoint and network"
         ),
         Problem::TimedOut => format!(
-            "endpoint {endpoint} did not answer in time for bucket {bucket} ({detail}); hint: check [storage.s3] endpoint and network"
+            "endpoint {endpoint} did not answer in time for bucket {bucket} ({detail}); hint: check [storage.s3] endpoint and network, or raise timeout in [storage.s3]"
         ),
         Problem::HttpRefused => format!(
             "endpoint {endpoint} is plain http, which is refused; hint: set allow_http = true in [storage.s3] (loopback or a private network only) or use https"

@@ -102,7 +102,11 @@ impl S3Storage {
             .with_allow_http(config.allow_http)
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout_disabled()
-            .with_read_timeout(Duration::from_secs(60 + 10 * part_mib as u64));
+            .with_read_timeout(
+                config
+                    .timeout
+                    .unwrap_or(Duration::from_secs(60 + 10 * part_mib as u64)),
+            );
         // A few retries, bounded so that an unreachable endpoint fails within ~15 s.
         let retry = RetryConfig {
             backoff: BackoffConfig {

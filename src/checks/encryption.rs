@@ -1,0 +1,90 @@
+//! `encryption.keys`: the recipients parse, the identity on this host (if any) opens the
+//! newest backup, and a drill has proven recently that someone still holds a key.
+
+use std::sync::Arc;
+
+use anyhow::Result;
+use chrono::Utc;
+use futures::StreamExt;
+
+use super::{CheckContext, Finding, PlannedCheck};
+use crate::backup::catalog;
+use crate::encryption::Identities;
+use crate::units::age as age_text;
+
+pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
+    if ctx.config.encryption.is_none() {
+        return;
+    }
+    let c = ctx.clone();
+    out.push(PlannedCheck {
+        name: "encryption.keys",
+        target: None,
+        critical: true,
+        timeout_per_read: false,
+        run: Box::pin(async move { keys(&c).await }),
+    });
+}
+
+async fn keys(ctx: &CheckContext) -> Result<Finding> {
+    let config = &ctx.config;
+    let recipients = crate::encryption::configured_recipients(config)?
+        .map(|r| r.public_keys())
+        .unwrap_or_default();
+    let mut notes = vec![format!("{} recipient(s) configured", recipients.len())];
+    let identities = match Identities::load(config.encryption.as_ref(), config.dir(), None) {
+        Ok(ids) => ids,
+        Err(e) => return Ok(Finding::fail(format!("{e:#}"))),
+    };
+    let Some(storage) = ctx.storage.as_ref() else {
+        return Ok(Finding::pass(notes.join("; ")));
+    };
+    if let Some(ids) = &identities {
+        for target in &config.postgres {
+            let (all, _) = catalog::list_complete(storage.as_ref(), Some(&target.name)).await?;
+            let Some(newest) = catalog::newest_trusted(&all, Utc::now()).0 else {
+                continue;
+            };
+            if newest.encryption.is_none() {
+                continue;
+            }
+            let key = catalog::object_key(newest, &newest.dump().file);
+            let mut stream = storage.get(&key).await?;
+            let mut head = Vec::new();
+            while head.len() < 4096 {
+                match stream.next().await {
+                    Some(chunk) => head.extend_from_slice(&chunk?),
+                    None => break,
+                }
+            }
+            if let Err(e) = ids.decrypt(&head[..], &newest.recipients) {
+                return Ok(Finding::fail(format!("backup {}: {e:#}", newest.id)));
+            }
+            notes.push(format!("{} opens backup {}", ids.source, newest.id));
+        }
+    }
+    let every = config.objectives.drill_every();
+    for target in &config.postgres {
+        let reports = crate::drill::list_reports(storage.as_ref(), &target.name).await?;
+        let proof = reports.iter().find(|r| r.decrypted);
+        match proof {
+            Some(r) if (Utc::now() - r.started_at).to_std().unwrap_or_default() <= every => {
+                notes.push(format!(
+                    "drill {} decrypted a backup {} ago",
+                    r.id,
+                    age_text(Utc::now() - r.started_at)
+                ));
+            }
+            _ => {
+                return Ok(Finding::warn(format!(
+                    "{}; no drill of {} decrypted a backup within {}: the key may be lost and nobody would know; hint: run `dr drill --target {} --identity KEYFILE` where the key is kept",
+                    notes.join("; "),
+                    target.name,
+                    crate::units::duration(every),
+                    target.name
+                )))
+            }
+        }
+    }
+    Ok(Finding::pass(notes.join("; ")))
+}
