@@ -12,9 +12,10 @@ const LAYERS: &[&[&str]] = &[
     &["secret", "report"],
     // The configuration and how children are started.
     &["config", "process", "leftovers"],
-    // Talking to the outside: storage (and how stored objects are encoded and encrypted),
-    // PostgreSQL, Redis.
-    &["storage", "codec", "pg", "redis_client", "encryption"],
+    // Talking to the outside: storage, PostgreSQL, Redis; encryption of what is stored.
+    &["storage", "pg", "redis_client", "encryption"],
+    // How stored objects are encoded: compression, encryption, hashing.
+    &["codec"],
     // The WAL archive: names, layout, push and fetch of single files.
     &["wal"],
     // Domain: backups and throwaway clusters, then restores on top of them.
