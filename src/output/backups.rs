@@ -136,7 +136,14 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
     ])
     .fit(
         Fit::Detail,
-        &["database", "kind", "tables", "encrypted for", "sha256"],
+        &[
+            "database",
+            "kind",
+            "method",
+            "tables",
+            "encrypted for",
+            "sha256",
+        ],
     );
     for m in &report.backups {
         t.add_row(vec![
