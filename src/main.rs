@@ -6,6 +6,7 @@ mod cli;
 mod codec;
 mod commands;
 mod config;
+mod demo;
 mod drill;
 mod encryption;
 mod error;

@@ -21,7 +21,7 @@ const LAYERS: &[&[&str]] = &[
     // Domain: backups and throwaway clusters, then restores on top of them.
     &["backup", "sandbox"],
     &["restore"],
-    &["drill", "prune", "runbook", "version"],
+    &["drill", "prune", "runbook", "version", "demo"],
     &["checks"],
     // Presentation, then the CLI surface.
     &["output"],
