@@ -46,6 +46,13 @@ Checks:
   storage.object_lock  S3 Object Lock really applied (when object_lock_days is set)
   backup.latest      a complete backup younger than the RPO (warn past 80%)
   backup.integrity   the newest backup hashes to its manifest (timeout per read)
+  pg.archiving       archive_mode on, archive_command calls `dr wal-push`, the newest
+                     archived segment younger than the RPO, no failure since the last
+                     success (pg_stat_archiver)          [targets with wal_archiving]
+  pg.replication     the role may stream a base backup: REPLICATION, a free WAL sender,
+                     a pg_hba.conf line for replication  [targets with wal_archiving]
+  wal.continuity     storage holds every segment from the newest base backup's start to
+                     the newest archived one, no gap     [targets with wal_archiving]
   drill.recent       a successful drill within objectives.drill_every (warn if none)
   drill.leftovers    nothing left by a dr that died: files on this host (removed),
                      scratch databases on the target's server (warn)
@@ -132,6 +139,7 @@ pub enum Command {
         "dr validate --backup-id main-20261125T054631Z --target main",
         "dr validate --backup-id main-20261125T054631Z --target main --create",
         "dr validate --into-env RECOVERY_URL --create --only-table shop.orders --format json",
+        "dr validate --physical          # the newest base backup, with pg_verifybackup",
     ))]
     Validate(ValidateArgs),
     /// Take a checksummed backup of each (or one) PostgreSQL and Redis target
@@ -140,6 +148,7 @@ pub enum Command {
         "dr backup --target main --format json",
         "dr backup --target sessions     # a [[redis]] target with backup = true",
         "dr backup && dr prune           # the nightly job",
+        "dr backup --physical --target main   # a base backup for WAL archiving",
     ))]
     Backup(BackupArgs),
     /// List complete backups, newest first
@@ -211,7 +220,53 @@ pub enum Command {
     /// Version, git commit, build date and the PostgreSQL client tools found on PATH
     #[command(after_help = examples!("dr version", "dr version --format json"))]
     Version(VersionArgs),
+    /// Archive one WAL file into storage (PostgreSQL's archive_command)
+    #[command(after_help = WAL_PUSH_HELP)]
+    WalPush(WalPushArgs),
+    /// Fetch one archived WAL file from storage (PostgreSQL's restore_command)
+    #[command(after_help = WAL_FETCH_HELP)]
+    WalFetch(WalFetchArgs),
 }
+
+const WAL_PUSH_HELP: &str = concat!(
+    "\
+In postgresql.conf (then restart PostgreSQL), run as the OS user PostgreSQL runs as:
+  archive_mode = on
+  archive_command = 'dr --config /etc/dr/dr.toml wal-push %p'
+
+The file is stored compressed under wal/<target>/<system identifier>/, named with the
+SHA-256 of its content, and dr exits 0 only once it is durable (fsynced, or the S3 upload
+completed). Pushing the same content again succeeds; different content under an archived
+name is refused and the stored copy kept. The target is --target, else the only
+[[postgres]] target, else the one that already archives this cluster.
+
+Examples:
+  dr wal-push pg_wal/000000010000000000000003                  # as archive_command runs it
+  dr wal-push --target main pg_wal/000000010000000000000003    # with several targets
+  dr wal-push --format json /var/lib/postgresql/15/main/pg_wal/00000002.history
+
+",
+    exit_status!()
+);
+
+const WAL_FETCH_HELP: &str = concat!(
+    "\
+For recovery (postgresql.conf or recovery settings):
+  restore_command = 'dr --config /etc/dr/dr.toml wal-fetch %f %p'
+
+The cluster is the one whose data directory holds PATH (global/pg_control), or
+--system-id. The SHA-256 of the decompressed file must match its name before the file is
+moved to PATH. A file that is not archived is exit 1 without a word (recovery's normal
+end); every other failure (unreachable storage, a damaged copy) is exit 1 with the reason
+on stderr.
+
+Examples:
+  dr wal-fetch 000000010000000000000003 pg_wal/RECOVERYXLOG     # as restore_command runs it
+  dr wal-fetch --system-id 7712118149896994337 000000010000000000000003 /tmp/seg
+
+",
+    exit_status!()
+);
 
 /// Output of commands that print tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -281,6 +336,9 @@ pub struct ValidateArgs {
     /// Where a restore would stage the dump [default: $TMPDIR]
     #[arg(long, value_name = "DIR")]
     pub staging_dir: Option<PathBuf>,
+    /// Validate the newest physical base backup (`latest` means the newest dump otherwise)
+    #[arg(long)]
+    pub physical: bool,
     /// The age identity (private key file) that opens encrypted backups; overrides
     /// [encryption] identity_file and identity_env
     #[arg(long, value_name = "FILE")]
@@ -341,10 +399,49 @@ impl OnlyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct WalPushArgs {
+    /// The WAL file (%p in archive_command)
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The PostgreSQL target whose archive this is (needed with several targets until
+    /// the cluster has archived once)
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// `json` prints what was stored; `table` prints nothing on success
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct WalFetchArgs {
+    /// The WAL file name (%f in restore_command)
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// Where to write it (%p in restore_command)
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+    /// The PostgreSQL target whose archive to read (needed with several targets unless
+    /// the cluster has archived under exactly one)
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// The cluster's system identifier [default: from PATH's data directory]
+    #[arg(long, value_name = "ID")]
+    pub system_id: Option<u64>,
+    /// The age identity (private key file) that opens encrypted segments; overrides
+    /// [encryption] identity_file and identity_env
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct BackupArgs {
     /// Back up only this PostgreSQL target [default: every target in dr.toml]
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
+    /// A physical base backup of the whole cluster (pg_basebackup; needs WAL archiving
+    /// with `dr wal-push`) instead of a pg_dump of the database
+    #[arg(long)]
+    pub physical: bool,
     /// Output format (json: the new manifests)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,

@@ -302,6 +302,10 @@ pub struct PostgresTarget {
     /// Directory holding `pg_dump`, `pg_restore`, `pg_dumpall`, `psql` (and `initdb`
     /// for sandbox drills); otherwise they are looked up on PATH.
     pub pg_bin_dir: Option<PathBuf>,
+    /// PostgreSQL archives its WAL with `dr wal-push`: `dr check` then runs
+    /// pg.archiving, pg.replication and wal.continuity for this target.
+    #[serde(default)]
+    pub wal_archiving: bool,
 }
 
 /// A target `dr backup` can back up.

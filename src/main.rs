@@ -3,6 +3,7 @@
 mod backup;
 mod checks;
 mod cli;
+mod codec;
 mod commands;
 mod config;
 mod demo;
@@ -26,6 +27,7 @@ mod secret;
 mod storage;
 mod units;
 mod version;
+mod wal;
 
 use clap::Parser;
 

@@ -8,12 +8,13 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::backup::catalog::{self, manifest_key};
-use crate::backup::manifest::{BackupKind, BackupManifest};
+use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod};
 use crate::backup::retention;
 use crate::config::RetentionConfig;
 use crate::report::FORMAT_VERSION;
 use crate::storage::local::PARTIAL_MARKER;
 use crate::storage::Storage;
+use crate::wal::{self, Lsn};
 
 /// What a prune entry is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -29,6 +30,10 @@ pub enum EntryKind {
     Temporary,
     /// A complete backup whose stored bytes do not match its manifest.
     Corrupt,
+    /// A complete physical base backup (`dr backup --physical`).
+    Physical,
+    /// Archived WAL of one cluster (`backup_id` is `wal:<system identifier>`).
+    Wal,
 }
 
 impl EntryKind {
@@ -39,6 +44,8 @@ impl EntryKind {
             EntryKind::Incomplete => "incomplete",
             EntryKind::Temporary => "temporary",
             EntryKind::Corrupt => "corrupt",
+            EntryKind::Physical => "physical",
+            EntryKind::Wal => "wal",
         }
     }
 }
@@ -90,20 +97,34 @@ pub async fn plan(
     for &target in targets {
         let (manifests, _) = catalog::list_complete(storage, Some(target)).await?;
         let dirs = catalog::scan(storage, Some(target)).await?;
-        // One pool per kind and, for safety copies, per destination: one database's
-        // safety copies never push out another's.
-        let mut pools: Vec<(BackupKind, &str)> = manifests
+        // One pool per kind and method (dumps and physical base backups are kept each on
+        // their own) and, for safety copies, per destination: one database's safety copies
+        // never push out another's.
+        let mut pools: Vec<(BackupKind, BackupMethod, &str)> = manifests
             .iter()
-            .map(|m| (m.kind, pool_destination(m)))
+            .map(|m| (m.kind, m.method, pool_destination(m)))
             .collect();
         pools.sort();
         pools.dedup();
-        for (kind, destination) in pools {
+        let mut kept_physical: Vec<&BackupManifest> = Vec::new();
+        for (kind, method, destination) in pools {
             let members: Vec<&BackupManifest> = manifests
                 .iter()
-                .filter(|m| m.kind == kind && pool_destination(m) == destination)
+                .filter(|m| {
+                    m.kind == kind && m.method == method && pool_destination(m) == destination
+                })
                 .collect();
-            entries.extend(decide_verified(storage, target, &members, &dirs, policy, now).await?);
+            let decided = decide_verified(storage, target, &members, &dirs, policy, now).await?;
+            if method == BackupMethod::Physical {
+                kept_physical.extend(members.iter().copied().filter(|m| {
+                    decided.iter().any(|e| {
+                        e.backup_id == m.id
+                            && e.action == Action::Keep
+                            && e.kind == EntryKind::Physical
+                    })
+                }));
+            }
+            entries.extend(decided);
         }
         for dir in &dirs {
             let stale_partials: Vec<String> = dir
@@ -136,6 +157,7 @@ pub async fn plan(
                 });
             }
         }
+        entries.extend(plan_wal(storage, target, &kept_physical, now).await?);
     }
     Ok(entries)
 }
@@ -212,15 +234,15 @@ async fn decide_verified(
                 keys,
             )
         };
-        let kind = members
-            .iter()
-            .find(|m| m.id == decision.id)
-            .map(|m| m.kind)
-            .unwrap_or_default();
+        let kind = match members.iter().find(|m| m.id == decision.id) {
+            Some(m) if m.method == BackupMethod::Physical => EntryKind::Physical,
+            Some(m) => m.kind.into(),
+            None => EntryKind::Regular,
+        };
         entries.push(PruneEntry {
             target: target.to_string(),
             backup_id: decision.id,
-            kind: kind.into(),
+            kind,
             action,
             reason,
             keys,
@@ -235,6 +257,100 @@ async fn decide_verified(
             reason: format!("CORRUPT, not counted as kept and left for inspection: {why}"),
             keys: vec![],
         });
+    }
+    Ok(entries)
+}
+
+/// The archived WAL of each cluster of `target` that no kept physical base backup needs
+/// (everything before the oldest kept backup's start), and temporary files of crashed
+/// pushes older than a day. A cluster without a kept base backup keeps all of its WAL:
+/// nothing tells what a restore of it would need.
+async fn plan_wal(
+    storage: &dyn Storage,
+    target: &str,
+    kept: &[&BackupManifest],
+    now: DateTime<Utc>,
+) -> Result<Vec<PruneEntry>> {
+    let mut entries = Vec::new();
+    for system_id in wal::archived_systems(storage, target).await? {
+        let id = format!("wal:{system_id}");
+        let objects = storage
+            .list(&format!("{}/", wal::cluster_prefix(target, system_id)))
+            .await?;
+        let stale: Vec<String> = objects
+            .iter()
+            .filter(|o| o.key.contains(PARTIAL_MARKER) && now - o.modified > Duration::days(1))
+            .map(|o| o.key.clone())
+            .collect();
+        if !stale.is_empty() {
+            entries.push(PruneEntry {
+                target: target.to_string(),
+                backup_id: id.clone(),
+                kind: EntryKind::Temporary,
+                action: Action::Remove,
+                reason: format!(
+                    "{} temporary file(s) of interrupted WAL pushes, older than a day",
+                    stale.len()
+                ),
+                keys: stale,
+            });
+        }
+        let files = wal::archived_files(objects);
+        let oldest = kept
+            .iter()
+            .filter_map(|m| Some((m, m.physical.as_ref()?)))
+            .filter(|(_, p)| p.system_identifier == system_id.to_string())
+            .filter_map(|(m, p)| {
+                Some((
+                    Lsn::parse(&p.start_lsn).ok()?.segno(p.wal_segment_size),
+                    *m,
+                    p,
+                ))
+            })
+            .min_by_key(|(segno, _, _)| *segno);
+        let Some((start, backup, info)) = oldest else {
+            entries.push(PruneEntry {
+                target: target.to_string(),
+                backup_id: id,
+                kind: EntryKind::Wal,
+                action: Action::Keep,
+                reason: format!(
+                    "all {} archived file(s): no kept physical base backup of this cluster, so nothing tells what a restore needs (remove them by hand once the cluster is gone)",
+                    files.len()
+                ),
+                keys: vec![],
+            });
+            continue;
+        };
+        let remove = wal::retention::removable(&files, start, info.wal_segment_size);
+        entries.push(PruneEntry {
+            target: target.to_string(),
+            backup_id: id.clone(),
+            kind: EntryKind::Wal,
+            action: Action::Keep,
+            reason: format!(
+                "{} archived file(s) from {} on: base backup {} (the oldest kept) needs them to become consistent, and every later one to recover to now",
+                files.len() - remove.len(),
+                info.start_wal,
+                backup.id
+            ),
+            keys: vec![],
+        });
+        if let (Some(first), Some(last)) = (remove.first(), remove.last()) {
+            entries.push(PruneEntry {
+                target: target.to_string(),
+                backup_id: id,
+                kind: EntryKind::Wal,
+                action: Action::Remove,
+                reason: format!(
+                    "{} archived file(s) from {} to {}: older than the start of every kept base backup",
+                    remove.len(),
+                    first.wal.name,
+                    last.wal.name
+                ),
+                keys: remove.iter().map(|f| f.key.clone()).collect(),
+            });
+        }
     }
     Ok(entries)
 }

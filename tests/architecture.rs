@@ -13,8 +13,12 @@ const LAYERS: &[&[&str]] = &[
     // The configuration and how children are started; leftovers of dead runs; the metrics
     // file writer.
     &["config", "process", "leftovers", "metrics"],
-    // Talking to the outside: storage, PostgreSQL, Redis.
+    // Talking to the outside: storage, PostgreSQL, Redis; encryption of what is stored.
     &["storage", "pg", "redis_client", "encryption"],
+    // How stored objects are encoded: compression, encryption, hashing.
+    &["codec"],
+    // The WAL archive: names, layout, push and fetch of single files.
+    &["wal"],
     // Domain: backups and throwaway clusters, then restores on top of them.
     &["backup", "sandbox"],
     &["restore"],

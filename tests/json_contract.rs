@@ -64,6 +64,17 @@ fn every_json_document_matches_the_readme_table() {
     let (pg, mut world) = support::sample_world("");
     pg.create_db("copy");
     world.set_env("DR_TEST_INTO", &pg.superuser_url("copy"));
+    // A completed WAL segment of the cluster, for `dr wal-push`.
+    pg.psql("app", "CREATE TABLE wal_filler AS SELECT 1 AS x");
+    let segment = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let wal_dir = world.tmp_dir().join("data/pg_wal");
+    std::fs::create_dir_all(&wal_dir).unwrap();
+    std::fs::copy(
+        pg.data_dir().join("pg_wal").join(&segment),
+        wal_dir.join(&segment),
+    )
+    .unwrap();
+    let segment_path = wal_dir.join(&segment).display().to_string();
     let runs: Vec<(&str, Vec<&str>)> = vec![
         ("backup", vec!["backup"]),
         ("check", vec!["check"]),
@@ -86,6 +97,7 @@ fn every_json_document_matches_the_readme_table() {
         ("runbook", vec!["runbook"]),
         ("runbook show", vec!["runbook", "show", "database-failure"]),
         ("version", vec!["version"]),
+        ("wal-push", vec!["wal-push", &segment_path]),
     ];
     let table = readme_table();
     let documented: BTreeSet<&str> = table.keys().map(String::as_str).collect();

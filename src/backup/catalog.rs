@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::manifest::{BackupKind, BackupManifest, MANIFEST_FILE};
+use super::manifest::{BackupKind, BackupManifest, BackupMethod, MANIFEST_FILE};
 use super::retention::FUTURE_TOLERANCE;
 use crate::error::usage;
 use crate::storage::{self, Storage};
@@ -128,11 +128,46 @@ pub fn newest_trusted(
     (trusted.into_iter().next(), future)
 }
 
-/// Resolves `ID` or `latest` (the newest regular backup of `target` that is not dated in
-/// the future). A path-like or otherwise impossible id is unknown (exit 2).
+/// Resolves `ID` or `latest` (the newest regular dump of `target` that is not dated in the
+/// future) for the commands that work on dumps: a physical backup is refused by name. A
+/// path-like or otherwise impossible id is unknown (exit 2).
 pub async fn resolve(storage: &dyn Storage, target: &str, id: &str) -> Result<BackupManifest> {
+    resolve_method(storage, target, id, Some(BackupMethod::Dump)).await
+}
+
+/// Resolves `ID` or `latest` among the backups of `method` (or of any method).
+pub async fn resolve_method(
+    storage: &dyn Storage,
+    target: &str,
+    id: &str,
+    method: Option<BackupMethod>,
+) -> Result<BackupManifest> {
+    let m = resolve_any(storage, target, id, method).await?;
+    match (method, m.method) {
+        (Some(BackupMethod::Dump), BackupMethod::Physical) => Err(usage(format!(
+            "backup {id} is a physical base backup; this command works on pg_dump backups, and this dr cannot restore physical backups yet; hint: check it with `dr validate --backup-id {id}`, or pick a dump (`dr list --target {target}` shows the method)"
+        ))),
+        (Some(BackupMethod::Physical), BackupMethod::Dump) => Err(usage(format!(
+            "backup {id} is a pg_dump backup, not a physical one; hint: drop --physical"
+        ))),
+        _ => Ok(m),
+    }
+}
+
+async fn resolve_any(
+    storage: &dyn Storage,
+    target: &str,
+    id: &str,
+    method: Option<BackupMethod>,
+) -> Result<BackupManifest> {
     if id == "latest" {
-        let (all, damaged) = list_complete(storage, Some(target)).await?;
+        let (mut all, damaged) = list_complete(storage, Some(target)).await?;
+        all.retain(|m| method.is_none_or(|w| m.method == w));
+        let (word, flag) = match method {
+            Some(BackupMethod::Physical) => ("physical ", " --physical"),
+            Some(BackupMethod::Dump) => ("pg_dump ", ""),
+            None => ("", ""),
+        };
         for d in &damaged {
             tracing::warn!(
                 "latest skips {}: {}; that backup cannot be trusted",
@@ -165,7 +200,7 @@ pub async fn resolve(storage: &dyn Storage, target: &str, id: &str) -> Result<Ba
                 format!(" (passed over: {})", passed_over.join("; "))
             };
             anyhow::anyhow!(
-                "no trustworthy complete backup of target {target:?} in {}{also}; hint: run `dr backup --target {target}` first",
+                "no trustworthy complete {word}backup of target {target:?} in {}{also}; hint: run `dr backup --target {target}{flag}` first",
                 storage.describe()
             )
         });

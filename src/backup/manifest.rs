@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Compression, RedisBackupMethod};
 
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Dump and Redis manifests are still written as format 1 (readable by every dr); format 2 adds
+/// physical base backups (`method`, `physical`), which an older dr must not mistake for
+/// a dump.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
+pub const DUMP_FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_FILE: &str = "manifest.json";
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default)]
@@ -28,6 +32,60 @@ impl BackupKind {
     }
 }
 
+/// How a backup was taken.
+#[derive(
+    Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Default, Hash,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupMethod {
+    /// `pg_dump` (one database, logical); every manifest before format 2.
+    #[default]
+    Dump,
+    /// `pg_basebackup` (the whole cluster, physical); restored with archived WAL.
+    Physical,
+}
+
+impl BackupMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupMethod::Dump => "dump",
+            BackupMethod::Physical => "physical",
+        }
+    }
+}
+
+/// A tablespace outside the data directory, as the server reported it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tablespace {
+    pub oid: u32,
+    pub name: String,
+    pub location: String,
+}
+
+/// What a physical base backup needs to be restored: where its WAL starts and where the
+/// copy becomes consistent, on which timeline of which cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PhysicalInfo {
+    /// As a string: JSON numbers lose precision above 2^53.
+    pub system_identifier: String,
+    pub timeline: u32,
+    /// `START WAL LOCATION` of backup_label: recovery replays from here.
+    pub start_lsn: String,
+    pub start_wal: String,
+    pub checkpoint_lsn: String,
+    /// Where the copy is consistent: no recovery target before this point is possible.
+    pub stop_lsn: String,
+    pub stop_wal: String,
+    pub wal_segment_size: u64,
+    pub data_checksums: bool,
+    pub tablespaces: Vec<Tablespace>,
+    pub pg_basebackup_version: String,
+    /// The tar holds pg_basebackup's `backup_manifest` (so pg_verifybackup can check it).
+    pub backup_manifest: bool,
+    /// The backup history file (`<segment>.<offset>.backup`) in the WAL archive.
+    pub backup_history_file: String,
+}
+
 /// What a stored object of a backup holds.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
@@ -36,6 +94,8 @@ pub enum ObjectRole {
     Dump,
     /// Roles and tablespaces, as `pg_dumpall --globals-only` SQL.
     Globals,
+    /// The whole cluster, as the tar `pg_basebackup` writes (physical backups).
+    Base,
 }
 
 impl ObjectRole {
@@ -44,6 +104,7 @@ impl ObjectRole {
         match self {
             ObjectRole::Dump => "dump.pgdump",
             ObjectRole::Globals => "globals.sql",
+            ObjectRole::Base => "base.tar",
         }
     }
 }
@@ -105,6 +166,22 @@ pub struct StoredObject {
     pub plaintext_bytes: Option<u64>,
 }
 
+impl StoredObject {
+    /// The manifest entry of an object the codec stored as `file`.
+    pub fn from_encoded(role: ObjectRole, file: String, encoded: crate::codec::Encoded) -> Self {
+        StoredObject {
+            role,
+            file,
+            compression: encoded.compression,
+            size_bytes: encoded.size_bytes,
+            sha256: encoded.sha256,
+            raw_bytes: encoded.raw_bytes,
+            plaintext_sha256: encoded.plaintext_sha256,
+            plaintext_bytes: encoded.plaintext_bytes,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TableCount {
     pub schema: String,
@@ -130,6 +207,9 @@ pub struct BackupManifest {
     pub kind: BackupKind,
     #[serde(default)]
     pub engine: Engine,
+    /// Absent in format 1 manifests, which are all dumps.
+    #[serde(default)]
+    pub method: BackupMethod,
     /// PostgreSQL: the database dumped.
     #[serde(default)]
     pub database: String,
@@ -140,10 +220,12 @@ pub struct BackupManifest {
     pub duration_ms: u64,
     pub server_version: String,
     pub server_major: u32,
+    /// Empty for physical backups and Redis.
     #[serde(default)]
     pub pg_dump_version: String,
     pub dr_version: String,
-    /// `custom` (pg_dump -Fc), `rdb` (a Redis RDB file) or `dr-redis-keys-1` (see the README).
+    /// `custom` (pg_dump -Fc), `tar` (a physical base backup), `rdb` (a Redis RDB file) or
+    /// `dr-redis-keys-1` (see the README).
     pub format: String,
     pub compression: Compression,
     pub compression_level: i32,
@@ -154,10 +236,10 @@ pub struct BackupManifest {
     pub recipients: Vec<String>,
     /// Stored bytes of all objects.
     pub size_bytes: u64,
-    /// SHA-256 of the stored dump object.
+    /// SHA-256 of the stored dump object (of the base tar for physical backups).
     pub sha256: String,
     pub objects: Vec<StoredObject>,
-    /// The exported snapshot both the counts and pg_dump used.
+    /// The exported snapshot both the counts and pg_dump used (dumps only).
     #[serde(default)]
     pub snapshot: String,
     #[serde(default)]
@@ -176,6 +258,9 @@ pub struct BackupManifest {
     /// them); `null` without globals or in manifests of older versions.
     #[serde(default)]
     pub globals_role_passwords: Option<bool>,
+    /// Physical backups only.
+    #[serde(default)]
+    pub physical: Option<PhysicalInfo>,
 }
 
 /// The JSON shape of a manifest, field for field in the order PostgreSQL manifests always had.
@@ -186,6 +271,8 @@ struct ManifestJson<'a> {
     target: &'a str,
     kind: BackupKind,
     engine: Engine,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<BackupMethod>,
     #[serde(skip_serializing_if = "Option::is_none")]
     database: Option<&'a str>,
     source: &'a str,
@@ -220,6 +307,8 @@ struct ManifestJson<'a> {
     database_owner: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     globals_role_passwords: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    physical: Option<&'a PhysicalInfo>,
 }
 
 impl Serialize for BackupManifest {
@@ -232,6 +321,7 @@ impl Serialize for BackupManifest {
             target: &self.target,
             kind: self.kind,
             engine: self.engine,
+            method: pg.then_some(self.method),
             database: only_pg(self.database.as_str()),
             source: &self.source,
             created_at: self.created_at,
@@ -256,6 +346,7 @@ impl Serialize for BackupManifest {
             redis: self.redis.as_ref(),
             database_owner: self.database_owner.as_deref(),
             globals_role_passwords: self.globals_role_passwords,
+            physical: self.physical.as_ref(),
         }
         .serialize(serializer)
     }
@@ -271,6 +362,20 @@ impl BackupManifest {
 
     pub fn globals(&self) -> Option<&StoredObject> {
         self.objects.iter().find(|o| o.role == ObjectRole::Globals)
+    }
+
+    /// The base tar of a physical backup.
+    pub fn base(&self) -> Option<&StoredObject> {
+        self.objects.iter().find(|o| o.role == ObjectRole::Base)
+    }
+
+    /// The object the manifest's `sha256` and `compression` describe: the dump, or the
+    /// base tar of a physical backup.
+    fn primary_role(&self) -> ObjectRole {
+        match self.method {
+            BackupMethod::Dump => ObjectRole::Dump,
+            BackupMethod::Physical => ObjectRole::Base,
+        }
     }
 
     /// Parses a manifest and checks every field a reader relies on: an edited or
@@ -291,13 +396,30 @@ impl BackupManifest {
 
     /// The first field that contradicts another, if any.
     fn inconsistency(&self) -> Option<String> {
-        let dumps = self
-            .objects
-            .iter()
-            .filter(|o| o.role == ObjectRole::Dump)
-            .count();
-        if dumps != 1 {
-            return Some(format!("it lists {dumps} dump objects, not one"));
+        let primary = self.primary_role();
+        let count = |role| self.objects.iter().filter(|o| o.role == role).count();
+        let primaries = count(primary);
+        if primaries != 1 {
+            let what = match primary {
+                ObjectRole::Base => "base tar",
+                _ => "dump",
+            };
+            return Some(format!("it lists {primaries} {what} objects, not one"));
+        }
+        match self.method {
+            BackupMethod::Physical
+                if self.physical.is_none()
+                    || self.format_version < 2
+                    || count(ObjectRole::Dump) + count(ObjectRole::Globals) > 0 =>
+            {
+                return Some(
+                    "a physical backup without its WAL positions, or with dump objects".into(),
+                );
+            }
+            BackupMethod::Dump if self.physical.is_some() || count(ObjectRole::Base) > 0 => {
+                return Some("a dump with physical backup fields".into());
+            }
+            _ => {}
         }
         let mut files = std::collections::HashSet::new();
         for o in &self.objects {
@@ -312,7 +434,11 @@ impl BackupManifest {
                 return Some(format!("object {} has no valid SHA-256", o.file));
             }
         }
-        let dump = self.dump();
+        let dump = self
+            .objects
+            .iter()
+            .find(|o| o.role == primary)
+            .expect("counted above");
         if self.sha256 != dump.sha256 {
             return Some(format!(
                 "its sha256 {} differs from its dump object's {}",
@@ -460,6 +586,54 @@ mod tests {
         m["size_bytes"] = serde_json::json!(10);
         let err = parse(&m).unwrap_err().to_string();
         assert!(err.contains("globals_role_passwords"), "{err}");
+    }
+
+    /// A manifest as dr 0.1 wrote it, before physical backups existed.
+    const FORMAT_1: &str = r#"{"format_version":1,"id":"main-20260102T030405Z","target":"main","kind":"regular",
+      "database":"shop","source":"postgres://u@h/shop","created_at":"2026-01-02T03:04:05Z",
+      "finished_at":"2026-01-02T03:04:09Z","duration_ms":4000,"server_version":"15.8","server_major":15,
+      "pg_dump_version":"15.8","dr_version":"0.1.0","format":"custom","compression":"zstd",
+      "compression_level":3,"encryption":null,"size_bytes":10,"sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+      "objects":[{"role":"dump","file":"dump.pgdump.zst","compression":"zstd","size_bytes":10,
+        "sha256":"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa","raw_bytes":20}],
+      "snapshot":"00000003-0000001B-1","schemas":["public"],"extensions":["plpgsql"],"tables":[]}"#;
+
+    #[test]
+    fn format_1_manifests_still_parse_as_dumps() {
+        let m = BackupManifest::parse(FORMAT_1.as_bytes()).unwrap();
+        assert_eq!(m.method, BackupMethod::Dump);
+        assert!(m.physical.is_none());
+        assert_eq!(m.dump().file, "dump.pgdump.zst");
+        // Written back, a dump manifest carries no physical section.
+        let again = serde_json::to_value(&m).unwrap();
+        assert!(again.get("physical").is_none());
+        assert_eq!(again["method"], "dump");
+    }
+
+    #[test]
+    fn a_physical_manifest_needs_its_base_and_positions() {
+        let mut v: serde_json::Value = serde_json::from_str(FORMAT_1).unwrap();
+        v["format_version"] = 2.into();
+        v["method"] = "physical".into();
+        v["objects"][0]["role"] = "base".into();
+        assert!(BackupManifest::parse(v.to_string().as_bytes()).is_err());
+        v["physical"] = serde_json::json!({
+            "system_identifier": "7712118149896994337", "timeline": 1,
+            "start_lsn": "0/2000028", "start_wal": "000000010000000000000002",
+            "checkpoint_lsn": "0/2000060", "stop_lsn": "0/2000100",
+            "stop_wal": "000000010000000000000002", "wal_segment_size": 16777216,
+            "data_checksums": false, "tablespaces": [], "pg_basebackup_version": "15.8",
+            "backup_manifest": true,
+            "backup_history_file": "000000010000000000000002.00000028.backup"
+        });
+        let m = BackupManifest::parse(v.to_string().as_bytes()).unwrap();
+        assert_eq!(m.method, BackupMethod::Physical);
+        assert_eq!(m.base().unwrap().role, ObjectRole::Base);
+        v["format_version"] = 3.into();
+        assert!(BackupManifest::parse(v.to_string().as_bytes())
+            .unwrap_err()
+            .to_string()
+            .contains("upgrade dr"));
     }
 
     #[test]

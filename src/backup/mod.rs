@@ -4,9 +4,9 @@
 
 pub mod catalog;
 pub mod manifest;
+pub mod physical;
 pub mod retention;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Instant;
@@ -14,25 +14,23 @@ use std::time::Instant;
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::Bytes;
 use chrono::Utc;
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tokio_postgres::Client;
 
-use crate::config::{BackupConfig, Compression, Config, PostgresTarget};
-use crate::encryption::{HashingWriter, Recipients};
+use crate::config::{BackupConfig, Config, PostgresTarget};
+use crate::encryption::Recipients;
 use crate::pg::{self, tools, ConnTarget};
 use crate::process::ChildCommand;
 use crate::storage::{self, ByteStream, Storage};
 use manifest::{
-    BackupKind, BackupManifest, ObjectRole, StoredObject, TableCount, MANIFEST_FORMAT_VERSION,
+    BackupKind, BackupManifest, BackupMethod, ObjectRole, StoredObject, TableCount,
+    DUMP_FORMAT_VERSION,
 };
 
 /// Advisory lock key (classid, objid) held for the whole backup of a database. Advisory
 /// locks live on the server, so they exclude a second `dr backup` on any host, and the
 /// server releases them when the holder's connection dies.
 pub const LOCK_KEY: (i32, i32) = (0x6472, 1);
-
-const CHUNK: usize = 1 << 20;
 
 /// What to back up and how.
 pub struct BackupPlan<'a> {
@@ -145,7 +143,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             .args(pg_dump_args(&conn.public_url, &snapshot))
             .envs(auth.env());
         let progress = progress_bar(plan.show_progress, plan.target_name);
-        let dump = stream_child(storage, &dump_key, cmd, &pipeline, progress.clone());
+        let dump = stream_child(storage, &dump_key, cmd, &pipeline, progress.clone(), None);
         let counts = count_rows(&snap_client, &catalog_info.tables);
         let (dump, counts) = tokio::join!(dump, counts);
         if let Some(p) = &progress {
@@ -174,7 +172,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             let cmd = ChildCommand::new(dumpall, "pg_dumpall")
                 .args(pg_dumpall_args(&conn.public_url, catalog_info.superuser))
                 .envs(auth.env());
-            let globals = stream_child(storage, &globals_key, cmd, &pipeline, None).await?;
+            let globals = stream_child(storage, &globals_key, cmd, &pipeline, None, None).await?;
             objects.push(StoredObject {
                 role: ObjectRole::Globals,
                 file: globals_file,
@@ -183,11 +181,12 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
         }
         let finished_at = Utc::now();
         let manifest = BackupManifest {
-            format_version: MANIFEST_FORMAT_VERSION,
+            format_version: DUMP_FORMAT_VERSION,
             id: id.clone(),
             target: plan.target_name.to_string(),
             kind: plan.kind,
             engine: manifest::Engine::Postgres,
+            method: BackupMethod::Dump,
             database: conn.database.clone(),
             source: conn.public_url.clone(),
             created_at,
@@ -199,7 +198,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             dr_version: env!("CARGO_PKG_VERSION").to_string(),
             format: "custom".into(),
             compression: settings.compression,
-            compression_level: compression_level(settings),
+            compression_level: crate::codec::level(settings),
             encryption: plan.recipients.as_ref().map(|_| "age".to_string()),
             recipients: plan
                 .recipients
@@ -216,6 +215,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             redis: None,
             database_owner: Some(catalog_info.database_owner.clone()),
             globals_role_passwords: settings.include_globals.then_some(catalog_info.superuser),
+            physical: None,
         };
         let json = serde_json::to_vec_pretty(&manifest)?;
         // The commit point: before this line there is no backup, after it there is one.
@@ -239,7 +239,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     result
 }
 
-async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<()> {
+pub(crate) async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<()> {
     let got: bool = client
         .query_one(
             "SELECT pg_try_advisory_lock($1, $2)",
@@ -376,14 +376,6 @@ async fn count_rows(client: &Client, tables: &[(String, String)]) -> Result<Vec<
     Ok(out)
 }
 
-pub(crate) fn compression_level(settings: &BackupConfig) -> i32 {
-    settings.level.unwrap_or(match settings.compression {
-        Compression::Zstd => 3,
-        Compression::Gzip => 6,
-        Compression::None => 0,
-    })
-}
-
 pub(crate) fn progress_bar(show: bool, target: &str) -> Option<indicatif::ProgressBar> {
     use std::io::IsTerminal;
     if !show || !std::io::stderr().is_terminal() {
@@ -403,12 +395,14 @@ pub(crate) fn progress_bar(show: bool, target: &str) -> Option<indicatif::Progre
 
 /// Runs a dump child and streams its stdout, compressed and hashed, into `key`. The object
 /// becomes visible only if the child exits 0; otherwise the error carries its stderr.
-async fn stream_child(
+/// `tap` sees the raw stream on its way (physical backups read their tar headers).
+pub(crate) async fn stream_child(
     storage: &dyn Storage,
     key: &str,
     cmd: ChildCommand,
     settings: &PipelineSettings,
     progress: Option<indicatif::ProgressBar>,
+    mut tap: Option<crate::codec::RawTap>,
 ) -> Result<StoredObject> {
     let program = cmd.what().to_string();
     let child_name = program.clone();
@@ -425,7 +419,14 @@ async fn stream_child(
     let settings = settings.clone();
     let producer_tx = tx.clone();
     let producer = tokio::task::spawn_blocking(move || {
-        let result = compress_into(stdout, producer_tx.clone(), &settings, progress);
+        let result = crate::codec::compress_into(
+            stdout,
+            producer_tx.clone(),
+            &settings,
+            progress,
+            tap.as_mut()
+                .map(|t| t.as_mut() as crate::codec::RawTapRef<'_>),
+        );
         if let Err(e) = &result {
             // An error must reach the storage writer so it discards the object.
             let _ = producer_tx.blocking_send(Err(std::io::Error::other(e.to_string())));
@@ -452,8 +453,14 @@ async fn stream_child(
             bail!("{message}");
         }
         if let Ok(said) = &finished {
-            if !said.trim().is_empty() {
-                tracing::warn!("{} said: {}", child_name, said.trim());
+            let said = said.trim();
+            if said.lines().all(|l| l.trim_start().starts_with("NOTICE:")) {
+                // pg_basebackup's "all required WAL segments have been archived".
+                if !said.is_empty() {
+                    tracing::info!("{} said: {}", child_name, said);
+                }
+            } else {
+                tracing::warn!("{} said: {}", child_name, said);
             }
         }
         drop(tx);
@@ -461,9 +468,14 @@ async fn stream_child(
     };
     let (put_result, finish_result) = tokio::join!(put, finish);
     match (put_result, finish_result) {
-        (Ok(size), Ok(stats)) => {
-            debug_assert_eq!(size, stats.size_bytes);
-            Ok(stats)
+        (Ok(size), Ok(encoded)) => {
+            debug_assert_eq!(size, encoded.size_bytes);
+            // The caller names the object.
+            Ok(StoredObject::from_encoded(
+                ObjectRole::Dump,
+                String::new(),
+                encoded,
+            ))
         }
         (Ok(_), Err(child_err)) => Err(child_err),
         // The child's failure travels into the writer, so the writer reports it too: then the
@@ -484,210 +496,7 @@ async fn stream_child(
     }
 }
 
-/// How stored bytes are made: compression, and encryption when `[encryption]` is set.
-#[derive(Clone)]
-pub struct PipelineSettings {
-    pub compression: Compression,
-    pub level: i32,
-    pub threads: u32,
-    pub recipients: Option<Recipients>,
-}
-
-impl PipelineSettings {
-    pub fn new(settings: &BackupConfig, recipients: Option<Recipients>) -> Self {
-        PipelineSettings {
-            compression: settings.compression,
-            level: compression_level(settings),
-            threads: settings.threads.unwrap_or(0),
-            recipients,
-        }
-    }
-
-    /// The suffix of stored file names: `.zst`, then `.age` when encrypted.
-    pub fn extension(&self) -> String {
-        let age = if self.recipients.is_some() {
-            ".age"
-        } else {
-            ""
-        };
-        format!("{}{age}", self.compression.extension())
-    }
-}
-
-/// Sends hashed, size-counted chunks of the compressed stream to the storage writer.
-struct ChannelWriter {
-    tx: mpsc::Sender<std::io::Result<Bytes>>,
-    buf: Vec<u8>,
-    hasher: Sha256,
-    size: u64,
-}
-
-impl Write for ChannelWriter {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        self.hasher.update(data);
-        self.size += data.len() as u64;
-        self.buf.extend_from_slice(data);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(data.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl ChannelWriter {
-    fn send(&mut self) -> std::io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "storage writer stopped")
-        })
-    }
-}
-
-/// Where compressed bytes go: straight to storage, or through age encryption (hashing the
-/// plaintext on the way, so a restore with the key can prove what it decrypted).
-enum Tail {
-    Plain(ChannelWriter),
-    Encrypted(HashingWriter<age::stream::StreamWriter<ChannelWriter>>),
-}
-
-impl Write for Tail {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        match self {
-            Tail::Plain(w) => w.write(data),
-            Tail::Encrypted(w) => w.write(data),
-        }
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        match self {
-            Tail::Plain(w) => w.flush(),
-            Tail::Encrypted(w) => w.flush(),
-        }
-    }
-}
-
-impl Tail {
-    /// Ends the stream: the storage writer, and the plaintext's (SHA-256, size) when encrypted.
-    fn finish(self) -> Result<(ChannelWriter, Option<(String, u64)>)> {
-        match self {
-            Tail::Plain(w) => Ok((w, None)),
-            Tail::Encrypted(w) => {
-                let (stream, sha, size) = w.finish();
-                let sink = stream.finish().context("cannot end the encrypted stream")?;
-                Ok((sink, Some((sha, size))))
-            }
-        }
-    }
-}
-
-fn compress_into(
-    mut input: std::fs::File,
-    tx: mpsc::Sender<std::io::Result<Bytes>>,
-    settings: &PipelineSettings,
-    progress: Option<indicatif::ProgressBar>,
-) -> Result<StoredObject> {
-    let mut buf = vec![0u8; CHUNK];
-    compress_with(tx, settings, |w: &mut dyn Write| {
-        let mut raw_bytes = 0u64;
-        loop {
-            let n = match input.read(&mut buf) {
-                Ok(0) => return Ok(raw_bytes),
-                Ok(n) => n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e).context("cannot read the dump"),
-            };
-            raw_bytes += n as u64;
-            if let Some(p) = &progress {
-                p.set_position(raw_bytes);
-            }
-            w.write_all(&buf[..n])
-                .context("cannot pass the dump to storage")?;
-        }
-    })
-}
-
-/// Compresses (and encrypts, when configured) what `fill` writes (it returns the number of
-/// raw bytes it wrote), hashing and counting the stored bytes on their way to the storage
-/// writer behind `tx`.
-pub(crate) fn compress_with(
-    tx: mpsc::Sender<std::io::Result<Bytes>>,
-    settings: &PipelineSettings,
-    fill: impl FnOnce(&mut dyn Write) -> Result<u64>,
-) -> Result<StoredObject> {
-    let (compression, level, threads) = (settings.compression, settings.level, settings.threads);
-    let channel = ChannelWriter {
-        tx,
-        buf: Vec::with_capacity(CHUNK),
-        hasher: Sha256::new(),
-        size: 0,
-    };
-    let sink = match &settings.recipients {
-        None => Tail::Plain(channel),
-        Some(r) => Tail::Encrypted(HashingWriter::new(r.encrypt(channel)?)),
-    };
-    let raw_bytes;
-    let sink = match compression {
-        Compression::Zstd => {
-            let mut enc = zstd::stream::write::Encoder::new(sink, level)?;
-            let workers = if threads == 0 {
-                std::thread::available_parallelism()
-                    .map(|n| n.get() as u32)
-                    .unwrap_or(1)
-            } else {
-                threads
-            };
-            if workers > 1 {
-                enc.multithread(workers)?;
-            }
-            raw_bytes = fill(&mut enc)?;
-            enc.finish()?
-        }
-        Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(
-                sink,
-                flate2::Compression::new(level.clamp(0, 9) as u32),
-            );
-            raw_bytes = fill(&mut enc)?;
-            enc.finish()?
-        }
-        Compression::None => {
-            let mut sink = sink;
-            raw_bytes = fill(&mut sink)?;
-            sink
-        }
-    };
-    let (mut sink, plaintext) = sink.finish()?;
-    sink.send()?;
-    Ok(StoredObject {
-        role: ObjectRole::Dump,
-        file: String::new(),
-        compression,
-        size_bytes: sink.size,
-        sha256: hex::encode(sink.hasher.finalize()),
-        raw_bytes,
-        plaintext_sha256: plaintext.as_ref().map(|(sha, _)| sha.clone()),
-        plaintext_bytes: plaintext.map(|(_, n)| n),
-    })
-}
-
-/// A reader that decompresses a stored object (used by restore and validate).
-pub fn decompressor<'a, R: Read + 'a>(
-    compression: Compression,
-    input: R,
-) -> Result<Box<dyn Read + 'a>> {
-    Ok(match compression {
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(input)?),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(input)),
-        Compression::None => Box::new(input),
-    })
-}
+pub use crate::codec::PipelineSettings;
 
 /// Where temporary files of this run live (staging, passfiles): `$TMPDIR` by default.
 pub fn default_staging_dir() -> PathBuf {
@@ -713,42 +522,5 @@ mod tests {
             .contains(&"--no-role-passwords".to_string()));
         assert!(!pg_dumpall_args("postgres://u@h/db", true)
             .contains(&"--no-role-passwords".to_string()));
-    }
-
-    #[test]
-    fn compression_round_trips() {
-        for compression in [Compression::Zstd, Compression::Gzip, Compression::None] {
-            let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
-            let dir = tempfile::tempdir().unwrap();
-            let input_path = dir.path().join("in");
-            std::fs::write(&input_path, &data).unwrap();
-            let (tx, mut rx) = mpsc::channel(1000);
-            let settings = PipelineSettings {
-                compression,
-                level: 3,
-                threads: 2,
-                recipients: None,
-            };
-            let stats = compress_into(
-                std::fs::File::open(&input_path).unwrap(),
-                tx,
-                &settings,
-                None,
-            )
-            .unwrap();
-            let mut stored = Vec::new();
-            while let Ok(chunk) = rx.try_recv() {
-                stored.extend_from_slice(&chunk.unwrap());
-            }
-            assert_eq!(stats.size_bytes, stored.len() as u64);
-            assert_eq!(stats.raw_bytes, data.len() as u64);
-            assert_eq!(stats.sha256, hex::encode(Sha256::digest(&stored)));
-            let mut back = Vec::new();
-            decompressor(compression, &stored[..])
-                .unwrap()
-                .read_to_end(&mut back)
-                .unwrap();
-            assert_eq!(back, data, "{compression:?}");
-        }
     }
 }

@@ -11,6 +11,7 @@ pub mod postgres;
 pub mod redis;
 pub mod runbooks;
 pub mod storage;
+pub mod wal;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,6 +94,7 @@ pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
     redis::plan(ctx, &mut checks);
     storage::plan(ctx, &mut checks);
     backup::plan(ctx, &mut checks);
+    wal::plan(ctx, &mut checks);
     drill::plan(ctx, &mut checks);
     encryption::plan(ctx, &mut checks);
     runbooks::plan(ctx, &mut checks);

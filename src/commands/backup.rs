@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::backup::{self, manifest::BackupKind, BackupPlan};
+use crate::backup::{self, manifest::BackupKind, physical, BackupPlan};
 use crate::cli::{BackupArgs, Format};
 use crate::config::{BackupTarget, Config, NotifyEvent};
 use crate::notify::{OperationRun, Outcome};
@@ -12,7 +12,16 @@ use crate::pg::ConnTarget;
 use crate::secret::scrub;
 
 pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
-    let targets = config.select_backup_targets(args.target.as_deref())?;
+    let mut targets = config.select_backup_targets(args.target.as_deref())?;
+    if args.physical {
+        // Base backups are a PostgreSQL thing; Redis targets keep their own schedule.
+        targets.retain(|t| matches!(t, BackupTarget::Postgres(_)));
+        if targets.is_empty() {
+            return Err(crate::error::usage(
+                "--physical takes a base backup of a PostgreSQL target, and none is selected; hint: name one with --target",
+            ));
+        }
+    }
     // An unset url_env is a configuration error (exit 2) before anything starts.
     for target in &targets {
         match target {
@@ -39,7 +48,11 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
                     let conn = ConnTarget::parse(&t.resolve_url()?)?;
                     let plan =
                         BackupPlan::new(t, conn, BackupKind::Regular, config, show_progress)?;
-                    backup::run(storage.as_ref(), plan).await
+                    if args.physical {
+                        physical::run(storage.as_ref(), plan).await
+                    } else {
+                        backup::run(storage.as_ref(), plan).await
+                    }
                 }
                 .await,
             ),

@@ -17,6 +17,8 @@ mod runbook;
 mod validate;
 mod verify;
 mod version;
+mod wal_fetch;
+mod wal_push;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -68,6 +70,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Contacts(args) => contacts::run(&Config::load(config_path)?, args),
         Command::Notify(args) => notify::run(&Config::load(config_path)?, args).await,
         Command::Runbook(args) => runbook::run(&Config::load(config_path)?, args).await,
+        Command::WalPush(args) => wal_push::run(&Config::load(config_path)?, args).await,
+        Command::WalFetch(args) => wal_fetch::run(&Config::load(config_path)?, args).await,
     }
 }
 

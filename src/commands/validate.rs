@@ -2,6 +2,8 @@
 
 use anyhow::Result;
 
+use crate::backup::catalog;
+use crate::backup::manifest::BackupMethod;
 use crate::cli::{Format, ValidateArgs};
 use crate::config::Config;
 use crate::output;
@@ -13,8 +15,30 @@ pub async fn run(config: &Config, args: ValidateArgs) -> Result<i32> {
     }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
-    let (destination, destination_flag) = super::destination(target, &args.into)?;
     let staging_dir = super::staging_dir(args.staging_dir.as_deref());
+    let physical = args.physical
+        || (args.backup_id != "latest"
+            && catalog::resolve_method(storage.as_ref(), &target.name, &args.backup_id, None)
+                .await
+                .is_ok_and(|m| m.method == BackupMethod::Physical));
+    if physical {
+        let (report, result) = restore::physical::validate(
+            storage.as_ref(),
+            target,
+            &args.backup_id,
+            &staging_dir,
+            super::identities(config, args.identity.as_deref())?,
+        )
+        .await;
+        output::emit(&match args.format {
+            Format::Json => output::json(&report),
+            Format::Table => output::restore::table(&report),
+        });
+        return result
+            .map(|()| 0)
+            .map_err(|e| e.context("validation failed: nothing was changed"));
+    }
+    let (destination, destination_flag) = super::destination(target, &args.into)?;
     let (report, result) = restore::run(RestoreRequest {
         config,
         storage: storage.as_ref(),

@@ -63,6 +63,9 @@ pub fn backup_table(report: &BackupReport) -> String {
     if report.backups.is_empty() {
         return String::new();
     }
+    if report.backups.iter().all(|m| m.physical.is_some()) {
+        return physical_backup_table(report);
+    }
     let mut t = new_table(&[
         "backup id",
         "target",
@@ -93,6 +96,33 @@ pub fn backup_table(report: &BackupReport) -> String {
     t.render()
 }
 
+/// `dr backup --physical`: where each base backup's WAL starts and where it is consistent.
+fn physical_backup_table(report: &BackupReport) -> String {
+    let mut t = new_table(&[
+        "backup id",
+        "target",
+        "size",
+        "raw",
+        "WAL from",
+        "consistent at",
+        "duration",
+    ])
+    .fit(Fit::Detail, &["raw"]);
+    for m in &report.backups {
+        let Some(p) = &m.physical else { continue };
+        t.add_row(vec![
+            cell(&m.id),
+            cell(&m.target),
+            cell(units::bytes(m.size_bytes)),
+            cell(units::bytes(m.objects.iter().map(|o| o.raw_bytes).sum())),
+            cell(format!("{} ({})", p.start_lsn, p.start_wal)),
+            cell(&p.stop_lsn),
+            cell(units::millis(m.duration_ms)),
+        ]);
+    }
+    t.render()
+}
+
 pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> String {
     if report.backups.is_empty() {
         return format!("no complete backups in {storage}; run `dr backup` to take one\n");
@@ -102,6 +132,7 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         "target",
         "database",
         "kind",
+        "method",
         "created (UTC)",
         "age",
         "size",
@@ -111,7 +142,14 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
     ])
     .fit(
         Fit::Detail,
-        &["database", "kind", "tables", "encrypted for", "sha256"],
+        &[
+            "database",
+            "kind",
+            "method",
+            "tables",
+            "encrypted for",
+            "sha256",
+        ],
     );
     for m in &report.backups {
         t.add_row(vec![
@@ -119,12 +157,17 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
             cell(&m.target),
             or_dash((!m.database.is_empty()).then_some(m.database.as_str())),
             cell(m.kind.as_str()),
+            cell(match &m.redis {
+                Some(d) => d.method.as_str(),
+                None => m.method.as_str(),
+            }),
             cell(units::time(m.created_at)),
             cell(units::age(now - m.created_at)),
             cell(units::bytes(m.size_bytes)),
-            cell(match &m.redis {
-                Some(d) => format!("{} keys ({})", units::count(d.keys), d.method.as_str()),
-                None => units::count(m.tables.len() as u64),
+            cell(match (&m.redis, &m.physical) {
+                (Some(d), _) => format!("{} keys ({})", units::count(d.keys), d.method.as_str()),
+                (None, Some(_)) => "-".to_string(),
+                (None, None) => units::count(m.tables.len() as u64),
             }),
             cell(if m.recipients.is_empty() {
                 "-".to_string()

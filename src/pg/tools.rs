@@ -31,6 +31,35 @@ pub fn find(program: &str, bin_dir: Option<&Path>) -> Result<PathBuf> {
     )
 }
 
+/// A program Debian installs only under `/usr/lib/postgresql/<major>/bin` (such as
+/// `pg_verifybackup`): `pg_bin_dir`, PATH, then the newest versioned directory of at least
+/// `min_major`.
+pub fn find_versioned(program: &str, bin_dir: Option<&Path>, min_major: u32) -> Result<PathBuf> {
+    if bin_dir.is_some() {
+        return find(program, bin_dir);
+    }
+    if let Ok(p) = find(program, None) {
+        return Ok(p);
+    }
+    let mut versioned: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let v = e.file_name().to_string_lossy().parse::<u32>().ok()?;
+            Some((v, e.path().join("bin").join(program)))
+        })
+        .filter(|(v, p)| *v >= min_major && is_executable(p))
+        .collect();
+    versioned.sort();
+    versioned.pop().map(|(_, p)| p).ok_or_else(|| {
+        anyhow::anyhow!(
+            "{program} not found (pg_bin_dir, PATH, /usr/lib/postgresql/*/bin); hint: install {} or set pg_bin_dir",
+            client_package(min_major)
+        )
+    })
+}
+
 /// Server-side programs (`initdb`, `pg_ctl`) for sandbox clusters: `pg_bin_dir`, then
 /// `pg_config --bindir`, then the newest `/usr/lib/postgresql/*/bin`, then PATH.
 pub fn find_server_bin_dir(bin_dir: Option<&Path>) -> Result<PathBuf> {

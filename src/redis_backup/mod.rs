@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 
 use crate::backup::manifest::{
     BackupKind, BackupManifest, Engine, RedisDbCount, RedisDetails, StoredObject,
-    MANIFEST_FORMAT_VERSION,
+    DUMP_FORMAT_VERSION,
 };
 use crate::backup::{catalog, PipelineSettings};
 use crate::config::{BackupConfig, RedisBackupMethod};
@@ -105,11 +105,12 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
             .collect();
         let settings = plan.settings;
         let manifest = BackupManifest {
-            format_version: MANIFEST_FORMAT_VERSION,
+            format_version: DUMP_FORMAT_VERSION,
             id: id.clone(),
             target: plan.target_name.to_string(),
             kind: plan.kind,
             engine: Engine::Redis,
+            method: Default::default(),
             database: String::new(),
             source: plan.endpoint.public_url.clone(),
             created_at,
@@ -121,7 +122,7 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
             dr_version: env!("CARGO_PKG_VERSION").to_string(),
             format: taken.format.to_string(),
             compression: settings.compression,
-            compression_level: crate::backup::compression_level(settings),
+            compression_level: crate::codec::level(settings),
             encryption: plan.recipients.as_ref().map(|_| "age".to_string()),
             recipients: plan
                 .recipients
@@ -137,6 +138,7 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
             tables: vec![],
             database_owner: None,
             globals_role_passwords: None,
+            physical: None,
             redis: Some(RedisDetails {
                 method: taken.method,
                 requested_method: plan.method,
@@ -251,7 +253,7 @@ async fn store_stream<T: Send + 'static>(
     drop(tx);
     let producer = tokio::task::spawn_blocking(move || {
         let mut extra = None;
-        let result = crate::backup::compress_with(producer_tx.clone(), &pipeline, |w| {
+        let result = crate::codec::compress_with(producer_tx.clone(), &pipeline, |w| {
             let (raw, value) = fill(w)?;
             extra = Some(value);
             Ok(raw)
@@ -272,11 +274,11 @@ async fn store_stream<T: Send + 'static>(
     let produced = produced.map_err(|e| anyhow!("compression thread failed: {e}"))?;
     match (put, produced) {
         (Ok(_), Ok((stats, value))) => Ok((
-            StoredObject {
-                role: crate::backup::manifest::ObjectRole::Dump,
-                file: key.rsplit('/').next().unwrap_or(key).to_string(),
-                ..stats
-            },
+            StoredObject::from_encoded(
+                crate::backup::manifest::ObjectRole::Dump,
+                key.rsplit('/').next().unwrap_or(key).to_string(),
+                stats,
+            ),
             value,
         )),
         (_, Err(e)) => Err(e),

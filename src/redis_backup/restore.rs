@@ -320,7 +320,7 @@ pub async fn load_keys(
     let parser = tokio::task::spawn_blocking(move || -> Result<(u64, BackupDigest)> {
         let started = Instant::now();
         let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
-        let input = crate::backup::decompressor(staged_compression, file)?;
+        let input = crate::codec::decompressor(staged_compression, file)?;
         let mut source = super::entries(&manifest_copy, input)?;
         let mut digest = BackupDigest::new(server_now_ms);
         let mut skipped = 0u64;
@@ -675,7 +675,7 @@ pub async fn read_staged(
     let path = staged.to_path_buf();
     tokio::task::spawn_blocking(move || {
         let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
-        let input = crate::backup::decompressor(staged_compression, file)?;
+        let input = crate::codec::decompressor(staged_compression, file)?;
         let mut source = super::entries(&manifest, input)?;
         let mut digest = BackupDigest::new(server_now_ms);
         let mut per_db = std::collections::BTreeMap::new();

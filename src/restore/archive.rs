@@ -251,7 +251,7 @@ async fn run_on_staged(
         let bar = bar.clone();
         Some(tokio::task::spawn_blocking(move || -> Result<u64> {
             let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
-            let mut decoder = crate::backup::decompressor(compression, file)?;
+            let mut decoder = crate::codec::decompressor(compression, file)?;
             let mut stdin = super::progress::Counted::new(stdin, bar);
             Ok(std::io::copy(&mut decoder, &mut stdin)?)
         }))

@@ -449,7 +449,7 @@ pub async fn ownership(
     ))
 }
 
-pub(crate) fn free_bytes(dir: &Path) -> Result<u64> {
+pub fn free_bytes(dir: &Path) -> Result<u64> {
     let stat = nix::sys::statvfs::statvfs(dir)
         .with_context(|| format!("cannot read free space of {}", dir.display()))?;
     Ok(stat.blocks_available() as u64 * stat.fragment_size() as u64)

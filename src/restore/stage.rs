@@ -123,7 +123,7 @@ pub async fn stream_object<W: Write + Send + 'static>(
             Some(opening) => opening.open(reader)?,
             None => reader,
         };
-        let mut decoder = crate::backup::decompressor(compression, reader)?;
+        let mut decoder = crate::codec::decompressor(compression, reader)?;
         let n = std::io::copy(&mut decoder, &mut sink)?;
         sink.flush()?;
         Ok(n)

@@ -61,7 +61,14 @@ fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
     }
     for d in missing.iter().rev() {
         match std::fs::DirBuilder::new().mode(0o700).create(d) {
-            Ok(()) => std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?,
+            Ok(()) => {
+                std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+                // A new directory is durable only once its parent's entry is: an object
+                // reported stored must survive a power loss (WAL pushes rely on it).
+                if let Some(parent) = d.parent() {
+                    fsync_dir(parent)?;
+                }
+            }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e),
         }

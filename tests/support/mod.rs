@@ -7,6 +7,7 @@ pub mod http;
 pub mod redis_data;
 pub mod roles;
 pub mod s3;
+pub mod wal;
 pub mod world;
 
 use std::net::TcpListener;
@@ -25,7 +26,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY-free check: /proc/self/status Uid line.
     std::fs::read_to_string("/proc/self/status")
         .map(|s| {
