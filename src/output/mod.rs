@@ -11,6 +11,7 @@ pub mod people;
 pub mod prometheus;
 pub mod redis;
 pub mod restore;
+pub mod status;
 pub mod stderr;
 pub mod table;
 pub mod version;
