@@ -1981,3 +1981,107 @@ url = "redis://127.0.0.1:6379"
         assert!(err.to_string().contains("DR_TEST_SURELY_UNSET_VAR"));
     }
 }
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+
+    fn fleet_config(extra: &str) -> Config {
+        Config::parse(
+            &format!(
+                "[storage]\nurl = \"file:///tmp/x\"\n[[postgres]]\nname = \"shop\"\nurl = \"postgres://dr@db:5432/postgres\"\n{extra}\n[[postgres]]\nname = \"billing\"\nurl = \"postgres://dr@db2/billing\"\n"
+            ),
+            Path::new("dr.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn globs_match_names_and_fleet_members() {
+        assert!(glob_matches("shop-*", "shop-eu"));
+        assert!(glob_matches("shop*", "shop/orders"));
+        assert!(glob_matches("shop/o?ders", "shop/orders"));
+        assert!(glob_matches("*", ""));
+        assert!(!glob_matches("shop-*", "shop"));
+        assert!(!glob_matches("a*b", "acbd"));
+        assert!(glob_matches("a*b*c", "aXbYbZc"));
+    }
+
+    #[test]
+    fn storage_names_are_key_safe_and_read_back() {
+        for name in [
+            "main",
+            "shop/orders",
+            "shop/Bestellungen 2024",
+            "shop/a+b~c",
+            "x/ü/y",
+        ] {
+            let stored = storage_name(name);
+            assert!(!stored.contains('/'), "{stored}");
+            assert!(
+                stored
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-+~".contains(c)),
+                "{stored}"
+            );
+            assert_eq!(target_from_storage(&stored), name);
+        }
+        assert_eq!(storage_name("main"), "main");
+        assert_eq!(storage_name("shop/orders"), "shop+orders");
+    }
+
+    #[test]
+    fn a_fleet_becomes_one_member_per_database_it_takes() {
+        let mut config = fleet_config("databases = \"all\"\nexclude = [\"postgres\", \"test_*\"]");
+        let found: Vec<String> = [
+            "orders",
+            "postgres",
+            "test_1",
+            "users",
+            "dr_drill_20261125010203",
+        ]
+        .map(String::from)
+        .to_vec();
+        config.expand_fleet("shop", &found, false);
+        let names: Vec<&str> = config.postgres.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["shop/orders", "shop/users", "billing"]);
+        assert_eq!(
+            config.postgres[1].resolve_url().unwrap(),
+            "postgres://dr@db:5432/users"
+        );
+        // The fleet's name selects its members; a glob selects across targets.
+        assert_eq!(config.select_postgres(Some("shop")).unwrap().len(), 2);
+        assert_eq!(config.select_postgres(Some("*")).unwrap().len(), 3);
+        assert_eq!(
+            config.selected_names("shop/u*").unwrap(),
+            ["shop/users".to_string()]
+        );
+        let none = config.selected_names("orders-*").unwrap_err().to_string();
+        assert!(
+            none.contains("matches no target") && none.contains("shop/orders"),
+            "{none}"
+        );
+        let one = config.postgres_target("shop").unwrap_err().to_string();
+        assert!(one.contains("is a fleet of 2 databases"), "{one}");
+    }
+
+    #[test]
+    fn fleet_keys_are_checked() {
+        let bad = |extra: &str| {
+            Config::parse(
+                &format!(
+                    "[[postgres]]\nname = \"shop\"\nurl = \"postgres://dr@db/postgres\"\n{extra}\n"
+                ),
+                Path::new("dr.toml"),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(bad("databases = \"some\"").contains("databases = \"all\""));
+        assert!(bad("exclude = [\"x\"]").contains("exclude without databases"));
+        assert!(bad("databases = []").contains("lists no database"));
+        assert!(bad("databases = \"all\"\nwal_archiving = true").contains("wal_archiving"));
+        assert!(bad("[connections]\nmax_per_server = 0").contains("max_per_server"));
+        assert!(bad("[backup]\nparallel = 0").contains("parallel"));
+    }
+}

@@ -11,6 +11,17 @@ use crate::pg::slots::SharedClient;
 use crate::pg::{self, tools};
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
+    // A fleet whose server could not list its databases: none of them can be checked.
+    for (fleet, error) in &ctx.config.discovery_failures {
+        let finding = Finding::fail(error.clone());
+        out.push(PlannedCheck {
+            name: "pg.connect",
+            target: Some(fleet.clone()),
+            critical: true,
+            timeout_per_read: false,
+            run: Box::pin(async move { Ok(finding) }),
+        });
+    }
     for target in &ctx.config.postgres {
         // One connection per target, shared by its checks (and bounded per server).
         let shared = ctx.clients.get(target.resolve_url());

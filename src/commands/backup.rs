@@ -18,7 +18,12 @@ use crate::pg::ConnTarget;
 use crate::secret::scrub;
 
 pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
-    let mut targets = config.select_backup_targets(args.target.as_deref())?;
+    let mut targets = match config.select_backup_targets(args.target.as_deref()) {
+        Ok(targets) => targets,
+        // Only fleets whose databases could not be listed: reported as failures below.
+        Err(_) if !config.discovery_failures.is_empty() => Vec::new(),
+        Err(e) => return Err(e),
+    };
     if args.physical {
         // Base backups are a PostgreSQL thing; Redis targets keep their own schedule.
         targets.retain(|t| matches!(t, BackupTarget::Postgres(_)));
