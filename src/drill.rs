@@ -100,7 +100,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
     let started_at = Utc::now();
     let id = format!(
         "{}-{}",
-        req.target.name,
+        crate::config::storage_name(&req.target.name),
         started_at.format("%Y%m%dT%H%M%SZ")
     );
     let mut steps = Steps::default();

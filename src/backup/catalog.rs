@@ -247,7 +247,7 @@ async fn resolve_any(
 /// Ids are `<target>-<yyyymmddThhmmssZ>[-safety]`: anything else (a path, `..`, a slash)
 /// names no backup and is never turned into a storage key.
 fn is_plausible_id(target: &str, id: &str) -> bool {
-    id.strip_prefix(target)
+    id.strip_prefix(storage_name(target).as_ref())
         .and_then(|rest| rest.strip_prefix('-'))
         .is_some_and(|rest| {
             !rest.is_empty()

@@ -17,19 +17,18 @@ pub fn table(report: &StatusReport) -> String {
     ])
     .fit(Fit::Wrap, &["summary"])
     .fit(Fit::Detail, &["restorable until", "encrypted"]);
-    let age = |s: i64| units::age(chrono::Duration::seconds(s));
     for r in &report.targets {
         t.add_row(vec![
             cell(&r.target),
             status_cell(r.status),
             cell(match &r.last_backup {
-                Some(b) => format!("{} ago", age(b.age_s)),
+                Some(b) => format!("{} ago", units::age(report.generated_at - b.finished_at)),
                 None => "never".into(),
             }),
             cell(match &r.last_drill {
                 Some(d) => format!(
                     "{} ago, {}{}",
-                    age(d.age_s),
+                    units::age(report.generated_at - d.started_at),
                     units::millis(d.rto_ms),
                     if d.ok { "" } else { " (failed)" }
                 ),
