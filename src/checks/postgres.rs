@@ -172,16 +172,17 @@ async fn privileges(shared: &SharedClient) -> Result<Finding> {
 /// cost more than every other check.
 #[derive(Default)]
 pub struct ToolVersions {
-    found: tokio::sync::Mutex<
-        std::collections::HashMap<Option<std::path::PathBuf>, Result<Vec<ToolVersion>, String>>,
-    >,
+    found: tokio::sync::Mutex<std::collections::HashMap<Option<std::path::PathBuf>, ToolsFound>>,
 }
+
+/// The tools of one `pg_bin_dir`, or why they could not be asked.
+type ToolsFound = Result<Vec<ToolVersion>, String>;
 
 /// (path, major version, full version text)
 type ToolVersion = (String, u32, String);
 
 impl ToolVersions {
-    async fn get(&self, bin_dir: Option<&std::path::Path>) -> Result<Vec<ToolVersion>, String> {
+    async fn get(&self, bin_dir: Option<&std::path::Path>) -> ToolsFound {
         let mut found = self.found.lock().await;
         let key = bin_dir.map(std::path::Path::to_path_buf);
         if let Some(known) = found.get(&key) {
