@@ -157,7 +157,7 @@ pub enum Command {
         "dr list --target main --format json | jq -r '.backups[0].id'",
     ))]
     List(ListArgs),
-    /// One row per target: backup age against the RPO, last drill, WAL, encryption, last failure
+    /// The scorecard: one row per target (backup age vs RPO, drill, WAL), worst first
     #[command(after_help = examples!(
         "dr status",
         "dr status --target 'shop/*' --format json | jq '.targets[] | select(.status == \"fail\")'",
