@@ -317,3 +317,66 @@ fn a_hundred_databases_on_one_server_are_found_backed_up_and_checked_within_the_
     assert_eq!(worst["last_failure"]["operation"], "backup");
     stop_fast(&pg);
 }
+
+#[test]
+fn a_fleet_whose_server_cannot_be_asked_fails_loudly_and_the_other_targets_still_run() {
+    let pg = PgCluster::start();
+    pg.create_db("billing");
+    let mut world = World::new();
+    world.env.push((
+        "DR_TEST_FLEET_URL".into(),
+        format!(
+            "postgres://postgres@127.0.0.1:{}/postgres?connect_timeout=2",
+            support::free_port()
+        ),
+    ));
+    world
+        .env
+        .push(("DR_TEST_PG_URL".into(), pg.superuser_url("billing")));
+    world.write_config(&format!(
+        r#"
+[storage]
+url = "file://{}"
+
+[[postgres]]
+name = "shop"
+url_env = "DR_TEST_FLEET_URL"
+databases = "all"
+
+[[postgres]]
+name = "billing"
+url_env = "DR_TEST_PG_URL"
+"#,
+        world.storage_dir().display()
+    ));
+    let check = world.dr(&["check", "--only", "pg.connect", "--format", "json"]);
+    check.expect_code(1);
+    let report = check.json();
+    let shop = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["target"] == "shop")
+        .unwrap_or_else(|| panic!("{report}"));
+    assert_eq!(shop["status"], "fail");
+    assert!(
+        shop["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot list the databases of fleet shop"),
+        "{shop}"
+    );
+    let backup = world.dr(&["backup", "--format", "json"]);
+    backup.expect_code(1);
+    let report = backup.json();
+    assert_eq!(report["backups"][0]["target"], "billing");
+    assert_eq!(report["failures"][0]["target"], "shop");
+    assert!(
+        backup.stderr.contains("1 of 2 backup(s) failed: shop"),
+        "{}",
+        backup.stderr
+    );
+    // Members named on the command line need nobody to list them.
+    let list = world.dr(&["list", "--target", "shop/orders"]);
+    list.expect_code(0);
+}
