@@ -39,9 +39,24 @@ SELECT current_setting('max_connections')::int8,
 
 struct ServerGate {
     semaphore: Arc<Semaphore>,
-    /// Set once the server was asked for its room (or could not be asked).
-    sized: OnceCell<usize>,
+    /// Set once the server was asked for its room (or could not be asked): the slots for
+    /// work, and the connection that asked, kept to watch the server.
+    sized: OnceCell<(usize, Option<Client>)>,
 }
+
+/// dr's own connections as the server sees them (the watching one left out). A backend
+/// whose client has closed stays listed (and keeps its slot of `max_connections`) until
+/// its process is gone, a few milliseconds later.
+const OURS_SQL: &str = "
+SELECT count(*)::int8 FROM pg_stat_activity
+ WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+   AND usename = current_user AND application_name IN ('dr', 'pg_dump', 'pg_dumpall')";
+
+/// How often a caller looks again while closed connections are still leaving.
+const LEAVING_POLL: std::time::Duration = std::time::Duration::from_millis(2);
+/// How long a caller waits for them at most: then the server is slow to tidy up, and
+/// the slots dr holds still bound what it opens.
+const LEAVING_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The slots of every server `dr` talks to in this run.
 pub struct ServerSlots {
@@ -80,11 +95,11 @@ impl ServerSlots {
     /// it how much room it has, over one short connection.
     pub async fn acquire(&self, conn: &ConnTarget, n: usize) -> Result<SlotPermit> {
         let gate = self.gate(&conn.server());
-        let total = *gate
+        let (total, watcher) = gate
             .sized
             .get_or_init(|| async {
-                let slots = match room(conn).await {
-                    Ok(room) => {
+                let (slots, watcher) = match room(conn).await {
+                    Ok((room, client)) => {
                         let slots = room.slots(self.configured);
                         tracing::debug!(
                             server = %conn.server(),
@@ -93,22 +108,42 @@ impl ServerSlots {
                             slots,
                             "connection slots"
                         );
-                        slots
+                        // The connection that asked stays to watch the server, and takes
+                        // one of the slots; with a single slot it goes.
+                        if slots > 1 {
+                            (slots - 1, Some(client))
+                        } else {
+                            (1, None)
+                        }
                     }
                     // The connection that follows reports why; until then, the configuration.
-                    Err(_) => self.configured,
+                    Err(_) => (self.configured, None),
                 };
                 gate.semaphore.add_permits(slots);
-                slots
+                (slots, watcher)
             })
             .await;
-        let want = n.clamp(1, total) as u32;
+        let want = n.clamp(1, *total) as u32;
         let permit = gate
             .semaphore
             .clone()
             .acquire_many_owned(want)
             .await
             .map_err(|_| anyhow!("connection slots closed"))?;
+        // Slots given back by connections that just closed: wait until their backends have
+        // left, so that the server never holds more of dr's connections than the slots.
+        if let Some(watcher) = watcher {
+            let room_for = (*total - want as usize) as i64;
+            let started = std::time::Instant::now();
+            while started.elapsed() < LEAVING_WAIT {
+                match watcher.query_one(OURS_SQL, &[]).await {
+                    Ok(row) if row.get::<_, i64>(0) > room_for => {
+                        tokio::time::sleep(LEAVING_POLL).await
+                    }
+                    _ => break,
+                }
+            }
+        }
         Ok(SlotPermit { _permit: permit })
     }
 
@@ -119,18 +154,19 @@ impl ServerSlots {
             .lock()
             .expect("slots lock")
             .get(server)
-            .and_then(|g| g.sized.get().copied())
+            .and_then(|g| g.sized.get().map(|(slots, _)| *slots))
     }
 }
 
-async fn room(conn: &ConnTarget) -> Result<ServerRoom> {
+async fn room(conn: &ConnTarget) -> Result<(ServerRoom, Client)> {
     let client = conn.connect().await?;
     let row = client.query_one(ROOM_SQL, &[]).await?;
-    Ok(ServerRoom {
+    let room = ServerRoom {
         max_connections: row.get(0),
         reserved: row.get(1),
         in_use: row.get(2),
-    })
+    };
+    Ok((room, client))
 }
 
 /// One connection to one database, opened on first use and shared by every check of its
