@@ -62,13 +62,13 @@ pub struct Config {
 #[serde(deny_unknown_fields)]
 pub struct ConnectionsConfig {
     /// Connections `dr` holds open to one server (host:port) at once, over all its
-    /// targets, pg_dump's included (default 8). `dr` goes lower when the server has
+    /// targets, pg_dump's included (default 10). `dr` goes lower when the server has
     /// little room: at most half of the slots free when it starts.
     pub max_per_server: Option<usize>,
 }
 
 impl ConnectionsConfig {
-    pub const DEFAULT_MAX_PER_SERVER: usize = 8;
+    pub const DEFAULT_MAX_PER_SERVER: usize = 10;
     pub const MAX_MAX_PER_SERVER: usize = 1000;
 
     pub fn max_per_server(&self) -> usize {
