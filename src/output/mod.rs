@@ -7,6 +7,7 @@ pub mod drill;
 pub mod junit;
 pub mod manpage;
 pub mod notify;
+pub mod pitr;
 pub mod people;
 pub mod prometheus;
 pub mod redis;

@@ -17,9 +17,11 @@
 //! readable without a key, so checks and base backups can follow them.
 
 pub mod continuity;
+pub mod marks;
 pub mod fetch;
 pub mod push;
 pub mod retention;
+pub mod waldump;
 
 use std::fmt;
 use std::io::Read;
