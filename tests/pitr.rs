@@ -210,3 +210,50 @@ fn a_segment_that_cannot_be_fetched_stops_recovery_loudly() {
     assert!(run.stderr.contains("could not be fetched"), "{}", run.stderr);
     assert!(!dir.join("postmaster.pid").exists() || !_server.log().is_empty());
 }
+
+#[test]
+fn restores_across_a_timeline_switch() {
+    let (pg, world) = cluster();
+    world
+        .dr(&["backup", "--physical", "--target", "main", "--format", "json"])
+        .expect_code(0);
+    let a = write_rows(&pg, 3, "a");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let t = server_now(&pg);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    write_rows(&pg, 3, "b");
+    archive_now(&pg);
+
+    // The first restore becomes the primary: --archive keeps archiving its new timeline.
+    let first = restore_dir(&world, "new-primary");
+    let port = free_port();
+    let run = restore(&world, &first, &["--to-time", &t, "--archive"], Some(port));
+    run.expect_code(0);
+    let server = RestoredServer { dir: first.clone(), port };
+    assert_eq!(run.json()["timeline"], 2);
+    let x = ids(&psql_port(
+        port,
+        "app",
+        "INSERT INTO events (note) SELECT 'x' FROM generate_series(1, 3) RETURNING id",
+    ));
+    let seg = psql_port(port, "postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    assert!(seg.starts_with("00000002"), "{seg}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while psql_port(port, "postgres", "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < seg {
+        assert!(std::time::Instant::now() < deadline, "{seg} not archived by the restored server: {}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    drop(server);
+
+    // From the same base backup, the end of the archive lies on timeline 2.
+    let second = restore_dir(&world, "across");
+    let port = free_port();
+    let run = restore(&world, &second, &["--to-latest"], Some(port));
+    run.expect_code(0);
+    let _server = RestoredServer { dir: second.clone(), port };
+    assert_eq!(run.json()["timeline"], 3, "{}", run.stdout);
+    assert_eq!(restored_ids(port), [a, x].concat());
+    let json = world.dr(&["list", "--target", "main", "--format", "json"]).json();
+    // The copy restored last does not archive: the archive's newest timeline stays 2.
+    assert_eq!(json["windows"][0]["timeline"], 2, "{json}");
+}
