@@ -183,6 +183,8 @@ pub enum Command {
         "dr drill",
         "dr drill --sandbox --backup-id latest --format json",
         "dr drill --sandbox --no-owner",
+        "dr drill --pitr --target main   # base backup + WAL, to five minutes ago",
+        "dr drill --pitr --to-time 2026-11-25T17:40:00Z --format json",
     ))]
     Drill(DrillArgs),
     /// Emergency contacts and vendors from dr.toml
@@ -606,6 +608,14 @@ pub struct DrillArgs {
     /// Restore into a throwaway local PostgreSQL cluster instead of a scratch database
     #[arg(long)]
     pub sandbox: bool,
+    /// Point-in-time drill: replay a physical base backup and the archived WAL into a
+    /// throwaway data directory (targets with wal_archiving), verify, measure RTO and RPO
+    #[arg(long, conflicts_with_all = ["sandbox", "with_globals", "no_owner"])]
+    pub pitr: bool,
+    /// With --pitr: recover to this time [default: five minutes ago, or the end of the
+    /// archive when that lies outside the restorable window]
+    #[arg(long, value_name = "TIME", requires = "pitr")]
+    pub to_time: Option<String>,
     /// Restore the backup's roles and tablespaces first (only with --sandbox, where it is
     /// the default when the backup holds them)
     #[arg(long, requires = "sandbox")]

@@ -14,7 +14,10 @@ pub async fn run(config: &Config, args: MarkArgs) -> Result<i32> {
     marks::check_name(&args.name)?;
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
-    if marks::find(storage.as_ref(), &target.name, &args.name).await?.is_some() {
+    if marks::find(storage.as_ref(), &target.name, &args.name)
+        .await?
+        .is_some()
+    {
         return Err(usage(format!(
             "restore point {:?} of {} already exists; recovery would stop at the first one of that name; hint: choose another name (`dr list --target {}` lists them)",
             args.name, target.name, target.name

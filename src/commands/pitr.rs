@@ -21,7 +21,10 @@ pub async fn restore(config: &Config, target: &PostgresTarget, args: RestoreArgs
         p.to_name.as_deref(),
         p.to_latest,
     )?;
-    let pgdata = p.pgdata.clone().expect("clap requires --pgdata with --pitr");
+    let pgdata = p
+        .pgdata
+        .clone()
+        .expect("clap requires --pgdata with --pitr");
     let storage = super::open_storage(config)?;
     let (report, result) = pitr::run(PitrRequest {
         config,

@@ -43,7 +43,9 @@ pub fn table(report: &PitrReport) -> String {
             None => text.push_str("last replayed transaction: none in the replayed WAL\n"),
         }
         if let Some(tli) = report.timeline {
-            text.push_str(&format!("the server was promoted and runs on timeline {tli}\n"));
+            text.push_str(&format!(
+                "the server was promoted and runs on timeline {tli}\n"
+            ));
         }
     } else {
         text.push_str(&format!(
@@ -134,7 +136,10 @@ pub fn windows_text(windows: &[RestorableWindow], points: &[RestorePoint]) -> St
                 "  backup {b} cannot be rolled forward: the archive lacks WAL it needs\n"
             ));
         }
-        let own: Vec<&RestorePoint> = points.iter().filter(|p| p.target == w.target && p.system_identifier == w.system_identifier).collect();
+        let own: Vec<&RestorePoint> = points
+            .iter()
+            .filter(|p| p.target == w.target && p.system_identifier == w.system_identifier)
+            .collect();
         if !own.is_empty() {
             text.push_str("  restore points (--to-name):\n");
             for p in own {

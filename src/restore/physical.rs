@@ -83,9 +83,12 @@ pub(super) async fn unpack_base(
             at: 0,
         });
         archive.set_preserve_permissions(true);
-        archive
-            .unpack(&unpack_dir)
-            .with_context(|| format!("cannot unpack the base backup into {}", unpack_dir.display()))
+        archive.unpack(&unpack_dir).with_context(|| {
+            format!(
+                "cannot unpack the base backup into {}",
+                unpack_dir.display()
+            )
+        })
     });
     let streamed = super::stage::stream_object(
         storage,

@@ -70,7 +70,9 @@ impl RecoveryTarget {
         }
         if let Some(l) = lsn {
             return Ok(RecoveryTarget::Lsn(Lsn::parse(l).map_err(|e| {
-                usage(format!("--to-lsn: {e:#}; hint: write it as PostgreSQL does, like 0/3000060"))
+                usage(format!(
+                    "--to-lsn: {e:#}; hint: write it as PostgreSQL does, like 0/3000060"
+                ))
             })?));
         }
         if let Some(n) = name {
@@ -136,7 +138,11 @@ pub fn parse_time(text: &str) -> Result<DateTime<Utc>> {
             return Ok(d.with_timezone(&Utc));
         }
     }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for format in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(d) = NaiveDateTime::parse_from_str(t, format) {
             return Ok(d.and_utc());
         }
@@ -207,7 +213,6 @@ pub struct Restored {
 pub struct RunningServer {
     pub bin_dir: PathBuf,
     pub run_as: Option<String>,
-    pub port: Option<u16>,
 }
 
 impl RunningServer {
@@ -286,20 +291,22 @@ struct Archive {
     chain: Chain,
 }
 
-async fn read_archive(
-    storage: &dyn Storage,
-    target: &str,
-    base: &BasePoint,
-) -> Result<Archive> {
+async fn read_archive(storage: &dyn Storage, target: &str, base: &BasePoint) -> Result<Archive> {
     let prefix = wal::cluster_prefix(target, base.system_id);
     let objects = storage.list(&format!("{prefix}/")).await.with_context(|| {
-        format!("cannot list the WAL archive {prefix} in {}", storage.describe())
+        format!(
+            "cannot list the WAL archive {prefix} in {}",
+            storage.describe()
+        )
     })?;
-    let modified: HashMap<String, DateTime<Utc>> =
-        objects.iter().map(|o| (o.key.clone(), o.modified)).collect();
+    let modified: HashMap<String, DateTime<Utc>> = objects
+        .iter()
+        .map(|o| (o.key.clone(), o.modified))
+        .collect();
     let files = wal::archived_files(objects);
     let archived_at = window::archived_times(&files, &modified);
-    let chain = continuity::archive_chain(storage, &files, base.timeline, base.segment_size).await?;
+    let chain =
+        continuity::archive_chain(storage, &files, base.timeline, base.segment_size).await?;
     let chain = if chain.contains(base.timeline) {
         chain
     } else {
@@ -314,7 +321,11 @@ async fn read_archive(
 }
 
 /// The restorable window of every cluster of `target` with a physical base backup.
-pub async fn windows(storage: &dyn Storage, target: &str, manifests: &[BackupManifest]) -> Result<Vec<RestorableWindow>> {
+pub async fn windows(
+    storage: &dyn Storage,
+    target: &str,
+    manifests: &[BackupManifest],
+) -> Result<Vec<RestorableWindow>> {
     let mut by_system: HashMap<u64, Vec<BasePoint>> = HashMap::new();
     for m in manifests.iter().filter(|m| m.target == target) {
         if let Some(b) = BasePoint::of(m)? {
@@ -323,7 +334,10 @@ pub async fn windows(storage: &dyn Storage, target: &str, manifests: &[BackupMan
     }
     let mut out = Vec::new();
     for (system_id, bases) in by_system {
-        let newest = bases.iter().max_by_key(|b| b.consistent_by).expect("non-empty");
+        let newest = bases
+            .iter()
+            .max_by_key(|b| b.consistent_by)
+            .expect("non-empty");
         let archive = read_archive(storage, target, newest).await?;
         let mut reaches = Vec::new();
         let mut unusable = Vec::new();
@@ -333,7 +347,13 @@ pub async fn windows(storage: &dyn Storage, target: &str, manifests: &[BackupMan
                 Err(u) => unusable.push(u),
             }
         }
-        out.push(window::window(target, system_id, &archive.chain, &reaches, &unusable));
+        out.push(window::window(
+            target,
+            system_id,
+            &archive.chain,
+            &reaches,
+            &unusable,
+        ));
     }
     out.sort_by(|a, b| a.system_identifier.cmp(&b.system_identifier));
     Ok(out)
@@ -407,7 +427,11 @@ async fn steps_of(
     facts.reach = Some(reach.clone());
 
     steps
-        .run("wal", Phase::Preflight, check_wal(req, &recovery_target, &manifest, &base, &archive, &reach))
+        .run(
+            "wal",
+            Phase::Preflight,
+            check_wal(req, &recovery_target, &manifest, &base, &archive, &reach),
+        )
         .await?;
 
     let bin_dir = server_bin_dir(req.target, manifest.server_major)?;
@@ -437,13 +461,22 @@ async fn steps_of(
         .run("unpack", Phase::Fetch, async {
             std::fs::create_dir_all(pgdata)
                 .with_context(|| format!("cannot create {}", pgdata.display()))?;
-            let bytes = super::physical::unpack_base(req.storage, &manifest, req.identities.as_ref(), pgdata).await?;
-            Ok(((), format!(
-                "{} matches its SHA-256 and is unpacked into {} ({} MiB)",
-                manifest.base().map_or("base.tar", |b| b.file.as_str()),
-                pgdata.display(),
-                bytes >> 20
-            )))
+            let bytes = super::physical::unpack_base(
+                req.storage,
+                &manifest,
+                req.identities.as_ref(),
+                pgdata,
+            )
+            .await?;
+            Ok((
+                (),
+                format!(
+                    "{} matches its SHA-256 and is unpacked into {} ({} MiB)",
+                    manifest.base().map_or("base.tar", |b| b.file.as_str()),
+                    pgdata.display(),
+                    bytes >> 20
+                ),
+            ))
         })
         .await?;
     steps
@@ -461,7 +494,9 @@ async fn steps_of(
         steps.push(
             "start",
             Phase::Restore,
-            Finding::pass(format!("not started (no --start); start it with: {command}")),
+            Finding::pass(format!(
+                "not started (no --start); start it with: {command}"
+            )),
             0,
         );
         return Ok(Restored {
@@ -474,35 +509,52 @@ async fn steps_of(
     let server = RunningServer {
         bin_dir: bin_dir.clone(),
         run_as: run_as.clone(),
-        port: req.port,
     };
     steps
         .run("start", Phase::Restore, async {
             start_server(req, &server, &log).await?;
-            Ok(((), format!("pg_ctl started PostgreSQL {} on {} (log: {})", manifest.server_major, pgdata.display(), log.display())))
+            Ok((
+                (),
+                format!(
+                    "pg_ctl started PostgreSQL {} on {} (log: {})",
+                    manifest.server_major,
+                    pgdata.display(),
+                    log.display()
+                ),
+            ))
         })
         .await?;
     facts.server = Some(server.clone());
-    let outcome = steps
-        .run("recovery", Phase::Restore, async {
-            let outcome = wait_for_recovery(pgdata, &log).await;
-            let outcome = match outcome {
-                Ok(o) => o,
-                Err(e) => {
-                    let text = std::fs::read_to_string(&log).unwrap_or_default();
-                    return Err(explain_failure(e, &text, &archive, &base, &recovery_target, req, pgdata));
-                }
-            };
-            let msg = format!(
+    let outcome =
+        steps
+            .run("recovery", Phase::Restore, async {
+                let outcome = wait_for_recovery(pgdata, &log).await;
+                let outcome = match outcome {
+                    Ok(o) => o,
+                    Err(e) => {
+                        let text = std::fs::read_to_string(&log).unwrap_or_default();
+                        return Err(explain_failure(
+                            e,
+                            &text,
+                            &archive,
+                            &base,
+                            &recovery_target,
+                            req,
+                            pgdata,
+                        ));
+                    }
+                };
+                let msg =
+                    format!(
                 "recovery reached {}{}; promoted on timeline {}; last replayed transaction {}",
                 recovery_target.describe(),
                 outcome.stopped.as_deref().map(|s| format!(" ({s})")).unwrap_or_default(),
                 outcome.timeline.map_or("?".into(), |t| t.to_string()),
                 outcome.last_transaction_at.map_or("none".into(), window::time_text)
             );
-            Ok((outcome, msg))
-        })
-        .await;
+                Ok((outcome, msg))
+            })
+            .await;
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -538,7 +590,9 @@ async fn choose(
 ) -> Result<(Chosen, String)> {
     let name = &req.target.name;
     let manifests: Vec<BackupManifest> = match req.backup_id {
-        Some(id) => vec![catalog::resolve_method(req.storage, name, id, Some(BackupMethod::Physical)).await?],
+        Some(id) => vec![
+            catalog::resolve_method(req.storage, name, id, Some(BackupMethod::Physical)).await?,
+        ],
         None => {
             let (all, _) = catalog::list_complete(req.storage, Some(name)).await?;
             all.into_iter().filter(|m| m.physical.is_some()).collect()
@@ -553,7 +607,9 @@ async fn choose(
     let newest_base = BasePoint::of(newest)?.expect("physical");
     // The cluster of the newest backup (a re-initialised cluster has a new system id).
     let system_id = match recovery_target {
-        RecoveryTarget::Name(_, Some(p)) => p.system_identifier.parse().unwrap_or(newest_base.system_id),
+        RecoveryTarget::Name(_, Some(p)) => {
+            p.system_identifier.parse().unwrap_or(newest_base.system_id)
+        }
         _ => newest_base.system_id,
     };
     let mut bases = Vec::new();
@@ -593,7 +649,11 @@ async fn choose(
         .cloned()
     else {
         let what = match req.backup_id {
-            Some(id) => format!("backup {id} is consistent only from {} ({})", window::time_text(reaches[0].2.from_time), reaches[0].2.from_lsn),
+            Some(id) => format!(
+                "backup {id} is consistent only from {} ({})",
+                window::time_text(reaches[0].2.from_time),
+                reaches[0].2.from_lsn
+            ),
             None => format!("the restorable window of {name} is {}", win.describe()),
         };
         return Err(usage(format!(
@@ -659,20 +719,44 @@ async fn check_wal(
             if reach.gap.is_some() {
                 return Err(gap_error(target_text));
             }
-            format!("every segment from {} to {} is archived", segment_name(base.timeline, base.start_segno, size), reach.to_wal)
+            format!(
+                "every segment from {} to {} is archived",
+                segment_name(base.timeline, base.start_segno, size),
+                reach.to_wal
+            )
         }
         RecoveryTarget::Lsn(l) => {
             if *l > reach.to_lsn() {
-                return Err(if reach.gap.is_some() { gap_error(target_text) } else { after_window(target_text) });
+                return Err(if reach.gap.is_some() {
+                    gap_error(target_text)
+                } else {
+                    after_window(target_text)
+                });
             }
-            format!("every segment from {} to {} is archived", segment_name(base.timeline, base.start_segno, size), segment_name(archive.chain.timeline_at(l.segno(size)), l.segno(size), size))
+            format!(
+                "every segment from {} to {} is archived",
+                segment_name(base.timeline, base.start_segno, size),
+                segment_name(
+                    archive.chain.timeline_at(l.segno(size)),
+                    l.segno(size),
+                    size
+                )
+            )
         }
         RecoveryTarget::Name(_, Some(p)) => {
             let l = p.lsn()?;
             if l > reach.to_lsn() {
-                return Err(if reach.gap.is_some() { gap_error(target_text) } else { after_window(target_text) });
+                return Err(if reach.gap.is_some() {
+                    gap_error(target_text)
+                } else {
+                    after_window(target_text)
+                });
             }
-            format!("every segment from {} to {} (which holds the restore point) is archived", segment_name(base.timeline, base.start_segno, size), p.wal)
+            format!(
+                "every segment from {} to {} (which holds the restore point) is archived",
+                segment_name(base.timeline, base.start_segno, size),
+                p.wal
+            )
         }
         RecoveryTarget::Name(_, None) => {
             if reach.gap.is_some() {
@@ -728,7 +812,11 @@ async fn last_commit_before_gap(
     archive: &Archive,
     reach: &Reach,
 ) -> Result<Option<DateTime<Utc>>> {
-    let waldump = tools::find_versioned("pg_waldump", req.target.pg_bin_dir.as_deref(), manifest.server_major)?;
+    let waldump = tools::find_versioned(
+        "pg_waldump",
+        req.target.pg_bin_dir.as_deref(),
+        manifest.server_major,
+    )?;
     let last = WalName::parse(&reach.to_wal)
         .ok_or_else(|| anyhow!("{} is not a segment name", reach.to_wal))?
         .segno(base.segment_size);
@@ -842,7 +930,8 @@ fn write_recovery_settings(
 ) -> Result<String> {
     let pgdata = req.pgdata;
     let exe = std::env::current_exe().context("cannot find the dr executable")?;
-    let config = std::fs::canonicalize(&req.config.path).unwrap_or_else(|_| req.config.path.clone());
+    let config =
+        std::fs::canonicalize(&req.config.path).unwrap_or_else(|_| req.config.path.clone());
     let mut fetch = format!(
         "{} --config {} wal-fetch --target {}",
         exe.display(),
@@ -875,7 +964,13 @@ fn write_recovery_settings(
             "unix_socket_directories".into(),
             single_quoted(&dir.display().to_string(), "the socket directory")?,
         ));
-        settings.push(("hba_file".into(), single_quoted(&pgdata.join("dr_sandbox_hba.conf").display().to_string(), "the hba file")?));
+        settings.push((
+            "hba_file".into(),
+            single_quoted(
+                &pgdata.join("dr_sandbox_hba.conf").display().to_string(),
+                "the hba file",
+            )?,
+        ));
         std::fs::write(
             pgdata.join("dr_sandbox_hba.conf"),
             "# dr drill sandbox: a socket in a directory only dr's user can enter\nlocal all all trust\n",
@@ -1039,7 +1134,11 @@ fn postmaster_alive(pgdata: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(pgdata.join("postmaster.pid")) else {
         return false;
     };
-    let Some(pid) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else {
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<i32>().ok())
+    else {
         return false;
     };
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
@@ -1126,7 +1225,9 @@ mod tests {
     #[test]
     fn targets_come_from_exactly_one_flag() {
         assert!(RecoveryTarget::from_flags(None, None, None, false).is_err());
-        assert!(RecoveryTarget::from_flags(Some("2026-11-25T17:40:00Z"), None, None, true).is_err());
+        assert!(
+            RecoveryTarget::from_flags(Some("2026-11-25T17:40:00Z"), None, None, true).is_err()
+        );
         assert_eq!(
             RecoveryTarget::from_flags(None, Some("0/3000060"), None, false).unwrap(),
             RecoveryTarget::Lsn(Lsn(0x3000060))
@@ -1147,13 +1248,22 @@ mod tests {
             "2026-11-25 18:40:00.5+01:00",
             "2026-11-25 17:40:00.5",
         ] {
-            assert_eq!(parse_time(text).unwrap().to_rfc3339_opts(chrono::SecondsFormat::Millis, false), want, "{text}");
+            assert_eq!(
+                parse_time(text)
+                    .unwrap()
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, false),
+                want,
+                "{text}"
+            );
         }
         assert!(parse_time("yesterday").is_err());
         let t = RecoveryTarget::Time(parse_time("2026-11-25T17:40:00.5Z").unwrap());
         assert_eq!(
             t.settings(),
-            vec![("recovery_target_time".to_string(), "2026-11-25 17:40:00.500000+00".to_string())]
+            vec![(
+                "recovery_target_time".to_string(),
+                "2026-11-25 17:40:00.500000+00".to_string()
+            )]
         );
     }
 
@@ -1170,9 +1280,14 @@ mod tests {
 ";
         let o = parse_outcome(log);
         assert_eq!(o.timeline, Some(2));
-        assert!(o.stopped.unwrap().starts_with("recovery stopping before commit"));
+        assert!(o
+            .stopped
+            .unwrap()
+            .starts_with("recovery stopping before commit"));
         assert_eq!(
-            o.last_transaction_at.unwrap().to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+            o.last_transaction_at
+                .unwrap()
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
             "2026-11-25T17:41:01.912345Z"
         );
     }

@@ -119,7 +119,10 @@ pub fn reach(
 }
 
 /// When each archived segment was stored, by WAL name (the object's modification time).
-pub fn archived_times(files: &[ArchivedFile], modified: &HashMap<String, DateTime<Utc>>) -> HashMap<String, DateTime<Utc>> {
+pub fn archived_times(
+    files: &[ArchivedFile],
+    modified: &HashMap<String, DateTime<Utc>>,
+) -> HashMap<String, DateTime<Utc>> {
     files
         .iter()
         .filter(|f| f.wal.kind == WalKind::Segment)
@@ -164,9 +167,9 @@ pub fn window(
     sorted.sort_by(|a, b| a.from_time.cmp(&b.from_time));
     let mut spans: Vec<Span> = Vec::new();
     for r in sorted {
-        let joins = spans
-            .last()
-            .is_some_and(|s| r.from_time <= s.to_time && Lsn::parse(&r.from_lsn).ok() <= Lsn::parse(&s.to_lsn).ok());
+        let joins = spans.last().is_some_and(|s| {
+            r.from_time <= s.to_time && Lsn::parse(&r.from_lsn).ok() <= Lsn::parse(&s.to_lsn).ok()
+        });
         if joins {
             let s = spans.last_mut().expect("checked");
             if r.to_lsn() > Lsn::parse(&s.to_lsn).expect("formatted") {
@@ -279,7 +282,13 @@ mod tests {
     #[test]
     fn a_backup_reaches_the_newest_segment_without_a_gap() {
         let f = files(&[2, 3, 4, 5]);
-        let r = reach(&base("b1", 2, 3, 12), &f, &times(&[2, 3, 4, 5]), &Chain::single(1)).unwrap();
+        let r = reach(
+            &base("b1", 2, 3, 12),
+            &f,
+            &times(&[2, 3, 4, 5]),
+            &Chain::single(1),
+        )
+        .unwrap();
         assert_eq!(r.to_wal, segment_name(1, 5, SEG));
         assert_eq!(r.to_lsn, Lsn(6 * SEG).to_string());
         assert_eq!(r.to_time, at(15));

@@ -108,9 +108,7 @@ pub async fn archive_chain(
     at_least: u32,
     segment_size: u64,
 ) -> Result<Chain> {
-    let newest = newest_timeline(files)
-        .unwrap_or(at_least)
-        .max(at_least);
+    let newest = newest_timeline(files).unwrap_or(at_least).max(at_least);
     if newest <= 1 {
         return Ok(Chain::single(newest));
     }

@@ -82,7 +82,10 @@ pub async fn list(storage: &dyn Storage, target: &str) -> Result<Vec<RestorePoin
         let bytes = storage::get_bytes(storage, &o.key).await?;
         match serde_json::from_slice::<RestorePoint>(&bytes) {
             Ok(p) => out.push(p),
-            Err(e) => tracing::warn!("{} cannot be read ({e}); that restore point is not listed", o.key),
+            Err(e) => tracing::warn!(
+                "{} cannot be read ({e}); that restore point is not listed",
+                o.key
+            ),
         }
     }
     out.sort_by_key(|p| p.created_at);
@@ -94,7 +97,11 @@ pub async fn list(storage: &dyn Storage, target: &str) -> Result<Vec<RestorePoin
 pub async fn record(storage: &dyn Storage, point: &RestorePoint) -> Result<()> {
     let key = key(&point.target, &point.name);
     if storage.head(&key).await?.is_some() {
-        bail!("restore point {} of {} is already recorded ({key})", point.name, point.target);
+        bail!(
+            "restore point {} of {} is already recorded ({key})",
+            point.name,
+            point.target
+        );
     }
     storage::put_bytes(storage, &key, serde_json::to_vec_pretty(point)?)
         .await
@@ -111,7 +118,14 @@ mod tests {
         for good in ["before-migration", "v1.2_release", "a"] {
             assert!(check_name(good).is_ok(), "{good}");
         }
-        for bad in ["", "has space", "../x", ".hidden", "quote'", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "has space",
+            "../x",
+            ".hidden",
+            "quote'",
+            &"x".repeat(64),
+        ] {
             assert!(check_name(bad).is_err(), "{bad}");
         }
     }

@@ -17,8 +17,8 @@
 //! readable without a key, so checks and base backups can follow them.
 
 pub mod continuity;
-pub mod marks;
 pub mod fetch;
+pub mod marks;
 pub mod push;
 pub mod retention;
 pub mod waldump;

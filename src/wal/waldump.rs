@@ -63,6 +63,9 @@ pg_waldump: error: error in WAL record at 0/1000300: invalid record length
 ";
         let t = parse_last_transaction_time(out).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-25T17:40:03.000001+00:00");
-        assert_eq!(parse_last_transaction_time("rmgr: XLOG desc: SWITCH\n"), None);
+        assert_eq!(
+            parse_last_transaction_time("rmgr: XLOG desc: SWITCH\n"),
+            None
+        );
     }
 }

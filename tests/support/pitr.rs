@@ -53,7 +53,16 @@ pub fn restore_dir(world: &World, name: &str) -> PathBuf {
 /// Runs SQL on a restored server over TCP as the superuser; panics on error.
 pub fn psql_port(port: u16, db: &str, sql: &str) -> String {
     let out = Command::new(pg_bin_dir().join("psql"))
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "postgres", "-d", db])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ])
         .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
         .env("PGPASSWORD", SUPERUSER_PASSWORD)
         .stdin(Stdio::null())
@@ -85,7 +94,8 @@ impl RestoredServer {
         }
         let mut cmd = if is_root() {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(pg_bin_dir().join("pg_ctl"));
+            c.args(["-u", "postgres", "--"])
+                .arg(pg_bin_dir().join("pg_ctl"));
             c
         } else {
             Command::new(pg_bin_dir().join("pg_ctl"))
@@ -110,5 +120,7 @@ impl Drop for RestoredServer {
 }
 
 pub fn exists_nonempty(dir: &Path) -> bool {
-    std::fs::read_dir(dir).map(|mut d| d.next().is_some()).unwrap_or(false)
+    std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
 }
