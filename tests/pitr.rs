@@ -506,3 +506,84 @@ fn drill_pitr_passes_leaves_nothing_behind_and_counts_as_recent() {
         );
     }
 }
+
+/// The point-in-time runbook, followed literally: every `[dr]` step's command as
+/// `dr runbook show` renders it, with TIME, DIR and PORT filled in as the operator would.
+#[test]
+fn the_point_in_time_runbook_works_as_written() {
+    let (pg, mut world) = cluster();
+    world
+        .dr(&[
+            "backup",
+            "--physical",
+            "--target",
+            "main",
+            "--format",
+            "json",
+        ])
+        .expect_code(0);
+    let good = write_rows(&pg, 3, "good");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let t = server_now(&pg);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    pg.psql("app", "DELETE FROM events"); // the incident
+    archive_now(&pg);
+
+    let shown = world.dr(&[
+        "runbook",
+        "show",
+        "point-in-time-restore",
+        "--format",
+        "json",
+    ]);
+    shown.expect_code(0);
+    let doc = shown.json();
+    let dir = restore_dir(&world, "new-primary");
+    let port = free_port();
+    let mut server = None;
+    for step in doc["steps"].as_array().unwrap() {
+        let number = step["number"].as_u64().unwrap();
+        if step["kind"] == "manual" {
+            if number == 6 {
+                // Point the target at the restored server.
+                let url = format!(
+                    "postgres://postgres:{}@127.0.0.1:{port}/app",
+                    support::SUPERUSER_PASSWORD
+                );
+                world.env.retain(|(k, _)| k != "DR_TEST_PG_URL");
+                world.env.push(("DR_TEST_PG_URL".into(), url));
+            }
+            continue;
+        }
+        let command = step["command"]
+            .as_str()
+            .unwrap()
+            .replace("TIME", &t)
+            .replace("DIR", &dir.display().to_string())
+            .replace("PORT", &port.to_string());
+        let argv: Vec<&str> = command.split_whitespace().collect();
+        assert_eq!(argv[0], "dr", "{command}");
+        let run = world.dr(&argv[1..]);
+        if argv.contains(&"--pgdata") {
+            server = Some(RestoredServer {
+                dir: dir.clone(),
+                port,
+            });
+        }
+        assert_eq!(
+            run.code, 0,
+            "step {number}: {command}\n{}{}",
+            run.stdout, run.stderr
+        );
+        if number == 1 {
+            assert!(run.stdout.contains("restorable window"), "{}", run.stdout);
+        }
+    }
+    assert!(server.is_some(), "the runbook restores");
+    assert_eq!(restored_ids(port), good);
+    // Step 8 took a base backup of the new timeline.
+    let list = world
+        .dr(&["list", "--target", "main", "--format", "json"])
+        .json();
+    assert_eq!(list["backups"][0]["physical"]["timeline"], 2, "{list}");
+}

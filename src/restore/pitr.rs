@@ -234,7 +234,7 @@ pub async fn run(req: PitrRequest<'_>) -> (PitrReport, Result<Restored>) {
     let started_at = Utc::now();
     let mut steps = Steps::default();
     let mut facts = Facts::default();
-    let result = steps_of(&req, &mut steps, &mut facts, started_at).await;
+    let result = steps_of(&req, &mut steps, &mut facts).await;
     let rpo_ms = facts.last_transaction_at.and_then(|last| {
         let reference = match &req.recovery_target {
             RecoveryTarget::Time(t) => *t,
@@ -285,7 +285,6 @@ struct Facts {
 
 /// The archive of one cluster as a restore needs it.
 struct Archive {
-    prefix: String,
     files: Vec<ArchivedFile>,
     archived_at: HashMap<String, DateTime<Utc>>,
     chain: Chain,
@@ -313,7 +312,6 @@ async fn read_archive(storage: &dyn Storage, target: &str, base: &BasePoint) -> 
         Chain::single(base.timeline)
     };
     Ok(Archive {
-        prefix,
         files,
         archived_at,
         chain,
@@ -368,12 +366,7 @@ fn fits(reach: &Reach, base: &BasePoint, target: &RecoveryTarget) -> bool {
     }
 }
 
-async fn steps_of(
-    req: &PitrRequest<'_>,
-    steps: &mut Steps,
-    facts: &mut Facts,
-    started_at: DateTime<Utc>,
-) -> Result<Restored> {
+async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -> Result<Restored> {
     let name = &req.target.name;
     let pgdata = req.pgdata;
     let created = steps
@@ -567,7 +560,6 @@ async fn steps_of(
     facts.stopped = outcome.stopped;
     facts.timeline = outcome.timeline;
     facts.last_transaction_at = outcome.last_transaction_at;
-    let _ = started_at;
     Ok(Restored {
         manifest,
         server: Some(server),
@@ -642,7 +634,7 @@ async fn choose(
         );
     }
     // Newest first: the least WAL to replay.
-    reaches.sort_by(|a, b| b.2.from_time.cmp(&a.2.from_time));
+    reaches.sort_by_key(|r| std::cmp::Reverse(r.2.from_time));
     let Some((m, b, r)) = reaches
         .iter()
         .find(|(_, b, r)| fits(r, b, recovery_target))
@@ -994,7 +986,6 @@ fn write_recovery_settings(
     }
     std::fs::create_dir_all(pgdata.join("log"))?;
     std::fs::create_dir_all(pgdata.join("pg_wal").join("archive_status"))?;
-    let _ = &archive.prefix;
     Ok(format!(
         "recovery.signal and {} written: {}",
         auto.display(),
@@ -1121,8 +1112,7 @@ async fn wait_for_recovery(pgdata: &Path, log: &Path) -> Result<RecoveryOutcome>
             }
             let fatal = text
                 .lines()
-                .filter(|l| l.contains("FATAL") || l.contains("PANIC"))
-                .last()
+                .rfind(|l| l.contains("FATAL") || l.contains("PANIC"))
                 .unwrap_or("no FATAL line in the log");
             bail!("the server stopped during recovery: {}", fatal.trim());
         }
@@ -1152,10 +1142,6 @@ fn parse_outcome(log: &str) -> RecoveryOutcome {
         let msg = line.split("LOG:  ").nth(1).unwrap_or("").trim();
         if msg.starts_with("recovery stopping") {
             out.stopped = Some(msg.to_string());
-            if let Some(t) = msg.split(", time ").nth(1) {
-                // Before a commit: the last replayed one is earlier; kept only as a fallback.
-                let _ = t;
-            }
         }
         if let Some(tli) = msg.strip_prefix("selected new timeline ID: ") {
             out.timeline = tli.trim().parse().ok();

@@ -164,7 +164,7 @@ pub fn window(
     unusable: &[Unusable],
 ) -> RestorableWindow {
     let mut sorted: Vec<&Reach> = reaches.iter().collect();
-    sorted.sort_by(|a, b| a.from_time.cmp(&b.from_time));
+    sorted.sort_by_key(|r| r.from_time);
     let mut spans: Vec<Span> = Vec::new();
     for r in sorted {
         let joins = spans.last().is_some_and(|s| {
