@@ -457,7 +457,7 @@ fn drill_pitr_passes_leaves_nothing_behind_and_counts_as_recent() {
         .find(|s| s["name"] == "tables")
         .unwrap();
     assert!(
-        tables["message"].as_str().unwrap().contains("tables in"),
+        tables["message"].as_str().unwrap().contains("table(s) in"),
         "{tables}"
     );
     assert!(sandboxes(&world).is_empty(), "{:?}", sandboxes(&world));

@@ -344,7 +344,7 @@ async fn verify(
                     rows += n;
                 }
             }
-            Ok(((), format!("{tables} tables in {} databases read completely ({rows} rows)", dbs.len())))
+            Ok(((), format!("{tables} table(s) in {} database(s) read completely ({rows} rows)", dbs.len())))
         })
         .await?;
     match tools::find_versioned(
