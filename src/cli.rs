@@ -170,6 +170,8 @@ pub enum Command {
         "dr restore --backup-id latest --with-globals --create   # a new cluster, as its superuser",
         "dr restore --backup-id main-20261125T054631Z --into-env RECOVERY_URL --create --only-table shop.orders",
         "dr restore --target sessions --backup-id latest --yes --flush   # Redis",
+        "dr restore --target main --pitr --to-time 2026-11-25T17:40:00Z --pgdata /srv/pg/restored --start --port 5433",
+        "dr restore --target main --pitr --to-latest --pgdata /srv/pg/new --start --archive   # the new primary",
     ))]
     Restore(RestoreArgs),
     /// Verify a restored database or Redis against a backup
@@ -230,8 +232,7 @@ pub enum Command {
     WalFetch(WalFetchArgs),
     /// Make a named restore point (pg_create_restore_point) and record it for --to-name
     #[command(after_help = examples!(
-        "dr mark before-migration-42 --target main",
-        "dr restore --target main --pitr --to-name before-migration-42 --pgdata /srv/pg/restored --start",
+        "dr mark before-migration-42 --target main   # then: restore --pitr --to-name before-migration-42",
         "dr mark release-7 --format json",
     ))]
     Mark(MarkArgs),
