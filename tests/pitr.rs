@@ -587,3 +587,63 @@ fn the_point_in_time_runbook_works_as_written() {
         .json();
     assert_eq!(list["backups"][0]["physical"]["timeline"], 2, "{list}");
 }
+
+#[test]
+fn an_encrypted_archive_restores_with_the_identity() {
+    let keys = tempfile::tempdir().unwrap();
+    let (generated, public) = support::wal::age_keygen(keys.path(), "team.key");
+    let (pg, world) =
+        support::pitr::cluster_with(&format!("\n[encryption]\nrecipients = [\"{public}\"]\n"));
+    // The identity where the server's OS user (restore_command) can read it.
+    let identity = world.dir.path().join("team.key");
+    std::fs::copy(&generated, &identity).unwrap();
+    if support::is_root() {
+        std::process::Command::new("chown")
+            .arg("postgres:postgres")
+            .arg(&identity)
+            .status()
+            .unwrap();
+    }
+    let id = identity.display().to_string();
+    world
+        .dr(&[
+            "backup",
+            "--physical",
+            "--target",
+            "main",
+            "--format",
+            "json",
+        ])
+        .expect_code(0);
+    let a = write_rows(&pg, 3, "a");
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let t = server_now(&pg);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    write_rows(&pg, 3, "b");
+    archive_now(&pg);
+
+    // Without the identity nothing can be unpacked: refused, nothing left behind.
+    let dir = restore_dir(&world, "no-key");
+    let run = restore(&world, &dir, &["--to-time", &t], Some(free_port()));
+    assert_ne!(run.code, 0);
+    assert!(run.stderr.contains("identity"), "{}", run.stderr);
+    assert!(!exists_nonempty(&dir));
+
+    // With it: the base tar is decrypted, and restore_command passes it to wal-fetch.
+    let dir = restore_dir(&world, "with-key");
+    let port = free_port();
+    let run = restore(
+        &world,
+        &dir,
+        &["--to-time", &t, "--identity", &id],
+        Some(port),
+    );
+    let _server = RestoredServer {
+        dir: dir.clone(),
+        port,
+    };
+    run.expect_code(0);
+    assert_eq!(restored_ids(port), a);
+    let auto = std::fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap();
+    assert!(auto.contains(&format!("--identity {id} %f %p")), "{auto}");
+}

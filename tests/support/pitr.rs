@@ -11,8 +11,14 @@ use super::{is_root, pg_bin_dir, PgCluster, World, SUPERUSER_PASSWORD};
 
 /// An archiving cluster (1 MiB segments) with table `app.events(id, at)`.
 pub fn cluster() -> (PgCluster, World) {
+    cluster_with("")
+}
+
+/// [`cluster`] with more dr.toml (such as an `[encryption]` table).
+pub fn cluster_with(extra_toml: &str) -> (PgCluster, World) {
     let (pg, world) = archiving_cluster(ArchiveSetup {
         initdb_args: &["--wal-segsize=1"],
+        extra_toml,
         ..Default::default()
     });
     pg.psql(
