@@ -3,8 +3,9 @@
 use anyhow::Result;
 
 use crate::cli::{Format, RestoreArgs};
-use crate::config::{Config, PostgresTarget};
+use crate::config::{Config, NotifyEvent, PostgresTarget};
 use crate::error::usage;
+use crate::notify::{self, OperationRun, Outcome};
 use crate::output;
 use crate::restore::pitr::{self, PitrRequest, RecoveryTarget};
 
@@ -26,6 +27,7 @@ pub async fn restore(config: &Config, target: &PostgresTarget, args: RestoreArgs
         .clone()
         .expect("clap requires --pgdata with --pitr");
     let storage = super::open_storage(config)?;
+    let notifier = OperationRun::start(config, NotifyEvent::Restore, None)?;
     let (report, result) = pitr::run(PitrRequest {
         config,
         storage: storage.as_ref(),
@@ -42,8 +44,36 @@ pub async fn restore(config: &Config, target: &PostgresTarget, args: RestoreArgs
         sandbox_socket_dir: None,
     })
     .await;
+    let outcome = Outcome {
+        backup_id: report.backup_id.clone(),
+        duration_ms: report.duration_ms,
+        rto_ms: (report.ok && report.started).then_some(report.duration_ms),
+        rpo_ms: report.rpo_ms,
+        ..Outcome::new(
+            Some(&target.name),
+            report.ok,
+            match &report.error {
+                None if report.started => format!(
+                    "backup {} rolled forward and started in {}",
+                    report.backup_id.as_deref().unwrap_or("-"),
+                    report.pgdata
+                ),
+                None => format!(
+                    "backup {} unpacked into {} with its recovery settings",
+                    report.backup_id.as_deref().unwrap_or("-"),
+                    report.pgdata
+                ),
+                Some(e) => format!("point-in-time restore into {} failed: {e}", report.pgdata),
+            },
+        )
+    };
+    let sent = if notify::attempted(&result) {
+        notifier.finish(vec![outcome]).await
+    } else {
+        notify::NotifyReport::default()
+    };
     output::emit(&match args.format {
-        Format::Json => output::json(&report),
+        Format::Json => output::notify::json_with(&report, &sent),
         Format::Table => output::pitr::table(&report),
     });
     result.map(|_| 0)
