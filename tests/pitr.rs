@@ -121,6 +121,33 @@ fn restores_to_a_time_a_restore_point_and_the_latest_under_load() {
     assert_eq!(restored_ids(port), a);
     drop(_server);
 
+    // --to-lsn: the position the restore point was written at (recorded by dr mark).
+    let lsn = mark.json()["restore_point"]["lsn"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let dir = restore_dir(&world, "to-lsn");
+    let port = free_port();
+    restore(&world, &dir, &["--to-lsn", &lsn], Some(port)).expect_code(0);
+    let _server = RestoredServer {
+        dir: dir.clone(),
+        port,
+    };
+    assert_eq!(restored_ids(port), a);
+    drop(_server);
+    let beyond = restore(
+        &world,
+        &restore_dir(&world, "beyond"),
+        &["--to-lsn", "FF/0"],
+        None,
+    );
+    beyond.expect_code(2);
+    assert!(
+        beyond.stderr.contains("after the newest archived WAL"),
+        "{}",
+        beyond.stderr
+    );
+
     // --to-latest: everything archived.
     let dir = restore_dir(&world, "to-latest");
     let port = free_port();
