@@ -157,6 +157,12 @@ pub enum Command {
         "dr list --target main --format json | jq -r '.backups[0].id'",
     ))]
     List(ListArgs),
+    /// The scorecard: one row per target (backup age vs RPO, drill, WAL), worst first
+    #[command(after_help = examples!(
+        "dr status",
+        "dr status --target 'shop/*' --format json | jq '.targets[] | select(.status == \"fail\")'",
+    ))]
+    Status(StatusArgs),
     /// Remove backups outside the [retention] policy, and leftovers of crashed runs
     #[command(after_help = examples!(
         "dr prune --dry-run              # what would go, and why",
@@ -465,6 +471,10 @@ pub struct BackupArgs {
     /// with `dr wal-push`) instead of a pg_dump of the database
     #[arg(long)]
     pub physical: bool,
+    /// Back up this many targets at once (never two of one database at once; connections
+    /// stay within [connections] max_per_server) [default: [backup] parallel, else 4]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: Option<u16>,
     /// Output format (json: the new manifests)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -479,6 +489,16 @@ pub struct ListArgs {
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// Output format (json: the manifests)
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only these targets: a name, a fleet, or a glob such as 'shop-*' [default: every target]
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Output format (json: every row with its figures)
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
 }

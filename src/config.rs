@@ -45,9 +45,37 @@ pub struct Config {
     /// Where to tell people and monitors about outcomes (`[[notify]]`).
     #[serde(default)]
     pub notify: Vec<NotifySink>,
+    /// How many connections `dr` opens to one PostgreSQL server at once.
+    #[serde(default)]
+    pub connections: ConnectionsConfig,
     /// Where this configuration was read from.
     #[serde(skip)]
     pub path: PathBuf,
+    /// Targets with `databases = ...` whose server could not list its databases, as
+    /// (target, error): their databases are unknown, and commands report them as failed.
+    #[serde(skip)]
+    pub discovery_failures: Vec<(String, String)>,
+}
+
+/// `[connections]`: PostgreSQL connections as a shared, bounded resource.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// Connections `dr` holds open to one server (host:port) at once, over all its
+    /// targets, pg_dump's included (default 10). `dr` goes lower when the server has
+    /// little room: at most half of the slots free when it starts.
+    pub max_per_server: Option<usize>,
+}
+
+impl ConnectionsConfig {
+    pub const DEFAULT_MAX_PER_SERVER: usize = 10;
+    pub const MAX_MAX_PER_SERVER: usize = 1000;
+
+    pub fn max_per_server(&self) -> usize {
+        self.max_per_server
+            .unwrap_or(Self::DEFAULT_MAX_PER_SERVER)
+            .max(1)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -271,6 +299,13 @@ pub struct BackupConfig {
     /// Also dump roles and tablespaces with `pg_dumpall --globals-only`.
     #[serde(default)]
     pub include_globals: bool,
+    /// Targets `dr backup` backs up at once (default 4; `--parallel` overrides it).
+    pub parallel: Option<usize>,
+}
+
+impl BackupConfig {
+    pub const DEFAULT_PARALLEL: usize = 4;
+    pub const MAX_PARALLEL: usize = 64;
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]
@@ -306,6 +341,114 @@ pub struct PostgresTarget {
     /// pg.archiving, pg.replication and wal.continuity for this target.
     #[serde(default)]
     pub wal_archiving: bool,
+    /// A fleet on one server: `"all"` (every connectable database that is not a template)
+    /// or a list of names; each database becomes a target named `<name>/<database>`.
+    pub databases: Option<DatabaseSelection>,
+    /// Databases (names or globs such as `"test_*"`) left out of `databases`.
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// The database of a fleet member: it replaces the one in `url` and `restore_url`.
+    #[serde(skip)]
+    pub database: Option<String>,
+}
+
+/// `databases = "all"` or `databases = ["a", "b"]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum DatabaseSelection {
+    Keyword(String),
+    List(Vec<String>),
+}
+
+/// The character that joins a fleet target and its database: `shop/orders`.
+pub const MEMBER_SEPARATOR: char = '/';
+
+/// A target name as it appears in storage keys (`backups/<name>/...`, backup ids, drill
+/// reports, status records): configured names (letters, digits, `-`, `_`) unchanged; in a
+/// fleet member's name `/` becomes `+` and any other character `~XX` (hex of each UTF-8
+/// byte), so a key keeps its shape and the name can be read back
+/// ([`target_from_storage`]).
+pub fn storage_name(target: &str) -> std::borrow::Cow<'_, str> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if target.chars().all(plain) {
+        return std::borrow::Cow::Borrowed(target);
+    }
+    let mut out = String::with_capacity(target.len() + 8);
+    for c in target.chars() {
+        if plain(c) {
+            out.push(c);
+        } else if c == MEMBER_SEPARATOR {
+            out.push('+');
+        } else {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("~{b:02X}"));
+            }
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The target name a storage key segment stands for (the inverse of [`storage_name`]).
+pub fn target_from_storage(segment: &str) -> String {
+    if !segment.contains(['+', '~']) {
+        return segment.to_string();
+    }
+    let mut bytes = Vec::with_capacity(segment.len());
+    let raw = segment.as_bytes();
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'+' => bytes.push(b'/'),
+            b'~' if i + 2 < raw.len() => {
+                match std::str::from_utf8(&raw[i + 1..i + 3])
+                    .ok()
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                {
+                    Some(b) => {
+                        bytes.push(b);
+                        i += 3;
+                        continue;
+                    }
+                    None => bytes.push(b'~'),
+                }
+            }
+            b => bytes.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// Whether `pattern` holds a glob character (`*`, `?`).
+pub fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?'])
+}
+
+/// Glob matching of target and database names: `*` is any run of characters (`/`
+/// included, so `shop*` takes the members of a fleet `shop`), `?` one character.
+pub fn glob_matches(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // Iterative matching with one backtrack point: linear for the patterns people write.
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == '?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == '*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
 }
 
 /// A target `dr backup` can back up.
@@ -814,8 +957,37 @@ impl Config {
                 )));
             }
         }
+        for t in &self.postgres {
+            self.validate_fleet(t)?;
+        }
         for t in &self.redis {
             check_url_source(&file.to_string(), "redis", &t.name, &t.url, &t.url_env)?;
+        }
+        if let Some(n) = self.connections.max_per_server {
+            if !(1..=ConnectionsConfig::MAX_MAX_PER_SERVER).contains(&n) {
+                return Err(at(
+                    "connections",
+                    "max_per_server",
+                    format!(
+                        "max_per_server = {n} is out of range; hint: use 1 to {} (default {}); dr stays below the server's max_connections on its own",
+                        ConnectionsConfig::MAX_MAX_PER_SERVER,
+                        ConnectionsConfig::DEFAULT_MAX_PER_SERVER
+                    ),
+                ));
+            }
+        }
+        if let Some(n) = self.backup.parallel {
+            if !(1..=BackupConfig::MAX_PARALLEL).contains(&n) {
+                return Err(at(
+                    "backup",
+                    "parallel",
+                    format!(
+                        "parallel = {n} is out of range; hint: use 1 to {} (default {})",
+                        BackupConfig::MAX_PARALLEL,
+                        BackupConfig::DEFAULT_PARALLEL
+                    ),
+                ));
+            }
         }
         if let Some(level) = self.backup.level {
             let ok = match self.backup.compression {
@@ -872,7 +1044,7 @@ impl Config {
         self.validate_notify()?;
         for a in &self.verify.sql {
             if let Some(t) = &a.target {
-                if !self.postgres.iter().any(|p| &p.name == t) {
+                if !self.postgres.iter().any(|p| &p.name == t) && self.fleet_member(t).is_none() {
                     return Err(usage(format!(
                         "{file}: key verify.sql {:?} target = {t:?} names no [[postgres]] target",
                         a.name
@@ -881,6 +1053,28 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    fn validate_fleet(&self, t: &PostgresTarget) -> Result<()> {
+        let file = self.path.display();
+        let at = format!("{file}: [[postgres]] {:?}", t.name);
+        match &t.databases {
+            None if !t.exclude.is_empty() => Err(usage(format!(
+                "{at} sets exclude without databases; hint: add databases = \"all\" (or a list), or remove exclude"
+            ))),
+            Some(DatabaseSelection::Keyword(k)) if k != "all" => Err(usage(format!(
+                "{at}: databases = {k:?} is not understood; hint: write databases = \"all\" or a list such as [\"orders\", \"users\"]"
+            ))),
+            Some(DatabaseSelection::List(l)) if l.is_empty() || l.iter().any(|d| d.is_empty()) => {
+                Err(usage(format!(
+                    "{at}: databases lists no database (or an empty name); hint: name them, or write databases = \"all\""
+                )))
+            }
+            Some(_) if t.wal_archiving => Err(usage(format!(
+                "{at} sets both databases and wal_archiving; WAL is archived for the whole server, not per database; hint: add a separate [[postgres]] target with wal_archiving = true for the server"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     fn validate_notify(&self) -> Result<()> {
@@ -994,6 +1188,31 @@ impl Config {
     }
 
     pub fn postgres_target(&self, name: &str) -> Result<&PostgresTarget> {
+        if is_glob(name) {
+            let found: Vec<&PostgresTarget> = self
+                .postgres
+                .iter()
+                .filter(|t| glob_matches(name, &t.name))
+                .collect();
+            return match found.as_slice() {
+                [one] => Ok(one),
+                [] => Err(self.no_match(name)),
+                many => Err(usage(format!(
+                    "--target {name:?} matches {} targets ({}); hint: this command works on one target: name it",
+                    many.len(),
+                    shorten(many.iter().map(|t| t.name.as_str()))
+                ))),
+            };
+        }
+        let members = self.members_of(name);
+        if !members.is_empty() && !self.postgres.iter().any(|t| t.name == name) {
+            return Err(usage(format!(
+                "--target {name:?} is a fleet of {} databases and this command works on one; hint: name one, e.g. --target {} (members: {})",
+                members.len(),
+                members[0].name,
+                shorten(members.iter().map(|t| t.name.as_str()))
+            )));
+        }
         self.postgres
             .iter()
             .find(|t| t.name == name)
@@ -1004,22 +1223,138 @@ impl Config {
                     if known.is_empty() {
                         "none configured".to_string()
                     } else {
-                        known.join(", ")
+                        shorten(known.into_iter())
                     }
                 ))
             })
     }
 
-    /// The targets a command works on: the named one, or all of them.
+    /// Replaces the fleet target `fleet` by one member per database it takes (all of
+    /// `databases` when they were named on the command line).
+    pub fn expand_fleet(&mut self, fleet: &str, databases: &[String], named: bool) {
+        let Some(at) = self
+            .postgres
+            .iter()
+            .position(|t| t.name == fleet && t.is_fleet())
+        else {
+            return;
+        };
+        let target = self.postgres.remove(at);
+        let members: Vec<PostgresTarget> = databases
+            .iter()
+            .filter(|d| named || target.takes_database(d))
+            .map(|d| target.member(d))
+            .collect();
+        self.postgres.splice(at..at, members);
+    }
+
+    /// The fleet `fleet` could not list its databases: it is left out, and commands
+    /// report it as failed.
+    pub fn fleet_failed(&mut self, fleet: &str, error: String) {
+        self.postgres.retain(|t| !(t.name == fleet && t.is_fleet()));
+        self.discovery_failures.push((fleet.to_string(), error));
+    }
+
+    /// The `[[postgres]]` targets with `databases = ...` not expanded yet.
+    pub fn fleets(&self) -> Vec<PostgresTarget> {
+        self.postgres
+            .iter()
+            .filter(|t| t.is_fleet())
+            .cloned()
+            .collect()
+    }
+
+    /// The names `--target` selects among every target, PostgreSQL and Redis: the name
+    /// itself, the members of a fleet, or every match of a glob (none is a usage error).
+    pub fn selected_names(&self, wanted: &str) -> Result<Vec<String>> {
+        let all = self
+            .postgres
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(self.redis.iter().map(|t| t.name.as_str()));
+        let found: Vec<String> = if is_glob(wanted) {
+            all.filter(|n| glob_matches(wanted, n))
+                .map(str::to_string)
+                .collect()
+        } else {
+            all.filter(|n| {
+                *n == wanted
+                    || n.strip_prefix(wanted)
+                        .is_some_and(|rest| rest.starts_with(MEMBER_SEPARATOR))
+            })
+            .map(str::to_string)
+            .collect()
+        };
+        if found.is_empty() {
+            return Err(self.no_match(wanted));
+        }
+        Ok(found)
+    }
+
+    /// The usage error of a `--target` glob that matches nothing, listing the targets.
+    pub fn no_match(&self, pattern: &str) -> anyhow::Error {
+        let names = self
+            .postgres
+            .iter()
+            .map(|t| t.name.as_str())
+            .chain(self.redis.iter().map(|t| t.name.as_str()));
+        usage(format!(
+            "--target {pattern:?} matches no target; hint: choose among {} (globs: * any characters, ? one)",
+            shorten(names)
+        ))
+    }
+
+    /// The targets a command works on: the named one (a glob: every match; the name of
+    /// a fleet: its databases), or all of them.
     pub fn select_postgres(&self, name: Option<&str>) -> Result<Vec<&PostgresTarget>> {
         match name {
-            Some(n) => Ok(vec![self.postgres_target(n)?]),
+            Some(n) if is_glob(n) => {
+                let found: Vec<&PostgresTarget> = self
+                    .postgres
+                    .iter()
+                    .filter(|t| glob_matches(n, &t.name))
+                    .collect();
+                if found.is_empty() {
+                    return Err(self.no_match(n));
+                }
+                Ok(found)
+            }
+            Some(n) => {
+                let members = self.members_of(n);
+                if !members.is_empty() && !self.postgres.iter().any(|t| t.name == n) {
+                    return Ok(members);
+                }
+                Ok(vec![self.postgres_target(n)?])
+            }
             None if self.postgres.is_empty() => Err(usage(format!(
                 "{}: no [[postgres]] target is configured; hint: add one (see dr.toml.example)",
                 self.path.display()
             ))),
             None => Ok(self.postgres.iter().collect()),
         }
+    }
+
+    /// The members (`fleet/<database>`) of a fleet target, once its databases are known.
+    fn members_of(&self, fleet: &str) -> Vec<&PostgresTarget> {
+        self.postgres
+            .iter()
+            .filter(|t| {
+                t.name
+                    .strip_prefix(fleet)
+                    .is_some_and(|rest| rest.starts_with(MEMBER_SEPARATOR))
+            })
+            .collect()
+    }
+
+    /// The member `fleet/database` of a `[[postgres]]` fleet target, made without asking
+    /// the server (the database may still be missing there).
+    pub fn fleet_member(&self, name: &str) -> Option<PostgresTarget> {
+        let (fleet, database) = name.split_once(MEMBER_SEPARATOR)?;
+        let t = self
+            .postgres
+            .iter()
+            .find(|t| t.name == fleet && t.databases.is_some())?;
+        (!database.is_empty()).then(|| t.member(database))
     }
 
     /// The `[[redis]]` target of that name, if there is one.
@@ -1030,7 +1365,21 @@ impl Config {
     /// A Redis target named explicitly for a data command (restore, verify, drill): it
     /// must have `backup = true`, since only then does it have backups.
     pub fn redis_backup_target(&self, name: Option<&str>) -> Option<Result<&RedisTarget>> {
-        let target = self.redis_target(name?)?;
+        let name = name?;
+        let target = if is_glob(name) {
+            let redis: Vec<&RedisTarget> = self
+                .redis
+                .iter()
+                .filter(|t| glob_matches(name, &t.name))
+                .collect();
+            let postgres = self.postgres.iter().any(|t| glob_matches(name, &t.name));
+            match redis.as_slice() {
+                [one] if !postgres => *one,
+                _ => return None,
+            }
+        } else {
+            self.redis_target(name)?
+        };
         if target.backup {
             Some(Ok(target))
         } else {
@@ -1045,6 +1394,24 @@ impl Config {
     /// The targets `dr backup` works on: the named one, or every PostgreSQL target and
     /// every Redis target with `backup = true`.
     pub fn select_backup_targets(&self, name: Option<&str>) -> Result<Vec<BackupTarget<'_>>> {
+        if let Some(pattern) = name.filter(|n| is_glob(n)) {
+            let out: Vec<BackupTarget<'_>> = self
+                .postgres
+                .iter()
+                .filter(|t| glob_matches(pattern, &t.name))
+                .map(BackupTarget::Postgres)
+                .chain(
+                    self.redis
+                        .iter()
+                        .filter(|t| t.backup && glob_matches(pattern, &t.name))
+                        .map(BackupTarget::Redis),
+                )
+                .collect();
+            if out.is_empty() {
+                return Err(self.no_match(pattern));
+            }
+            return Ok(out);
+        }
         if let Some(result) = self.redis_backup_target(name) {
             return Ok(vec![BackupTarget::Redis(result?)]);
         }
@@ -1077,7 +1444,7 @@ impl Config {
 
     /// Checks that `name` is a configured target of either kind (for list and prune).
     pub fn known_target(&self, name: &str) -> Result<()> {
-        if self.redis_target(name).is_some() {
+        if self.redis_target(name).is_some() || self.fleet_member(name).is_some() {
             return Ok(());
         }
         self.postgres_target(name).map(|_| ())
@@ -1169,6 +1536,33 @@ impl Config {
     }
 }
 
+/// Names for a message: all of them up to 12, else the first 10 and how many more.
+fn shorten<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    let names: Vec<&str> = names.collect();
+    if names.len() <= 12 {
+        return names.join(", ");
+    }
+    format!("{} and {} more", names[..10].join(", "), names.len() - 10)
+}
+
+/// The URL with its database replaced (percent-encoded in the path).
+fn url_with_database(url: &str, database: &str) -> Option<String> {
+    let mut parsed = url::Url::parse(url).ok()?;
+    if !parsed.scheme().starts_with("postgres") {
+        return None;
+    }
+    let mut path = String::from("/");
+    for b in database.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.".contains(&b) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("%{b:02X}"));
+        }
+    }
+    parsed.set_path(&path);
+    Some(parsed.to_string())
+}
+
 fn urlencoding_decode(text: &str) -> Result<String, std::string::FromUtf8Error> {
     let bytes: Vec<u8> = url::form_urlencoded::parse(format!("x={text}").as_bytes())
         .next()
@@ -1216,7 +1610,50 @@ pub fn resolve_url(
 
 impl PostgresTarget {
     pub fn resolve_url(&self) -> Result<String> {
-        resolve_url("postgres", &self.name, &self.url, &self.url_env)
+        let url = resolve_url("postgres", &self.name, &self.url, &self.url_env)?;
+        self.member_url(url)
+    }
+
+    /// A fleet member reaches its own database on the fleet's server.
+    fn member_url(&self, url: String) -> Result<String> {
+        let Some(database) = &self.database else {
+            return Ok(url);
+        };
+        url_with_database(&url, database).ok_or_else(|| {
+            usage(format!(
+                "postgres target {:?}: the URL {} is not a postgres:// URL, so its database cannot be replaced by {database:?}; hint: write url as postgres://user@host:5432/postgres when the target sets databases",
+                self.name,
+                redact_url(&url)
+            ))
+        })
+    }
+
+    /// A target with `databases = ...`: a fleet, not a database.
+    pub fn is_fleet(&self) -> bool {
+        self.databases.is_some()
+    }
+
+    /// The member of this fleet for one database.
+    pub fn member(&self, database: &str) -> PostgresTarget {
+        let mut m = self.clone();
+        m.name = format!("{}{MEMBER_SEPARATOR}{database}", self.name);
+        m.database = Some(database.to_string());
+        m.databases = None;
+        m.exclude = Vec::new();
+        m
+    }
+
+    /// Whether this fleet takes `database` (of those the server lists): named or `all`,
+    /// not excluded, and not a drill's scratch database.
+    pub fn takes_database(&self, database: &str) -> bool {
+        let named = match &self.databases {
+            None => false,
+            Some(DatabaseSelection::Keyword(_)) => true,
+            Some(DatabaseSelection::List(list)) => list.iter().any(|d| d == database),
+        };
+        named
+            && !database.starts_with("dr_drill_")
+            && !self.exclude.iter().any(|e| glob_matches(e, database))
     }
 
     /// The URL of the destination side (validate, restore, verify, drill): `restore_url`
@@ -1231,6 +1668,7 @@ impl PostgresTarget {
             &self.restore_url,
             &self.restore_url_env,
         )
+        .and_then(|url| self.member_url(url))
         .map_err(|e| {
             usage(
                 e.to_string()
@@ -1541,5 +1979,109 @@ url = "redis://127.0.0.1:6379"
         .unwrap();
         let err = c.postgres[0].resolve_url().unwrap_err();
         assert!(err.to_string().contains("DR_TEST_SURELY_UNSET_VAR"));
+    }
+}
+
+#[cfg(test)]
+mod fleet_tests {
+    use super::*;
+
+    fn fleet_config(extra: &str) -> Config {
+        Config::parse(
+            &format!(
+                "[storage]\nurl = \"file:///tmp/x\"\n[[postgres]]\nname = \"shop\"\nurl = \"postgres://dr@db:5432/postgres\"\n{extra}\n[[postgres]]\nname = \"billing\"\nurl = \"postgres://dr@db2/billing\"\n"
+            ),
+            Path::new("dr.toml"),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn globs_match_names_and_fleet_members() {
+        assert!(glob_matches("shop-*", "shop-eu"));
+        assert!(glob_matches("shop*", "shop/orders"));
+        assert!(glob_matches("shop/o?ders", "shop/orders"));
+        assert!(glob_matches("*", ""));
+        assert!(!glob_matches("shop-*", "shop"));
+        assert!(!glob_matches("a*b", "acbd"));
+        assert!(glob_matches("a*b*c", "aXbYbZc"));
+    }
+
+    #[test]
+    fn storage_names_are_key_safe_and_read_back() {
+        for name in [
+            "main",
+            "shop/orders",
+            "shop/Bestellungen 2024",
+            "shop/a+b~c",
+            "x/ü/y",
+        ] {
+            let stored = storage_name(name);
+            assert!(!stored.contains('/'), "{stored}");
+            assert!(
+                stored
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_-+~".contains(c)),
+                "{stored}"
+            );
+            assert_eq!(target_from_storage(&stored), name);
+        }
+        assert_eq!(storage_name("main"), "main");
+        assert_eq!(storage_name("shop/orders"), "shop+orders");
+    }
+
+    #[test]
+    fn a_fleet_becomes_one_member_per_database_it_takes() {
+        let mut config = fleet_config("databases = \"all\"\nexclude = [\"postgres\", \"test_*\"]");
+        let found: Vec<String> = [
+            "orders",
+            "postgres",
+            "test_1",
+            "users",
+            "dr_drill_20261125010203",
+        ]
+        .map(String::from)
+        .to_vec();
+        config.expand_fleet("shop", &found, false);
+        let names: Vec<&str> = config.postgres.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["shop/orders", "shop/users", "billing"]);
+        assert_eq!(
+            config.postgres[1].resolve_url().unwrap(),
+            "postgres://dr@db:5432/users"
+        );
+        // The fleet's name selects its members; a glob selects across targets.
+        assert_eq!(config.select_postgres(Some("shop")).unwrap().len(), 2);
+        assert_eq!(config.select_postgres(Some("*")).unwrap().len(), 3);
+        assert_eq!(
+            config.selected_names("shop/u*").unwrap(),
+            ["shop/users".to_string()]
+        );
+        let none = config.selected_names("orders-*").unwrap_err().to_string();
+        assert!(
+            none.contains("matches no target") && none.contains("shop/orders"),
+            "{none}"
+        );
+        let one = config.postgres_target("shop").unwrap_err().to_string();
+        assert!(one.contains("is a fleet of 2 databases"), "{one}");
+    }
+
+    #[test]
+    fn fleet_keys_are_checked() {
+        let bad = |extra: &str| {
+            Config::parse(
+                &format!(
+                    "[[postgres]]\nname = \"shop\"\nurl = \"postgres://dr@db/postgres\"\n{extra}\n"
+                ),
+                Path::new("dr.toml"),
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(bad("databases = \"some\"").contains("databases = \"all\""));
+        assert!(bad("exclude = [\"x\"]").contains("exclude without databases"));
+        assert!(bad("databases = []").contains("lists no database"));
+        assert!(bad("databases = \"all\"\nwal_archiving = true").contains("wal_archiving"));
+        assert!(bad("[connections]\nmax_per_server = 0").contains("max_per_server"));
+        assert!(bad("[backup]\nparallel = 0").contains("parallel"));
     }
 }

@@ -108,7 +108,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
     let started_at = Utc::now();
     let id = format!(
         "{}-{}",
-        req.target.name,
+        crate::config::storage_name(&req.target.name),
         started_at.format("%Y%m%dT%H%M%SZ")
     );
     let mut steps = Steps::default();
@@ -389,7 +389,11 @@ pub(crate) async fn store_report(
     report: &DrillReport,
     config: &Config,
 ) -> Result<()> {
-    let key = format!("{DRILLS_PREFIX}/{}/{}.json", report.target, report.id);
+    let key = format!(
+        "{DRILLS_PREFIX}/{}/{}.json",
+        crate::config::storage_name(&report.target),
+        report.id
+    );
     let readable = match crate::encryption::configured_recipients(config)? {
         None => report.clone(),
         Some(recipients) => {
@@ -428,7 +432,11 @@ pub(crate) async fn store_report(
 /// at least, and with nobody connected (a live drill holds a session in its database from
 /// creation to drop).
 pub async fn stale_scratch_databases(server: &ConnTarget) -> Result<Vec<String>> {
-    let client = server.connect().await?;
+    stale_scratch_databases_on(&server.connect().await?).await
+}
+
+/// [`stale_scratch_databases`] over a connection already open.
+pub async fn stale_scratch_databases_on(client: &tokio_postgres::Client) -> Result<Vec<String>> {
     let rows = client
         .query(
             "SELECT d.datname FROM pg_database d
@@ -446,7 +454,8 @@ pub async fn stale_scratch_databases(server: &ConnTarget) -> Result<Vec<String>>
 /// Drill reports of a target, newest first.
 pub async fn list_reports(storage: &dyn Storage, target: &str) -> Result<Vec<DrillReport>> {
     let mut reports = Vec::new();
-    for o in storage.list(&format!("{DRILLS_PREFIX}/{target}/")).await? {
+    let prefix = format!("{DRILLS_PREFIX}/{}/", crate::config::storage_name(target));
+    for o in storage.list(&prefix).await? {
         if !o.key.ends_with(".json") {
             continue;
         }

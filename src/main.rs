@@ -23,6 +23,7 @@ mod report;
 mod restore;
 mod runbook;
 mod sandbox;
+mod scorecard;
 mod secret;
 mod storage;
 mod units;

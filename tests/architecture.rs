@@ -28,6 +28,8 @@ const LAYERS: &[&[&str]] = &[
     &["checks"],
     // Telling people and monitors: sinks, status records, metrics of an operation.
     &["notify"],
+    // The fleet scorecard (`dr status`): what storage and status records say per target.
+    &["scorecard"],
     // Presentation, then the CLI surface.
     &["output"],
     &["cli"],

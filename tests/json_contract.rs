@@ -93,6 +93,7 @@ fn every_json_document_matches_the_readme_table() {
         ),
         ("verify", vec!["verify"]),
         ("drill", vec!["drill", "--backup-id", "latest"]),
+        ("status", vec!["status"]),
         ("prune", vec!["prune", "--dry-run"]),
         ("contacts", vec!["contacts"]),
         ("runbook", vec!["runbook"]),

@@ -10,13 +10,14 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{BackupKind, BackupManifest, BackupMethod, MANIFEST_FILE};
 use super::retention::FUTURE_TOLERANCE;
+use crate::config::{storage_name, target_from_storage};
 use crate::error::usage;
 use crate::storage::{self, Storage};
 
 pub const BACKUPS_PREFIX: &str = "backups";
 
 pub fn backup_dir(target: &str, id: &str) -> String {
-    format!("{BACKUPS_PREFIX}/{target}/{id}")
+    format!("{BACKUPS_PREFIX}/{}/{id}", storage_name(target))
 }
 
 pub fn manifest_key(target: &str, id: &str) -> String {
@@ -40,7 +41,7 @@ pub struct BackupDir {
 /// Groups everything under `backups/` by backup directory.
 pub async fn scan(storage: &dyn Storage, target: Option<&str>) -> Result<Vec<BackupDir>> {
     let prefix = match target {
-        Some(t) => format!("{BACKUPS_PREFIX}/{t}/"),
+        Some(t) => format!("{BACKUPS_PREFIX}/{}/", storage_name(t)),
         None => format!("{BACKUPS_PREFIX}/"),
     };
     let objects = storage
@@ -55,10 +56,11 @@ pub async fn scan(storage: &dyn Storage, target: Option<&str>) -> Result<Vec<Bac
         else {
             continue;
         };
+        let t = target_from_storage(t);
         let entry = dirs
-            .entry((t.to_string(), id.to_string()))
+            .entry((t.clone(), id.to_string()))
             .or_insert_with(|| BackupDir {
-                target: t.to_string(),
+                target: t,
                 id: id.to_string(),
                 has_manifest: false,
                 keys: vec![],
@@ -247,7 +249,7 @@ async fn resolve_any(
 /// Ids are `<target>-<yyyymmddThhmmssZ>[-safety]`: anything else (a path, `..`, a slash)
 /// names no backup and is never turned into a storage key.
 fn is_plausible_id(target: &str, id: &str) -> bool {
-    id.strip_prefix(target)
+    id.strip_prefix(storage_name(target).as_ref())
         .and_then(|rest| rest.strip_prefix('-'))
         .is_some_and(|rest| {
             !rest.is_empty()

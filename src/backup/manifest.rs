@@ -507,7 +507,9 @@ impl BackupManifest {
                 ));
             }
         }
-        if !self.id.starts_with(&format!("{}-", self.target))
+        if !self
+            .id
+            .starts_with(&format!("{}-", crate::config::storage_name(&self.target)))
             || (self.kind == BackupKind::Safety) != self.id.ends_with("-safety")
         {
             return Some(format!(
@@ -524,6 +526,7 @@ impl BackupManifest {
 /// time within a target.
 pub fn backup_id(target: &str, at: DateTime<Utc>, kind: BackupKind) -> String {
     let stamp = at.format("%Y%m%dT%H%M%SZ");
+    let target = crate::config::storage_name(target);
     match kind {
         BackupKind::Regular => format!("{target}-{stamp}"),
         BackupKind::Safety => format!("{target}-{stamp}-safety"),

@@ -98,10 +98,11 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     let pg_dump = tools::find("pg_dump", plan.pg_bin_dir)?;
     let (dump_major, pg_dump_version) = tools::version(&pg_dump).await?;
 
-    let lock_client = conn.connect().await?;
-    acquire_lock(&lock_client, plan.target_name, &conn.database).await?;
-
+    // One session holds the backup lock and the exported snapshot: a backup costs the
+    // server two connections (this one and pg_dump's), which matters on a fleet.
     let snap_client = conn.connect().await?;
+    acquire_lock(&snap_client, plan.target_name, &conn.database).await?;
+
     let (server_major, server_version) = pg::server_version(&snap_client).await?;
     if dump_major < server_major {
         bail!(
@@ -235,7 +236,8 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             }
         }
     }
-    drop(lock_client);
+    // The lock goes with the session, once the failed backup's objects are removed.
+    drop(snap_client);
     result
 }
 

@@ -20,13 +20,18 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
         run: Box::pin(async move { Ok(found) }),
     });
     for target in &ctx.config.postgres {
-        let t = target.clone();
+        // Drills make their scratch databases with the restore credentials: usually the
+        // same URL as the target's, and then the same shared connection.
+        let (t, s) = (
+            target.clone(),
+            ctx.clients.get(target.resolve_restore_url()),
+        );
         out.push(PlannedCheck {
             name: "drill.leftovers",
             target: Some(t.name.clone()),
             critical: false,
             timeout_per_read: false,
-            run: Box::pin(async move { scratch_leftovers(&t).await }),
+            run: Box::pin(async move { scratch_leftovers(&t, &s).await }),
         });
     }
     let Some(store) = ctx.storage.clone() else {
@@ -80,10 +85,11 @@ fn local_leftovers(found: &[crate::leftovers::Leftover]) -> Finding {
     }
 }
 
-async fn scratch_leftovers(target: &crate::config::PostgresTarget) -> Result<Finding> {
-    // Drills make their scratch databases with the restore credentials.
-    let conn = crate::pg::ConnTarget::parse(&target.resolve_restore_url()?)?;
-    let stale = crate::drill::stale_scratch_databases(&conn).await?;
+async fn scratch_leftovers(
+    target: &crate::config::PostgresTarget,
+    shared: &crate::pg::slots::SharedClient,
+) -> Result<Finding> {
+    let stale = crate::drill::stale_scratch_databases_on(shared.client().await?).await?;
     Ok(if stale.is_empty() {
         Finding::pass("no scratch database of a drill that died")
     } else {

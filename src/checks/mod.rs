@@ -72,6 +72,10 @@ pub struct CheckContext {
     pub timeout: Duration,
     /// What dead `dr` runs left on this host, found (and removed) before the checks ran.
     pub leftovers: Vec<crate::leftovers::Leftover>,
+    /// PostgreSQL connections, one per URL while its checks run, bounded per server.
+    pub clients: crate::pg::slots::SharedClients,
+    /// Client tool versions, asked once per `pg_bin_dir`.
+    pub tools: Arc<postgres::ToolVersions>,
 }
 
 pub type CheckFuture = BoxFuture<'static, anyhow::Result<Finding>>;

@@ -7,45 +7,55 @@ use anyhow::Result;
 
 use super::{CheckContext, Finding, PlannedCheck};
 use crate::config::PostgresTarget;
-use crate::pg::{self, tools, ConnTarget};
+use crate::pg::slots::SharedClient;
+use crate::pg::{self, tools};
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
-    for target in &ctx.config.postgres {
-        let t = target.clone();
+    // A fleet whose server could not list its databases: none of them can be checked.
+    for (fleet, error) in &ctx.config.discovery_failures {
+        let finding = Finding::fail(error.clone());
         out.push(PlannedCheck {
             name: "pg.connect",
-            target: Some(t.name.clone()),
-            critical: t.critical,
+            target: Some(fleet.clone()),
+            critical: true,
             timeout_per_read: false,
-            run: Box::pin(async move { connect(&t).await }),
+            run: Box::pin(async move { Ok(finding) }),
         });
-        let t = target.clone();
+    }
+    for target in &ctx.config.postgres {
+        // One connection per target, shared by its checks (and bounded per server).
+        let shared = ctx.clients.get(target.resolve_url());
+        let s = shared.clone();
+        out.push(PlannedCheck {
+            name: "pg.connect",
+            target: Some(target.name.clone()),
+            critical: target.critical,
+            timeout_per_read: false,
+            run: Box::pin(async move { connect(&s).await }),
+        });
+        let (t, s, tools) = (target.clone(), shared.clone(), ctx.tools.clone());
         out.push(PlannedCheck {
             name: "pg.tools",
             target: Some(t.name.clone()),
             critical: t.critical,
             timeout_per_read: false,
-            run: Box::pin(async move { client_tools(&t).await }),
+            run: Box::pin(async move { client_tools(&t, &s, &tools).await }),
         });
-        let t = target.clone();
+        let s = shared;
         out.push(PlannedCheck {
             name: "pg.privileges",
-            target: Some(t.name.clone()),
-            critical: t.critical,
+            target: Some(target.name.clone()),
+            critical: target.critical,
             timeout_per_read: false,
-            run: Box::pin(async move { privileges(&t).await }),
+            run: Box::pin(async move { privileges(&s).await }),
         });
     }
 }
 
-fn conn(target: &PostgresTarget) -> Result<ConnTarget> {
-    ConnTarget::parse(&target.resolve_url()?)
-}
-
-async fn connect(target: &PostgresTarget) -> Result<Finding> {
-    let c = conn(target)?;
+async fn connect(shared: &SharedClient) -> Result<Finding> {
+    let c = shared.conn()?;
     let started = Instant::now();
-    let client = match c.connect().await {
+    let client = match shared.client().await {
         Ok(client) => client,
         Err(e) => return Ok(Finding::fail(format!("{e:#}"))),
     };
@@ -53,7 +63,7 @@ async fn connect(target: &PostgresTarget) -> Result<Finding> {
         .simple_query("SELECT 1")
         .await
         .map_err(|e| anyhow::anyhow!("SELECT 1 failed: {}", pg::describe_pg_error(&e)))?;
-    let (_, version) = pg::server_version(&client).await?;
+    let (_, version) = pg::server_version(client).await?;
     Ok(Finding::pass(format!(
         "connected to {} as {} in {}; PostgreSQL {version}",
         c.public_url,
@@ -62,25 +72,19 @@ async fn connect(target: &PostgresTarget) -> Result<Finding> {
     )))
 }
 
-async fn client_tools(target: &PostgresTarget) -> Result<Finding> {
-    let bin_dir = target.pg_bin_dir.clone();
-    let found: Result<Vec<(String, u32, String)>> = async {
-        let mut out = Vec::new();
-        for program in ["pg_dump", "pg_restore"] {
-            let path = tools::find(program, bin_dir.as_deref())?;
-            let (major, full) = tools::version(&path).await?;
-            out.push((path.display().to_string(), major, full));
-        }
-        Ok(out)
-    }
-    .await;
+async fn client_tools(
+    target: &PostgresTarget,
+    shared: &SharedClient,
+    cache: &ToolVersions,
+) -> Result<Finding> {
+    let found = cache.get(target.pg_bin_dir.as_deref()).await;
     let found = match found {
         Ok(f) => f,
-        Err(e) => return Ok(Finding::fail(format!("{e:#}"))),
+        Err(e) => return Ok(Finding::fail(e)),
     };
     let lowest = found.iter().map(|(_, major, _)| *major).min().unwrap_or(0);
-    let server = match conn(target)?.connect().await {
-        Ok(client) => Some(pg::server_version(&client).await?),
+    let server = match shared.client().await {
+        Ok(client) => Some(pg::server_version(client).await?),
         Err(_) => None,
     };
     let tools_text = found
@@ -110,9 +114,9 @@ WHERE c.relkind IN ('r', 'p', 'm', 'S', 'v')
   AND NOT (has_schema_privilege(n.oid, 'USAGE') AND has_table_privilege(c.oid, 'SELECT'))
 ORDER BY 1 LIMIT 6";
 
-async fn privileges(target: &PostgresTarget) -> Result<Finding> {
-    let c = conn(target)?;
-    let client = match c.connect().await {
+async fn privileges(shared: &SharedClient) -> Result<Finding> {
+    let c = shared.conn()?;
+    let client = match shared.client().await {
         Ok(client) => client,
         Err(_) => {
             return Ok(Finding::fail(
@@ -161,4 +165,41 @@ async fn privileges(target: &PostgresTarget) -> Result<Finding> {
         "role {} cannot read {shown}{more}: a backup would fail on them; hint: GRANT pg_read_all_data TO {} (PostgreSQL 14+), or GRANT USAGE on the schema and SELECT on these tables",
         c.user, c.user
     )))
+}
+
+/// `pg_dump --version` and `pg_restore --version`, asked once per `pg_bin_dir`: a fleet's
+/// targets share their client tools, and a hundred children for the same answer would
+/// cost more than every other check.
+#[derive(Default)]
+pub struct ToolVersions {
+    found: tokio::sync::Mutex<std::collections::HashMap<Option<std::path::PathBuf>, ToolsFound>>,
+}
+
+/// The tools of one `pg_bin_dir`, or why they could not be asked.
+type ToolsFound = Result<Vec<ToolVersion>, String>;
+
+/// (path, major version, full version text)
+type ToolVersion = (String, u32, String);
+
+impl ToolVersions {
+    async fn get(&self, bin_dir: Option<&std::path::Path>) -> ToolsFound {
+        let mut found = self.found.lock().await;
+        let key = bin_dir.map(std::path::Path::to_path_buf);
+        if let Some(known) = found.get(&key) {
+            return known.clone();
+        }
+        let asked: Result<Vec<ToolVersion>> = async {
+            let mut out = Vec::new();
+            for program in ["pg_dump", "pg_restore"] {
+                let path = tools::find(program, bin_dir)?;
+                let (major, full) = tools::version(&path).await?;
+                out.push((path.display().to_string(), major, full));
+            }
+            Ok(out)
+        }
+        .await;
+        let asked = asked.map_err(|e| format!("{e:#}"));
+        found.insert(key, asked.clone());
+        asked
+    }
 }

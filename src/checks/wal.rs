@@ -11,7 +11,8 @@ use super::{CheckContext, PlannedCheck};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod};
 use crate::config::PostgresTarget;
-use crate::pg::{self, tools, ConnTarget};
+use crate::pg::slots::SharedClient;
+use crate::pg::{self, tools};
 use crate::process::ChildCommand;
 use crate::report::Finding;
 use crate::storage::Storage;
@@ -20,30 +21,32 @@ use crate::wal::{self, continuity, Lsn, WalKind, WalName};
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
     for target in ctx.config.postgres.iter().filter(|t| t.wal_archiving) {
-        let (t, rpo) = (target.clone(), ctx.config.objectives.rpo);
+        // The target's connection, shared with its pg.* checks.
+        let shared = ctx.clients.get(target.resolve_url());
+        let (s, rpo) = (shared.clone(), ctx.config.objectives.rpo);
         out.push(PlannedCheck {
             name: "pg.archiving",
-            target: Some(t.name.clone()),
-            critical: t.critical,
+            target: Some(target.name.clone()),
+            critical: target.critical,
             timeout_per_read: false,
-            run: Box::pin(async move { archiving(&t, rpo).await }),
+            run: Box::pin(async move { archiving(&s, rpo).await }),
         });
-        let t = target.clone();
+        let (t, s) = (target.clone(), shared.clone());
         out.push(PlannedCheck {
             name: "pg.replication",
             target: Some(t.name.clone()),
             critical: t.critical,
             timeout_per_read: false,
-            run: Box::pin(async move { replication(&t).await }),
+            run: Box::pin(async move { replication(&t, &s).await }),
         });
         if let Some(store) = ctx.storage.clone() {
-            let t = target.clone();
+            let (t, s) = (target.clone(), shared.clone());
             out.push(PlannedCheck {
                 name: "wal.continuity",
                 target: Some(t.name.clone()),
                 critical: t.critical,
                 timeout_per_read: false,
-                run: Box::pin(async move { continuity(store.as_ref(), &t).await }),
+                run: Box::pin(async move { continuity(store.as_ref(), &t, &s).await }),
             });
         }
     }
@@ -93,9 +96,9 @@ pub struct ArchiverState {
     pub user: String,
 }
 
-async fn archiving(target: &PostgresTarget, rpo: Option<Duration>) -> Result<Finding> {
-    let c = ConnTarget::parse(&target.resolve_url()?)?;
-    let Ok(client) = c.connect().await else {
+async fn archiving(shared: &SharedClient, rpo: Option<Duration>) -> Result<Finding> {
+    let c = shared.conn()?;
+    let Ok(client) = shared.client().await else {
         return Ok(Finding::fail(
             "cannot connect (see pg.connect), so archiving is unknown",
         ));
@@ -252,9 +255,9 @@ pub fn replication_conninfo(public_url: &str) -> String {
     }
 }
 
-async fn replication(target: &PostgresTarget) -> Result<Finding> {
-    let c = ConnTarget::parse(&target.resolve_url()?)?;
-    let Ok(client) = c.connect().await else {
+async fn replication(target: &PostgresTarget, shared: &SharedClient) -> Result<Finding> {
+    let c = shared.conn()?;
+    let Ok(client) = shared.client().await else {
         return Ok(Finding::fail(
             "cannot connect (see pg.connect), so the replication privilege is unknown",
         ));
@@ -335,12 +338,15 @@ fn newest_physical(all: &[BackupManifest], system_id: Option<u64>) -> Option<&Ba
 
 use crate::wal::continuity::archive_chain;
 
-async fn continuity(storage: &dyn Storage, target: &PostgresTarget) -> Result<Finding> {
+async fn continuity(
+    storage: &dyn Storage,
+    target: &PostgresTarget,
+    shared: &SharedClient,
+) -> Result<Finding> {
     let name = &target.name;
     // What the server says: its cluster and its newest archived segment.
     let server = async {
-        let c = ConnTarget::parse(&target.resolve_url()?)?;
-        let client = c.connect().await?;
+        let client = shared.client().await?;
         let row = client
             .query_one(
                 "SELECT (SELECT system_identifier::text FROM pg_control_system()), last_archived_wal FROM pg_stat_archiver",

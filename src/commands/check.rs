@@ -34,6 +34,10 @@ pub async fn run(
         secrets: config.secrets(),
         timeout: args.timeout,
         leftovers,
+        clients: crate::pg::slots::SharedClients::new(crate::pg::slots::ServerSlots::new(
+            config.connections.max_per_server(),
+        )),
+        tools: Default::default(),
     });
     let mut planned = checks::plan(&ctx);
     if !args.only.is_empty() {

@@ -16,6 +16,7 @@ mod prune;
 mod redis_data;
 mod restore;
 mod runbook;
+mod status;
 mod validate;
 mod verify;
 mod version;
@@ -61,14 +62,50 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Completions(args) => completions::run(args),
         Command::Man(args) => man::run(args),
         Command::Version(args) => version::run(args).await,
-        Command::Check(args) => check::run(&Config::load(config_path)?, args, leftovers).await,
-        Command::Validate(args) => validate::run(&Config::load(config_path)?, args).await,
-        Command::Backup(args) => backup::run(&Config::load(config_path)?, args).await,
-        Command::List(args) => list::run(&Config::load(config_path)?, args).await,
-        Command::Prune(args) => prune::run(&Config::load(config_path)?, args).await,
-        Command::Restore(args) => restore::run(&Config::load(config_path)?, args).await,
-        Command::Verify(args) => verify::run(&Config::load(config_path)?, args).await,
-        Command::Drill(args) => drill::run(&Config::load(config_path)?, args).await,
+        Command::Check(args) => {
+            let config = load_config(config_path, None, Discovery::Server).await?;
+            check::run(&config, args, leftovers).await
+        }
+        Command::Validate(args) => {
+            let config =
+                load_config(config_path, args.target.as_deref(), Discovery::Server).await?;
+            validate::run(&config, args).await
+        }
+        Command::Backup(args) => {
+            let config =
+                load_config(config_path, args.target.as_deref(), Discovery::Server).await?;
+            backup::run(&config, args).await
+        }
+        Command::List(args) => {
+            let config =
+                load_config(config_path, args.target.as_deref(), Discovery::Storage).await?;
+            list::run(&config, args).await
+        }
+        Command::Prune(args) => {
+            let config =
+                load_config(config_path, args.target.as_deref(), Discovery::Storage).await?;
+            prune::run(&config, args).await
+        }
+        Command::Restore(args) => {
+            let config =
+                load_config(config_path, args.target.as_deref(), Discovery::Server).await?;
+            restore::run(&config, args).await
+        }
+        Command::Verify(args) => {
+            let config =
+                load_config(config_path, args.target.as_deref(), Discovery::Server).await?;
+            verify::run(&config, args).await
+        }
+        Command::Drill(args) => {
+            let config =
+                load_config(config_path, args.target.as_deref(), Discovery::Server).await?;
+            drill::run(&config, args).await
+        }
+        Command::Status(args) => {
+            let config =
+                load_config(config_path, args.target.as_deref(), Discovery::Storage).await?;
+            status::run(&config, args).await
+        }
         Command::Contacts(args) => contacts::run(&Config::load(config_path)?, args),
         Command::Notify(args) => notify::run(&Config::load(config_path)?, args).await,
         Command::Runbook(args) => runbook::run(&Config::load(config_path)?, args).await,
@@ -95,6 +132,99 @@ fn sweep_leftovers() -> Vec<crate::leftovers::Leftover> {
         }
     }
     found
+}
+
+/// Where the databases of a fleet with `databases = "all"` are learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discovery {
+    /// Ask the server (commands that connect to it anyway).
+    Server,
+    /// What storage holds of it (commands that read storage only: list, prune, status).
+    Storage,
+}
+
+/// The configuration with every fleet (`databases = ...`) replaced by its members. A
+/// member named with `--target fleet/database` is taken as named, without asking anyone,
+/// so a restore of a dropped database still finds its target.
+pub async fn load_config(
+    path: Option<&Path>,
+    target: Option<&str>,
+    discovery: Discovery,
+) -> Result<Config> {
+    let mut config = Config::load(path)?;
+    let fleets = config.fleets();
+    if fleets.is_empty() {
+        return Ok(config);
+    }
+    let mut stored: Option<Vec<String>> = None;
+    for fleet in fleets {
+        let named = target
+            .filter(|t| !crate::config::is_glob(t))
+            .and_then(|t| t.split_once(crate::config::MEMBER_SEPARATOR))
+            .filter(|(f, d)| *f == fleet.name && !d.is_empty())
+            .map(|(_, d)| d.to_string());
+        if let Some(database) = named {
+            config.expand_fleet(&fleet.name, &[database], true);
+            continue;
+        }
+        match &fleet.databases {
+            Some(crate::config::DatabaseSelection::List(list)) => {
+                let list = list.clone();
+                config.expand_fleet(&fleet.name, &list, false);
+            }
+            _ if discovery == Discovery::Storage => {
+                if stored.is_none() {
+                    stored = Some(stored_target_names(&config).await?);
+                }
+                let prefix = format!("{}{}", fleet.name, crate::config::MEMBER_SEPARATOR);
+                let databases: Vec<String> = stored
+                    .iter()
+                    .flatten()
+                    .filter_map(|n| n.strip_prefix(&prefix).map(str::to_string))
+                    .collect();
+                config.expand_fleet(&fleet.name, &databases, false);
+            }
+            _ => {
+                let found = async {
+                    let server = ConnTarget::parse(&fleet.resolve_url()?)?;
+                    crate::pg::fleet::connectable_databases(&server).await
+                }
+                .await;
+                match found {
+                    Ok(databases) => config.expand_fleet(&fleet.name, &databases, false),
+                    Err(e) => {
+                        let error =
+                            format!("cannot list the databases of fleet {}: {e:#}", fleet.name);
+                        tracing::error!("{error}");
+                        config.fleet_failed(&fleet.name, error);
+                    }
+                }
+            }
+        }
+    }
+    Ok(config)
+}
+
+/// The targets storage holds backups or status records of.
+async fn stored_target_names(config: &Config) -> Result<Vec<String>> {
+    let storage = open_storage(config)?;
+    let mut names = std::collections::BTreeSet::new();
+    // backups/<target>/<id>/<file>
+    for o in storage.list(crate::backup::catalog::BACKUPS_PREFIX).await? {
+        let parts: Vec<&str> = o.key.split('/').collect();
+        if parts.len() >= 4 {
+            names.insert(crate::config::target_from_storage(parts[1]));
+        }
+    }
+    // status/<operation>/<target>.json
+    for o in storage.list(crate::notify::state::STATUS_PREFIX).await? {
+        if let [_, _, file] = o.key.split('/').collect::<Vec<_>>().as_slice() {
+            if let Some(t) = file.strip_suffix(".json") {
+                names.insert(crate::config::target_from_storage(t));
+            }
+        }
+    }
+    Ok(names.into_iter().collect())
 }
 
 pub fn open_storage(config: &Config) -> Result<Arc<dyn Storage>> {

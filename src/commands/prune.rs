@@ -16,10 +16,13 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
             config.path.display()
         ))
     })?;
+    let selected;
     let targets: Vec<&str> = match args.target.as_deref() {
+        Some(t) if config.known_target(t).is_ok() && !crate::config::is_glob(t) => vec![t],
+        // A glob or a fleet: every target it selects.
         Some(t) => {
-            config.known_target(t)?;
-            vec![t]
+            selected = config.selected_names(t)?;
+            selected.iter().map(String::as_str).collect()
         }
         // Every target's backups, Redis ones too (also of targets no longer backed up).
         None if !config.redis.is_empty() => config

@@ -60,7 +60,10 @@ impl LastRun {
 
 pub fn key(operation: &str, target: Option<&str>) -> String {
     match target {
-        Some(t) => format!("{STATUS_PREFIX}/{operation}/{t}.json"),
+        Some(t) => format!(
+            "{STATUS_PREFIX}/{operation}/{}.json",
+            crate::config::storage_name(t)
+        ),
         None => format!("{STATUS_PREFIX}/{operation}.json"),
     }
 }

@@ -39,7 +39,7 @@ pub fn table(report: &DrillReport) -> String {
         report.id,
         report.mode.as_str(),
         report.verdict,
-        report.target,
+        crate::config::storage_name(&report.target),
         report.id
     ));
     text

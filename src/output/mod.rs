@@ -12,6 +12,7 @@ pub mod pitr;
 pub mod prometheus;
 pub mod redis;
 pub mod restore;
+pub mod status;
 pub mod stderr;
 pub mod table;
 pub mod version;

@@ -1,7 +1,9 @@
 //! PostgreSQL access: connections from `dr` itself, and the connection details handed to
 //! `pg_dump`/`pg_restore`/`psql` children (password in a 0600 passfile, never in argv).
 
+pub mod fleet;
 pub mod pgpass;
+pub mod slots;
 pub mod tls;
 pub mod tools;
 
