@@ -271,6 +271,19 @@ pub struct BackupConfig {
     /// Also dump roles and tablespaces with `pg_dumpall --globals-only`.
     #[serde(default)]
     pub include_globals: bool,
+    /// How old a backup's integrity verdict (its last full SHA-256 check) may grow before
+    /// `dr check` and `dr prune` hash the backup again; default 7 days.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub rehash_after: Option<Duration>,
+}
+
+/// Default of `[backup] rehash_after`.
+pub const DEFAULT_REHASH_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
+
+impl BackupConfig {
+    pub fn rehash_after(&self) -> Duration {
+        self.rehash_after.unwrap_or(DEFAULT_REHASH_AFTER)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]

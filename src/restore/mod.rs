@@ -21,7 +21,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backup::catalog;
+use crate::backup::integrity::{self, CheckedBy};
 use crate::backup::manifest::BackupManifest;
 use crate::backup::{self, manifest::BackupKind, BackupPlan};
 use crate::config::{Config, PostgresTarget};
@@ -324,7 +324,7 @@ async fn validate_rest(
         // Integrity needs no key: the manifest records the hash of the stored bytes.
         let checksum = steps
             .run("checksum", Phase::Fetch, async {
-                catalog::verify_checksums(req.storage, manifest, None).await?;
+                integrity::rehash(req.storage, manifest, CheckedBy::Validate, None).await?;
                 Ok((
                     (),
                     format!(
@@ -349,7 +349,7 @@ async fn validate_rest(
         return combine_failures(failed);
     }
     let listing = steps
-        .run("checksum+archive", Phase::Fetch, async {
+        .run("checksum+archive", Phase::Fetch, integrity::hash_and_record(req.storage, manifest, CheckedBy::Validate, async {
             for object in manifest.objects.iter().filter(|o| o != &manifest.dump()) {
                 stage::stream_object(req.storage, manifest, object, identities, std::io::sink(), false)
                     .await?;
@@ -380,7 +380,7 @@ async fn validate_rest(
                 archive::count_toc_entries(&listing)
             );
             Ok((Some(listing), msg))
-        })
+        }))
         .await;
     let listing = match listing {
         Ok(l) => l,
