@@ -6,6 +6,7 @@
 //! report; it never prints.
 
 pub mod archive;
+pub mod offsets;
 pub mod physical;
 pub mod preflight;
 pub mod progress;

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::archive;
+use super::offsets::{self, OffsetRecorder, TocOffsets};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
 use crate::config::Compression;
@@ -196,6 +197,22 @@ pub async fn stage(
     path: &Path,
     decompress: bool,
 ) -> Result<u64> {
+    stage_file(storage, manifest, object, identities, path, decompress, false)
+        .await
+        .map(|(n, _)| n)
+}
+
+/// [`stage`], and for a decompressed custom-format archive with `record_offsets`, the data
+/// offsets filled into its table of contents (see `offsets`); None when they could not be.
+async fn stage_file(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    object: &StoredObject,
+    identities: Option<&Arc<Identities>>,
+    path: &Path,
+    decompress: bool,
+    record_offsets: bool,
+) -> Result<(u64, Option<TocOffsets>)> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -203,9 +220,30 @@ pub async fn stage(
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create staging file {}", path.display()))?;
-    let writer = std::io::BufWriter::with_capacity(1 << 20, file);
-    let result = if decompress {
-        stream_object(storage, manifest, object, identities, writer, false).await
+    let result = if decompress && record_offsets {
+        let recorder = OffsetRecorder::new(file);
+        let scanner = recorder.scanner();
+        let writer = std::io::BufWriter::with_capacity(1 << 20, recorder);
+        let n = stream_object(storage, manifest, object, identities, writer, false).await;
+        n.and_then(|n| {
+            let offsets = offsets::finish_shared(&scanner);
+            if let Some(o) = &offsets {
+                let file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .and_then(|f| o.write_into(&f).map(|()| f))
+                    .with_context(|| {
+                        format!("cannot write data offsets into {}", path.display())
+                    })?;
+                drop(file);
+            }
+            Ok((n, offsets))
+        })
+    } else if decompress {
+        let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        stream_object(storage, manifest, object, identities, writer, false)
+            .await
+            .map(|n| (n, None))
     } else {
         // Same hash check, no decompression: the bytes are staged compressed (decrypted
         // when the backup is encrypted).
@@ -213,7 +251,10 @@ pub async fn stage(
             compression: Compression::None,
             ..object.clone()
         };
-        stream_object(storage, manifest, &stored, identities, writer, false).await
+        let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        stream_object(storage, manifest, &stored, identities, writer, false)
+            .await
+            .map(|n| (n, None))
     };
     result.map_err(|e| {
         let needed = if decompress {
@@ -281,11 +322,23 @@ pub async fn stage_dump(
     };
     steps
         .run("fetch", Phase::Fetch, async {
-            let n = stage(storage, manifest, object, identities, &path, seekable).await?;
+            let (n, offsets) =
+                stage_file(storage, manifest, object, identities, &path, seekable, seekable)
+                    .await?;
+            // pg_restore --jobs N needs them to find each table's data and to schedule the
+            // largest tables first.
+            let offsets = match offsets {
+                Some(o) if o.filled() > 0 => {
+                    format!("; data offsets of {} table(s) filled in", o.filled())
+                }
+                Some(_) => String::new(),
+                None if seekable => "; data offsets unknown (pg_restore searches)".into(),
+                None => String::new(),
+            };
             Ok((
                 (),
                 format!(
-                    "{} fetched with SHA-256 verified; {} staged in {}",
+                    "{} fetched with SHA-256 verified; {} staged in {}{offsets}",
                     units::bytes(object.size_bytes),
                     units::bytes(n),
                     staging_parent.display()
