@@ -116,8 +116,9 @@ pub async fn plan(
                     m.kind == kind && m.method == method && pool_destination(m) == destination
                 })
                 .collect();
-            let decided = decide_verified(storage, target, &members, &dirs, policy, rehash_after, now)
-                .await?;
+            let decided =
+                decide_verified(storage, target, &members, &dirs, policy, rehash_after, now)
+                    .await?;
             if method == BackupMethod::Physical {
                 kept_physical.extend(members.iter().copied().filter(|m| {
                     decided.iter().any(|e| {
@@ -207,8 +208,7 @@ async fn decide_verified(
                 .expect("a pool member");
             // A standing verdict with unchanged objects spares the read; a changed object,
             // an old or a missing verdict means a full re-hash (recorded for next time).
-            match integrity::confirm_or_rehash(storage, m, CheckedBy::Prune, rehash_after).await
-            {
+            match integrity::confirm_or_rehash(storage, m, CheckedBy::Prune, rehash_after).await {
                 Ok(()) => {
                     verified.insert(m.id.as_str());
                 }

@@ -227,7 +227,10 @@ async fn store(storage: &dyn Storage, manifest: &BackupManifest, verdict: &Integ
     let json = match serde_json::to_vec_pretty(verdict) {
         Ok(j) => j,
         Err(e) => {
-            tracing::warn!("cannot encode the integrity verdict of {}: {e}", manifest.id);
+            tracing::warn!(
+                "cannot encode the integrity verdict of {}: {e}",
+                manifest.id
+            );
             return;
         }
     };
@@ -305,7 +308,12 @@ where
                     .zip(&after)
                     .all(|((_, a), (_, b))| a.same_version(b)) =>
         {
-            store(storage, manifest, &verdict(manifest, by, checked_at, error, &after)).await;
+            store(
+                storage,
+                manifest,
+                &verdict(manifest, by, checked_at, error, &after),
+            )
+            .await;
         }
         _ => tracing::warn!(
             "an object of backup {} changed while it was hashed; no integrity verdict recorded",

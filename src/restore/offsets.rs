@@ -215,9 +215,14 @@ enum Expect {
     Head,
     /// A block type byte, or the end of the archive.
     BlockType,
-    BlockId { blobs: bool, started_at: u64 },
+    BlockId {
+        blobs: bool,
+        started_at: u64,
+    },
     /// A chunk length; 0 ends the block (or, in a blobs block, the large object).
-    ChunkLen { blobs: bool },
+    ChunkLen {
+        blobs: bool,
+    },
     /// In a blobs block: the next large object's OID, 0 ending the block.
     BlobOid,
     Stopped,
@@ -287,12 +292,10 @@ impl OffsetScanner {
                 self.pos = data_start as u64;
                 self.feed_data(&head[data_start..]);
             }
-            Err(Short::NeedMore) if self.head.len() > MAX_TOC_BYTES => {
-                self.stop(format!(
-                    "the table of contents is larger than {} MiB",
-                    MAX_TOC_BYTES >> 20
-                ))
-            }
+            Err(Short::NeedMore) if self.head.len() > MAX_TOC_BYTES => self.stop(format!(
+                "the table of contents is larger than {} MiB",
+                MAX_TOC_BYTES >> 20
+            )),
             Err(Short::NeedMore) => self.next_attempt = self.head.len() * 2,
             Err(Short::Unsupported(why)) => self.stop(why),
         }
@@ -543,10 +546,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let path = dir.path().join("a.pgdump");
             std::fs::write(&path, &piped).unwrap();
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .open(&path)
-                .unwrap();
+            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
             offsets.write_into(&file).unwrap();
             assert!(
                 std::fs::read(&path).unwrap() == WITH_OFFSETS,

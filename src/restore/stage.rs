@@ -197,9 +197,11 @@ pub async fn stage(
     path: &Path,
     decompress: bool,
 ) -> Result<u64> {
-    stage_file(storage, manifest, object, identities, path, decompress, false)
-        .await
-        .map(|(n, _)| n)
+    stage_file(
+        storage, manifest, object, identities, path, decompress, false,
+    )
+    .await
+    .map(|(n, _)| n)
 }
 
 /// [`stage`], and for a decompressed custom-format archive with `record_offsets`, the data
@@ -322,9 +324,10 @@ pub async fn stage_dump(
     };
     steps
         .run("fetch", Phase::Fetch, async {
-            let (n, offsets) =
-                stage_file(storage, manifest, object, identities, &path, seekable, seekable)
-                    .await?;
+            let (n, offsets) = stage_file(
+                storage, manifest, object, identities, &path, seekable, seekable,
+            )
+            .await?;
             // pg_restore --jobs N needs them to find each table's data and to schedule the
             // largest tables first.
             let offsets = match offsets {

@@ -618,7 +618,9 @@ async fn invalid_keys_are_refused(b: &Backend) {
 async fn head_tells_one_version_from_the_next(b: &Backend) {
     let s = &*b.storage;
     let first = data(b.part_size + 3, 21);
-    s.put("pg/main/dump", stream_of(&first, None)).await.unwrap();
+    s.put("pg/main/dump", stream_of(&first, None))
+        .await
+        .unwrap();
     let head = s.head("pg/main/dump").await.unwrap().unwrap();
     assert!(head.etag.is_some(), "no version tag: {head:?}");
     let again = s.head("pg/main/dump").await.unwrap().unwrap();
@@ -631,8 +633,13 @@ async fn head_tells_one_version_from_the_next(b: &Backend) {
     // Same size, other bytes, at once: a tampered copy must not pass for the original.
     let mut second = first.clone();
     second[7] ^= 0xff;
-    s.put("pg/main/dump", stream_of(&second, None)).await.unwrap();
+    s.put("pg/main/dump", stream_of(&second, None))
+        .await
+        .unwrap();
     let after = s.head("pg/main/dump").await.unwrap().unwrap();
     assert_eq!(after.size, head.size);
-    assert!(!head.same_version(&after), "overwritten, yet {head:?} = {after:?}");
+    assert!(
+        !head.same_version(&after),
+        "overwritten, yet {head:?} = {after:?}"
+    );
 }
