@@ -551,6 +551,7 @@ async fn apply(
                 archive::restore_staged(pg_restore, args, &auth, staged, bar.clone()).await;
             progress::finish(bar, result.is_ok());
             result.map_err(|e| explain_restore_error(e, &req.scope, manifest, &dest.role))?;
+            archive::make_durable(destination).await?;
             Ok((
                 (),
                 format!(

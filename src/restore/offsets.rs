@@ -317,6 +317,30 @@ impl OffsetScanner {
                 data = &data[n as usize..];
                 continue;
             }
+            if self.expect == (Expect::ChunkLen { blobs: false }) && self.field.is_empty() {
+                // The hot loop: one chunk per row of COPY data. Hop from length to length
+                // while the lengths are whole in `data`; anything else takes the long way.
+                let int_len = self.int_len();
+                let mut at = 0usize;
+                while at + int_len <= data.len() {
+                    let len = decode_int(&data[at..at + int_len]);
+                    if len <= 0 {
+                        break;
+                    }
+                    at += int_len;
+                    let body = (len as u64).min((data.len() - at) as u64) as usize;
+                    self.skip = len as u64 - body as u64;
+                    at += body;
+                    if self.skip > 0 {
+                        break;
+                    }
+                }
+                self.pos += at as u64;
+                data = &data[at..];
+                if at > 0 {
+                    continue;
+                }
+            }
             let want = match self.expect {
                 Expect::BlockType => 1,
                 _ => self.int_len(),
