@@ -275,8 +275,12 @@ async fn run_on_staged(
         Some(tokio::task::spawn_blocking(move || -> Result<u64> {
             let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
             let mut decoder = crate::codec::decompressor(compression, file)?;
-            let mut stdin = super::progress::Counted::new(stdin, bar);
-            Ok(std::io::copy(&mut decoder, &mut stdin)?)
+            let stdin = super::progress::Counted::new(stdin, bar);
+            // Rows joined into large chunks: far fewer calls for pg_restore (see `offsets`).
+            let mut rewriter = super::offsets::ArchiveRewriter::new(stdin);
+            let n = std::io::copy(&mut decoder, &mut rewriter)?;
+            rewriter.finish()?;
+            Ok(n)
         }))
     } else {
         None

@@ -1,20 +1,24 @@
-//! Data offsets for a custom-format archive that `pg_dump` wrote into a pipe.
+//! Restaging a custom-format archive that `pg_dump` wrote into a pipe, for `pg_restore`.
 //!
-//! `dr backup` runs `pg_dump --format=custom` into a pipe, so pg_dump cannot seek back to
-//! fill in the table of contents with the position of each table's data: every entry says
-//! "position not set". `pg_restore --jobs N` then has no size estimate per table (so no
-//! largest-first scheduling) and each worker must read forward through other tables' data
-//! to find its own. While a restore stages the archive, [`OffsetRecorder`] follows the
-//! bytes on their way to disk: it reads the header and the table of contents, then the
-//! framing of the data blocks (block type, dump id, chunk lengths; chunk contents are
-//! skipped), and records where each block starts. Once the file is complete,
-//! [`TocOffsets::write_into`] writes those positions into the table of contents in place:
-//! every offset field has a fixed size, so nothing moves. The result is what `pg_dump -Fc
-//! -f FILE` would have written, for old backups as well as new ones.
+//! `dr backup` runs `pg_dump --format=custom --compress=0` into a pipe, which leaves two
+//! things slow for `pg_restore`:
+//! - pg_dump cannot seek back to fill in the table of contents with the position of each
+//!   table's data: every entry says "position not set". `pg_restore --jobs N` then has no
+//!   size estimate per table (so no largest-first scheduling) and each worker must read
+//!   forward through other tables' data to find its own;
+//! - without compression pg_dump writes one chunk per row, and pg_restore passes each chunk
+//!   to the server in a call of its own.
+//!
+//! [`ArchiveRewriter`] follows the archive on its way to the staging file (or to
+//! `pg_restore`'s stdin): it reads the header and the table of contents, then the framing
+//! of the data blocks, joins each table's rows into large chunks and records where each
+//! block starts. Once the file is complete, [`TocOffsets::write_into`] writes those
+//! positions into the table of contents in place (every offset field has a fixed size).
+//! The rows are the same bytes, for backups taken by any dr version.
 //!
 //! Anything unexpected (an archive version this code does not know, framing that does not
-//! add up) stops the recording: the archive is then restored as pg_dump wrote it, which is
-//! correct, only slower in parallel.
+//! add up) makes the rest go through unchanged and no offsets be written: the archive is
+//! then restored as pg_dump wrote it, which is correct, only slower.
 
 use std::io::Write;
 
@@ -47,6 +51,8 @@ struct TocSlot {
 struct Toc {
     int_size: usize,
     off_size: usize,
+    /// The data blocks hold zlib (or lz4, zstd) streams, not plain rows.
+    compressed: bool,
     slots: Vec<TocSlot>,
 }
 
@@ -142,12 +148,12 @@ fn parse_head(bytes: &[u8]) -> Result<(Toc, usize), Short> {
     if r.byte()? != FORMAT_CUSTOM {
         return Err(Short::Unsupported("not the custom format".into()));
     }
-    // Compression: an algorithm byte from 1.15, a zlib level before.
-    if version >= (1, 15) {
-        r.byte()?;
+    // Compression: an algorithm byte from 1.15, a zlib level before; 0 is none.
+    let compressed = if version >= (1, 15) {
+        r.byte()? != 0
     } else {
-        r.int()?;
-    }
+        r.int()? != 0
+    };
     // Creation time (7 integers), database name, server and pg_dump versions.
     for _ in 0..7 {
         r.int()?;
@@ -202,6 +208,7 @@ fn parse_head(bytes: &[u8]) -> Result<(Toc, usize), Short> {
         Toc {
             int_size,
             off_size,
+            compressed,
             slots,
         },
         r.at,
@@ -217,7 +224,6 @@ enum Expect {
     BlockType,
     BlockId {
         blobs: bool,
-        started_at: u64,
     },
     /// A chunk length; 0 ends the block (or, in a blobs block, the large object).
     ChunkLen {
@@ -225,78 +231,130 @@ enum Expect {
     },
     /// In a blobs block: the next large object's OID, 0 ending the block.
     BlobOid,
-    Stopped,
+    /// Something unexpected: the rest goes through as it is.
+    Verbatim,
 }
 
-/// Follows an archive's bytes in order and records where each data block starts.
-pub struct OffsetScanner {
-    pos: u64,
+/// Chunks of a table's data are joined up to this size. `pg_dump --compress=0` writes one
+/// chunk per row, and `pg_restore` hands each chunk to the server in a call of its own
+/// (`PQputCopyData`): millions of calls for millions of rows, slower than restoring the
+/// zlib archive of `pg_dump -Fc`, which it inflates 4 KiB at a time. COPY data may be split
+/// anywhere, so joined chunks restore the same rows.
+const JOINED_CHUNK: usize = 256 << 10;
+
+/// Rewrites a custom-format archive on its way to `out`, so that `pg_restore` reads it
+/// faster: each table's rows in chunks of [`JOINED_CHUNK`] instead of one per row, and the
+/// position of each data block recorded for [`TocOffsets::write_into`]. The rows are the
+/// same bytes; only the framing changes. Anything it cannot follow goes through unchanged
+/// from that point on, and then no offsets are written.
+pub struct ArchiveRewriter<W: Write> {
+    out: W,
+    /// Bytes written to `out`.
+    out_pos: u64,
     expect: Expect,
     head: Vec<u8>,
     next_attempt: usize,
     toc: Option<Toc>,
-    /// (dump id, position of its block) in archive order.
+    /// Join chunks: the data is uncompressed and no entry has an offset already (an
+    /// offset written by pg_dump would point into the old framing).
+    join: bool,
+    /// (dump id, position of its block in the output) in archive order.
     blocks: Vec<(i64, u64)>,
-    /// Bytes of a chunk still to pass over.
+    /// Bytes of the current chunk's body still to come.
     skip: u64,
     /// A field split across writes.
     field: Vec<u8>,
+    /// Rows gathered for the next joined chunk.
+    joined: Vec<u8>,
+    /// The current block's framing is copied as it is (large objects, or no joining).
+    as_is: bool,
     stopped: Option<String>,
 }
 
-impl Default for OffsetScanner {
-    fn default() -> Self {
-        OffsetScanner {
-            pos: 0,
+impl<W: Write> ArchiveRewriter<W> {
+    pub fn new(out: W) -> Self {
+        Self::with_joining(out, true)
+    }
+
+    fn with_joining(out: W, join: bool) -> Self {
+        ArchiveRewriter {
+            out,
+            out_pos: 0,
             expect: Expect::Head,
             head: Vec::new(),
             next_attempt: 4096,
             toc: None,
+            join,
             blocks: Vec::new(),
             skip: 0,
             field: Vec::with_capacity(16),
+            joined: Vec::new(),
+            as_is: true,
             stopped: None,
         }
     }
-}
 
-impl OffsetScanner {
-    fn stop(&mut self, why: String) {
-        if self.stopped.is_none() {
-            tracing::debug!("data offsets not recorded: {why}");
-            self.stopped = Some(why);
-        }
-        self.expect = Expect::Stopped;
-        self.head = Vec::new();
+    fn emit(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.out.write_all(bytes)?;
+        self.out_pos += bytes.len() as u64;
+        Ok(())
     }
 
-    /// Takes the next bytes of the archive.
-    pub fn feed(&mut self, data: &[u8]) {
-        if self.expect == Expect::Head {
-            self.head.extend_from_slice(data);
-            if self.head.len() < self.next_attempt {
-                return;
-            }
-            self.try_head();
-            return;
-        }
-        self.feed_data(data);
+    fn emit_int(&mut self, value: u64) -> std::io::Result<()> {
+        let int_size = self.toc.as_ref().map_or(4, |t| t.int_size);
+        let mut raw = Vec::with_capacity(1 + int_size);
+        raw.push(0);
+        raw.extend((0..int_size).map(|i| if i < 8 { (value >> (8 * i)) as u8 } else { 0 }));
+        self.emit(&raw)
     }
 
-    fn try_head(&mut self) {
+    /// Writes the joined rows as one chunk.
+    fn flush_joined(&mut self) -> std::io::Result<()> {
+        if self.joined.is_empty() {
+            return Ok(());
+        }
+        let joined = std::mem::take(&mut self.joined);
+        self.emit_int(joined.len() as u64)?;
+        self.emit(&joined)?;
+        self.joined = joined;
+        self.joined.clear();
+        Ok(())
+    }
+
+    /// From here on everything goes through unchanged; no offsets will be written.
+    fn stop(&mut self, why: String) -> std::io::Result<()> {
+        tracing::debug!(
+            "archive passed through unchanged from byte {}: {why}",
+            self.out_pos
+        );
+        self.stopped.get_or_insert(why);
+        self.flush_joined()?;
+        if !self.head.is_empty() {
+            let head = std::mem::take(&mut self.head);
+            self.emit(&head)?;
+        }
+        self.expect = Expect::Verbatim;
+        Ok(())
+    }
+
+    fn try_head(&mut self) -> std::io::Result<()> {
         match parse_head(&self.head) {
             Ok((toc, data_start)) => {
                 let head = std::mem::take(&mut self.head);
+                self.join &= !toc.compressed && toc.slots.iter().all(|s| s.flag != OFFSET_POS_SET);
                 self.toc = Some(toc);
                 self.expect = Expect::BlockType;
-                self.pos = data_start as u64;
-                self.feed_data(&head[data_start..]);
+                self.emit(&head[..data_start])?;
+                self.feed(&head[data_start..])
             }
             Err(Short::NeedMore) if self.head.len() > MAX_TOC_BYTES => self.stop(format!(
                 "the table of contents is larger than {} MiB",
                 MAX_TOC_BYTES >> 20
             )),
-            Err(Short::NeedMore) => self.next_attempt = self.head.len() * 2,
+            Err(Short::NeedMore) => {
+                self.next_attempt = self.head.len() * 2;
+                Ok(())
+            }
             Err(Short::Unsupported(why)) => self.stop(why),
         }
     }
@@ -305,21 +363,37 @@ impl OffsetScanner {
         1 + self.toc.as_ref().map_or(4, |t| t.int_size)
     }
 
-    fn feed_data(&mut self, mut data: &[u8]) {
+    fn feed(&mut self, mut data: &[u8]) -> std::io::Result<()> {
         while !data.is_empty() {
-            if self.expect == Expect::Stopped {
-                return;
+            match self.expect {
+                Expect::Verbatim => return self.emit(data),
+                Expect::Head => {
+                    self.head.extend_from_slice(data);
+                    if self.head.len() >= self.next_attempt {
+                        self.try_head()?;
+                    }
+                    return Ok(());
+                }
+                _ => {}
             }
             if self.skip > 0 {
-                let n = self.skip.min(data.len() as u64);
-                self.skip -= n;
-                self.pos += n;
-                data = &data[n as usize..];
+                let n = self.skip.min(data.len() as u64) as usize;
+                self.skip -= n as u64;
+                if self.as_is {
+                    self.emit(&data[..n])?;
+                } else {
+                    // A long row may be split: COPY data may break anywhere.
+                    self.joined.extend_from_slice(&data[..n]);
+                    if self.joined.len() >= JOINED_CHUNK {
+                        self.flush_joined()?;
+                    }
+                }
+                data = &data[n..];
                 continue;
             }
             if self.expect == (Expect::ChunkLen { blobs: false }) && self.field.is_empty() {
-                // The hot loop: one chunk per row of COPY data. Hop from length to length
-                // while the lengths are whole in `data`; anything else takes the long way.
+                // The hot loop: one chunk per row. Hop from length to length while they are
+                // whole in `data`; anything else takes the long way below.
                 let int_len = self.int_len();
                 let mut at = 0usize;
                 while at + int_len <= data.len() {
@@ -327,15 +401,22 @@ impl OffsetScanner {
                     if len <= 0 {
                         break;
                     }
-                    at += int_len;
-                    let body = (len as u64).min((data.len() - at) as u64) as usize;
+                    let body = (len as u64).min((data.len() - at - int_len) as u64) as usize;
+                    let end = at + int_len + body;
+                    if self.as_is {
+                        self.emit(&data[at..end])?;
+                    } else {
+                        self.joined.extend_from_slice(&data[at + int_len..end]);
+                        if self.joined.len() >= JOINED_CHUNK {
+                            self.flush_joined()?;
+                        }
+                    }
                     self.skip = len as u64 - body as u64;
-                    at += body;
+                    at = end;
                     if self.skip > 0 {
                         break;
                     }
                 }
-                self.pos += at as u64;
                 data = &data[at..];
                 if at > 0 {
                     continue;
@@ -345,45 +426,51 @@ impl OffsetScanner {
                 Expect::BlockType => 1,
                 _ => self.int_len(),
             };
-            // Fast path: the whole field is here and none is pending.
-            let field_start = self.pos - self.field.len() as u64;
-            let taken;
-            let value: i64;
-            if self.field.is_empty() && data.len() >= want {
-                value = field_value(&data[..want], self.expect);
-                taken = want;
+            let raw: Vec<u8>;
+            let field: &[u8] = if self.field.is_empty() && data.len() >= want {
+                let (f, rest) = data.split_at(want);
+                data = rest;
+                f
             } else {
                 let n = (want - self.field.len()).min(data.len());
                 self.field.extend_from_slice(&data[..n]);
-                taken = n;
+                data = &data[n..];
                 if self.field.len() < want {
-                    self.pos += n as u64;
-                    return;
+                    return Ok(());
                 }
-                value = field_value(&self.field, self.expect);
-                self.field.clear();
-            }
-            self.pos += taken as u64;
-            data = &data[taken..];
-            self.advance(value, field_start);
+                raw = std::mem::take(&mut self.field);
+                &raw
+            };
+            self.advance(field)?;
         }
+        Ok(())
     }
 
-    fn advance(&mut self, value: i64, field_start: u64) {
-        self.expect = match self.expect {
-            Expect::BlockType => match value as u8 {
-                BLK_DATA => Expect::BlockId {
-                    blobs: false,
-                    started_at: field_start,
-                },
-                BLK_BLOBS => Expect::BlockId {
-                    blobs: true,
-                    started_at: field_start,
-                },
-                other => return self.stop(format!("unknown block type {other}")),
+    /// Acts on one whole field of the data area: writes what belongs in the output and
+    /// moves on.
+    fn advance(&mut self, raw: &[u8]) -> std::io::Result<()> {
+        let value = match self.expect {
+            Expect::BlockType => i64::from(raw[0]),
+            _ => decode_int(raw),
+        };
+        let next = match self.expect {
+            Expect::BlockType => match raw[0] {
+                BLK_DATA => {
+                    self.as_is = !self.join;
+                    Expect::BlockId { blobs: false }
+                }
+                BLK_BLOBS => {
+                    self.as_is = true;
+                    Expect::BlockId { blobs: true }
+                }
+                other => {
+                    self.stop(format!("unknown block type {other}"))?;
+                    return self.emit(raw);
+                }
             },
-            Expect::BlockId { blobs, started_at } => {
-                self.blocks.push((value, started_at));
+            Expect::BlockId { blobs } => {
+                // The block starts at its type byte, just written.
+                self.blocks.push((value, self.out_pos - 1));
                 if blobs {
                     Expect::BlobOid
                 } else {
@@ -391,40 +478,69 @@ impl OffsetScanner {
                 }
             }
             Expect::ChunkLen { blobs } => match value {
-                0 if blobs => Expect::BlobOid,
-                0 => Expect::BlockType,
+                0 => {
+                    self.flush_joined()?;
+                    if blobs {
+                        Expect::BlobOid
+                    } else {
+                        Expect::BlockType
+                    }
+                }
                 n if n > 0 => {
                     self.skip = n as u64;
+                    if !self.as_is {
+                        // The length is not copied: the joined chunk gets its own.
+                        return Ok(());
+                    }
                     Expect::ChunkLen { blobs }
                 }
-                n => return self.stop(format!("chunk length {n}")),
+                n => {
+                    self.stop(format!("chunk length {n}"))?;
+                    return self.emit(raw);
+                }
             },
             Expect::BlobOid => match value {
                 0 => Expect::BlockType,
                 _ => Expect::ChunkLen { blobs: true },
             },
-            Expect::Head | Expect::Stopped => Expect::Stopped,
+            Expect::Head | Expect::Verbatim => unreachable!("no fields in these states"),
         };
+        self.expect = next;
+        self.emit(raw)
     }
 
-    /// Called at the end of the archive: the offsets to write, or None (with the reason
-    /// logged) when the archive could not be followed to its end.
-    pub fn finish(mut self) -> Option<TocOffsets> {
+    /// Ends the archive: everything is written to the output, which is handed back with the
+    /// offsets to write into it, or None (the reason logged) when the archive could not be
+    /// followed to its end.
+    pub fn finish(mut self) -> std::io::Result<(W, Option<TocOffsets>)> {
         if self.expect == Expect::Head {
-            self.try_head();
+            self.try_head()?;
+            if self.expect == Expect::Head {
+                self.stop("the archive ends inside its table of contents".into())?;
+            }
         }
-        if self.stopped.is_some() {
-            return None;
+        if self.expect != Expect::Verbatim
+            && (self.expect != Expect::BlockType || !self.field.is_empty() || self.skip > 0)
+        {
+            self.stop("the archive ends inside a data block".into())?;
         }
-        if self.expect != Expect::BlockType || !self.field.is_empty() || self.skip > 0 {
-            self.stop("the archive ends inside a data block".into());
-            return None;
+        if !self.field.is_empty() {
+            let field = std::mem::take(&mut self.field);
+            self.emit(&field)?;
         }
-        let toc = self.toc.take()?;
+        self.out.flush()?;
+        let offsets = match (&self.stopped, &self.toc) {
+            (None, Some(toc)) => self.offsets(toc),
+            _ => None,
+        };
+        Ok((self.out, offsets))
+    }
+
+    fn offsets(&self, toc: &Toc) -> Option<TocOffsets> {
         let mut patches = Vec::new();
         for (dump_id, at) in &self.blocks {
             let Some(slot) = toc.slots.iter().find(|s| s.dump_id == *dump_id) else {
-                self.stop(format!("a data block for unknown entry {dump_id}"));
+                tracing::debug!("no offsets written: a data block for unknown entry {dump_id}");
                 return None;
             };
             if slot.flag == OFFSET_POS_NOT_SET {
@@ -439,10 +555,16 @@ impl OffsetScanner {
     }
 }
 
-fn field_value(raw: &[u8], expect: Expect) -> i64 {
-    match expect {
-        Expect::BlockType => i64::from(raw[0]),
-        _ => decode_int(raw),
+impl<W: Write> Write for ArchiveRewriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.feed(buf)?;
+        Ok(buf.len())
+    }
+
+    /// Flushes what is complete; the joined rows of an unfinished chunk wait for
+    /// [`ArchiveRewriter::finish`].
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
     }
 }
 
@@ -486,55 +608,11 @@ impl TocOffsets {
     }
 }
 
-/// A writer that passes everything to `inner` and records the data offsets on the way;
-/// the scanner is shared, so it can be taken back once the writer was handed off and dropped.
-pub struct OffsetRecorder<W> {
-    inner: W,
-    scanner: std::sync::Arc<std::sync::Mutex<OffsetScanner>>,
-}
-
-impl<W: Write> OffsetRecorder<W> {
-    pub fn new(inner: W) -> Self {
-        OffsetRecorder {
-            inner,
-            scanner: Default::default(),
-        }
-    }
-
-    /// The scanner, to be finished once every byte was written.
-    pub fn scanner(&self) -> std::sync::Arc<std::sync::Mutex<OffsetScanner>> {
-        self.scanner.clone()
-    }
-}
-
-impl<W: Write> Write for OffsetRecorder<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.scanner
-            .lock()
-            .expect("the scanner lock is never poisoned")
-            .feed(&buf[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-/// Takes the scanner out of its shared handle (leaving an empty one) and finishes it.
-pub fn finish_shared(
-    scanner: &std::sync::Arc<std::sync::Mutex<OffsetScanner>>,
-) -> Option<TocOffsets> {
-    let taken = std::mem::take(&mut *scanner.lock().expect("not poisoned"));
-    taken.finish()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Real archives, written by pg_dump 15 with `--format=custom --compress=0` to a file
+    /// A real archive, written by pg_dump 15 with `--format=custom --compress=0` to a file
     /// (so with offsets): a few tables, an empty one, and two large objects.
     const WITH_OFFSETS: &[u8] = include_bytes!("testdata/offsets.pgdump");
 
@@ -552,12 +630,62 @@ mod tests {
         out
     }
 
-    fn scan_in_pieces(archive: &[u8], piece: usize) -> Option<TocOffsets> {
-        let mut scanner = OffsetScanner::default();
+    /// Rewrites `archive` fed in pieces of `piece` bytes, and writes the offsets into the
+    /// result as a staged file gets them.
+    fn rewrite(archive: &[u8], piece: usize, join: bool) -> (Vec<u8>, Option<TocOffsets>) {
+        let mut rewriter = ArchiveRewriter::with_joining(Vec::new(), join);
         for chunk in archive.chunks(piece) {
-            scanner.feed(chunk);
+            rewriter.write_all(chunk).unwrap();
         }
-        scanner.finish()
+        let (out, offsets) = rewriter.finish().unwrap();
+        let Some(o) = &offsets else {
+            return (out, offsets);
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.pgdump");
+        std::fs::write(&path, &out).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        o.write_into(&file).unwrap();
+        (std::fs::read(&path).unwrap(), offsets)
+    }
+
+    /// (dump id, concatenated chunk bodies) of every data block, read from the framing.
+    fn block_contents(archive: &[u8]) -> Vec<(i64, Vec<u8>)> {
+        let (toc, start) = parse_head(archive).unwrap();
+        let int_len = 1 + toc.int_size;
+        let int = |at: usize| decode_int(&archive[at..at + int_len]);
+        let mut out = Vec::new();
+        let mut at = start;
+        while at < archive.len() {
+            let blobs = archive[at] == BLK_BLOBS;
+            let id = int(at + 1);
+            at += 1 + int_len;
+            let mut body = Vec::new();
+            loop {
+                if blobs {
+                    let oid = int(at);
+                    at += int_len;
+                    if oid == 0 {
+                        break;
+                    }
+                    body.extend_from_slice(format!("<{oid}>").as_bytes());
+                }
+                loop {
+                    let len = int(at) as usize;
+                    at += int_len;
+                    if len == 0 {
+                        break;
+                    }
+                    body.extend_from_slice(&archive[at..at + len]);
+                    at += len;
+                }
+                if !blobs {
+                    break;
+                }
+            }
+            out.push((id, body));
+        }
+        out
     }
 
     #[test]
@@ -565,52 +693,84 @@ mod tests {
         let piped = as_from_a_pipe(WITH_OFFSETS);
         assert_ne!(piped, WITH_OFFSETS, "the fixture has offsets to remove");
         for piece in [1, 2, 3, 7, 4096, 1 << 20] {
-            let offsets = scan_in_pieces(&piped, piece).expect("offsets");
-            assert!(offsets.filled() >= 3, "{offsets:?}");
-            let dir = tempfile::tempdir().unwrap();
-            let path = dir.path().join("a.pgdump");
-            std::fs::write(&path, &piped).unwrap();
-            let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-            offsets.write_into(&file).unwrap();
+            let (patched, offsets) = rewrite(&piped, piece, false);
+            assert!(offsets.unwrap().filled() >= 3);
             assert!(
-                std::fs::read(&path).unwrap() == WITH_OFFSETS,
+                patched == WITH_OFFSETS,
                 "pieces of {piece} bytes: the patched archive differs from pg_dump's own"
             );
         }
     }
 
     #[test]
-    fn an_archive_with_offsets_needs_none() {
-        let offsets = scan_in_pieces(WITH_OFFSETS, 4096).expect("offsets");
-        assert_eq!(offsets.filled(), 0);
-        assert!(offsets.blocks >= 3);
+    fn joined_rows_are_the_same_bytes_with_offsets_that_point_at_their_blocks() {
+        let piped = as_from_a_pipe(WITH_OFFSETS);
+        let original = block_contents(&piped);
+        for piece in [1, 5, 4096, 1 << 20] {
+            let (joined, offsets) = rewrite(&piped, piece, true);
+            assert!(joined.len() < piped.len(), "fewer chunk headers");
+            assert_eq!(block_contents(&joined), original, "pieces of {piece}");
+            // Every offset points at the type byte of its own entry's block.
+            let (toc, _) = parse_head(&joined).unwrap();
+            let mut checked = 0;
+            for slot in toc.slots.iter().filter(|s| s.flag == OFFSET_POS_SET) {
+                let field = slot.field_at as usize + 1;
+                let mut at = 0usize;
+                for i in 0..toc.off_size {
+                    at |= (joined[field + i] as usize) << (8 * i);
+                }
+                assert!(matches!(joined[at], BLK_DATA | BLK_BLOBS));
+                assert_eq!(
+                    decode_int(&joined[at + 1..at + 1 + 1 + toc.int_size]),
+                    slot.dump_id
+                );
+                checked += 1;
+            }
+            assert_eq!(checked, offsets.unwrap().filled());
+            assert!(checked >= 4);
+        }
     }
 
     #[test]
-    fn anything_unexpected_records_nothing() {
+    fn an_archive_with_offsets_goes_through_unchanged() {
+        let (out, offsets) = rewrite(WITH_OFFSETS, 4096, true);
+        assert_eq!(offsets.unwrap().filled(), 0);
+        assert!(
+            out == WITH_OFFSETS,
+            "rows joined in an archive with offsets"
+        );
+    }
+
+    #[test]
+    fn anything_unexpected_goes_through_unchanged() {
         let piped = as_from_a_pipe(WITH_OFFSETS);
-        // Cut short inside the data.
-        assert!(scan_in_pieces(&piped[..piped.len() - 3], 4096).is_none());
-        // Cut inside the table of contents.
-        assert!(scan_in_pieces(&piped[..200], 64).is_none());
-        // Not an archive.
-        assert!(scan_in_pieces(b"-- plain SQL\nSELECT 1;\n", 4096).is_none());
+        let unchanged = |bytes: &[u8], piece: usize| {
+            let (out, offsets) = rewrite(bytes, piece, true);
+            assert!(offsets.is_none());
+            assert!(out == bytes, "changed");
+        };
+        // Cut inside the table of contents, or not an archive at all.
+        unchanged(&piped[..200], 64);
+        unchanged(b"-- plain SQL\nSELECT 1;\n", 4096);
         // A format version this code does not know.
         let mut future = piped.clone();
         future[6] = 99;
-        assert!(scan_in_pieces(&future, 4096).is_none());
-        // A data block of an entry the TOC does not have.
-        let mut recorder = OffsetRecorder::new(Vec::new());
-        let scanner = recorder.scanner();
-        recorder.write_all(&piped).unwrap();
-        assert!(finish_shared(&scanner).is_some());
-        let mut recorder = OffsetRecorder::new(Vec::new());
-        let scanner = recorder.scanner();
-        recorder.write_all(&piped).unwrap();
-        recorder
-            .write_all(&[BLK_DATA, 0, 0x7f, 0x7f, 0, 0, 0, 0, 0, 0, 0])
-            .unwrap();
-        assert_eq!(recorder.inner.len(), piped.len() + 11);
-        assert!(finish_shared(&scanner).is_none());
+        unchanged(&future, 4096);
+        // Cut inside the data: what was read is written, and no offsets.
+        let (out, offsets) = rewrite(&piped[..piped.len() - 3], 4096, true);
+        assert!(offsets.is_none());
+        assert!(out.len() < piped.len() - 3 && !out.is_empty());
+        // A data block of an entry the TOC does not have: written, but no offsets.
+        let mut extra = piped.clone();
+        extra.extend_from_slice(&[BLK_DATA, 0, 0x7f, 0x7f, 0, 0, 0, 0, 0, 0, 0]);
+        let (out, offsets) = rewrite(&extra, 4096, true);
+        assert!(offsets.is_none());
+        assert!(out.ends_with(&[BLK_DATA, 0, 0x7f, 0x7f, 0, 0, 0, 0, 0, 0, 0]));
+        // An unknown block type: from there on the bytes go through as they are.
+        let mut odd = piped.clone();
+        odd.extend_from_slice(&[9, 1, 2, 3]);
+        let (out, offsets) = rewrite(&odd, 4096, true);
+        assert!(offsets.is_none());
+        assert!(out.ends_with(&[9, 1, 2, 3]));
     }
 }

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::archive;
-use super::offsets::{self, OffsetRecorder, TocOffsets};
+use super::offsets::{ArchiveRewriter, TocOffsets};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
 use crate::config::Compression;
@@ -110,12 +110,41 @@ pub async fn stream_object<W: Write + Send + 'static>(
     sink: W,
     sink_may_stop_early: bool,
 ) -> Result<u64> {
+    let consume = move |decoded: &mut dyn Read| -> Result<u64> {
+        let mut sink = sink;
+        let n = std::io::copy(decoded, &mut sink)?;
+        sink.flush()?;
+        Ok(n)
+    };
+    stream_object_with(
+        storage,
+        manifest,
+        object,
+        identities,
+        consume,
+        sink_may_stop_early,
+    )
+    .await
+}
+
+/// [`stream_object`] with the decoded bytes read by `consume` (on the blocking thread),
+/// which returns how many it took.
+pub async fn stream_object_with<F>(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    object: &StoredObject,
+    identities: Option<&Arc<Identities>>,
+    consume: F,
+    sink_may_stop_early: bool,
+) -> Result<u64>
+where
+    F: FnOnce(&mut dyn Read) -> Result<u64> + Send + 'static,
+{
     let key = catalog::object_key(manifest, &object.file);
     let open = opening_for(manifest, object, identities)?;
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let compression = object.compression;
     let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let mut sink = sink;
         let reader: Box<dyn Read + Send> = Box::new(ChannelReader {
             rx,
             current: Bytes::new(),
@@ -125,9 +154,7 @@ pub async fn stream_object<W: Write + Send + 'static>(
             None => reader,
         };
         let mut decoder = crate::codec::decompressor(compression, reader)?;
-        let n = std::io::copy(&mut decoder, &mut sink)?;
-        sink.flush()?;
-        Ok(n)
+        consume(&mut decoder)
     });
     let mut stream = storage
         .get(&key)
@@ -223,24 +250,27 @@ async fn stage_file(
         .open(path)
         .with_context(|| format!("cannot create staging file {}", path.display()))?;
     let result = if decompress && record_offsets {
-        let recorder = OffsetRecorder::new(file);
-        let scanner = recorder.scanner();
-        let writer = std::io::BufWriter::with_capacity(1 << 20, recorder);
-        let n = stream_object(storage, manifest, object, identities, writer, false).await;
-        n.and_then(|n| {
-            let offsets = offsets::finish_shared(&scanner);
+        // Rows joined into large chunks and data offsets filled in (see `offsets`).
+        let found = Arc::new(std::sync::Mutex::new(None));
+        let found_by_thread = found.clone();
+        let staged_path = path.to_path_buf();
+        let consume = move |decoded: &mut dyn Read| -> Result<u64> {
+            let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            let mut rewriter = ArchiveRewriter::new(writer);
+            let n = std::io::copy(decoded, &mut rewriter)?;
+            let (writer, offsets) = rewriter.finish()?;
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
             if let Some(o) = &offsets {
-                let file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
-                    .and_then(|f| o.write_into(&f).map(|()| f))
-                    .with_context(|| {
-                        format!("cannot write data offsets into {}", path.display())
-                    })?;
-                drop(file);
+                o.write_into(&file).with_context(|| {
+                    format!("cannot write data offsets into {}", staged_path.display())
+                })?;
             }
-            Ok((n, offsets))
-        })
+            *found_by_thread.lock().expect("not poisoned") = offsets;
+            Ok(n)
+        };
+        stream_object_with(storage, manifest, object, identities, consume, false)
+            .await
+            .map(|n| (n, found.lock().expect("not poisoned").take()))
     } else if decompress {
         let writer = std::io::BufWriter::with_capacity(1 << 20, file);
         stream_object(storage, manifest, object, identities, writer, false)
