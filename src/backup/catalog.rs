@@ -162,11 +162,13 @@ async fn resolve_any(
 ) -> Result<BackupManifest> {
     if id == "latest" {
         let (mut all, damaged) = list_complete(storage, Some(target)).await?;
+        let complete = all.len();
         all.retain(|m| method.is_none_or(|w| m.method == w));
         let (word, flag) = match method {
             Some(BackupMethod::Physical) => ("physical ", " --physical"),
-            Some(BackupMethod::Dump) => ("pg_dump ", ""),
-            None => ("", ""),
+            // Only worth saying when base backups were passed over (never for Redis).
+            Some(BackupMethod::Dump) if all.len() < complete => ("pg_dump ", ""),
+            _ => ("", ""),
         };
         for d in &damaged {
             tracing::warn!(
