@@ -277,8 +277,9 @@ async fn run_on_staged(
             let mut decoder = crate::codec::decompressor(compression, file)?;
             let stdin = super::progress::Counted::new(stdin, bar);
             // Rows joined into large chunks: far fewer calls for pg_restore (see `offsets`).
+            let stdin = std::io::BufWriter::with_capacity(64 << 10, stdin);
             let mut rewriter = super::offsets::ArchiveRewriter::new(stdin);
-            let n = std::io::copy(&mut decoder, &mut rewriter)?;
+            let n = super::offsets::copy_large(&mut decoder, &mut rewriter)?;
             rewriter.finish()?;
             Ok(n)
         }))

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::archive;
-use super::offsets::{ArchiveRewriter, TocOffsets};
+use super::offsets::{self, ArchiveRewriter, TocOffsets};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
 use crate::config::Compression;
@@ -255,9 +255,11 @@ async fn stage_file(
         let found_by_thread = found.clone();
         let staged_path = path.to_path_buf();
         let consume = move |decoded: &mut dyn Read| -> Result<u64> {
-            let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+            // The joined chunks (256 KiB) are larger than the buffer and go straight to the
+            // file; the buffer gathers the small framing fields between them.
+            let writer = std::io::BufWriter::with_capacity(64 << 10, file);
             let mut rewriter = ArchiveRewriter::new(writer);
-            let n = std::io::copy(decoded, &mut rewriter)?;
+            let n = offsets::copy_large(decoded, &mut rewriter)?;
             let (writer, offsets) = rewriter.finish()?;
             let file = writer.into_inner().map_err(|e| e.into_error())?;
             if let Some(o) = &offsets {
