@@ -170,6 +170,8 @@ pub enum Command {
         "dr restore --backup-id latest --with-globals --create   # a new cluster, as its superuser",
         "dr restore --backup-id main-20261125T054631Z --into-env RECOVERY_URL --create --only-table shop.orders",
         "dr restore --target sessions --backup-id latest --yes --flush   # Redis",
+        "dr restore --target main --pitr --to-time 2026-11-25T17:40:00Z --pgdata /srv/pg/restored --start --port 5433",
+        "dr restore --target main --pitr --to-latest --pgdata /srv/pg/new --start --archive   # the new primary",
     ))]
     Restore(RestoreArgs),
     /// Verify a restored database or Redis against a backup
@@ -183,6 +185,8 @@ pub enum Command {
         "dr drill",
         "dr drill --sandbox --backup-id latest --format json",
         "dr drill --sandbox --no-owner",
+        "dr drill --pitr --target main   # base backup + WAL, to five minutes ago",
+        "dr drill --pitr --to-time 2026-11-25T17:40:00Z --format json",
     ))]
     Drill(DrillArgs),
     /// Emergency contacts and vendors from dr.toml
@@ -226,6 +230,12 @@ pub enum Command {
     /// Fetch one archived WAL file from storage (PostgreSQL's restore_command)
     #[command(after_help = WAL_FETCH_HELP)]
     WalFetch(WalFetchArgs),
+    /// Make a named restore point (pg_create_restore_point) and record it for --to-name
+    #[command(after_help = examples!(
+        "dr mark before-migration-42 --target main   # then: restore --pitr --to-name before-migration-42",
+        "dr mark release-7 --format json",
+    ))]
+    Mark(MarkArgs),
 }
 
 const WAL_PUSH_HELP: &str = concat!(
@@ -399,6 +409,19 @@ impl OnlyArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct MarkArgs {
+    /// The restore point's name: 1 to 63 letters, digits, '-', '_' or '.'
+    #[arg(value_name = "NAME")]
+    pub name: String,
+    /// PostgreSQL target from dr.toml (required when several are configured)
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
 pub struct WalPushArgs {
     /// The WAL file (%p in archive_command)
     #[arg(value_name = "PATH")]
@@ -478,9 +501,12 @@ pub struct PruneArgs {
 
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Backup id (see `dr list`), or `latest` for the newest regular backup
-    #[arg(long)]
-    pub backup_id: String,
+    /// Backup id (see `dr list`), or `latest` for the newest regular backup; with --pitr,
+    /// the physical base backup to start from [default: the newest that fits the target]
+    #[arg(long, required_unless_present = "pitr")]
+    pub backup_id: Option<String>,
+    #[command(flatten)]
+    pub pitr: PitrArgs,
     /// Target from dr.toml, PostgreSQL or Redis (required when several are configured)
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
@@ -520,6 +546,41 @@ pub struct RestoreArgs {
     pub format: Format,
 }
 
+/// `dr restore --pitr`: a physical base backup plus archived WAL, replayed to a target.
+#[derive(Debug, Clone, Default, Args)]
+pub struct PitrArgs {
+    /// Point-in-time restore: unpack a physical base backup into --pgdata and replay the
+    /// archived WAL up to --to-time, --to-lsn, --to-name or --to-latest
+    #[arg(long, requires = "pgdata")]
+    pub pitr: bool,
+    /// Recover up to this time (RFC 3339 or `YYYY-MM-DD HH:MM:SS[+zz]`; UTC without a zone):
+    /// every transaction committed at or before it, none after
+    #[arg(long, value_name = "TIME", requires = "pitr")]
+    pub to_time: Option<String>,
+    /// Recover up to this WAL position (like 0/3000060)
+    #[arg(long, value_name = "LSN", requires = "pitr")]
+    pub to_lsn: Option<String>,
+    /// Recover up to this named restore point (`dr mark NAME`)
+    #[arg(long, value_name = "MARK", requires = "pitr")]
+    pub to_name: Option<String>,
+    /// Recover everything archived
+    #[arg(long, requires = "pitr")]
+    pub to_latest: bool,
+    /// The new data directory (absent or empty)
+    #[arg(long, value_name = "DIR", requires = "pitr")]
+    pub pgdata: Option<PathBuf>,
+    /// Start PostgreSQL on it, wait for recovery to end and check the target was reached
+    #[arg(long, requires = "pitr")]
+    pub start: bool,
+    /// The port the restored server listens on [default: its postgresql.conf's]
+    #[arg(long, value_name = "N", requires = "pitr")]
+    pub port: Option<u16>,
+    /// Keep the backup's WAL archiving on the restored server (it becomes the primary and
+    /// archives its new timeline); without it the restored server does not archive
+    #[arg(long, requires = "pitr")]
+    pub archive: bool,
+}
+
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// PostgreSQL target from dr.toml (required when several are configured)
@@ -548,6 +609,14 @@ pub struct DrillArgs {
     /// Restore into a throwaway local PostgreSQL cluster instead of a scratch database
     #[arg(long)]
     pub sandbox: bool,
+    /// Point-in-time drill: replay a physical base backup and the archived WAL into a
+    /// throwaway data directory (targets with wal_archiving), verify, measure RTO and RPO
+    #[arg(long, conflicts_with_all = ["sandbox", "with_globals", "no_owner"])]
+    pub pitr: bool,
+    /// With --pitr: recover to this time [default: five minutes ago, or the end of the
+    /// archive when that lies outside the restorable window]
+    #[arg(long, value_name = "TIME", requires = "pitr")]
+    pub to_time: Option<String>,
     /// Restore the backup's roles and tablespaces first (only with --sandbox, where it is
     /// the default when the backup holds them)
     #[arg(long, requires = "sandbox")]

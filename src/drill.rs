@@ -17,6 +17,7 @@ use crate::sandbox::SandboxCluster;
 use crate::storage::{self, Storage};
 use crate::units;
 
+pub mod pitr;
 pub mod redis;
 
 pub const DRILLS_PREFIX: &str = "drills";
@@ -31,6 +32,9 @@ pub enum DrillMode {
     Sandbox,
     /// A throwaway redis-server started by `dr` (Redis targets), removed afterwards.
     RedisSandbox,
+    /// A physical base backup and archived WAL replayed to a target in a throwaway
+    /// PostgreSQL data directory started by `dr`, removed afterwards.
+    PitrSandbox,
 }
 
 impl DrillMode {
@@ -39,6 +43,7 @@ impl DrillMode {
             DrillMode::ScratchDatabase => "scratch-database",
             DrillMode::Sandbox => "sandbox",
             DrillMode::RedisSandbox => "redis-sandbox",
+            DrillMode::PitrSandbox => "pitr-sandbox",
         }
     }
 }
@@ -69,6 +74,9 @@ pub struct DrillReport {
     /// Redis drills: key counts and sampled keys against the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_verification: Option<crate::redis_backup::verify::RedisVerifyReport>,
+    /// Point-in-time drills: the target and where recovery stopped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pitr: Option<pitr::PitrDrillDetails>,
     #[serde(alias = "passed")]
     pub ok: bool,
     /// The backup was encrypted and this drill opened it with an identity: someone still
@@ -166,8 +174,8 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
                     .map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
                 dest
             }
-            DrillMode::RedisSandbox => {
-                anyhow::bail!("a Redis sandbox is not a PostgreSQL drill destination")
+            DrillMode::RedisSandbox | DrillMode::PitrSandbox => {
+                anyhow::bail!("{} drills run in their own module", req.mode.as_str())
             }
             DrillMode::ScratchDatabase => {
                 for stale in stale_scratch_databases(&admin).await.unwrap_or_default() {
@@ -292,6 +300,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         rpo_met: judged.rpo_met,
         verification,
         redis_verification: None,
+        pitr: None,
         decrypted: restored
             && manifest_used
                 .as_ref()

@@ -226,7 +226,7 @@ fn remove_dir(dir: &Path) -> Result<(), String> {
 
 /// Stops a sandbox's postmaster if it still runs (immediate shutdown, as `pg_ctl -m
 /// immediate` would: the data is thrown away anyway).
-fn stop_postmaster(sandbox_dir: &Path) {
+pub fn stop_postmaster(sandbox_dir: &Path) {
     let pid_file = sandbox_dir.join("data").join("postmaster.pid");
     let Some(pid) = std::fs::read_to_string(&pid_file)
         .ok()

@@ -44,6 +44,10 @@ const EMBEDDED: &[(&str, &str)] = &[
         "security-incident",
         include_str!("../runbooks/security-incident.md"),
     ),
+    (
+        "point-in-time-restore",
+        include_str!("../runbooks/point-in-time-restore.md"),
+    ),
 ];
 
 pub const PLACEHOLDERS: &[&str] = &[

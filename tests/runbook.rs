@@ -4,12 +4,13 @@ mod support;
 
 use support::{load_sample, PgCluster, World};
 
-const NAMES: [&str; 7] = [
+const NAMES: [&str; 8] = [
     "accidental-deletion",
     "application-failure",
     "data-corruption",
     "database-failure",
     "infrastructure-loss",
+    "point-in-time-restore",
     "redis-failure",
     "security-incident",
 ];

@@ -333,32 +333,7 @@ fn newest_physical(all: &[BackupManifest], system_id: Option<u64>) -> Option<&Ba
     })
 }
 
-/// The timeline chain recovery would follow to the newest archived timeline.
-pub async fn archive_chain(
-    storage: &dyn Storage,
-    files: &[wal::ArchivedFile],
-    at_least: u32,
-    segment_size: u64,
-) -> Result<continuity::Chain> {
-    let newest = continuity::newest_timeline(files)
-        .unwrap_or(at_least)
-        .max(at_least);
-    if newest <= 1 {
-        return Ok(continuity::Chain::single(newest));
-    }
-    let name = format!("{newest:08X}.history");
-    let history = files
-        .iter()
-        .find(|f| f.wal.kind == WalKind::History && f.wal.name == name)
-        .ok_or_else(|| {
-            anyhow!("timeline {newest} has archived WAL but its history file {name} is not archived, so recovery cannot follow it; hint: push it from the server's pg_wal (`dr wal-push pg_wal/{name}`)")
-        })?;
-    let text = String::from_utf8_lossy(&wal::read_small(storage, history).await?).into_owned();
-    Ok(continuity::Chain::from_history(
-        &continuity::TimelineHistory::parse(newest, &text)?,
-        segment_size,
-    ))
-}
+use crate::wal::continuity::archive_chain;
 
 async fn continuity(storage: &dyn Storage, target: &PostgresTarget) -> Result<Finding> {
     let name = &target.name;

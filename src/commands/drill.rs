@@ -16,27 +16,45 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
     let storage = super::open_storage(config)?;
     let notifier = OperationRun::start(config, NotifyEvent::Drill, args.metrics_file.clone())?;
     let started = std::time::Instant::now();
-    let result = drill::run(DrillRequest {
-        config,
-        storage: storage.as_ref(),
-        target,
-        backup_id: args.backup_id.as_deref(),
-        mode: if args.sandbox {
-            DrillMode::Sandbox
-        } else {
-            DrillMode::ScratchDatabase
-        },
-        jobs: args.jobs,
-        with_globals: args.with_globals,
-        no_owner: args.no_owner,
-        identities: super::identities(config, args.identity.as_deref())?,
-    })
-    .await;
+    let result = if args.pitr {
+        let to_time = match args.to_time.as_deref() {
+            Some(t) => Some(crate::restore::pitr::parse_time(t)?),
+            None => None,
+        };
+        drill::pitr::run(drill::pitr::PitrDrillRequest {
+            config,
+            storage: storage.as_ref(),
+            target,
+            to_time,
+            backup_id: args.backup_id.as_deref(),
+            identities: super::identities(config, args.identity.as_deref())?,
+            identity_file: args.identity.clone(),
+        })
+        .await
+    } else {
+        drill::run(DrillRequest {
+            config,
+            storage: storage.as_ref(),
+            target,
+            backup_id: args.backup_id.as_deref(),
+            mode: if args.sandbox {
+                DrillMode::Sandbox
+            } else {
+                DrillMode::ScratchDatabase
+            },
+            jobs: args.jobs,
+            with_globals: args.with_globals,
+            no_owner: args.no_owner,
+            identities: super::identities(config, args.identity.as_deref())?,
+        })
+        .await
+    };
     let outcome = match &result {
         Ok(report) => Outcome {
             backup_id: report.backup_id.clone(),
             // Only a restore that was verified measured a recovery time.
-            rto_ms: report.verification.is_some().then_some(report.rto_ms),
+            rto_ms: (report.verification.is_some() || (report.pitr.is_some() && report.ok))
+                .then_some(report.rto_ms),
             rpo_ms: report.rpo_ms,
             ..Outcome::new(Some(&target.name), report.ok, report.verdict.clone())
         },

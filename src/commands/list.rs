@@ -21,11 +21,30 @@ pub async fn run(config: &Config, args: ListArgs) -> Result<i32> {
             d.error
         );
     }
-    let report = ListReport::new(manifests, damaged);
+    let mut report = ListReport::new(manifests, damaged);
+    // The restorable window of every target with a physical base backup.
+    let mut targets: Vec<String> = report
+        .backups
+        .iter()
+        .filter(|m| m.physical.is_some())
+        .map(|m| m.target.clone())
+        .collect();
+    targets.sort();
+    targets.dedup();
+    for t in &targets {
+        match crate::restore::pitr::windows(storage.as_ref(), t, &report.backups).await {
+            Ok(w) => report.windows.extend(w),
+            Err(e) => tracing::warn!("cannot work out the restorable window of {t}: {e:#}"),
+        }
+        report
+            .restore_points
+            .extend(crate::wal::marks::list(storage.as_ref(), t).await?);
+    }
     output::emit(&match args.format {
         Format::Json => output::json(&report),
         Format::Table => {
             output::backups::list_table(&report, &storage.describe(), chrono::Utc::now())
+                + &output::pitr::windows_text(&report.windows, &report.restore_points)
         }
     });
     Ok(0)

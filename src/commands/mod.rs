@@ -9,7 +9,9 @@ mod demo;
 mod drill;
 mod list;
 mod man;
+mod mark;
 mod notify;
+mod pitr;
 mod prune;
 mod redis_data;
 mod restore;
@@ -72,6 +74,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Runbook(args) => runbook::run(&Config::load(config_path)?, args).await,
         Command::WalPush(args) => wal_push::run(&Config::load(config_path)?, args).await,
         Command::WalFetch(args) => wal_fetch::run(&Config::load(config_path)?, args).await,
+        Command::Mark(args) => mark::run(&Config::load(config_path)?, args).await,
     }
 }
 

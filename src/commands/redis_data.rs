@@ -68,12 +68,18 @@ pub async fn backup(
 }
 
 pub async fn restore(config: &Config, target: &RedisTarget, args: RestoreArgs) -> Result<i32> {
+    if args.pitr.pitr {
+        return Err(crate::error::usage(format!(
+            "--pitr restores PostgreSQL physical backups; {} is a Redis target; hint: drop --pitr and pass --backup-id",
+            target.name
+        )));
+    }
     let storage = super::open_storage(config)?;
     let (report, result) = restore::run(RedisRestoreRequest {
         config,
         storage: storage.as_ref(),
         target,
-        backup_id: &args.backup_id,
+        backup_id: args.backup_id.as_deref().unwrap_or("latest"),
         destination: destination(target, &args.into)?,
         yes: args.yes,
         flush: args.flush,

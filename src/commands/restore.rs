@@ -21,6 +21,13 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
         ));
     }
     let target = super::single_target(config, args.target.as_deref())?;
+    if args.pitr.pitr {
+        return super::pitr::restore(config, target, args).await;
+    }
+    let backup_id = args
+        .backup_id
+        .clone()
+        .expect("clap requires --backup-id without --pitr");
     let storage = super::open_storage(config)?;
     let (destination, destination_flag) = super::destination(target, &args.into)?;
     let staging_dir = super::staging_dir(args.staging_dir.as_deref());
@@ -32,7 +39,7 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
         config,
         storage: storage.as_ref(),
         target,
-        backup_id: &args.backup_id,
+        backup_id: &backup_id,
         destination: &destination,
         destination_flag,
         staging_dir: &staging_dir,

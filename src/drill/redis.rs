@@ -193,6 +193,7 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
         rto_met: judged.rto_met,
         rpo_met: judged.rpo_met,
         verification: None,
+        pitr: None,
         redis_verification: verification,
         decrypted: restored
             && manifest_used

@@ -46,6 +46,13 @@ pub struct ListReport {
     pub backups: Vec<BackupManifest>,
     /// Manifests that exist but cannot be read: never listed as backups.
     pub damaged: Vec<DamagedManifest>,
+    /// Point-in-time restorable windows, per target and cluster with a physical base
+    /// backup (absent without one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub windows: Vec<crate::restore::window::RestorableWindow>,
+    /// Named restore points (`dr mark`), oldest first (absent without one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub restore_points: Vec<crate::wal::marks::RestorePoint>,
 }
 
 impl ListReport {
@@ -55,6 +62,8 @@ impl ListReport {
             ok: true,
             backups,
             damaged,
+            windows: Vec::new(),
+            restore_points: Vec::new(),
         }
     }
 }

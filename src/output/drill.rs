@@ -24,7 +24,11 @@ pub fn table(report: &DrillReport) -> String {
         met(report.rto_met),
     ]);
     t.add_row(vec![
-        cell("RPO (age of the backup)"),
+        cell(if report.pitr.is_some() {
+            "RPO (target to last replayed transaction)"
+        } else {
+            "RPO (age of the backup)"
+        }),
         ms(report.rpo_ms),
         ms(report.rpo_objective_ms),
         met(report.rpo_met),

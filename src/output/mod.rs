@@ -8,6 +8,7 @@ pub mod junit;
 pub mod manpage;
 pub mod notify;
 pub mod people;
+pub mod pitr;
 pub mod prometheus;
 pub mod redis;
 pub mod restore;

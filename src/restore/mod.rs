@@ -8,11 +8,13 @@
 pub mod archive;
 pub mod offsets;
 pub mod physical;
+pub mod pitr;
 pub mod preflight;
 pub mod progress;
 pub mod selection;
 pub mod stage;
 pub mod verify;
+pub mod window;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -21,8 +21,8 @@ use crate::storage::Storage;
 use crate::wal::{self, continuity, Lsn};
 
 /// Hands the decompressed tar to an unpacking thread.
-struct TarSink {
-    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+pub(super) struct TarSink {
+    pub(super) tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
 }
 
 impl Write for TarSink {
@@ -39,7 +39,7 @@ impl Write for TarSink {
     }
 }
 
-struct ChunkReader {
+pub(super) struct ChunkReader {
     rx: std::sync::mpsc::Receiver<Vec<u8>>,
     current: Vec<u8>,
     at: usize,
@@ -61,6 +61,50 @@ impl std::io::Read for ChunkReader {
         self.at += n;
         Ok(n)
     }
+}
+
+/// Streams the base tar of `manifest` (decrypted, decompressed, its SHA-256 checked
+/// against the manifest) and unpacks it into `dir`, which must exist.
+pub(super) async fn unpack_base(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    identities: Option<&Arc<Identities>>,
+    dir: &Path,
+) -> Result<u64> {
+    let base = manifest
+        .base()
+        .ok_or_else(|| anyhow!("backup {} has no base tar", manifest.id))?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
+    let unpack_dir = dir.to_path_buf();
+    let unpacker = std::thread::spawn(move || -> Result<()> {
+        let mut archive = tar::Archive::new(ChunkReader {
+            rx,
+            current: Vec::new(),
+            at: 0,
+        });
+        archive.set_preserve_permissions(true);
+        archive.unpack(&unpack_dir).with_context(|| {
+            format!(
+                "cannot unpack the base backup into {}",
+                unpack_dir.display()
+            )
+        })
+    });
+    let streamed = super::stage::stream_object(
+        storage,
+        manifest,
+        base,
+        identities,
+        TarSink { tx: Some(tx) },
+        false,
+    )
+    .await;
+    let unpacked = tokio::task::spawn_blocking(move || unpacker.join())
+        .await?
+        .map_err(|_| anyhow!("the tar extraction thread panicked"))?;
+    streamed?;
+    unpacked?;
+    Ok(base.raw_bytes)
 }
 
 /// Validates a physical backup; the report says what happened, the result why it stopped.

@@ -3,7 +3,9 @@
 
 use std::collections::HashSet;
 
-use anyhow::{bail, Result};
+use anyhow::{anyhow, bail, Result};
+
+use crate::storage::Storage;
 use serde::Serialize;
 
 use super::{segment_name, ArchivedFile, Lsn, WalKind};
@@ -97,6 +99,31 @@ impl Chain {
 /// The newest timeline the archive knows (from segment names and history files).
 pub fn newest_timeline(files: &[ArchivedFile]) -> Option<u32> {
     files.iter().map(|f| f.wal.timeline).max()
+}
+
+/// The timeline chain recovery would follow to the newest archived timeline.
+pub async fn archive_chain(
+    storage: &dyn Storage,
+    files: &[ArchivedFile],
+    at_least: u32,
+    segment_size: u64,
+) -> Result<Chain> {
+    let newest = newest_timeline(files).unwrap_or(at_least).max(at_least);
+    if newest <= 1 {
+        return Ok(Chain::single(newest));
+    }
+    let name = format!("{newest:08X}.history");
+    let history = files
+        .iter()
+        .find(|f| f.wal.kind == WalKind::History && f.wal.name == name)
+        .ok_or_else(|| {
+            anyhow!("timeline {newest} has archived WAL but its history file {name} is not archived, so recovery cannot follow it; hint: push it from the server's pg_wal (`dr wal-push pg_wal/{name}`)")
+        })?;
+    let text = String::from_utf8_lossy(&super::read_small(storage, history).await?).into_owned();
+    Ok(Chain::from_history(
+        &TimelineHistory::parse(newest, &text)?,
+        segment_size,
+    ))
 }
 
 /// The walk from a start segment to the newest archived segment along a chain.

@@ -18,8 +18,10 @@
 
 pub mod continuity;
 pub mod fetch;
+pub mod marks;
 pub mod push;
 pub mod retention;
+pub mod waldump;
 
 use std::fmt;
 use std::io::Read;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod http;
+pub mod pitr;
 pub mod redis_data;
 pub mod roles;
 pub mod s3;
@@ -71,6 +72,11 @@ impl PgCluster {
     /// A fresh cluster (new `initdb`, only the `postgres` superuser) on a given port: the
     /// same address a lost cluster had.
     pub fn start_on(port: u16) -> PgCluster {
+        Self::start_with(port, &[])
+    }
+
+    /// A fresh cluster with extra `initdb` arguments (such as `--wal-segsize=1`).
+    pub fn start_with(port: u16, initdb_args: &[&str]) -> PgCluster {
         let bin = pg_bin_dir();
         let run_as_postgres = is_root();
         let dir = tempfile::Builder::new()
@@ -108,7 +114,10 @@ impl PgCluster {
                 "--no-sync",
                 "-E",
                 "UTF8",
-            ],
+            ]
+            .into_iter()
+            .chain(initdb_args.iter().copied())
+            .collect::<Vec<_>>(),
         );
         cluster.start_server();
         cluster

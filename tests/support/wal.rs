@@ -21,6 +21,8 @@ pub struct ArchiveSetup<'a> {
     pub extra_toml: &'a str,
     /// Extra arguments of `wal-push` (such as `--target main`).
     pub push_args: &'a str,
+    /// Extra `initdb` arguments (such as `--wal-segsize=1`).
+    pub initdb_args: &'a [&'a str],
 }
 
 fn chown_to_postgres(path: &Path) {
@@ -38,7 +40,7 @@ fn chown_to_postgres(path: &Path) {
 /// calling the built dr with the world's dr.toml; the world's target `main` points at it
 /// (superuser, `wal_archiving = true`).
 pub fn archiving_cluster(setup: ArchiveSetup<'_>) -> (PgCluster, World) {
-    let pg = PgCluster::start();
+    let pg = PgCluster::start_with(super::free_port(), setup.initdb_args);
     pg.create_db("app");
     let mut world = World::new();
     let storage = setup.storage_toml.clone().unwrap_or_else(|| {

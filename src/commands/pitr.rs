@@ -1,0 +1,80 @@
+//! `dr restore --pitr`: a physical base backup rolled forward to a target.
+
+use anyhow::Result;
+
+use crate::cli::{Format, RestoreArgs};
+use crate::config::{Config, NotifyEvent, PostgresTarget};
+use crate::error::usage;
+use crate::notify::{self, OperationRun, Outcome};
+use crate::output;
+use crate::restore::pitr::{self, PitrRequest, RecoveryTarget};
+
+pub async fn restore(config: &Config, target: &PostgresTarget, args: RestoreArgs) -> Result<i32> {
+    let p = &args.pitr;
+    if args.into.into.is_some() || args.into.into_env.is_some() || args.clean || args.yes {
+        return Err(usage(
+            "--pitr restores a whole cluster into --pgdata; --into, --into-env, --clean and --yes apply to dump restores; hint: drop them",
+        ));
+    }
+    let recovery_target = RecoveryTarget::from_flags(
+        p.to_time.as_deref(),
+        p.to_lsn.as_deref(),
+        p.to_name.as_deref(),
+        p.to_latest,
+    )?;
+    let pgdata = p
+        .pgdata
+        .clone()
+        .expect("clap requires --pgdata with --pitr");
+    let storage = super::open_storage(config)?;
+    let notifier = OperationRun::start(config, NotifyEvent::Restore, None)?;
+    let (report, result) = pitr::run(PitrRequest {
+        config,
+        storage: storage.as_ref(),
+        target,
+        recovery_target,
+        pgdata: &pgdata,
+        backup_id: args.backup_id.as_deref(),
+        identities: super::identities(config, args.identity.as_deref())?,
+        // wal-fetch reads [encryption] from the same dr.toml; only --identity is passed on.
+        identity_file: args.identity.clone(),
+        start: p.start,
+        port: p.port,
+        archive: p.archive,
+        sandbox_socket_dir: None,
+    })
+    .await;
+    let outcome = Outcome {
+        backup_id: report.backup_id.clone(),
+        duration_ms: report.duration_ms,
+        rto_ms: (report.ok && report.started).then_some(report.duration_ms),
+        rpo_ms: report.rpo_ms,
+        ..Outcome::new(
+            Some(&target.name),
+            report.ok,
+            match &report.error {
+                None if report.started => format!(
+                    "backup {} rolled forward and started in {}",
+                    report.backup_id.as_deref().unwrap_or("-"),
+                    report.pgdata
+                ),
+                None => format!(
+                    "backup {} unpacked into {} with its recovery settings",
+                    report.backup_id.as_deref().unwrap_or("-"),
+                    report.pgdata
+                ),
+                Some(e) => format!("point-in-time restore into {} failed: {e}", report.pgdata),
+            },
+        )
+    };
+    let sent = if notify::attempted(&result) {
+        notifier.finish(vec![outcome]).await
+    } else {
+        notify::NotifyReport::default()
+    };
+    output::emit(&match args.format {
+        Format::Json => output::notify::json_with(&report, &sent),
+        Format::Table => output::pitr::table(&report),
+    });
+    result.map(|_| 0)
+}

@@ -1,0 +1,132 @@
+//! Point-in-time restores in tests: an archiving cluster with small (1 MiB) WAL segments,
+//! a table whose rows carry their insert time, and the servers `dr restore --pitr --start`
+//! leaves running, stopped on drop (also when a test panics).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::wal::{archiving_cluster, ArchiveSetup};
+use super::{is_root, pg_bin_dir, PgCluster, World, SUPERUSER_PASSWORD};
+
+/// An archiving cluster (1 MiB segments) with table `app.events(id, at)`.
+pub fn cluster() -> (PgCluster, World) {
+    cluster_with("")
+}
+
+/// [`cluster`] with more dr.toml (such as an `[encryption]` table).
+pub fn cluster_with(extra_toml: &str) -> (PgCluster, World) {
+    let (pg, world) = archiving_cluster(ArchiveSetup {
+        initdb_args: &["--wal-segsize=1"],
+        extra_toml,
+        ..Default::default()
+    });
+    pg.psql(
+        "app",
+        "CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)",
+    );
+    (pg, world)
+}
+
+/// Inserts `n` rows, one transaction each, a few milliseconds apart; returns their ids.
+pub fn write_rows(pg: &PgCluster, n: usize, note: &str) -> Vec<i64> {
+    (0..n)
+        .map(|_| {
+            let id = pg.psql(
+                "app",
+                &format!("INSERT INTO events (note) VALUES ('{note}') RETURNING id"),
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            id.lines().next().unwrap().trim().parse().unwrap()
+        })
+        .collect()
+}
+
+/// The server's clock now, as `--to-time` takes it.
+pub fn server_now(pg: &PgCluster) -> String {
+    pg.psql(
+        "postgres",
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    )
+}
+
+/// A path for a restored data directory: inside the world (the postgres user can enter
+/// it), not created yet.
+pub fn restore_dir(world: &World, name: &str) -> PathBuf {
+    world.dir.path().join(name)
+}
+
+/// Runs SQL on a restored server over TCP as the superuser; panics on error.
+pub fn psql_port(port: u16, db: &str, sql: &str) -> String {
+    let out = Command::new(pg_bin_dir().join("psql"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            db,
+        ])
+        .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .env("PGPASSWORD", SUPERUSER_PASSWORD)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "psql on port {port} failed on {sql:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+pub fn ids(text: &str) -> Vec<i64> {
+    // `INSERT 0 3` follows RETURNING rows: only the numbers count.
+    text.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// A data directory a restore started a server on: stopped (immediate) on drop.
+pub struct RestoredServer {
+    pub dir: PathBuf,
+    pub port: u16,
+}
+
+impl RestoredServer {
+    pub fn stop(&self) {
+        if !self.dir.join("postmaster.pid").exists() {
+            return;
+        }
+        let mut cmd = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(pg_bin_dir().join("pg_ctl"));
+            c
+        } else {
+            Command::new(pg_bin_dir().join("pg_ctl"))
+        };
+        let _ = cmd
+            .arg("-D")
+            .arg(&self.dir)
+            .args(["-m", "immediate", "-w", "stop"])
+            .stdin(Stdio::null())
+            .output();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log/dr-recovery.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RestoredServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+pub fn exists_nonempty(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .map(|mut d| d.next().is_some())
+        .unwrap_or(false)
+}
