@@ -301,11 +301,22 @@ pub struct BackupConfig {
     pub include_globals: bool,
     /// Targets `dr backup` backs up at once (default 4; `--parallel` overrides it).
     pub parallel: Option<usize>,
+    /// How old a backup's integrity verdict (its last full SHA-256 check) may grow before
+    /// `dr check` and `dr prune` hash the backup again; default 7 days.
+    #[serde(default, deserialize_with = "opt_duration")]
+    pub rehash_after: Option<Duration>,
 }
+
+/// Default of `[backup] rehash_after`.
+pub const DEFAULT_REHASH_AFTER: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl BackupConfig {
     pub const DEFAULT_PARALLEL: usize = 4;
     pub const MAX_PARALLEL: usize = 64;
+
+    pub fn rehash_after(&self) -> Duration {
+        self.rehash_after.unwrap_or(DEFAULT_REHASH_AFTER)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default, PartialEq, Eq)]

@@ -8,6 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 
 use crate::backup::catalog::{self, manifest_key};
+use crate::backup::integrity::{self, CheckedBy};
 use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod};
 use crate::backup::retention;
 use crate::config::RetentionConfig;
@@ -91,6 +92,7 @@ pub async fn plan(
     storage: &dyn Storage,
     targets: &[&str],
     policy: &RetentionConfig,
+    rehash_after: std::time::Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<PruneEntry>> {
     let mut entries = Vec::new();
@@ -114,7 +116,9 @@ pub async fn plan(
                     m.kind == kind && m.method == method && pool_destination(m) == destination
                 })
                 .collect();
-            let decided = decide_verified(storage, target, &members, &dirs, policy, now).await?;
+            let decided =
+                decide_verified(storage, target, &members, &dirs, policy, rehash_after, now)
+                    .await?;
             if method == BackupMethod::Physical {
                 kept_physical.extend(members.iter().copied().filter(|m| {
                     decided.iter().any(|e| {
@@ -171,7 +175,8 @@ fn pool_destination(m: &BackupManifest) -> &str {
 }
 
 /// Retention over backups whose stored bytes match their manifest. Every backup the policy
-/// would keep is verified first; a corrupt one is never counted as kept (the decision is
+/// would keep is verified first (from its integrity verdict when that stands, see
+/// `backup::integrity`); a corrupt one is never counted as kept (the decision is
 /// made again without it) and is never removed either: it is reported for a person to
 /// look at. So the newest backup that verifies is always kept.
 async fn decide_verified(
@@ -180,6 +185,7 @@ async fn decide_verified(
     members: &[&BackupManifest],
     dirs: &[catalog::BackupDir],
     policy: &RetentionConfig,
+    rehash_after: std::time::Duration,
     now: DateTime<Utc>,
 ) -> Result<Vec<PruneEntry>> {
     let mut corrupt: Vec<(&BackupManifest, String)> = Vec::new();
@@ -200,7 +206,9 @@ async fn decide_verified(
                 .iter()
                 .find(|m| m.id == d.id)
                 .expect("a pool member");
-            match catalog::verify_checksums(storage, m, None).await {
+            // A standing verdict with unchanged objects spares the read; a changed object,
+            // an old or a missing verdict means a full re-hash (recorded for next time).
+            match integrity::confirm_or_rehash(storage, m, CheckedBy::Prune, rehash_after).await {
                 Ok(()) => {
                     verified.insert(m.id.as_str());
                 }

@@ -3,6 +3,7 @@
 //! written only after every object is stored and every child exited successfully.
 
 pub mod catalog;
+pub mod integrity;
 pub mod manifest;
 pub mod physical;
 pub mod retention;
@@ -223,6 +224,8 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
         storage::put_bytes(storage, &catalog::manifest_key(plan.target_name, &id), json)
             .await
             .context("cannot write the manifest")?;
+        // The bytes were hashed as they went in: that is the first full check.
+        integrity::record_after_backup(storage, &manifest).await;
         Ok(manifest)
     }
     .await;

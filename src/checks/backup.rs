@@ -1,5 +1,7 @@
 //! `backup.latest` (a complete backup younger than the RPO) and `backup.integrity` (the
-//! newest backup's stored bytes still hash to its manifest).
+//! newest backup's stored bytes still hash to its manifest: confirmed from its integrity
+//! verdict and the objects' metadata, hashed in full only when the verdict is missing or
+//! older than `[backup] rehash_after`).
 
 use std::sync::Arc;
 
@@ -8,6 +10,7 @@ use chrono::Utc;
 
 use super::{CheckContext, Finding, PlannedCheck};
 use crate::backup::catalog;
+use crate::backup::integrity::{self, CheckedBy, IntegrityVerdict, Standing};
 use crate::backup::manifest::BackupManifest;
 use crate::storage::Storage;
 use crate::units::age as age_text;
@@ -33,12 +36,15 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             run: Box::pin(async move { latest(s.as_ref(), &n, &name, rpo).await }),
         });
         let (s, name, timeout) = (store.clone(), target.name.clone(), ctx.timeout);
+        let rehash_after = ctx.config.backup.rehash_after();
         out.push(PlannedCheck {
             name: "backup.integrity",
             target: Some(target.name.clone()),
             critical: target.critical,
             timeout_per_read: true,
-            run: Box::pin(async move { integrity(s.as_ref(), &newest, &name, timeout).await }),
+            run: Box::pin(async move {
+                integrity(s.as_ref(), &newest, &name, timeout, rehash_after).await
+            }),
         });
     }
 }
@@ -117,6 +123,7 @@ async fn integrity(
     cell: &NewestBackup,
     target: &str,
     timeout: std::time::Duration,
+    rehash_after: std::time::Duration,
 ) -> Result<Finding> {
     let newest = tokio::time::timeout(timeout, newest(cell, storage, target))
         .await
@@ -132,9 +139,58 @@ async fn integrity(
             "no complete backup of {target} to check (see backup.latest)"
         )));
     };
-    match catalog::verify_checksums(storage, &m, Some(timeout)).await {
+    let standing = tokio::time::timeout(
+        timeout,
+        integrity::standing(storage, &m, Utc::now(), rehash_after),
+    )
+    .await
+    .map_err(|_| {
+        anyhow::anyhow!(
+            "reading the integrity verdict of backup {} timed out after {}",
+            m.id,
+            crate::units::duration(timeout)
+        )
+    })??;
+    let since = |v: &IntegrityVerdict| {
+        format!(
+            "{} ago by {}",
+            age_text(Utc::now() - v.checked_at),
+            v.checked_by.as_str()
+        )
+    };
+    let why_hash = match standing {
+        Standing::Confirmed(v) => {
+            return Ok(Finding::pass(format!(
+                "backup {}: {} object(s), {}, unchanged since their full SHA-256 check {} (next full re-hash once that is older than {})",
+                m.id,
+                m.objects.len(),
+                crate::units::bytes(m.size_bytes),
+                since(&v),
+                age_text(chrono::Duration::from_std(rehash_after)?)
+            )))
+        }
+        Standing::Changed { verdict, key, detail } => {
+            return Ok(Finding::fail(format!(
+                "{key} of backup {} changed since its full SHA-256 check {} ({detail}): its bytes may no longer match the manifest; hint: run `dr validate --target {target} --backup-id {}` to hash it again (it records a new verdict when the bytes still match), and find out who rewrote the object",
+                m.id,
+                since(&verdict),
+                m.id
+            )))
+        }
+        Standing::Failed(verdict) => {
+            return Ok(Finding::fail(format!(
+                "backup {} failed its full SHA-256 check {}: {}",
+                m.id,
+                since(&verdict),
+                verdict.error.as_deref().unwrap_or("checksum mismatch")
+            )))
+        }
+        Standing::Stale(v) => format!("the last one, {}, is too old", since(&v)),
+        Standing::Missing => "no integrity verdict recorded yet".to_string(),
+    };
+    match integrity::rehash(storage, &m, CheckedBy::Check, Some(timeout)).await {
         Ok(()) => Ok(Finding::pass(format!(
-            "backup {}: {} object(s), {}, SHA-256 matches the manifest",
+            "backup {}: {} object(s), {}, SHA-256 matches the manifest (hashed in full: {why_hash}; verdict recorded)",
             m.id,
             m.objects.len(),
             crate::units::bytes(m.size_bytes)

@@ -41,7 +41,14 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
     let notifier = OperationRun::start(config, NotifyEvent::Prune, args.metrics_file.clone())?;
     let started = std::time::Instant::now();
     let result = async {
-        let plan = prune::plan(storage.as_ref(), &targets, &policy, chrono::Utc::now()).await?;
+        let plan = prune::plan(
+            storage.as_ref(),
+            &targets,
+            &policy,
+            config.backup.rehash_after(),
+            chrono::Utc::now(),
+        )
+        .await?;
         prune::apply(storage.as_ref(), plan, args.dry_run).await
     }
     .await;

@@ -153,6 +153,8 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
         storage::put_bytes(storage, &catalog::manifest_key(plan.target_name, &id), json)
             .await
             .context("cannot write the manifest")?;
+        // The bytes were hashed as they went in: that is the first full check.
+        crate::backup::integrity::record_after_backup(storage, &manifest).await;
         Ok(manifest)
     }
     .await;

@@ -104,6 +104,12 @@ pub async fn list_staged(pg_restore: &Path, staged: &StagedDump, create: bool) -
     run_on_staged(cmd, staged, true, None).await
 }
 
+/// Session settings of pg_restore's connections. `synchronous_commit = off`: pg_restore
+/// commits every statement on its own, and each commit would wait for its WAL to reach disk;
+/// a restore is worth nothing until it has ended anyway, and [`make_durable`] waits for all
+/// of it once at the end. (About 10 % of the wall time of `pg_restore -j 2` here.)
+pub const RESTORE_SESSION_OPTIONS: &str = "-c synchronous_commit=off";
+
 /// Restores a staged dump into the destination, showing progress on `bar` when given.
 pub async fn restore_staged(
     pg_restore: &Path,
@@ -114,8 +120,25 @@ pub async fn restore_staged(
 ) -> Result<()> {
     let cmd = ChildCommand::new(pg_restore, "pg_restore")
         .args(args)
-        .envs(auth.env());
+        .envs(auth.env())
+        .envs(&[("PGOPTIONS".to_string(), RESTORE_SESSION_OPTIONS.to_string())]);
     run_on_staged(cmd, staged, false, bar).await.map(drop)
+}
+
+/// Waits until everything pg_restore committed asynchronously is on disk: a commit with
+/// `synchronous_commit = on` flushes the WAL up to its own record, which comes after theirs.
+pub async fn make_durable(destination: &crate::pg::ConnTarget) -> Result<()> {
+    let client = destination.connect().await?;
+    client
+        .batch_execute("BEGIN; SET LOCAL synchronous_commit = on; SELECT txid_current(); COMMIT")
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot make the restore durable (flush its WAL): {}",
+                crate::pg::describe_pg_error(&e)
+            )
+        })?;
+    Ok(())
 }
 
 /// The SQL of the database's own settings and grants (`ALTER DATABASE ... SET`, `GRANT
@@ -252,8 +275,13 @@ async fn run_on_staged(
         Some(tokio::task::spawn_blocking(move || -> Result<u64> {
             let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
             let mut decoder = crate::codec::decompressor(compression, file)?;
-            let mut stdin = super::progress::Counted::new(stdin, bar);
-            Ok(std::io::copy(&mut decoder, &mut stdin)?)
+            let stdin = super::progress::Counted::new(stdin, bar);
+            // Rows joined into large chunks: far fewer calls for pg_restore (see `offsets`).
+            let stdin = std::io::BufWriter::with_capacity(64 << 10, stdin);
+            let mut rewriter = super::offsets::ArchiveRewriter::new(stdin);
+            let n = super::offsets::copy_large(&mut decoder, &mut rewriter)?;
+            rewriter.finish()?;
+            Ok(n)
         }))
     } else {
         None

@@ -6,6 +6,7 @@
 //! report; it never prints.
 
 pub mod archive;
+pub mod offsets;
 pub mod physical;
 pub mod pitr;
 pub mod preflight;
@@ -23,7 +24,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::backup::catalog;
+use crate::backup::integrity::{self, CheckedBy};
 use crate::backup::manifest::BackupManifest;
 use crate::backup::{self, manifest::BackupKind, BackupPlan};
 use crate::config::{Config, PostgresTarget};
@@ -326,7 +327,7 @@ async fn validate_rest(
         // Integrity needs no key: the manifest records the hash of the stored bytes.
         let checksum = steps
             .run("checksum", Phase::Fetch, async {
-                catalog::verify_checksums(req.storage, manifest, None).await?;
+                integrity::rehash(req.storage, manifest, CheckedBy::Validate, None).await?;
                 Ok((
                     (),
                     format!(
@@ -351,7 +352,7 @@ async fn validate_rest(
         return combine_failures(failed);
     }
     let listing = steps
-        .run("checksum+archive", Phase::Fetch, async {
+        .run("checksum+archive", Phase::Fetch, integrity::hash_and_record(req.storage, manifest, CheckedBy::Validate, async {
             for object in manifest.objects.iter().filter(|o| o != &manifest.dump()) {
                 stage::stream_object(req.storage, manifest, object, identities, std::io::sink(), false)
                     .await?;
@@ -382,7 +383,7 @@ async fn validate_rest(
                 archive::count_toc_entries(&listing)
             );
             Ok((Some(listing), msg))
-        })
+        }))
         .await;
     let listing = match listing {
         Ok(l) => l,
@@ -552,6 +553,7 @@ async fn apply(
                 archive::restore_staged(pg_restore, args, &auth, staged, bar.clone()).await;
             progress::finish(bar, result.is_ok());
             result.map_err(|e| explain_restore_error(e, &req.scope, manifest, &dest.role))?;
+            archive::make_durable(destination).await?;
             Ok((
                 (),
                 format!(

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::archive;
+use super::offsets::{self, ArchiveRewriter, TocOffsets};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
 use crate::config::Compression;
@@ -109,12 +110,41 @@ pub async fn stream_object<W: Write + Send + 'static>(
     sink: W,
     sink_may_stop_early: bool,
 ) -> Result<u64> {
+    let consume = move |decoded: &mut dyn Read| -> Result<u64> {
+        let mut sink = sink;
+        let n = std::io::copy(decoded, &mut sink)?;
+        sink.flush()?;
+        Ok(n)
+    };
+    stream_object_with(
+        storage,
+        manifest,
+        object,
+        identities,
+        consume,
+        sink_may_stop_early,
+    )
+    .await
+}
+
+/// [`stream_object`] with the decoded bytes read by `consume` (on the blocking thread),
+/// which returns how many it took.
+pub async fn stream_object_with<F>(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    object: &StoredObject,
+    identities: Option<&Arc<Identities>>,
+    consume: F,
+    sink_may_stop_early: bool,
+) -> Result<u64>
+where
+    F: FnOnce(&mut dyn Read) -> Result<u64> + Send + 'static,
+{
     let key = catalog::object_key(manifest, &object.file);
     let open = opening_for(manifest, object, identities)?;
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let compression = object.compression;
     let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let mut sink = sink;
         let reader: Box<dyn Read + Send> = Box::new(ChannelReader {
             rx,
             current: Bytes::new(),
@@ -124,9 +154,7 @@ pub async fn stream_object<W: Write + Send + 'static>(
             None => reader,
         };
         let mut decoder = crate::codec::decompressor(compression, reader)?;
-        let n = std::io::copy(&mut decoder, &mut sink)?;
-        sink.flush()?;
-        Ok(n)
+        consume(&mut decoder)
     });
     let mut stream = storage
         .get(&key)
@@ -196,6 +224,24 @@ pub async fn stage(
     path: &Path,
     decompress: bool,
 ) -> Result<u64> {
+    stage_file(
+        storage, manifest, object, identities, path, decompress, false,
+    )
+    .await
+    .map(|(n, _)| n)
+}
+
+/// [`stage`], and for a decompressed custom-format archive with `record_offsets`, the data
+/// offsets filled into its table of contents (see `offsets`); None when they could not be.
+async fn stage_file(
+    storage: &dyn Storage,
+    manifest: &BackupManifest,
+    object: &StoredObject,
+    identities: Option<&Arc<Identities>>,
+    path: &Path,
+    decompress: bool,
+    record_offsets: bool,
+) -> Result<(u64, Option<TocOffsets>)> {
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -203,9 +249,35 @@ pub async fn stage(
         .mode(0o600)
         .open(path)
         .with_context(|| format!("cannot create staging file {}", path.display()))?;
-    let writer = std::io::BufWriter::with_capacity(1 << 20, file);
-    let result = if decompress {
-        stream_object(storage, manifest, object, identities, writer, false).await
+    let result = if decompress && record_offsets {
+        // Rows joined into large chunks and data offsets filled in (see `offsets`).
+        let found = Arc::new(std::sync::Mutex::new(None));
+        let found_by_thread = found.clone();
+        let staged_path = path.to_path_buf();
+        let consume = move |decoded: &mut dyn Read| -> Result<u64> {
+            // The joined chunks (256 KiB) are larger than the buffer and go straight to the
+            // file; the buffer gathers the small framing fields between them.
+            let writer = std::io::BufWriter::with_capacity(64 << 10, file);
+            let mut rewriter = ArchiveRewriter::new(writer);
+            let n = offsets::copy_large(decoded, &mut rewriter)?;
+            let (writer, offsets) = rewriter.finish()?;
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            if let Some(o) = &offsets {
+                o.write_into(&file).with_context(|| {
+                    format!("cannot write data offsets into {}", staged_path.display())
+                })?;
+            }
+            *found_by_thread.lock().expect("not poisoned") = offsets;
+            Ok(n)
+        };
+        stream_object_with(storage, manifest, object, identities, consume, false)
+            .await
+            .map(|n| (n, found.lock().expect("not poisoned").take()))
+    } else if decompress {
+        let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        stream_object(storage, manifest, object, identities, writer, false)
+            .await
+            .map(|n| (n, None))
     } else {
         // Same hash check, no decompression: the bytes are staged compressed (decrypted
         // when the backup is encrypted).
@@ -213,7 +285,10 @@ pub async fn stage(
             compression: Compression::None,
             ..object.clone()
         };
-        stream_object(storage, manifest, &stored, identities, writer, false).await
+        let writer = std::io::BufWriter::with_capacity(1 << 20, file);
+        stream_object(storage, manifest, &stored, identities, writer, false)
+            .await
+            .map(|n| (n, None))
     };
     result.map_err(|e| {
         let needed = if decompress {
@@ -281,11 +356,24 @@ pub async fn stage_dump(
     };
     steps
         .run("fetch", Phase::Fetch, async {
-            let n = stage(storage, manifest, object, identities, &path, seekable).await?;
+            let (n, offsets) = stage_file(
+                storage, manifest, object, identities, &path, seekable, seekable,
+            )
+            .await?;
+            // pg_restore --jobs N needs them to find each table's data and to schedule the
+            // largest tables first.
+            let offsets = match offsets {
+                Some(o) if o.filled() > 0 => {
+                    format!("; data offsets of {} table(s) filled in", o.filled())
+                }
+                Some(_) => String::new(),
+                None if seekable => "; data offsets unknown (pg_restore searches)".into(),
+                None => String::new(),
+            };
             Ok((
                 (),
                 format!(
-                    "{} fetched with SHA-256 verified; {} staged in {}",
+                    "{} fetched with SHA-256 verified; {} staged in {}{offsets}",
                     units::bytes(object.size_bytes),
                     units::bytes(n),
                     staging_parent.display()

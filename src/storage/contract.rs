@@ -86,6 +86,7 @@ macro_rules! every_case {
             large_objects_round_trip_with_the_same_sha256,
             keys_with_odd_characters_round_trip,
             invalid_keys_are_refused,
+            head_tells_one_version_from_the_next,
         );
     };
     (@cases $backend:ident; $($case:ident),* $(,)?) => {
@@ -609,4 +610,36 @@ async fn invalid_keys_are_refused(b: &Backend) {
     }
     assert!(keys(s, "").await.is_empty());
     assert!(keys(&*b.neighbour, "").await.is_empty());
+}
+
+/// What integrity verdicts rely on: `head` describes the same stored version the same way
+/// every time, and any new version of the object, even of the same
+/// size, put within the same second, looks different.
+async fn head_tells_one_version_from_the_next(b: &Backend) {
+    let s = &*b.storage;
+    let first = data(b.part_size + 3, 21);
+    s.put("pg/main/dump", stream_of(&first, None))
+        .await
+        .unwrap();
+    let head = s.head("pg/main/dump").await.unwrap().unwrap();
+    assert!(head.etag.is_some(), "no version tag: {head:?}");
+    let again = s.head("pg/main/dump").await.unwrap().unwrap();
+    assert!(head.same_version(&again), "{head:?} then {again:?}");
+    // Reading the object does not make it another version.
+    assert_stored(s, "pg/main/dump", &first).await;
+    // (Only `head` is compared with `head`: S3 lists round times differently and may
+    // leave out the ETag.)
+
+    // Same size, other bytes, at once: a tampered copy must not pass for the original.
+    let mut second = first.clone();
+    second[7] ^= 0xff;
+    s.put("pg/main/dump", stream_of(&second, None))
+        .await
+        .unwrap();
+    let after = s.head("pg/main/dump").await.unwrap().unwrap();
+    assert_eq!(after.size, head.size);
+    assert!(
+        !head.same_version(&after),
+        "overwritten, yet {head:?} = {after:?}"
+    );
 }

@@ -76,6 +76,20 @@ fn create_private_dirs(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The local stand-in for an ETag: device, inode and change time. A put renames a new
+/// file into place (a new inode); a rewrite in place, `touch` or a restored mtime all move
+/// the ctime, which no unprivileged call can set back.
+fn version_tag(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{:x}-{:x}-{}.{:09}",
+        meta.dev(),
+        meta.ino(),
+        meta.ctime(),
+        meta.ctime_nsec()
+    )
+}
+
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -193,6 +207,7 @@ impl Storage for LocalStorage {
                 key: key.to_string(),
                 size: m.len(),
                 modified: m.modified()?.into(),
+                etag: Some(version_tag(&m)),
             })),
             Err(e)
                 if matches!(
@@ -249,6 +264,7 @@ impl Storage for LocalStorage {
                             key,
                             size: meta.len(),
                             modified: meta.modified()?.into(),
+                            etag: Some(version_tag(&meta)),
                         });
                     }
                 }

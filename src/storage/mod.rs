@@ -33,6 +33,18 @@ pub struct ObjectMeta {
     pub key: String,
     pub size: u64,
     pub modified: DateTime<Utc>,
+    /// What changes whenever the object's bytes may have: the ETag on S3 (a new one with
+    /// every upload); locally the inode and change time (ctime), which a rewrite in place,
+    /// a replacement or an mtime set back by hand all move. None when the backend has none.
+    pub etag: Option<String>,
+}
+
+impl ObjectMeta {
+    /// Whether `other` is the same stored version of the object: same size, modification
+    /// time and ETag. Any difference means the bytes may have changed since.
+    pub fn same_version(&self, other: &ObjectMeta) -> bool {
+        self.size == other.size && self.modified == other.modified && self.etag == other.etag
+    }
 }
 
 #[async_trait]

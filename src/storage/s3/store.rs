@@ -173,6 +173,7 @@ impl Storage for S3Storage {
                 key: key.to_string(),
                 size: meta.size,
                 modified: meta.last_modified,
+                etag: meta.e_tag,
             })),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.explain(e, Some(key))),
@@ -196,6 +197,7 @@ impl Storage for S3Storage {
                     key: key.to_string(),
                     size: meta.size,
                     modified: meta.last_modified,
+                    etag: meta.e_tag,
                 });
             }
         }
