@@ -302,36 +302,7 @@ async fn steps_of(
                 Some(dir) => {
                     let data = dir.0.path().join("data");
                     std::fs::create_dir(&data)?;
-                    let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(8);
-                    let unpack_dir = data.clone();
-                    let unpacker = std::thread::spawn(move || -> Result<()> {
-                        let mut archive = tar::Archive::new(ChunkReader {
-                            rx,
-                            current: Vec::new(),
-                            at: 0,
-                        });
-                        archive.set_preserve_permissions(true);
-                        archive.unpack(&unpack_dir).with_context(|| {
-                            format!(
-                                "cannot unpack the base backup into {}",
-                                unpack_dir.display()
-                            )
-                        })
-                    });
-                    let streamed = super::stage::stream_object(
-                        storage,
-                        &manifest,
-                        &base,
-                        identities,
-                        TarSink { tx: Some(tx) },
-                        false,
-                    )
-                    .await;
-                    let unpacked = tokio::task::spawn_blocking(move || unpacker.join())
-                        .await?
-                        .map_err(|_| anyhow!("the tar extraction thread panicked"))?;
-                    streamed?;
-                    unpacked?;
+                    unpack_base(storage, &manifest, identities, &data).await?;
                     Ok((
                         (),
                         format!(
