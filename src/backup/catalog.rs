@@ -147,7 +147,7 @@ pub async fn resolve_method(
     let m = resolve_any(storage, target, id, method).await?;
     match (method, m.method) {
         (Some(BackupMethod::Dump), BackupMethod::Physical) => Err(usage(format!(
-            "backup {id} is a physical base backup; this command works on pg_dump backups, and this dr cannot restore physical backups yet; hint: check it with `dr validate --backup-id {id}`, or pick a dump (`dr list --target {target}` shows the method)"
+            "backup {id} is a physical base backup; this command works on pg_dump backups; hint: restore the whole cluster from it with `dr restore --target {target} --pitr --backup-id {id} --to-latest --pgdata DIR`, or pick a dump (`dr list --target {target}` shows the method)"
         ))),
         (Some(BackupMethod::Physical), BackupMethod::Dump) => Err(usage(format!(
             "backup {id} is a pg_dump backup, not a physical one; hint: drop --physical"
