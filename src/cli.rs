@@ -548,7 +548,9 @@ pub struct RestoreArgs {
     /// instead of restoring into a server
     #[arg(long, value_name = "PATH", conflicts_with_all = ["into", "flush"])]
     pub rdb_file: Option<PathBuf>,
-    /// Parallel pg_restore jobs, 1 to 64 (above 1 stages the decompressed archive)
+    /// Parallel restore jobs, 1 to 64: into a database without objects, N sessions load
+    /// the rows (a large table too) and pg_restore --jobs N builds the indexes; over one
+    /// with objects, pg_restore --jobs N on the staged, decompressed archive
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// Skip the safety backup of a non-empty destination
@@ -644,7 +646,7 @@ pub struct DrillArgs {
     /// Do not restore object ownership: every object belongs to the restore role
     #[arg(long)]
     pub no_owner: bool,
-    /// Parallel pg_restore jobs, 1 to 64
+    /// Parallel restore jobs, 1 to 64 (as `dr restore --jobs`)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
     pub jobs: u32,
     /// The age identity (private key file) that opens encrypted backups; overrides

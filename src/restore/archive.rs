@@ -27,6 +27,9 @@ pub struct RestoreFlags {
     pub no_acl: bool,
     /// `--use-list`: restore only these entries (a partial restore).
     pub use_list: Option<std::path::PathBuf>,
+    /// `--section`: restore only these parts (`pre-data`, `data`, `post-data`); all when
+    /// empty.
+    pub sections: &'static [&'static str],
 }
 
 /// The pg_restore command line (no password: it comes from the passfile).
@@ -50,7 +53,25 @@ pub fn pg_restore_args(public_url: &str, flags: &RestoreFlags) -> Vec<String> {
     if let Some(list) = &flags.use_list {
         args.push(format!("--use-list={}", list.display()));
     }
+    args.extend(flags.sections.iter().map(|s| format!("--section={s}")));
     args
+}
+
+/// A `pg_restore --list` listing with the given entries commented out (`;` in front, as
+/// pg_restore's own comments): a `--use-list` that restores everything else.
+pub fn listing_without(listing: &str, left_out: &std::collections::HashSet<i64>) -> String {
+    let mut out = String::with_capacity(listing.len() + 64);
+    for line in listing.lines() {
+        let id = line
+            .split_once(';')
+            .and_then(|(id, _)| id.trim().parse::<i64>().ok());
+        if id.is_some_and(|id| left_out.contains(&id)) {
+            out.push(';');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// The psql command line that applies a SQL file (globals, database settings) without
@@ -123,6 +144,25 @@ pub async fn restore_staged(
         .envs(auth.env())
         .envs(&[("PGOPTIONS".to_string(), RESTORE_SESSION_OPTIONS.to_string())]);
     run_on_staged(cmd, staged, false, bar).await.map(drop)
+}
+
+/// Restores from a plain archive file that pg_restore reads itself (the table of contents
+/// of a restore whose rows dr loads).
+pub async fn restore_file(
+    pg_restore: &Path,
+    args: Vec<String>,
+    auth: &ChildAuth,
+    file: &Path,
+) -> Result<()> {
+    ChildCommand::new(pg_restore, "pg_restore")
+        .args(args)
+        .arg(file)
+        .envs(auth.env())
+        .envs(&[("PGOPTIONS".to_string(), RESTORE_SESSION_OPTIONS.to_string())])
+        .spawn(Stdio::null(), Stdio::null())?
+        .finish()
+        .await
+        .map(drop)
 }
 
 /// Waits until everything pg_restore committed asynchronously is on disk: a commit with

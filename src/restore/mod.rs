@@ -6,6 +6,7 @@
 //! report; it never prints.
 
 pub mod archive;
+pub mod load;
 pub mod offsets;
 pub mod physical;
 pub mod pitr;
@@ -235,13 +236,17 @@ async fn pipeline(req: &RestoreRequest<'_>, steps: &mut Steps, out: &mut Outcome
         let consent = consent(req, options, &manifest, &dest).await?;
         (options.confirm)(&consent)?;
     }
-    let staged = stage::stage_dump(
+    // Into a database without objects, dr's own sessions may load the rows (see `load`):
+    // the dump is then staged as stored, not as a plain archive pg_restore can seek in.
+    let clean = destructive || (options.clean && dest.exists);
+    let rows_by_dr = !clean && req.scope.selection.is_empty();
+    let mut staged = stage::stage_dump(
         req.storage,
         &manifest,
         req.identities.as_ref(),
         &pg_restore,
         req.staging_dir,
-        seekable,
+        seekable && !rows_by_dr,
         steps,
     )
     .await?;
@@ -291,7 +296,7 @@ async fn pipeline(req: &RestoreRequest<'_>, steps: &mut Steps, out: &mut Outcome
         req,
         options,
         &manifest,
-        &staged,
+        &mut staged,
         &pg_restore,
         &dest,
         destructive,
@@ -482,7 +487,7 @@ async fn apply(
     req: &RestoreRequest<'_>,
     options: &RestoreOptions<'_>,
     manifest: &BackupManifest,
-    staged: &stage::StagedDump,
+    staged: &mut stage::StagedDump,
     pg_restore: &Path,
     dest: &Destination,
     destructive: bool,
@@ -544,20 +549,44 @@ async fn apply(
         no_owner: req.scope.no_owner,
         no_acl: req.scope.no_acl,
         use_list,
+        sections: &[],
     };
     steps
         .run("pg_restore", Phase::Restore, async {
-            let args = archive::pg_restore_args(&destination.public_url, &flags);
             let bar = progress::bar(options.show_progress, staged.raw_bytes);
-            let result =
-                archive::restore_staged(pg_restore, args, &auth, staged, bar.clone()).await;
+            // Staged as stored only when dr's own sessions may load the rows (see `load`).
+            let plan = if options.jobs > 1 && !staged.with_offsets {
+                load::plan(staged)?
+            } else {
+                Err(String::new())
+            };
+            let result = match plan {
+                Ok(plan) => {
+                    load_in_parallel(&plan, staged, pg_restore, &flags, destination, &auth, bar.clone())
+                        .await
+                }
+                Err(why) => {
+                    let mut note = String::new();
+                    if options.jobs > 1 && !staged.with_offsets {
+                        // pg_restore --jobs N needs a plain archive it can seek in.
+                        let filled = staged.make_seekable().await?;
+                        note = format!(
+                            " (rows by pg_restore: {why}; data offsets of {filled} table(s) filled in)"
+                        );
+                    }
+                    let args = archive::pg_restore_args(&destination.public_url, &flags);
+                    archive::restore_staged(pg_restore, args, &auth, staged, bar.clone())
+                        .await
+                        .map(|()| note)
+                }
+            };
             progress::finish(bar, result.is_ok());
-            result.map_err(|e| explain_restore_error(e, &req.scope, manifest, &dest.role))?;
+            let how = result.map_err(|e| explain_restore_error(e, &req.scope, manifest, &dest.role))?;
             archive::make_durable(destination).await?;
             Ok((
                 (),
                 format!(
-                    "restored into {} with {} job(s){}",
+                    "restored into {} with {} job(s){how}{}",
                     destination.public_url,
                     options.jobs.max(1),
                     if req.scope.selection.is_empty() {
@@ -583,6 +612,53 @@ async fn apply(
         );
     }
     Ok(())
+}
+
+/// The restore of `load`: pg_restore for the schema, dr's COPY sessions for the rows,
+/// pg_restore --jobs N for the rest. Returns how it went, for the step's message.
+async fn load_in_parallel(
+    plan: &load::Plan,
+    staged: &stage::StagedDump,
+    pg_restore: &Path,
+    flags: &archive::RestoreFlags,
+    destination: &ConnTarget,
+    auth: &pg::ChildAuth,
+    bar: Option<indicatif::ProgressBar>,
+) -> Result<String> {
+    let schema = archive::RestoreFlags {
+        jobs: 1,
+        sections: &["pre-data"],
+        ..flags.clone()
+    };
+    let args = archive::pg_restore_args(&destination.public_url, &schema);
+    archive::restore_file(pg_restore, args, auth, &plan.toc_path).await?;
+    let loaded = load::load(plan, staged, destination, flags.jobs, bar).await?;
+    let list = staged.dir.path().join("after-rows.list");
+    let left_out = plan.loaded_entries().collect();
+    std::fs::write(&list, archive::listing_without(&staged.listing, &left_out))
+        .context("cannot write the list of entries to restore")?;
+    let rest = archive::RestoreFlags {
+        sections: &["data", "post-data"],
+        use_list: Some(list),
+        ..flags.clone()
+    };
+    let args = archive::pg_restore_args(&destination.public_url, &rest);
+    archive::restore_file(pg_restore, args, auth, &plan.toc_path).await?;
+    Ok(format!(
+        ": the schema by pg_restore, {} row(s) of {} table(s) by {} COPY session(s){}, indexes, constraints and the rest by pg_restore --jobs {}",
+        units::count(loaded.rows as i128),
+        loaded.tables,
+        loaded.sessions,
+        if loaded.large_object_blocks > 0 {
+            format!(
+                ", {} block(s) of large objects by pg_restore",
+                loaded.large_object_blocks
+            )
+        } else {
+            String::new()
+        },
+        flags.jobs.max(1)
+    ))
 }
 
 /// Applies the backup's roles and tablespaces. Statements about the restoring role itself

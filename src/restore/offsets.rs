@@ -29,8 +29,8 @@ const NEWEST: (u8, u8) = (1, 16);
 /// `archCustom` in pg_backup.h.
 const FORMAT_CUSTOM: u8 = 1;
 /// Block types of the data area (pg_backup_custom.c).
-const BLK_DATA: u8 = 1;
-const BLK_BLOBS: u8 = 3;
+pub(crate) const BLK_DATA: u8 = 1;
+pub(crate) const BLK_BLOBS: u8 = 3;
 /// Offset field states (pg_backup_archiver.h).
 const OFFSET_POS_NOT_SET: u8 = 1;
 const OFFSET_POS_SET: u8 = 2;
@@ -40,20 +40,59 @@ const MAX_TOC_BYTES: usize = 64 << 20;
 
 /// One entry of the table of contents: where its offset field lies and what it said.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct TocSlot {
-    dump_id: i64,
+pub struct TocSlot {
+    pub dump_id: i64,
     /// Position of the field's flag byte in the archive.
     field_at: u64,
     flag: u8,
+    /// The entry has a data block (pg_dump ran a "dumper" for it).
+    pub had_dumper: bool,
+    /// `TABLE DATA`, `BLOBS`, `INDEX`...
+    pub desc: String,
+    /// `COPY schema.table (columns) FROM stdin;` for table data.
+    pub copy_stmt: Option<String>,
+    /// The entry's SQL: for `ENCODING`, the `SET client_encoding` of the dump.
+    pub defn: Option<String>,
 }
 
+/// Header and table of contents of a custom-format archive.
 #[derive(Debug, Clone)]
-struct Toc {
-    int_size: usize,
+pub struct Toc {
+    pub int_size: usize,
     off_size: usize,
     /// The data blocks hold zlib (or lz4, zstd) streams, not plain rows.
-    compressed: bool,
-    slots: Vec<TocSlot>,
+    pub compressed: bool,
+    pub slots: Vec<TocSlot>,
+}
+
+impl Toc {
+    /// The client encoding the dump was written in (`SET client_encoding = 'UTF8';`).
+    pub fn encoding(&self) -> Option<String> {
+        let defn = self
+            .slots
+            .iter()
+            .find(|s| s.desc == "ENCODING")?
+            .defn
+            .as_deref()?;
+        let quoted = defn.split('\'').nth(1)?;
+        Some(quoted.to_string())
+    }
+
+    /// Offsets that point each of `blocks` (dump id, position of its data block in a file
+    /// that starts with this table of contents) at its block; entries not listed keep
+    /// theirs. None when an id is not in the table of contents.
+    pub fn offsets_for(&self, blocks: &[(i64, u64)]) -> Option<TocOffsets> {
+        let mut patches = Vec::with_capacity(blocks.len());
+        for (dump_id, at) in blocks {
+            let slot = self.slots.iter().find(|s| s.dump_id == *dump_id)?;
+            patches.push((slot.field_at, *at));
+        }
+        Some(TocOffsets {
+            off_size: self.off_size,
+            patches,
+            blocks: blocks.len(),
+        })
+    }
 }
 
 /// A parse that ran out of bytes, or found something it cannot follow.
@@ -104,10 +143,17 @@ impl HeadReader<'_> {
         self.take(len)?;
         Ok(Some(len))
     }
+
+    /// A string, kept (lossily as UTF-8: only ASCII keywords and statements are read).
+    fn string(&mut self) -> Result<Option<String>, Short> {
+        Ok(self
+            .skip_str()?
+            .map(|len| String::from_utf8_lossy(&self.bytes[self.at - len..self.at]).into_owned()))
+    }
 }
 
 /// pg_dump's integer: a sign byte, then `int_size` bytes, least significant first.
-fn decode_int(raw: &[u8]) -> i64 {
+pub(crate) fn decode_int(raw: &[u8]) -> i64 {
     let mut value: i64 = 0;
     for (i, b) in raw[1..].iter().enumerate().take(8) {
         value |= i64::from(*b) << (8 * i);
@@ -120,6 +166,20 @@ fn decode_int(raw: &[u8]) -> i64 {
 }
 
 /// Parses header and table of contents; returns them and the position where data begins.
+/// `Ok(None)` when `bytes` ends before the table of contents does; an error names what is
+/// not understood.
+pub fn read_head(bytes: &[u8]) -> Result<Option<(Toc, usize)>, String> {
+    match parse_head(bytes) {
+        Ok(found) => Ok(Some(found)),
+        Err(Short::NeedMore) if bytes.len() > MAX_TOC_BYTES => Err(format!(
+            "the table of contents is larger than {} MiB",
+            MAX_TOC_BYTES >> 20
+        )),
+        Err(Short::NeedMore) => Ok(None),
+        Err(Short::Unsupported(why)) => Err(why),
+    }
+}
+
 fn parse_head(bytes: &[u8]) -> Result<(Toc, usize), Short> {
     let mut r = HeadReader {
         bytes,
@@ -171,16 +231,24 @@ fn parse_head(bytes: &[u8]) -> Result<(Toc, usize), Short> {
         if dump_id <= 0 {
             return Err(Short::Unsupported(format!("TOC entry id {dump_id}")));
         }
-        let _had_dumper = r.int()?;
-        // tableoid, oid, tag, desc
-        for _ in 0..4 {
+        let had_dumper = r.int()? != 0;
+        // tableoid, oid, tag
+        for _ in 0..3 {
             r.skip_str()?;
         }
+        let desc = r.string()?.unwrap_or_default();
         let _section = r.int()?;
-        // defn, dropStmt, copyStmt, namespace, tablespace
-        for _ in 0..5 {
+        // The definition is kept for the one entry read later (it can be long elsewhere).
+        let defn = if desc == "ENCODING" {
+            r.string()?
+        } else {
             r.skip_str()?;
-        }
+            None
+        };
+        r.skip_str()?; // dropStmt
+        let copy_stmt = r.string()?.filter(|s| !s.is_empty());
+        r.skip_str()?; // namespace
+        r.skip_str()?; // tablespace
         if version >= (1, 14) {
             r.skip_str()?; // tableam
         }
@@ -202,6 +270,10 @@ fn parse_head(bytes: &[u8]) -> Result<(Toc, usize), Short> {
             dump_id,
             field_at,
             flag,
+            had_dumper,
+            desc,
+            copy_stmt,
+            defn,
         });
     }
     Ok((

@@ -255,18 +255,7 @@ async fn stage_file(
         let found_by_thread = found.clone();
         let staged_path = path.to_path_buf();
         let consume = move |decoded: &mut dyn Read| -> Result<u64> {
-            // The joined chunks (256 KiB) are larger than the buffer and go straight to the
-            // file; the buffer gathers the small framing fields between them.
-            let writer = std::io::BufWriter::with_capacity(64 << 10, file);
-            let mut rewriter = ArchiveRewriter::new(writer);
-            let n = offsets::copy_large(decoded, &mut rewriter)?;
-            let (writer, offsets) = rewriter.finish()?;
-            let file = writer.into_inner().map_err(|e| e.into_error())?;
-            if let Some(o) = &offsets {
-                o.write_into(&file).with_context(|| {
-                    format!("cannot write data offsets into {}", staged_path.display())
-                })?;
-            }
+            let (n, offsets) = write_with_offsets(decoded, file, &staged_path)?;
             *found_by_thread.lock().expect("not poisoned") = offsets;
             Ok(n)
         };
@@ -307,6 +296,27 @@ async fn stage_file(
     })
 }
 
+/// Writes a decompressed custom-format archive into `file` with its rows joined and its
+/// data offsets filled in (see `offsets`); returns its length and those offsets.
+fn write_with_offsets(
+    decoded: &mut dyn Read,
+    file: std::fs::File,
+    path: &Path,
+) -> Result<(u64, Option<TocOffsets>)> {
+    // The joined chunks (256 KiB) are larger than the buffer and go straight to the file;
+    // the buffer gathers the small framing fields between them.
+    let writer = std::io::BufWriter::with_capacity(64 << 10, file);
+    let mut rewriter = ArchiveRewriter::new(writer);
+    let n = offsets::copy_large(decoded, &mut rewriter)?;
+    let (writer, offsets) = rewriter.finish()?;
+    let file = writer.into_inner().map_err(|e| e.into_error())?;
+    if let Some(o) = &offsets {
+        o.write_into(&file)
+            .with_context(|| format!("cannot write data offsets into {}", path.display()))?;
+    }
+    Ok((n, offsets))
+}
+
 /// Whether an error chain is a full disk or a file-size limit, in words.
 fn out_of_space(err: &anyhow::Error) -> Option<&'static str> {
     err.chain().find_map(|cause| {
@@ -330,6 +340,9 @@ pub struct StagedDump {
     pub compression: Compression,
     /// Bytes of the decompressed archive: what pg_restore consumes.
     pub raw_bytes: u64,
+    /// A plain archive with its rows joined and data offsets filled in (see `offsets`),
+    /// rather than the bytes as stored.
+    pub with_offsets: bool,
     /// `pg_restore --list` of the archive.
     pub listing: String,
     /// Dropped after `dir`: the record goes once the directory is gone.
@@ -386,6 +399,7 @@ pub async fn stage_dump(
         path,
         compression,
         raw_bytes: object.raw_bytes,
+        with_offsets: seekable,
         listing: String::new(),
         _registered: registered,
     };
@@ -397,4 +411,49 @@ pub async fn stage_dump(
         })
         .await?;
     Ok(staged)
+}
+
+impl StagedDump {
+    /// Turns a dump staged as stored into a plain archive with data offsets
+    /// in the same directory, for `pg_restore --jobs N`; the compressed file is removed.
+    /// Returns the entries whose offsets were filled in.
+    pub async fn make_seekable(&mut self) -> Result<usize> {
+        if self.with_offsets {
+            return Ok(0);
+        }
+        let from = self.path.clone();
+        let to = self.dir.path().join("seekable.pgdump");
+        let compression = self.compression;
+        let raw_bytes = self.raw_bytes;
+        let to_in_thread = to.clone();
+        let filled = tokio::task::spawn_blocking(move || -> Result<usize> {
+            use std::os::unix::fs::OpenOptionsExt;
+            let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&from)?);
+            let mut decoded = crate::codec::decompressor(compression, input)?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&to_in_thread)
+                .with_context(|| format!("cannot create staging file {}", to_in_thread.display()))?;
+            let (_, offsets) = write_with_offsets(&mut decoded, file, &to_in_thread).map_err(|e| {
+                match out_of_space(&e) {
+                    Some(why) => anyhow::anyhow!(
+                        "staging {} stopped: {why}; a parallel restore of this backup stages {} there; hint: free space, or pass --staging-dir on a disk with room, or --jobs 1",
+                        to_in_thread.display(),
+                        units::bytes(raw_bytes)
+                    ),
+                    None => e,
+                }
+            })?;
+            std::fs::remove_file(&from)?;
+            Ok(offsets.map_or(0, |o| o.filled()))
+        })
+        .await
+        .context("the staging thread stopped")??;
+        self.path = to;
+        self.compression = Compression::None;
+        self.with_offsets = true;
+        Ok(filled)
+    }
 }
