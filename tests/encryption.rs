@@ -112,8 +112,16 @@ fn stored_objects_hold_no_plaintext_and_each_key_opens_the_backup() {
         "DR_TEST_INTO",
         "--identity",
         glass.to_str().unwrap(),
+        // Two COPY sessions load the rows out of the decrypted, staged object.
+        "--jobs",
+        "2",
     ]);
     run.expect_code(0);
+    assert!(
+        run.stdout.contains("by 2 COPY session(s)"),
+        "{}",
+        run.stdout
+    );
     assert_eq!(
         pg.psql("copy", "SELECT label FROM public.ten WHERE id = 999")
             .trim(),
