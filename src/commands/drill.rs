@@ -5,7 +5,7 @@ use anyhow::Result;
 use crate::cli::{DrillArgs, Format};
 use crate::config::{Config, NotifyEvent};
 use crate::drill::{self, DrillMode, DrillRequest};
-use crate::notify::{self, OperationRun, Outcome};
+use crate::notify::{OperationRun, Outcome};
 use crate::output;
 
 pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
@@ -60,17 +60,16 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
         },
         Err(e) => Outcome::new(Some(&target.name), false, format!("drill failed: {e:#}")),
     };
-    let sent = if notify::attempted(&result) {
-        let duration_ms = started.elapsed().as_millis() as u64;
-        notifier
-            .finish(vec![Outcome {
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let sent = notifier
+        .finish_after(
+            &result,
+            vec![Outcome {
                 duration_ms,
                 ..outcome
-            }])
-            .await
-    } else {
-        notify::NotifyReport::default()
-    };
+            }],
+        )
+        .await;
     let report = result?;
     output::emit(&match args.format {
         Format::Json => output::notify::json_with(&report, &sent),

@@ -5,7 +5,7 @@ use anyhow::Result;
 use crate::cli::{Format, RestoreArgs};
 use crate::config::{Config, NotifyEvent, PostgresTarget};
 use crate::error::usage;
-use crate::notify::{self, OperationRun, Outcome};
+use crate::notify::{OperationRun, Outcome};
 use crate::output;
 use crate::restore::pitr::{self, PitrRequest, RecoveryTarget};
 
@@ -67,11 +67,7 @@ pub async fn restore(config: &Config, target: &PostgresTarget, args: RestoreArgs
             },
         )
     };
-    let sent = if notify::attempted(&result) {
-        notifier.finish(vec![outcome]).await
-    } else {
-        notify::NotifyReport::default()
-    };
+    let sent = notifier.finish_after(&result, vec![outcome]).await;
     output::emit(&match args.format {
         Format::Json => output::notify::json_with(&report, &sent),
         Format::Table => output::pitr::table(&report),

@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::cli::{Format, RestoreArgs};
 use crate::config::{Config, NotifyEvent};
 use crate::error::usage;
-use crate::notify::{self, OperationRun, Outcome};
+use crate::notify::{OperationRun, Outcome};
 use crate::output;
 use crate::restore::{self, Action, Consent, RestoreOptions, RestoreRequest};
 
@@ -72,11 +72,7 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
             },
         )
     };
-    let sent = if notify::attempted(&result) {
-        notifier.finish(vec![outcome]).await
-    } else {
-        notify::NotifyReport::default()
-    };
+    let sent = notifier.finish_after(&result, vec![outcome]).await;
     output::emit(&match args.format {
         Format::Json => output::notify::json_with(&report, &sent),
         Format::Table => output::restore::table(&report),

@@ -5,7 +5,7 @@ use anyhow::Result;
 use crate::backup::catalog;
 use crate::cli::{Format, VerifyArgs};
 use crate::config::{Config, NotifyEvent};
-use crate::notify::{self, OperationRun, Outcome};
+use crate::notify::{OperationRun, Outcome};
 use crate::output;
 use crate::restore::verify::{self, VerifyRequest};
 
@@ -28,13 +28,14 @@ pub async fn run(config: &Config, args: VerifyArgs) -> Result<i32> {
     let (manifest, conn, named) = match prepared {
         Ok(found) => found,
         Err(e) => {
+            let message = format!("verify failed: {e:#}");
             let failed = Err(e);
-            if notify::attempted(&failed) {
-                let message = format!("verify failed: {:#}", failed.as_ref().unwrap_err());
-                notifier
-                    .finish(vec![Outcome::new(Some(&target.name), false, message)])
-                    .await;
-            }
+            notifier
+                .finish_after(
+                    &failed,
+                    vec![Outcome::new(Some(&target.name), false, message)],
+                )
+                .await;
             return failed;
         }
     };

@@ -237,6 +237,16 @@ impl OperationRun {
         self.warn(report)
     }
 
+    /// [`Notifier::finish`] after a command that returned `result`; nothing is announced
+    /// after a usage error (see [`attempted`]).
+    pub async fn finish_after<T>(self, result: &Result<T>, outcomes: Vec<Outcome>) -> NotifyReport {
+        if attempted(result) {
+            self.finish(outcomes).await
+        } else {
+            NotifyReport::default()
+        }
+    }
+
     /// `dr check`: one outcome (ready or not); with `--notify`, a notification only when
     /// readiness changed since the stored previous check. `exposition` is the check report
     /// as Prometheus text, which the metrics file starts with.
@@ -538,7 +548,7 @@ impl OperationRun {
 
 /// False for a usage error (exit 2): nothing was attempted, so nothing is announced (a
 /// heartbeat that got `/start` then hears no end, which its monitor reports).
-pub fn attempted<T>(result: &Result<T>) -> bool {
+fn attempted<T>(result: &Result<T>) -> bool {
     result
         .as_ref()
         .err()
