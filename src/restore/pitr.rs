@@ -706,6 +706,14 @@ async fn check_wal(
         ))
     };
     let target_text = recovery_target.describe();
+    // A target past what the archive reaches: a gap stops it, else it is after the window.
+    let past_reach = || {
+        if reach.gap.is_some() {
+            gap_error(target_text.clone())
+        } else {
+            after_window(target_text.clone())
+        }
+    };
     let message = match recovery_target {
         RecoveryTarget::Latest => {
             if reach.gap.is_some() {
@@ -719,11 +727,7 @@ async fn check_wal(
         }
         RecoveryTarget::Lsn(l) => {
             if *l > reach.to_lsn() {
-                return Err(if reach.gap.is_some() {
-                    gap_error(target_text)
-                } else {
-                    after_window(target_text)
-                });
+                return Err(past_reach());
             }
             format!(
                 "every segment from {} to {} is archived",
@@ -738,11 +742,7 @@ async fn check_wal(
         RecoveryTarget::Name(_, Some(p)) => {
             let l = p.lsn()?;
             if l > reach.to_lsn() {
-                return Err(if reach.gap.is_some() {
-                    gap_error(target_text)
-                } else {
-                    after_window(target_text)
-                });
+                return Err(past_reach());
             }
             format!(
                 "every segment from {} to {} (which holds the restore point) is archived",
