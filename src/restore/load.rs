@@ -156,14 +156,8 @@ fn table_name(copy_stmt: &str) -> String {
 }
 
 fn write_private(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    file.write_all(bytes)
+    super::stage::create_private(path)?
+        .write_all(bytes)
         .with_context(|| format!("cannot write {}", path.display()))
 }
 

@@ -242,13 +242,7 @@ async fn stage_file(
     decompress: bool,
     record_offsets: bool,
 ) -> Result<(u64, Option<TocOffsets>)> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot create staging file {}", path.display()))?;
+    let file = create_private(path)?;
     let result = if decompress && record_offsets {
         // Rows joined into large chunks and data offsets filled in (see `offsets`).
         let found = Arc::new(std::sync::Mutex::new(None));
@@ -294,6 +288,17 @@ async fn stage_file(
             None => e,
         }
     })
+}
+
+/// A new staging file only this user may read (0600); an existing file is an error.
+pub(crate) fn create_private(path: &Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot create staging file {}", path.display()))
 }
 
 /// Writes a decompressed custom-format archive into `file` with its rows joined and its
@@ -427,15 +432,9 @@ impl StagedDump {
         let raw_bytes = self.raw_bytes;
         let to_in_thread = to.clone();
         let filled = tokio::task::spawn_blocking(move || -> Result<usize> {
-            use std::os::unix::fs::OpenOptionsExt;
             let input = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&from)?);
             let mut decoded = crate::codec::decompressor(compression, input)?;
-            let file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&to_in_thread)
-                .with_context(|| format!("cannot create staging file {}", to_in_thread.display()))?;
+            let file = create_private(&to_in_thread)?;
             let (_, offsets) = write_with_offsets(&mut decoded, file, &to_in_thread).map_err(|e| {
                 match out_of_space(&e) {
                     Some(why) => anyhow::anyhow!(
