@@ -7,7 +7,8 @@
 mod support;
 
 use support::pitr::{
-    cluster, exists_nonempty, ids, psql_port, restore_dir, server_now, write_rows, RestoredServer,
+    base_backup, cluster, exists_nonempty, ids, psql_port, restore_dir, server_now,
+    time_between_writes, write_rows, RestoredServer,
 };
 use support::wal::{pgbench, pgbench_command, switch_wal, wait_archived};
 use support::{free_port, PgCluster, World};
@@ -50,16 +51,7 @@ fn restores_to_a_time_a_restore_point_and_the_latest_under_load() {
         .unwrap();
     let before_backup = server_now(&pg);
     std::thread::sleep(std::time::Duration::from_millis(50));
-    world
-        .dr(&[
-            "backup",
-            "--physical",
-            "--target",
-            "main",
-            "--format",
-            "json",
-        ])
-        .expect_code(0);
+    base_backup(&world);
 
     let a = write_rows(&pg, 5, "a");
     let mark = world.dr(&["mark", "before-b", "--target", "main", "--format", "json"]);
@@ -238,16 +230,7 @@ fn restores_to_a_time_a_restore_point_and_the_latest_under_load() {
 #[test]
 fn a_lost_segment_fails_the_restore_naming_it() {
     let (pg, world) = cluster();
-    world
-        .dr(&[
-            "backup",
-            "--physical",
-            "--target",
-            "main",
-            "--format",
-            "json",
-        ])
-        .expect_code(0);
+    base_backup(&world);
     write_rows(&pg, 3, "a");
     archive_now(&pg);
     write_rows(&pg, 3, "b");
@@ -290,16 +273,7 @@ fn a_lost_segment_fails_the_restore_naming_it() {
 #[test]
 fn a_segment_that_cannot_be_fetched_stops_recovery_loudly() {
     let (pg, world) = cluster();
-    world
-        .dr(&[
-            "backup",
-            "--physical",
-            "--target",
-            "main",
-            "--format",
-            "json",
-        ])
-        .expect_code(0);
+    base_backup(&world);
     write_rows(&pg, 3, "a");
     let damaged = switch_wal(&pg);
     wait_archived(&pg, &damaged);
@@ -344,20 +318,9 @@ fn a_segment_that_cannot_be_fetched_stops_recovery_loudly() {
 #[test]
 fn restores_across_a_timeline_switch() {
     let (pg, world) = cluster();
-    world
-        .dr(&[
-            "backup",
-            "--physical",
-            "--target",
-            "main",
-            "--format",
-            "json",
-        ])
-        .expect_code(0);
+    base_backup(&world);
     let a = write_rows(&pg, 3, "a");
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    let t = server_now(&pg);
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    let t = time_between_writes(&pg);
     write_rows(&pg, 3, "b");
     archive_now(&pg);
 
@@ -424,16 +387,7 @@ fn sandboxes(world: &World) -> Vec<String> {
 #[test]
 fn drill_pitr_passes_leaves_nothing_behind_and_counts_as_recent() {
     let (pg, world) = cluster();
-    world
-        .dr(&[
-            "backup",
-            "--physical",
-            "--target",
-            "main",
-            "--format",
-            "json",
-        ])
-        .expect_code(0);
+    base_backup(&world);
     let a = write_rows(&pg, 3, "a");
     let t = server_now(&pg);
     write_rows(&pg, 3, "b");
@@ -539,20 +493,9 @@ fn drill_pitr_passes_leaves_nothing_behind_and_counts_as_recent() {
 #[test]
 fn the_point_in_time_runbook_works_as_written() {
     let (pg, mut world) = cluster();
-    world
-        .dr(&[
-            "backup",
-            "--physical",
-            "--target",
-            "main",
-            "--format",
-            "json",
-        ])
-        .expect_code(0);
+    base_backup(&world);
     let good = write_rows(&pg, 3, "good");
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    let t = server_now(&pg);
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    let t = time_between_writes(&pg);
     pg.psql("app", "DELETE FROM events"); // the incident
     archive_now(&pg);
 
@@ -632,20 +575,9 @@ fn an_encrypted_archive_restores_with_the_identity() {
             .unwrap();
     }
     let id = identity.display().to_string();
-    world
-        .dr(&[
-            "backup",
-            "--physical",
-            "--target",
-            "main",
-            "--format",
-            "json",
-        ])
-        .expect_code(0);
+    base_backup(&world);
     let a = write_rows(&pg, 3, "a");
-    std::thread::sleep(std::time::Duration::from_millis(50));
-    let t = server_now(&pg);
-    std::thread::sleep(std::time::Duration::from_millis(50));
+    let t = time_between_writes(&pg);
     write_rows(&pg, 3, "b");
     archive_now(&pg);
 

@@ -50,6 +50,29 @@ pub fn server_now(pg: &PgCluster) -> String {
     )
 }
 
+/// The server's clock with 50 ms of quiet on both sides: a time that rows written just
+/// before and just after fall clearly on either side of.
+pub fn time_between_writes(pg: &PgCluster) -> String {
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let t = server_now(pg);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    t
+}
+
+/// `dr backup --physical` of target `main`, which must succeed.
+pub fn base_backup(world: &World) {
+    world
+        .dr(&[
+            "backup",
+            "--physical",
+            "--target",
+            "main",
+            "--format",
+            "json",
+        ])
+        .expect_code(0);
+}
+
 /// A path for a restored data directory: inside the world (the postgres user can enter
 /// it), not created yet.
 pub fn restore_dir(world: &World, name: &str) -> PathBuf {
