@@ -598,9 +598,23 @@ pub struct PitrArgs {
     #[arg(long, value_name = "N", requires = "pitr")]
     pub port: Option<u16>,
     /// Keep the backup's WAL archiving on the restored server (it becomes the primary and
-    /// archives its new timeline); without it the restored server does not archive
+    /// archives its new timeline); without it the restored server does not archive.
+    /// Refused while the cluster's old server still archives, unless --new-primary
     #[arg(long, requires = "pitr")]
     pub archive: bool,
+    /// With --archive: make a new primary although the old server of the same cluster
+    /// still runs and archives (two primaries, on purpose)
+    #[arg(long, requires = "archive")]
+    pub new_primary: bool,
+    /// The timeline to follow: a number, `latest` (the newest archived) or `current` (the
+    /// live server's) [default: the live server's when it answers, else the newest, with a
+    /// warning naming the others]
+    #[arg(long, value_name = "N|latest|current", requires = "pitr")]
+    pub timeline: Option<String>,
+    /// The cluster (system identifier) to restore when the target's archive holds several
+    /// [default: the live server's, else the only one stored]
+    #[arg(long, value_name = "ID", requires = "pitr")]
+    pub system_id: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -639,6 +653,13 @@ pub struct DrillArgs {
     /// archive when that lies outside the restorable window]
     #[arg(long, value_name = "TIME", requires = "pitr")]
     pub to_time: Option<String>,
+    /// With --pitr: the timeline to follow, a number, `latest` or `current` (as `dr
+    /// restore --pitr --timeline`)
+    #[arg(long, value_name = "N|latest|current", requires = "pitr")]
+    pub timeline: Option<String>,
+    /// With --pitr: the cluster (system identifier) when the target's archive holds several
+    #[arg(long, value_name = "ID", requires = "pitr")]
+    pub system_id: Option<u64>,
     /// Restore the backup's roles and tablespaces first (only with --sandbox, where it is
     /// the default when the backup holds them)
     #[arg(long, requires = "sandbox")]

@@ -23,6 +23,9 @@ pub enum Resource {
     Sandbox { dir: PathBuf },
     /// A Redis drill's sandbox directory; its redis-server may still run.
     RedisSandbox { dir: PathBuf },
+    /// The data directory of a point-in-time restore whose server dr started and had not
+    /// yet checked and promoted: the server is stopped, the directory kept for inspection.
+    RecoveringServer { dir: PathBuf },
 }
 
 impl Resource {
@@ -34,6 +37,10 @@ impl Resource {
             Resource::RedisSandbox { dir } => {
                 format!("sandbox redis-server {}", dir.display())
             }
+            Resource::RecoveringServer { dir } => format!(
+                "unchecked recovering server on {} (stopped before it could promote; the directory is kept)",
+                dir.display()
+            ),
         }
     }
 }
@@ -188,6 +195,10 @@ fn remove(resource: &Resource) -> Result<(), String> {
             stop_redis_server(dir);
             remove_dir(dir)
         }
+        Resource::RecoveringServer { dir } => {
+            stop_postmaster_of(dir);
+            Ok(())
+        }
     }
 }
 
@@ -227,13 +238,23 @@ fn remove_dir(dir: &Path) -> Result<(), String> {
 /// Stops a sandbox's postmaster if it still runs (immediate shutdown, as `pg_ctl -m
 /// immediate` would: the data is thrown away anyway).
 pub fn stop_postmaster(sandbox_dir: &Path) {
-    let pid_file = sandbox_dir.join("data").join("postmaster.pid");
+    stop_postmaster_of(&sandbox_dir.join("data"));
+}
+
+/// Stops the postmaster of a data directory if it still runs (immediate shutdown).
+pub fn stop_postmaster_of(pgdata: &Path) {
+    let pid_file = pgdata.join("postmaster.pid");
     let Some(pid) = std::fs::read_to_string(&pid_file)
         .ok()
         .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<i32>().ok()))
     else {
         return;
     };
+    // A postmaster works in its data directory; a recycled pid belongs to someone else.
+    let cwd = std::fs::read_link(format!("/proc/{pid}/cwd")).ok();
+    if cwd.is_some() && cwd != std::fs::canonicalize(pgdata).ok() {
+        return;
+    }
     let pid = nix::unistd::Pid::from_raw(pid);
     if nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGQUIT).is_ok() {
         for _ in 0..50 {

@@ -327,7 +327,13 @@ fn restores_across_a_timeline_switch() {
     // The first restore becomes the primary: --archive keeps archiving its new timeline.
     let first = restore_dir(&world, "new-primary");
     let port = free_port();
-    let run = restore(&world, &first, &["--to-time", &t, "--archive"], Some(port));
+    // The old primary still runs (this test follows the new timeline on purpose).
+    let run = restore(
+        &world,
+        &first,
+        &["--to-time", &t, "--archive", "--new-primary"],
+        Some(port),
+    );
     run.expect_code(0);
     let server = RestoredServer {
         dir: first.clone(),
@@ -360,7 +366,12 @@ fn restores_across_a_timeline_switch() {
     // From the same base backup, the end of the archive lies on timeline 2.
     let second = restore_dir(&world, "across");
     let port = free_port();
-    let run = restore(&world, &second, &["--to-latest"], Some(port));
+    let run = restore(
+        &world,
+        &second,
+        &["--to-latest", "--timeline", "latest"],
+        Some(port),
+    );
     run.expect_code(0);
     let _server = RestoredServer {
         dir: second.clone(),
@@ -514,6 +525,10 @@ fn the_point_in_time_runbook_works_as_written() {
     for step in doc["steps"].as_array().unwrap() {
         let number = step["number"].as_u64().unwrap();
         if step["kind"] == "manual" {
+            if number == 4 {
+                // Stop the damaged server.
+                pg.stop_server();
+            }
             if number == 6 {
                 // Point the target at the restored server.
                 let url = format!(

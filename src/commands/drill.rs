@@ -29,6 +29,12 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
             backup_id: args.backup_id.as_deref(),
             identities: super::identities(config, args.identity.as_deref())?,
             identity_file: args.identity.clone(),
+            timeline: args
+                .timeline
+                .as_deref()
+                .map(crate::restore::pitr::TimelineChoice::parse)
+                .transpose()?,
+            system_id: args.system_id,
         })
         .await
     } else {

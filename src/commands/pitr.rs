@@ -42,6 +42,13 @@ pub async fn restore(config: &Config, target: &PostgresTarget, args: RestoreArgs
         port: p.port,
         archive: p.archive,
         sandbox_socket_dir: None,
+        timeline: p
+            .timeline
+            .as_deref()
+            .map(pitr::TimelineChoice::parse)
+            .transpose()?,
+        system_id: p.system_id,
+        new_primary: p.new_primary,
     })
     .await;
     let outcome = Outcome {

@@ -47,6 +47,8 @@ pub struct PitrDrillRequest<'a> {
     pub backup_id: Option<&'a str>,
     pub identities: Option<Arc<Identities>>,
     pub identity_file: Option<PathBuf>,
+    pub timeline: Option<pitr::TimelineChoice>,
+    pub system_id: Option<u64>,
 }
 
 /// The sandbox directory: the server is stopped and the directory removed on drop.
@@ -164,6 +166,9 @@ pub async fn run(req: PitrDrillRequest<'_>) -> Result<DrillReport> {
             port: Some(port),
             archive: false,
             sandbox_socket_dir: Some(socket_dir.clone()),
+            timeline: req.timeline,
+            system_id: req.system_id,
+            new_primary: false,
         })
         .await;
         steps.0.extend(report.steps);

@@ -6,12 +6,15 @@
 //! report; it never prints.
 
 pub mod archive;
+pub mod lineage;
 pub mod load;
 pub mod offsets;
 pub mod physical;
 pub mod pitr;
 pub mod preflight;
 pub mod progress;
+pub mod recovery;
+pub mod segments;
 pub mod selection;
 pub mod stage;
 pub mod verify;

@@ -8,12 +8,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 
+use super::lineage;
+pub use super::lineage::TimelineChoice;
+use super::recovery;
 use super::window::{self, BasePoint, Reach, RestorableWindow};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, BackupMethod};
@@ -169,6 +171,12 @@ pub struct PitrRequest<'a> {
     /// A drill's sandbox: the server listens on a socket in this directory only, with
     /// local trust, and nothing else.
     pub sandbox_socket_dir: Option<PathBuf>,
+    /// `--timeline`: default the live server's, else the newest (with a warning).
+    pub timeline: Option<TimelineChoice>,
+    /// `--system-id`: the cluster, when the target name holds several.
+    pub system_id: Option<u64>,
+    /// `--new-primary`: `--archive` although the cluster's server still archives.
+    pub new_primary: bool,
 }
 
 /// `dr restore --pitr --format json`.
@@ -208,26 +216,7 @@ pub struct Restored {
     pub server: Option<RunningServer>,
 }
 
-/// A restored server dr started.
-#[derive(Debug, Clone)]
-pub struct RunningServer {
-    pub bin_dir: PathBuf,
-    pub run_as: Option<String>,
-}
-
-impl RunningServer {
-    /// Stops the server now (immediate mode).
-    pub async fn stop(&self, pgdata: &Path) -> Result<()> {
-        ChildCommand::new(self.bin_dir.join("pg_ctl"), "pg_ctl")
-            .args(["-D"])
-            .arg(pgdata)
-            .args(["-m", "immediate", "-w", "stop"])
-            .run_as(self.run_as.as_deref())
-            .output()
-            .await?;
-        Ok(())
-    }
-}
+pub use super::recovery::RunningServer;
 
 /// Runs a point-in-time restore; the report says what happened, the result why it stopped.
 pub async fn run(req: PitrRequest<'_>) -> (PitrReport, Result<Restored>) {
@@ -288,6 +277,8 @@ struct Archive {
     files: Vec<ArchivedFile>,
     archived_at: HashMap<String, DateTime<Utc>>,
     chain: Chain,
+    /// Why the timeline followed deserves the operator's eye (several, none chosen).
+    timeline_warning: Option<String>,
 }
 
 async fn read_archive(storage: &dyn Storage, target: &str, base: &BasePoint) -> Result<Archive> {
@@ -315,6 +306,7 @@ async fn read_archive(storage: &dyn Storage, target: &str, base: &BasePoint) -> 
         files,
         archived_at,
         chain,
+        timeline_warning: None,
     })
 }
 
@@ -418,6 +410,9 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
         .into_parts();
     facts.backup_id = Some(manifest.id.clone());
     facts.reach = Some(reach.clone());
+    if let Some(w) = &archive.timeline_warning {
+        steps.push("timeline", Phase::Preflight, Finding::warn(w.clone()), 0);
+    }
 
     steps
         .run(
@@ -429,6 +424,28 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
 
     let bin_dir = server_bin_dir(req.target, manifest.server_major)?;
     let run_as = server_user()?;
+    if req.start {
+        if let Some(p) = req.port.filter(|_| req.sandbox_socket_dir.is_none()) {
+            steps
+                .run("port", Phase::Preflight, async {
+                    recovery::check_port_free(p, true)?;
+                    Ok(((), format!("port {p} is free")))
+                })
+                .await?;
+        }
+        let first = segment_name(
+            archive.chain.timeline_at(base.start_segno),
+            base.start_segno,
+            base.segment_size,
+        );
+        steps
+            .run(
+                "restore_command",
+                Phase::Preflight,
+                probe_restore_command(req, base.system_id, run_as.as_deref(), &first),
+            )
+            .await?;
+    }
     let mut directory = DataDirectory {
         path: pgdata.to_path_buf(),
         created,
@@ -474,12 +491,12 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
         .await?;
     steps
         .run("recovery settings", Phase::Restore, async {
-            let lines = write_recovery_settings(req, &recovery_target, &archive)?;
+            let lines = write_recovery_settings(req, &recovery_target, &archive, base.system_id)?;
             hand_over(pgdata, run_as.as_deref())?;
             Ok(((), lines))
         })
         .await?;
-    let log = pgdata.join("log").join("dr-recovery.log");
+    let log = recovery::log_path(pgdata);
     let command = start_command(&bin_dir, pgdata, &log, req.port, run_as.as_deref());
     if !req.start {
         directory.keep = true;
@@ -497,66 +514,68 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
             server: None,
         });
     }
+    if req.sandbox_socket_dir.is_none() {
+        steps
+            .run("port", Phase::Restore, async {
+                let port = recovery::configured_port(pgdata, req.port);
+                recovery::check_port_free(port, req.port.is_some())?;
+                Ok(((), format!("port {port} is free")))
+            })
+            .await?;
+    }
     // From here the directory holds a server's work: kept, also on failure, with its log.
     directory.keep = true;
     let server = RunningServer {
         bin_dir: bin_dir.clone(),
         run_as: run_as.clone(),
     };
-    steps
-        .run("start", Phase::Restore, async {
-            start_server(req, &server, &log).await?;
-            Ok((
-                (),
-                format!(
-                    "pg_ctl started PostgreSQL {} on {} (log: {})",
-                    manifest.server_major,
-                    pgdata.display(),
-                    log.display()
-                ),
-            ))
+    recovery::fresh_log(&log, run_as.as_deref())?;
+    let plan = recovery::ServerPlan {
+        server: &server,
+        pgdata,
+        log: &log,
+        port: req.port,
+        sandbox_socket_dir: req.sandbox_socket_dir.as_deref(),
+        role: req
+            .target
+            .resolve_url()
+            .ok()
+            .and_then(|u| crate::pg::ConnTarget::parse(&u).ok())
+            .map_or_else(|| "postgres".to_string(), |c| c.user),
+    };
+    let expected = recovery::Expected {
+        target: &recovery_target,
+        last_wal: reach.to_wal.clone(),
+        chain: &archive.chain,
+        start_segno: base.start_segno,
+        segment_size: base.segment_size,
+        archived: archive
+            .files
+            .iter()
+            .filter(|f| f.wal.kind == WalKind::Segment)
+            .map(|f| f.wal.name.clone())
+            .collect(),
+    };
+    let outcome = steps
+        .run("recovery", Phase::Restore, async {
+            let outcome = recovery::run(&plan, &expected).await?;
+            let msg = format!(
+                "PostgreSQL {} replayed to {}{}, checked against {} before dr promoted it on timeline {}; last replayed transaction {}; log: {}",
+                manifest.server_major,
+                outcome.replayed_to.as_deref().unwrap_or("?"),
+                outcome.stopped.as_deref().map(|s| format!(" ({s})")).unwrap_or_default(),
+                match &recovery_target {
+                    RecoveryTarget::Latest => format!("the end of the archive ({})", reach.to_wal),
+                    t => t.describe(),
+                },
+                outcome.timeline.map_or("?".into(), |t| t.to_string()),
+                outcome.last_transaction_at.map_or("none".into(), window::time_text),
+                log.display()
+            );
+            Ok((outcome, msg))
         })
         .await?;
     facts.server = Some(server.clone());
-    let outcome =
-        steps
-            .run("recovery", Phase::Restore, async {
-                let outcome = wait_for_recovery(pgdata, &log).await;
-                let outcome = match outcome {
-                    Ok(o) => o,
-                    Err(e) => {
-                        let text = std::fs::read_to_string(&log).unwrap_or_default();
-                        return Err(explain_failure(
-                            e,
-                            &text,
-                            &archive,
-                            &base,
-                            &recovery_target,
-                            req,
-                            pgdata,
-                        ));
-                    }
-                };
-                let msg =
-                    format!(
-                "recovery reached {}{}; promoted on timeline {}; last replayed transaction {}",
-                recovery_target.describe(),
-                outcome.stopped.as_deref().map(|s| format!(" ({s})")).unwrap_or_default(),
-                outcome.timeline.map_or("?".into(), |t| t.to_string()),
-                outcome.last_transaction_at.map_or("none".into(), window::time_text)
-            );
-                Ok((outcome, msg))
-            })
-            .await;
-    let outcome = match outcome {
-        Ok(o) => o,
-        Err(e) => {
-            facts.server = None;
-            // A server that failed recovery may still be shutting down.
-            let _ = server.stop(pgdata).await;
-            return Err(e);
-        }
-    };
     facts.stopped = outcome.stopped;
     facts.timeline = outcome.timeline;
     facts.last_transaction_at = outcome.last_transaction_at;
@@ -574,8 +593,9 @@ impl Chosen {
     }
 }
 
-/// Picks the newest physical base backup consistent before the target (or the one given)
-/// and says how far it reaches; refuses a target before the window.
+/// Picks the cluster, the timeline, and the newest physical base backup of that cluster
+/// consistent before the target (or the one given), and says how far it reaches; refuses
+/// a target before the window.
 async fn choose(
     req: &PitrRequest<'_>,
     recovery_target: &RecoveryTarget,
@@ -590,31 +610,81 @@ async fn choose(
             all.into_iter().filter(|m| m.physical.is_some()).collect()
         }
     };
-    let Some(newest) = manifests.first() else {
+    if manifests.is_empty() {
         return Err(usage(format!(
             "{name} has no physical base backup in {}, so there is nothing to roll forward; hint: enable WAL archiving (wal_archiving = true, see the README) and take one with `dr backup --physical --target {name}`",
             req.storage.describe()
         )));
-    };
-    let newest_base = BasePoint::of(newest)?.expect("physical");
-    // The cluster of the newest backup (a re-initialised cluster has a new system id).
-    let system_id = match recovery_target {
-        RecoveryTarget::Name(_, Some(p)) => {
-            p.system_identifier.parse().unwrap_or(newest_base.system_id)
-        }
-        _ => newest_base.system_id,
-    };
-    let mut bases = Vec::new();
+    }
+    let mut all_bases = Vec::new();
     for m in &manifests {
-        let b = BasePoint::of(m)?.expect("physical");
-        if b.system_id == system_id {
-            bases.push((m, b));
+        if let Some(b) = BasePoint::of(m)? {
+            all_bases.push((m, b));
         }
     }
-    let Some((_, any)) = bases.first() else {
-        bail!("no physical base backup of {name} belongs to system {system_id}, where the restore point was made; hint: pass --backup-id");
+    // Each stored cluster with its newest base backup, newest first.
+    let mut stored: Vec<(u64, String)> = Vec::new();
+    for (m, b) in &all_bases {
+        if !stored.iter().any(|(id, _)| *id == b.system_id) {
+            stored.push((b.system_id, format!("{} at {}", m.id, window::time_text(b.consistent_by))));
+        }
+    }
+    let live = lineage::live_server(req.target).await;
+    let given = match (req.system_id, recovery_target, req.backup_id) {
+        (Some(id), _, _) => Some(id),
+        (None, RecoveryTarget::Name(_, Some(p)), _) => p.system_identifier.parse().ok(),
+        (None, _, Some(_)) => all_bases.first().map(|(_, b)| b.system_id),
+        _ => None,
     };
-    let archive = read_archive(req.storage, name, any).await?;
+    let cluster = lineage::choose_cluster(name, &stored, given, live.as_ref())?;
+    let system_id = cluster.system_id;
+    if req.archive && !req.new_primary {
+        if let Some(l) = live
+            .as_ref()
+            .filter(|l| l.system_id == system_id && l.archiving && !l.in_recovery)
+        {
+            return Err(usage(format!(
+                "--archive would make a second primary of cluster {system_id}: its server still runs and archives (timeline {}); both would write WAL into one archive and restores could follow either; nothing was changed; hint: stop the old primary first; or pass --new-primary if two primaries are intended (then stop the old one before it archives past the fork)",
+                l.timeline
+            )));
+        }
+    }
+    let Some((_, any)) = all_bases.iter().find(|(_, b)| b.system_id == system_id) else {
+        bail!("no physical base backup of {name} belongs to cluster {system_id}; hint: pass --backup-id or --system-id");
+    };
+    let prefix = wal::cluster_prefix(name, system_id);
+    let objects = req.storage.list(&format!("{prefix}/")).await.with_context(|| {
+        format!("cannot list the WAL archive {prefix} in {}", req.storage.describe())
+    })?;
+    let modified: HashMap<String, DateTime<Utc>> = objects
+        .iter()
+        .map(|o| (o.key.clone(), o.modified))
+        .collect();
+    let files = wal::archived_files(objects);
+    let archived_at = window::archived_times(&files, &modified);
+    let timelines = lineage::archived_timelines(&files);
+    let (timeline, timeline_note) =
+        lineage::choose_timeline(req.timeline, &timelines, live.as_ref(), system_id)?;
+    let chain = lineage::chain_to(req.storage, &files, timeline, any.segment_size).await?;
+    let archive = Archive {
+        files,
+        archived_at,
+        chain,
+        timeline_warning: timeline_note
+            .strip_prefix("warning: ")
+            .map(str::to_string),
+    };
+    // A base backup helps only if the chosen timeline runs through its start.
+    let bases: Vec<_> = all_bases
+        .iter()
+        .filter(|(_, b)| b.system_id == system_id)
+        .filter(|(_, b)| archive.chain.timeline_at(b.start_segno) == b.timeline)
+        .collect();
+    if bases.is_empty() {
+        return Err(usage(format!(
+            "no base backup of cluster {system_id} lies on timeline {timeline}: the timeline forked before every stored base backup; nothing was changed; hint: choose another --timeline (`dr list --target {name}`)"
+        )));
+    }
     let mut reaches = Vec::new();
     let mut unusable = Vec::new();
     for (m, b) in &bases {
@@ -654,7 +724,8 @@ async fn choose(
         )));
     };
     let msg = format!(
-        "base backup {} (timeline {}, consistent at {} by {}), rolled forward along timeline(s) {}",
+        "{}; {timeline_note}; base backup {} (timeline {}, consistent at {} by {}), rolled forward along timeline(s) {}",
+        cluster.why,
         m.id,
         b.timeline,
         b.stop_lsn,
@@ -792,7 +863,31 @@ async fn check_wal(
             }
         }
     };
-    Ok(((), message))
+    // Segments PostgreSQL would get but could not use end recovery early as if the archive
+    // ended there: found now, before anything is unpacked. (A time target is checked by
+    // PostgreSQL itself, which fails when it ends before the target.)
+    let to_segno = match recovery_target {
+        RecoveryTarget::Latest | RecoveryTarget::Name(_, None) => {
+            WalName::parse(&reach.to_wal).map(|w| w.segno(size))
+        }
+        RecoveryTarget::Lsn(l) => Some(l.segno(size)),
+        RecoveryTarget::Name(_, Some(p)) => p.lsn().ok().map(|l| l.segno(size)),
+        RecoveryTarget::Time(_) => None,
+    };
+    let Some(to_segno) = to_segno else {
+        return Ok(((), message));
+    };
+    let usable = super::segments::check_needed(
+        req.storage,
+        &archive.files,
+        &archive.chain,
+        base.start_segno,
+        to_segno,
+        size,
+        req.identities.as_deref(),
+    )
+    .await?;
+    Ok(((), format!("{message}; {usable}")))
 }
 
 /// The time of the last transaction in the archived run the backup reaches: read with
@@ -914,18 +1009,13 @@ fn single_quoted(text: &str, what: &str) -> Result<String> {
     Ok(format!("'{text}'"))
 }
 
-/// Appends the recovery settings to postgresql.auto.conf and creates recovery.signal.
-fn write_recovery_settings(
-    req: &PitrRequest<'_>,
-    recovery_target: &RecoveryTarget,
-    archive: &Archive,
-) -> Result<String> {
-    let pgdata = req.pgdata;
+/// The restore_command the server runs: this dr, this dr.toml, this cluster.
+fn restore_command(req: &PitrRequest<'_>, system_id: u64) -> Result<String> {
     let exe = std::env::current_exe().context("cannot find the dr executable")?;
     let config =
         std::fs::canonicalize(&req.config.path).unwrap_or_else(|_| req.config.path.clone());
     let mut fetch = format!(
-        "{} --config {} wal-fetch --target {}",
+        "{} --config {} wal-fetch --target {} --system-id {system_id}",
         exe.display(),
         config.display(),
         req.target.name
@@ -935,6 +1025,107 @@ fn write_recovery_settings(
         fetch.push_str(&format!(" --identity {}", identity.display()));
     }
     fetch.push_str(" %f %p");
+    Ok(fetch)
+}
+
+/// Files the server's OS user must read for restore_command to work.
+fn files_restore_command_reads(req: &PitrRequest<'_>) -> Vec<PathBuf> {
+    let config_dir = req.config.path.parent().unwrap_or(Path::new("."));
+    let mut files = vec![req.config.path.clone()];
+    let identity = req.identity_file.clone().or_else(|| {
+        req.config
+            .encryption
+            .as_ref()
+            .and_then(|e| e.identity_file.as_ref())
+            .map(|f| config_dir.join(f))
+    });
+    files.extend(identity);
+    files
+        .into_iter()
+        .map(|f| std::fs::canonicalize(&f).unwrap_or(f))
+        .collect()
+}
+
+/// Runs restore_command for the first segment recovery needs, as the server will: as its
+/// OS user, through the shell. A key or dr.toml that user cannot read fails here, before
+/// anything is unpacked, not an hour into recovery.
+async fn probe_restore_command(
+    req: &PitrRequest<'_>,
+    system_id: u64,
+    run_as: Option<&str>,
+    first: &str,
+) -> Result<((), String)> {
+    let command = restore_command(req, system_id)?;
+    let dir = tempfile::Builder::new()
+        .prefix("dr-fetch-probe-")
+        .tempdir()
+        .context("cannot create a directory for the restore_command probe")?;
+    if let Some(user) = run_as {
+        recovery::chown_to(dir.path(), user)?;
+    }
+    let dest = dir.path().join(first);
+    let line = command
+        .replace("%f", first)
+        .replace("%p", &dest.display().to_string());
+    let ran = ChildCommand::new("sh", "restore_command")
+        .args(["-c", &line])
+        .run_as(run_as)
+        .current_dir(dir.path())
+        .output()
+        .await;
+    let fetched = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+    if ran.is_ok() && fetched > 0 {
+        let who = run_as.map_or("dr's own user".to_string(), |u| format!("the {u} OS user"));
+        return Ok(((), format!("{who} fetched and opened {first} with restore_command")));
+    }
+    let user = run_as.unwrap_or("the server's OS user");
+    let mut fixes = Vec::new();
+    if let Some(u) = run_as {
+        for file in files_restore_command_reads(req) {
+            let readable = ChildCommand::new("test", "test -r")
+                .arg("-r")
+                .arg(&file)
+                .run_as(Some(u))
+                .output()
+                .await
+                .is_ok();
+            if !readable {
+                fixes.push(format!(
+                    "chgrp {u} {f}; chmod 640 {f} (the server runs restore_command as {u}, which cannot read it)",
+                    f = file.display()
+                ));
+            }
+        }
+    }
+    let why = match ran {
+        Err(e) => format!("{e:#}"),
+        Ok(_) => "it exited 0 but wrote nothing".into(),
+    };
+    if fixes.is_empty() {
+        fixes.push(format!(
+            "run it as {user} to see why: {}",
+            match run_as {
+                Some(u) => format!("runuser -u {u} -- {line}"),
+                None => line.clone(),
+            }
+        ));
+    }
+    bail!(
+        "restore_command cannot fetch {first}, the first segment recovery needs, as {user}: {why}; nothing was changed; hint: {}",
+        fixes.join("; ")
+    )
+}
+
+/// Writes the recovery settings into postgresql.auto.conf (replacing inherited ones) and
+/// the signal file.
+fn write_recovery_settings(
+    req: &PitrRequest<'_>,
+    recovery_target: &RecoveryTarget,
+    archive: &Archive,
+    system_id: u64,
+) -> Result<String> {
+    let pgdata = req.pgdata;
+    let fetch = restore_command(req, system_id)?;
     let mut settings: Vec<(String, String)> = vec![(
         "restore_command".into(),
         single_quoted(&fetch, "restore_command")?,
@@ -942,7 +1133,13 @@ fn write_recovery_settings(
     for (k, v) in recovery_target.settings() {
         settings.push((k, single_quoted(&v, "the recovery target")?));
     }
-    settings.push(("recovery_target_action".into(), "'promote'".into()));
+    // With --start dr checks where replay stopped before anything promotes (see
+    // `recovery`); without it the operator's own start promotes at the target.
+    let watched = req.start;
+    if !matches!(recovery_target, RecoveryTarget::Latest) {
+        let action = if watched { "'pause'" } else { "'promote'" };
+        settings.push(("recovery_target_action".into(), action.into()));
+    }
     settings.push((
         "recovery_target_timeline".into(),
         format!("'{}'", archive.chain.newest()),
@@ -969,7 +1166,8 @@ fn write_recovery_settings(
         )?;
     }
     let mut text = format!(
-        "\n# dr restore --pitr ({}): recovery of base backup to {}\n",
+        "\n{} ({}): recovery of base backup to {}\n",
+        recovery::DR_BLOCK_MARK,
         chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         recovery_target.describe()
     );
@@ -977,18 +1175,40 @@ fn write_recovery_settings(
         text.push_str(&format!("{k} = {v}\n"));
     }
     let auto = pgdata.join("postgresql.auto.conf");
-    let mut current = std::fs::read_to_string(&auto).unwrap_or_default();
+    // Recovery settings the copied cluster carried (a previous restore's target, its
+    // restore_command, a standby's primary_conninfo) would steer this recovery: replaced.
+    let (mut current, inherited) =
+        recovery::strip_inherited(&std::fs::read_to_string(&auto).unwrap_or_default());
     current.push_str(&text);
     std::fs::write(&auto, current).with_context(|| format!("cannot write {}", auto.display()))?;
-    std::fs::write(pgdata.join("recovery.signal"), "")?;
-    for stale in ["standby.signal", "postmaster.pid", "postmaster.opts"] {
+    // To the latest, a watched recovery runs as a standby: it waits for more WAL instead of
+    // promoting when a segment cannot be had, and dr decides.
+    let signal = if watched && matches!(recovery_target, RecoveryTarget::Latest) {
+        "standby.signal"
+    } else {
+        "recovery.signal"
+    };
+    for stale in [
+        "recovery.signal",
+        "standby.signal",
+        "postmaster.pid",
+        "postmaster.opts",
+        // Where earlier versions of dr kept their recovery log.
+        "log/dr-recovery.log",
+    ] {
         let _ = std::fs::remove_file(pgdata.join(stale));
     }
+    std::fs::write(pgdata.join(signal), "")?;
     std::fs::create_dir_all(pgdata.join("log"))?;
     std::fs::create_dir_all(pgdata.join("pg_wal").join("archive_status"))?;
     Ok(format!(
-        "recovery.signal and {} written: {}",
+        "{signal} and {} written{}: {}",
         auto.display(),
+        if inherited.is_empty() {
+            String::new()
+        } else {
+            format!(" (replacing the copy's own {})", inherited.join(", "))
+        },
         settings
             .iter()
             .map(|(k, v)| format!("{k} = {v}"))
@@ -1060,150 +1280,6 @@ fn start_command(
     cmd
 }
 
-async fn start_server(req: &PitrRequest<'_>, server: &RunningServer, log: &Path) -> Result<()> {
-    // English messages and the log in one known file: dr reads where recovery stopped
-    // from it. The server's own logging settings apply again at its next restart.
-    let mut options = String::from("-c logging_collector=off -c lc_messages=C");
-    if let Some(p) = req.port {
-        options.push_str(&format!(" -p {p}"));
-    }
-    ChildCommand::new(server.bin_dir.join("pg_ctl"), "pg_ctl")
-        .arg("-D")
-        .arg(req.pgdata)
-        .arg("-l")
-        .arg(log)
-        .args(["-o", &options, "-W", "start"])
-        .run_as(server.run_as.as_deref())
-        .output()
-        .await
-        .map(|_| ())
-}
-
-#[derive(Debug, Default)]
-struct RecoveryOutcome {
-    stopped: Option<String>,
-    timeline: Option<u32>,
-    last_transaction_at: Option<DateTime<Utc>>,
-}
-
-const REACHED_READY: &str = "database system is ready to accept connections";
-const TARGET_NOT_REACHED: &str = "recovery ended before configured recovery target was reached";
-
-/// Waits until the server has promoted (or died), reading its log.
-async fn wait_for_recovery(pgdata: &Path, log: &Path) -> Result<RecoveryOutcome> {
-    let began = std::time::Instant::now();
-    let mut seen_pid = false;
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.contains(TARGET_NOT_REACHED) {
-            bail!("{TARGET_NOT_REACHED}");
-        }
-        if text.contains(REACHED_READY) {
-            return Ok(parse_outcome(&text));
-        }
-        let alive = postmaster_alive(pgdata);
-        seen_pid |= alive;
-        if !alive && (seen_pid || began.elapsed() > Duration::from_secs(60)) {
-            // Give the log a moment: the postmaster writes its last lines as it exits.
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            let text = std::fs::read_to_string(log).unwrap_or_default();
-            if text.contains(TARGET_NOT_REACHED) {
-                bail!("{TARGET_NOT_REACHED}");
-            }
-            let fatal = text
-                .lines()
-                .rfind(|l| l.contains("FATAL") || l.contains("PANIC"))
-                .unwrap_or("no FATAL line in the log");
-            bail!("the server stopped during recovery: {}", fatal.trim());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-fn postmaster_alive(pgdata: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(pgdata.join("postmaster.pid")) else {
-        return false;
-    };
-    let Some(pid) = text
-        .lines()
-        .next()
-        .and_then(|l| l.trim().parse::<i32>().ok())
-    else {
-        return false;
-    };
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
-}
-
-/// Where recovery stopped, the new timeline and the last replayed transaction, from the
-/// server log (lc_messages = C).
-fn parse_outcome(log: &str) -> RecoveryOutcome {
-    let mut out = RecoveryOutcome::default();
-    for line in log.lines() {
-        let msg = line.split("LOG:  ").nth(1).unwrap_or("").trim();
-        if msg.starts_with("recovery stopping") {
-            out.stopped = Some(msg.to_string());
-        }
-        if let Some(tli) = msg.strip_prefix("selected new timeline ID: ") {
-            out.timeline = tli.trim().parse().ok();
-        }
-        if let Some(t) = msg.strip_prefix("last completed transaction was at log time ") {
-            out.last_transaction_at = parse_log_time(t);
-        }
-    }
-    out
-}
-
-fn parse_log_time(text: &str) -> Option<DateTime<Utc>> {
-    let t = text.trim();
-    DateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f%#z")
-        .ok()
-        .map(|d| d.with_timezone(&Utc))
-}
-
-/// Names what was missing when recovery ended before the target.
-fn explain_failure(
-    error: anyhow::Error,
-    log: &str,
-    archive: &Archive,
-    base: &BasePoint,
-    recovery_target: &RecoveryTarget,
-    req: &PitrRequest<'_>,
-    pgdata: &Path,
-) -> anyhow::Error {
-    let size = base.segment_size;
-    let last_restored = log
-        .lines()
-        .filter_map(|l| l.split("restored log file \"").nth(1))
-        .filter_map(|rest| rest.split('"').next())
-        .filter_map(WalName::parse)
-        .filter(|w| w.kind == WalKind::Segment)
-        .map(|w| w.segno(size))
-        .max();
-    let next = last_restored.map_or(base.start_segno, |s| s + 1);
-    let next_name = segment_name(archive.chain.timeline_at(next), next, size);
-    let archived = archive
-        .files
-        .iter()
-        .any(|f| f.wal.kind == WalKind::Segment && f.wal.name == next_name);
-    let why = if archived {
-        format!("{next_name} is archived but could not be fetched (storage unreachable from the server, or the copy damaged: see the log)")
-    } else {
-        format!("the archive lacks {next_name}")
-    };
-    anyhow!(
-        "recovery did not reach {}: {error:#}; {why}; the last segment replayed was {}; the data directory {} is kept for inspection (log: {}); hint: {}",
-        recovery_target.describe(),
-        last_restored.map_or("none".into(), |s| segment_name(archive.chain.timeline_at(s), s, size)),
-        pgdata.display(),
-        pgdata.join("log/dr-recovery.log").display(),
-        if archived {
-            format!("fix access to storage from the server (run `dr wal-fetch --target {} {next_name} /tmp/x` as the server's OS user), remove the directory and restore again", req.target.name)
-        } else {
-            format!("choose an earlier target (`dr list --target {}`), remove the directory and restore again", req.target.name)
-        }
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1254,39 +1330,14 @@ mod tests {
     }
 
     #[test]
-    fn reads_the_outcome_from_the_server_log() {
-        let log = "\
-2026-11-25 17:41:03.100 UTC [900] LOG:  starting point-in-time recovery to 2026-11-25 17:41:02+00
-2026-11-25 17:41:03.200 UTC [900] LOG:  restored log file \"000000010000000000000005\" from archive
-2026-11-25 17:41:03.300 UTC [900] LOG:  recovery stopping before commit of transaction 760, time 2026-11-25 17:41:02.5+00
-2026-11-25 17:41:03.300 UTC [900] LOG:  redo done at 0/5000100 system usage: CPU: user: 0.00 s
-2026-11-25 17:41:03.300 UTC [900] LOG:  last completed transaction was at log time 2026-11-25 17:41:01.912345+00
-2026-11-25 17:41:03.400 UTC [900] LOG:  selected new timeline ID: 2
-2026-11-25 17:41:03.500 UTC [899] LOG:  database system is ready to accept connections
-";
-        let o = parse_outcome(log);
-        assert_eq!(o.timeline, Some(2));
-        assert!(o
-            .stopped
-            .unwrap()
-            .starts_with("recovery stopping before commit"));
-        assert_eq!(
-            o.last_transaction_at
-                .unwrap()
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
-            "2026-11-25T17:41:01.912345Z"
-        );
-    }
-
-    #[test]
     fn start_command_runs_as_postgres_when_root() {
         let c = start_command(
             Path::new("/usr/lib/postgresql/15/bin"),
             Path::new("/srv/pg/restored"),
-            Path::new("/srv/pg/restored/log/dr-recovery.log"),
+            Path::new("/srv/pg/restored.dr-recovery.log"),
             Some(5544),
             Some("postgres"),
         );
-        assert_eq!(c, "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /srv/pg/restored -l /srv/pg/restored/log/dr-recovery.log -o '-p 5544' start");
+        assert_eq!(c, "runuser -u postgres -- /usr/lib/postgresql/15/bin/pg_ctl -D /srv/pg/restored -l /srv/pg/restored.dr-recovery.log -o '-p 5544' start");
     }
 }

@@ -138,7 +138,9 @@ impl RestoredServer {
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log/dr-recovery.log")).unwrap_or_default()
+        let name = self.dir.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::read_to_string(self.dir.with_file_name(format!("{name}.dr-recovery.log")))
+            .unwrap_or_default()
     }
 }
 
