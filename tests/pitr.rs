@@ -166,7 +166,9 @@ fn restores_to_a_time_a_restore_point_and_the_latest_under_load() {
     assert!(dir.join("recovery.signal").exists());
     let auto = std::fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap();
     assert!(
-        auto.contains("restore_command = '") && auto.contains("wal-fetch --target main %f %p'"),
+        auto.contains("restore_command = '")
+            && auto.contains("wal-fetch --target main --system-id ")
+            && auto.contains(" %f %p'"),
         "{auto}"
     );
     assert!(
@@ -618,6 +620,22 @@ fn an_encrypted_archive_restores_with_the_identity() {
     };
     run.expect_code(0);
     assert_eq!(restored_ids(port), a);
+    // restore_command passed the identity on; dr removed its recovery settings once it
+    // handed the promoted server over.
+    let steps = run.json()["steps"].clone();
+    let settings = steps
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "recovery settings")
+        .unwrap();
+    assert!(
+        settings["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("--identity {id} %f %p")),
+        "{settings}"
+    );
     let auto = std::fs::read_to_string(dir.join("postgresql.auto.conf")).unwrap();
-    assert!(auto.contains(&format!("--identity {id} %f %p")), "{auto}");
+    assert!(!auto.contains("restore_command"), "{auto}");
 }
