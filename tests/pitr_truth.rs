@@ -418,6 +418,25 @@ fn timelines_are_chosen_not_guessed() {
     let c = write_rows(&pg, 3, "c");
     archive_now(&pg);
 
+    // dr list shows both timelines, where 2 forked and how far each goes.
+    let list = world
+        .dr(&["list", "--target", "main", "--format", "json"])
+        .json();
+    let timelines = list["windows"][0]["timelines"].clone();
+    assert_eq!(timelines[0]["timeline"], 1, "{list}");
+    assert_eq!(timelines[1]["timeline"], 2, "{list}");
+    assert_eq!(timelines[1]["parent"], 1, "{list}");
+    assert!(timelines[1]["forked_at"].is_string(), "{list}");
+    assert!(
+        timelines[1]["last_wal"]
+            .as_str()
+            .unwrap()
+            .starts_with("00000002"),
+        "{list}"
+    );
+    let text = world.dr(&["list", "--target", "main"]).stdout;
+    assert!(text.contains("2: forked from 1 at"), "{text}");
+
     // Default: the live server's timeline (1), with its rows.
     let dir = restore_dir(&world, "current");
     let port = free_port();

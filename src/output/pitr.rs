@@ -113,7 +113,9 @@ pub fn windows_text(windows: &[RestorableWindow], points: &[RestorePoint]) -> St
             "\npoint-in-time restorable window of {} (system {}, timeline {}):\n",
             w.target, w.system_identifier, w.timeline
         ));
-        if w.spans.is_empty() {
+        if let Some(problem) = &w.problem {
+            text.push_str(&format!("  UNKNOWN: {problem}\n"));
+        } else if w.spans.is_empty() {
             text.push_str("  none: no base backup can be made consistent from the archive\n");
         }
         for s in &w.spans {
@@ -125,6 +127,20 @@ pub fn windows_text(windows: &[RestorableWindow], points: &[RestorePoint]) -> St
                 s.from_lsn,
                 s.to_wal
             ));
+        }
+        if w.timelines.len() > 1 {
+            text.push_str("  timelines (restore follows the live server's; --timeline N chooses):\n");
+            for t in &w.timelines {
+                let fork = match (t.parent, &t.forked_at) {
+                    (Some(p), Some(at)) => format!("forked from {p} at {at}"),
+                    _ => "the first".to_string(),
+                };
+                text.push_str(&format!(
+                    "    {}: {fork}, archived up to {}\n",
+                    t.timeline,
+                    t.last_wal.as_deref().unwrap_or("(no segment yet)")
+                ));
+            }
         }
         for g in &w.gaps {
             text.push_str(&format!(

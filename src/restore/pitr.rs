@@ -324,11 +324,19 @@ pub async fn windows(
     }
     let mut out = Vec::new();
     for (system_id, bases) in by_system {
-        let newest = bases
-            .iter()
-            .max_by_key(|b| b.consistent_by)
-            .expect("non-empty");
-        let archive = read_archive(storage, target, newest).await?;
+        let Some(newest) = bases.iter().max_by_key(|b| b.consistent_by) else {
+            continue;
+        };
+        let archive = match read_archive(storage, target, newest).await {
+            Ok(a) => a,
+            Err(e) => {
+                // Named, not dropped: an operator reading `dr list` must see why.
+                let mut w = window::window(target, system_id, &Chain::single(newest.timeline), &[], &[]);
+                w.problem = Some(format!("{e:#}"));
+                out.push(w);
+                continue;
+            }
+        };
         let mut reaches = Vec::new();
         let mut unusable = Vec::new();
         for b in &bases {
@@ -337,16 +345,46 @@ pub async fn windows(
                 Err(u) => unusable.push(u),
             }
         }
-        out.push(window::window(
-            target,
-            system_id,
-            &archive.chain,
-            &reaches,
-            &unusable,
-        ));
+        let mut w = window::window(target, system_id, &archive.chain, &reaches, &unusable);
+        w.timelines = branches(storage, &archive.files).await;
+        out.push(w);
     }
     out.sort_by(|a, b| a.system_identifier.cmp(&b.system_identifier));
     Ok(out)
+}
+
+/// Every archived timeline with its fork point (from its history file) and its newest
+/// segment.
+async fn branches(storage: &dyn Storage, files: &[ArchivedFile]) -> Vec<window::TimelineBranch> {
+    let mut out = Vec::new();
+    for t in lineage::archived_timelines(files) {
+        let last_wal = files
+            .iter()
+            .filter(|f| f.wal.kind == WalKind::Segment && f.wal.timeline == t)
+            .map(|f| f.wal.name.clone())
+            .max();
+        let history = format!("{t:08X}.history");
+        let fork = match files
+            .iter()
+            .find(|f| f.wal.kind == WalKind::History && f.wal.name == history)
+        {
+            Some(f) => wal::read_small(storage, f)
+                .await
+                .ok()
+                .and_then(|raw| {
+                    continuity::TimelineHistory::parse(t, &String::from_utf8_lossy(&raw)).ok()
+                })
+                .and_then(|h| h.switches.last().copied()),
+            None => None,
+        };
+        out.push(window::TimelineBranch {
+            timeline: t,
+            parent: fork.map(|(p, _)| p),
+            forked_at: fork.map(|(_, lsn)| lsn.to_string()),
+            last_wal,
+        });
+    }
+    out
 }
 
 fn fits(reach: &Reach, base: &BasePoint, target: &RecoveryTarget) -> bool {

@@ -153,6 +153,21 @@ pub struct RestorableWindow {
     pub gaps: Vec<String>,
     /// Base backups the archive cannot make consistent (it lacks WAL they need).
     pub unusable_backups: Vec<String>,
+    /// Every timeline the cluster archived, with where it forked and how far it goes.
+    pub timelines: Vec<TimelineBranch>,
+    /// Why the window could not be worked out (a corrupt history file, storage errors).
+    pub problem: Option<String>,
+}
+
+/// One archived timeline of a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TimelineBranch {
+    pub timeline: u32,
+    /// The timeline it forked from, and where (from its history file).
+    pub parent: Option<u32>,
+    pub forked_at: Option<String>,
+    /// Its newest archived segment.
+    pub last_wal: Option<String>,
 }
 
 /// Merges the reach of every backup of one cluster into spans.
@@ -199,6 +214,8 @@ pub fn window(
         spans,
         gaps,
         unusable_backups: unusable.iter().map(|u| u.backup_id.clone()).collect(),
+        timelines: Vec::new(),
+        problem: None,
     }
 }
 
