@@ -91,7 +91,11 @@ fn to_latest_over_a_damaged_segment_fails_unpromoted_naming_it() {
         port,
     };
     run.expect_code(1);
-    assert!(run.stderr.contains("recovery did not reach"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("recovery did not reach"),
+        "{}",
+        run.stderr
+    );
     assert!(run.stderr.contains(&middle), "{}", run.stderr);
     assert_eq!(run.json()["ok"], false);
     // Stopped before it could promote: no new timeline, nothing archived by it.
@@ -260,7 +264,10 @@ fn an_interrupted_start_stops_the_server_before_it_promotes() {
     ]);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !postmaster_runs(&dir) {
-        assert!(Instant::now() < deadline, "the restore never started its server");
+        assert!(
+            Instant::now() < deadline,
+            "the restore never started its server"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     let out = support::interrupt(child);
@@ -270,7 +277,10 @@ fn an_interrupted_start_stops_the_server_before_it_promotes() {
         "{stderr}"
     );
     assert!(stderr.contains(&dir_text), "{stderr}");
-    assert!(!postmaster_runs(&dir), "the server outlived the interruption");
+    assert!(
+        !postmaster_runs(&dir),
+        "the server outlived the interruption"
+    );
     assert!(histories(&world).is_empty(), "{:?}", histories(&world));
 
     // kill -9: the server is left, unpromoted; the next dr stops it and says so.
@@ -290,13 +300,20 @@ fn an_interrupted_start_stops_the_server_before_it_promotes() {
     ]);
     let deadline = Instant::now() + Duration::from_secs(120);
     while !postmaster_runs(&again) {
-        assert!(Instant::now() < deadline, "the restore never started its server");
+        assert!(
+            Instant::now() < deadline,
+            "the restore never started its server"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_secs(2));
-    assert!(histories(&world).is_empty(), "the orphan promoted: {:?}", histories(&world));
+    assert!(
+        histories(&world).is_empty(),
+        "the orphan promoted: {:?}",
+        histories(&world)
+    );
     let check = world.dr(&["check", "--format", "json"]);
     let json = check.json();
     let leftovers = json["checks"]
@@ -313,7 +330,10 @@ fn an_interrupted_start_stops_the_server_before_it_promotes() {
             .contains("recovering server"),
         "{json}"
     );
-    assert!(!postmaster_runs(&again), "the next dr did not stop the orphan");
+    assert!(
+        !postmaster_runs(&again),
+        "the next dr did not stop the orphan"
+    );
     assert!(histories(&world).is_empty(), "{:?}", histories(&world));
 }
 
@@ -346,8 +366,11 @@ fn a_key_the_server_user_cannot_read_fails_before_unpacking_naming_the_fix() {
     // root's key, 0600: dr reads it, the postgres user that runs restore_command cannot.
     let identity = world.dir.path().join("root.key");
     std::fs::copy(&generated, &identity).unwrap();
-    std::fs::set_permissions(&identity, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-        .unwrap();
+    std::fs::set_permissions(
+        &identity,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
     base_backup(&world);
     write_rows(&pg, 3, "a");
     archive_now(&pg);
@@ -361,7 +384,8 @@ fn a_key_the_server_user_cannot_read_fails_before_unpacking_naming_the_fix() {
     );
     run.expect_code(1);
     assert!(
-        run.stderr.contains(&format!("chgrp postgres {id}; chmod 640 {id}")),
+        run.stderr
+            .contains(&format!("chgrp postgres {id}; chmod 640 {id}")),
         "{}",
         run.stderr
     );
@@ -384,7 +408,11 @@ fn timelines_are_chosen_not_guessed() {
     let port = free_port();
     let refused = restore(&world, &first, &["--to-time", &t, "--archive"], Some(port));
     refused.expect_code(2);
-    assert!(refused.stderr.contains("--new-primary"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("--new-primary"),
+        "{}",
+        refused.stderr
+    );
     assert!(!exists_nonempty(&first));
     let run = restore(
         &world,
@@ -410,7 +438,11 @@ fn timelines_are_chosen_not_guessed() {
         "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
     ) < seg
     {
-        assert!(Instant::now() < deadline, "{seg} not archived: {}", copy.log());
+        assert!(
+            Instant::now() < deadline,
+            "{seg} not archived: {}",
+            copy.log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(copy);
@@ -446,13 +478,21 @@ fn timelines_are_chosen_not_guessed() {
         dir: dir.clone(),
         port,
     };
-    assert_eq!(restored_ids(port), [a.clone(), b.clone(), c.clone()].concat());
+    assert_eq!(
+        restored_ids(port),
+        [a.clone(), b.clone(), c.clone()].concat()
+    );
     drop(server);
 
     // --timeline 2: the copy's branch.
     let dir = restore_dir(&world, "two");
     let port = free_port();
-    let run = restore(&world, &dir, &["--to-latest", "--timeline", "2"], Some(port));
+    let run = restore(
+        &world,
+        &dir,
+        &["--to-latest", "--timeline", "2"],
+        Some(port),
+    );
     run.expect_code(0);
     let server = RestoredServer {
         dir: dir.clone(),
@@ -482,7 +522,10 @@ fn timelines_are_chosen_not_guessed() {
         .unwrap_or_default();
     assert_eq!(warning["status"], "warn", "{steps}");
     assert!(
-        warning["message"].as_str().unwrap().contains("timeline(s) 1"),
+        warning["message"]
+            .as_str()
+            .unwrap()
+            .contains("timeline(s) 1"),
         "{warning}"
     );
     assert_eq!(restored_ids(port), [a, x].concat());
@@ -573,4 +616,80 @@ fn two_clusters_under_one_name_are_told_apart() {
         port,
     };
     assert_eq!(restored_ids(port), old_rows);
+}
+
+/// The same guarantees with the archive on S3 (s3s-fs): a damaged segment under
+/// `--to-latest` fails unpromoted naming it, a doubled one before anything is unpacked, and
+/// an intact archive restores with the credentials dr.toml names passed to the server.
+#[test]
+fn on_s3_to_latest_is_exact_or_loud() {
+    let server = support::s3::S3Server::start();
+    let (pg, world) = archiving_cluster(ArchiveSetup {
+        initdb_args: &["--wal-segsize=1"],
+        storage_toml: Some(server.config_toml("prod")),
+        command_env: server.env(),
+        ..Default::default()
+    });
+    let mut world = world;
+    for (k, v) in server.env() {
+        world.set_env(&k, &v);
+    }
+    pg.psql(
+        "app",
+        "CREATE TABLE events (id serial PRIMARY KEY, at timestamptz NOT NULL DEFAULT clock_timestamp(), note text)",
+    );
+    base_backup(&world);
+    let (a, b, c, middle) = three_segments(&pg);
+    pg.stop_server();
+    let root = server.dir.join(&server.bucket).join("prod");
+
+    // Intact: every row, exactly.
+    let dir = restore_dir(&world, "s3-latest");
+    let port = free_port();
+    let run = restore(&world, &dir, &["--to-latest"], Some(port));
+    run.expect_code(0);
+    let restored = RestoredServer {
+        dir: dir.clone(),
+        port,
+    };
+    assert_eq!(restored_ids(port), [a, b, c].concat());
+    drop(restored);
+
+    // Damaged in the bucket: exit 1, named, unpromoted.
+    let stored = stored_wal(&root);
+    let (_, sha, path) = stored.iter().find(|(n, _, _)| *n == middle).unwrap();
+    let original = std::fs::read(path).unwrap();
+    let mut bytes = original.clone();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0xFF;
+    std::fs::write(path, &bytes).unwrap();
+    let dir = restore_dir(&world, "s3-damaged");
+    let port = free_port();
+    let run = restore(&world, &dir, &["--to-latest"], Some(port));
+    let _server = RestoredServer {
+        dir: dir.clone(),
+        port,
+    };
+    run.expect_code(1);
+    assert!(run.stderr.contains(&middle), "{}", run.stderr);
+    assert!(!postmaster_runs(&dir));
+    assert!(
+        !support::files_below(&root)
+            .iter()
+            .any(|p| p.to_string_lossy().ends_with(".history.zst")
+                || p.to_string_lossy().contains(".history.")),
+        "the damaged restore promoted"
+    );
+
+    // Doubled: refused before unpacking.
+    std::fs::write(path, &original).unwrap();
+    let twin = path
+        .to_string_lossy()
+        .replace(sha.as_str(), &"0".repeat(64));
+    std::fs::write(twin, &original).unwrap();
+    let dir = restore_dir(&world, "s3-doubled");
+    let run = restore(&world, &dir, &["--to-latest"], Some(free_port()));
+    run.expect_code(1);
+    assert!(run.stderr.contains("stored twice"), "{}", run.stderr);
+    assert!(!exists_nonempty(&dir));
 }

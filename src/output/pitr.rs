@@ -129,7 +129,9 @@ pub fn windows_text(windows: &[RestorableWindow], points: &[RestorePoint]) -> St
             ));
         }
         if w.timelines.len() > 1 {
-            text.push_str("  timelines (restore follows the live server's; --timeline N chooses):\n");
+            text.push_str(
+                "  timelines (restore follows the live server's; --timeline N chooses):\n",
+            );
             for t in &w.timelines {
                 let fork = match (t.parent, &t.forked_at) {
                     (Some(p), Some(at)) => format!("forked from {p} at {at}"),

@@ -288,10 +288,15 @@ mod tests {
     #[test]
     fn the_cluster_comes_from_the_flag_the_server_or_the_only_one() {
         let two = vec![(1, "a".to_string()), (2, "b".to_string())];
-        assert_eq!(choose_cluster("m", &two, Some(1), None).unwrap().system_id, 1);
+        assert_eq!(
+            choose_cluster("m", &two, Some(1), None).unwrap().system_id,
+            1
+        );
         assert!(choose_cluster("m", &two, Some(3), None).is_err());
         assert_eq!(
-            choose_cluster("m", &two, None, Some(&live(2, 1))).unwrap().system_id,
+            choose_cluster("m", &two, None, Some(&live(2, 1)))
+                .unwrap()
+                .system_id,
             2
         );
         let e = choose_cluster("m", &two, None, None).unwrap_err();
@@ -305,17 +310,25 @@ mod tests {
     #[test]
     fn the_timeline_follows_the_live_server_unless_told() {
         let tl = [1, 2];
-        assert_eq!(choose_timeline(None, &tl, Some(&live(7, 1)), 7).unwrap().0, 1);
+        assert_eq!(
+            choose_timeline(None, &tl, Some(&live(7, 1)), 7).unwrap().0,
+            1
+        );
         let (t, note) = choose_timeline(None, &tl, None, 7).unwrap();
         assert_eq!(t, 2);
         assert!(note.starts_with("warning:") && note.contains("timeline(s) 1"));
         assert_eq!(
-            choose_timeline(Some(TimelineChoice::Number(1)), &tl, None, 7).unwrap().0,
+            choose_timeline(Some(TimelineChoice::Number(1)), &tl, None, 7)
+                .unwrap()
+                .0,
             1
         );
         assert!(choose_timeline(Some(TimelineChoice::Number(5)), &tl, None, 7).is_err());
         assert!(choose_timeline(Some(TimelineChoice::Current), &tl, None, 7).is_err());
-        assert_eq!(TimelineChoice::parse("latest").unwrap(), TimelineChoice::Latest);
+        assert_eq!(
+            TimelineChoice::parse("latest").unwrap(),
+            TimelineChoice::Latest
+        );
         assert!(TimelineChoice::parse("0").is_err());
     }
 }

@@ -331,7 +331,8 @@ pub async fn windows(
             Ok(a) => a,
             Err(e) => {
                 // Named, not dropped: an operator reading `dr list` must see why.
-                let mut w = window::window(target, system_id, &Chain::single(newest.timeline), &[], &[]);
+                let mut w =
+                    window::window(target, system_id, &Chain::single(newest.timeline), &[], &[]);
                 w.problem = Some(format!("{e:#}"));
                 out.push(w);
                 continue;
@@ -568,7 +569,9 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
         run_as: run_as.clone(),
     };
     recovery::fresh_log(&log, run_as.as_deref())?;
+    let env = server_env(req.config);
     let plan = recovery::ServerPlan {
+        env: &env,
         server: &server,
         pgdata,
         log: &log,
@@ -664,7 +667,10 @@ async fn choose(
     let mut stored: Vec<(u64, String)> = Vec::new();
     for (m, b) in &all_bases {
         if !stored.iter().any(|(id, _)| *id == b.system_id) {
-            stored.push((b.system_id, format!("{} at {}", m.id, window::time_text(b.consistent_by))));
+            stored.push((
+                b.system_id,
+                format!("{} at {}", m.id, window::time_text(b.consistent_by)),
+            ));
         }
     }
     let live = lineage::live_server(req.target).await;
@@ -691,9 +697,16 @@ async fn choose(
         bail!("no physical base backup of {name} belongs to cluster {system_id}; hint: pass --backup-id or --system-id");
     };
     let prefix = wal::cluster_prefix(name, system_id);
-    let objects = req.storage.list(&format!("{prefix}/")).await.with_context(|| {
-        format!("cannot list the WAL archive {prefix} in {}", req.storage.describe())
-    })?;
+    let objects = req
+        .storage
+        .list(&format!("{prefix}/"))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot list the WAL archive {prefix} in {}",
+                req.storage.describe()
+            )
+        })?;
     let modified: HashMap<String, DateTime<Utc>> = objects
         .iter()
         .map(|o| (o.key.clone(), o.modified))
@@ -708,9 +721,7 @@ async fn choose(
         files,
         archived_at,
         chain,
-        timeline_warning: timeline_note
-            .strip_prefix("warning: ")
-            .map(str::to_string),
+        timeline_warning: timeline_note.strip_prefix("warning: ").map(str::to_string),
     };
     // A base backup helps only if the chosen timeline runs through its start.
     let bases: Vec<_> = all_bases
@@ -1066,6 +1077,33 @@ fn restore_command(req: &PitrRequest<'_>, system_id: u64) -> Result<String> {
     Ok(fetch)
 }
 
+/// The variables of dr's environment that restore_command needs: the ones dr.toml names
+/// for storage credentials and the identity, and the standard AWS ones. The server dr
+/// starts gets them in its environment, as the operator's own service would.
+fn server_env(config: &Config) -> Vec<(String, String)> {
+    let mut names: Vec<String> = [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_REGION",
+        "AWS_DEFAULT_REGION",
+    ]
+    .iter()
+    .map(|n| n.to_string())
+    .collect();
+    if let Some(s3) = config.storage.as_ref().and_then(|s| s.s3.as_ref()) {
+        names.extend(s3.access_key_id_env.clone());
+        names.extend(s3.secret_access_key_env.clone());
+    }
+    if let Some(e) = &config.encryption {
+        names.extend(e.identity_env.clone());
+    }
+    names
+        .into_iter()
+        .filter_map(|n| std::env::var(&n).ok().map(|v| (n, v)))
+        .collect()
+}
+
 /// Files the server's OS user must read for restore_command to work.
 fn files_restore_command_reads(req: &PitrRequest<'_>) -> Vec<PathBuf> {
     let config_dir = req.config.path.parent().unwrap_or(Path::new("."));
@@ -1106,6 +1144,7 @@ async fn probe_restore_command(
         .replace("%f", first)
         .replace("%p", &dest.display().to_string());
     let ran = ChildCommand::new("sh", "restore_command")
+        .envs(&server_env(req.config))
         .args(["-c", &line])
         .run_as(run_as)
         .current_dir(dir.path())
@@ -1114,7 +1153,10 @@ async fn probe_restore_command(
     let fetched = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
     if ran.is_ok() && fetched > 0 {
         let who = run_as.map_or("dr's own user".to_string(), |u| format!("the {u} OS user"));
-        return Ok(((), format!("{who} fetched and opened {first} with restore_command")));
+        return Ok((
+            (),
+            format!("{who} fetched and opened {first} with restore_command"),
+        ));
     }
     let user = run_as.unwrap_or("the server's OS user");
     let mut fixes = Vec::new();

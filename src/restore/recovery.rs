@@ -138,12 +138,13 @@ pub fn configured_port(pgdata: &Path, given: Option<u16>) -> u16 {
     let port_in = |file: &str| -> Option<u16> {
         let text = std::fs::read_to_string(pgdata.join(file)).ok()?;
         text.lines()
+            .rev()
             .filter_map(|l| {
                 let l = l.split('#').next()?.trim();
                 let (k, v) = l.split_once('=')?;
                 (k.trim() == "port").then(|| v.trim().trim_matches('\'').parse().ok())?
             })
-            .last()
+            .next()
     };
     port_in("postgresql.auto.conf")
         .or_else(|| port_in("postgresql.conf"))
@@ -193,6 +194,9 @@ pub struct ServerPlan<'a> {
     pub sandbox_socket_dir: Option<&'a Path>,
     /// A role to ask the server as (trust, on the private socket).
     pub role: String,
+    /// What restore_command needs from dr's environment (storage credentials, the
+    /// identity), passed to the server it starts; never on a command line.
+    pub env: &'a [(String, String)],
 }
 
 /// Where recovery ended.
@@ -322,6 +326,7 @@ async fn recover(
     );
     plan.server
         .pg_ctl(plan.pgdata)
+        .envs(plan.env)
         .arg("-l")
         .arg(plan.log)
         .args(["-o", &options, "-W", "start"])
@@ -589,8 +594,8 @@ fn refused_segment(log: &str, expected: &Expected<'_>) -> Option<String> {
 /// The error line wal-fetch wrote to the server log about `name`, if any.
 fn wal_fetch_error(log: &str, name: &str) -> Option<String> {
     log.lines()
-        .filter(|l| l.starts_with("error: ") && l.contains(name))
-        .last()
+        .rev()
+        .find(|l| l.starts_with("error: ") && l.contains(name))
         .map(|l| l.trim_start_matches("error: ").trim().to_string())
 }
 
@@ -624,7 +629,12 @@ async fn hand_over(plan: &ServerPlan<'_>) -> Result<()> {
         .await
         .context("the promoted server did not stop for its restart")?;
     remove_dr_settings(plan.pgdata)?;
-    let mut start = plan.server.pg_ctl(plan.pgdata).arg("-l").arg(plan.log);
+    let mut start = plan
+        .server
+        .pg_ctl(plan.pgdata)
+        .envs(plan.env)
+        .arg("-l")
+        .arg(plan.log);
     if let Some(p) = plan.port {
         start = start.args(["-o", &format!("-p {p}")]);
     }

@@ -85,7 +85,10 @@ async fn opens(storage: &dyn Storage, file: &ArchivedFile, identities: &Identiti
     }
     drop(stream);
     identities
-        .decrypt(&head[..], &["the recipients it was archived for".to_string()])
+        .decrypt(
+            &head[..],
+            &["the recipients it was archived for".to_string()],
+        )
         .map(|_| ())
         .map_err(|e| {
             anyhow!(
