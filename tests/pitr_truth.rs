@@ -616,6 +616,20 @@ fn two_clusters_under_one_name_are_told_apart() {
         port,
     };
     assert_eq!(restored_ids(port), old_rows);
+
+    // Drills are per cluster too.
+    let drill = world.dr(&[
+        "drill",
+        "--pitr",
+        "--target",
+        "main",
+        "--system-id",
+        &old_id,
+        "--format",
+        "json",
+    ]);
+    drill.expect_code(0);
+    assert_eq!(drill.json()["ok"], true, "{}", drill.stdout);
 }
 
 /// The same guarantees with the archive on S3 (s3s-fs): a damaged segment under

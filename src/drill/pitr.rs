@@ -258,8 +258,17 @@ async fn choose_target(
     let (manifests, _) =
         crate::backup::catalog::list_complete(req.storage, Some(&req.target.name)).await?;
     let windows = pitr::windows(req.storage, &req.target.name, &manifests).await?;
+    // The window of the cluster the restore will pick: --system-id, else the live
+    // server's; another cluster's window (before a rebuild) says nothing about this one.
+    let cluster = match req.system_id {
+        Some(id) => Some(id),
+        None => crate::restore::lineage::live_server(req.target)
+            .await
+            .map(|l| l.system_id),
+    };
     let inside = windows
         .iter()
+        .filter(|w| cluster.is_none_or(|id| w.system_identifier == id.to_string()))
         .flat_map(|w| &w.spans)
         .any(|s| s.from_time <= default && default <= s.to_time);
     if inside {
