@@ -340,6 +340,8 @@ fn an_interrupted_start_stops_the_server_before_it_promotes() {
 #[test]
 fn a_taken_port_is_refused_at_once() {
     let (pg, world) = cluster();
+    // The copy will listen where the source listens (its own setting, no --port).
+    pg.psql("postgres", &format!("ALTER SYSTEM SET port = {}", pg.port));
     base_backup(&world);
     write_rows(&pg, 2, "a");
     archive_now(&pg);
@@ -352,6 +354,29 @@ fn a_taken_port_is_refused_at_once() {
     assert!(run.stderr.contains("--port"), "{}", run.stderr);
     assert!(started.elapsed() < Duration::from_secs(30));
     assert!(!exists_nonempty(&dir));
+
+    // Without --port: the port of the copy's own configuration, checked before the start.
+    let started = Instant::now();
+    let dir_text = dir.display().to_string();
+    let run = world.dr(&[
+        "restore",
+        "--target",
+        "main",
+        "--pitr",
+        "--to-latest",
+        "--pgdata",
+        &dir_text,
+        "--start",
+    ]);
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains(&format!("would listen on port {}", pg.port)),
+        "{}",
+        run.stderr
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    assert!(!exists_nonempty(&dir), "the unpacked copy is removed");
 }
 
 #[test]
