@@ -653,6 +653,9 @@ pub struct DrillArgs {
     /// archive when that lies outside the restorable window]
     #[arg(long, value_name = "TIME", requires = "pitr")]
     pub to_time: Option<String>,
+    /// With --pitr: recover everything archived (as `dr restore --pitr --to-latest`)
+    #[arg(long, requires = "pitr", conflicts_with = "to_time")]
+    pub to_latest: bool,
     /// With --pitr: the timeline to follow, a number, `latest` or `current` (as `dr
     /// restore --pitr --timeline`)
     #[arg(long, value_name = "N|latest|current", requires = "pitr")]

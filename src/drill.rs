@@ -338,10 +338,11 @@ impl Judgement {
         let rto_objective_ms = objectives.rto.map(|d| d.as_millis() as u64);
         let rpo_objective_ms = objectives.rpo.map(|d| d.as_millis() as u64);
         let restored = outcome.is_ok();
-        let rto_met = rto_objective_ms.map(|o| restored && rto_ms <= o);
+        // A drill that did not restore measured nothing: "not measured", never "missed".
+        let rto_met = rto_objective_ms.filter(|_| restored).map(|o| rto_ms <= o);
         let rpo_met = match (rpo_ms, rpo_objective_ms) {
-            (Some(a), Some(o)) => Some(restored && a <= o),
-            (None, Some(_)) => Some(false),
+            (Some(a), Some(o)) if restored => Some(a <= o),
+            (None, Some(_)) if restored => Some(false),
             _ => None,
         };
         let mut problems = Vec::new();

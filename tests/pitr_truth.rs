@@ -732,3 +732,45 @@ fn on_s3_to_latest_is_exact_or_loud() {
     assert!(run.stderr.contains("stored twice"), "{}", run.stderr);
     assert!(!exists_nonempty(&dir));
 }
+
+/// A drill refused for its input is a usage error, as for `dr restore --pitr`: exit 2,
+/// nothing stored, `dr check` still sees no failed drill. `--to-latest` drills the end.
+#[test]
+fn drill_refusals_store_nothing_and_to_latest_drills_the_end() {
+    let (pg, world) = cluster();
+    base_backup(&world);
+    write_rows(&pg, 3, "a");
+    archive_now(&pg);
+    let drills = || support::files_below(&world.storage_dir().join("drills")).len();
+
+    let refused = world.dr(&[
+        "drill",
+        "--pitr",
+        "--target",
+        "main",
+        "--to-time",
+        "2001-01-01T00:00:00Z",
+    ]);
+    refused.expect_code(2);
+    assert!(
+        refused.stderr.contains("before the restorable window"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(drills(), 0, "a refusal is not a drill");
+
+    let run = world.dr(&[
+        "drill",
+        "--pitr",
+        "--target",
+        "main",
+        "--to-latest",
+        "--format",
+        "json",
+    ]);
+    run.expect_code(0);
+    let report = run.json();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["pitr"]["recovery_target"], "latest", "{report}");
+    assert_eq!(drills(), 1);
+}

@@ -35,6 +35,7 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
                 .map(crate::restore::pitr::TimelineChoice::parse)
                 .transpose()?,
             system_id: args.system_id,
+            to_latest: args.to_latest,
         })
         .await
     } else {

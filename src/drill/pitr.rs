@@ -49,6 +49,8 @@ pub struct PitrDrillRequest<'a> {
     pub identity_file: Option<PathBuf>,
     pub timeline: Option<pitr::TimelineChoice>,
     pub system_id: Option<u64>,
+    /// `--to-latest`: recover everything archived.
+    pub to_latest: bool,
 }
 
 /// The sandbox directory: the server is stopped and the directory removed on drop.
@@ -190,6 +192,17 @@ pub async fn run(req: PitrDrillRequest<'_>) -> Result<DrillReport> {
     }
     .await;
 
+    // A refusal (a target outside the window, no identity, an ambiguous cluster) is a
+    // usage error, as for `dr restore --pitr`: exit 2, and no drill happened to record.
+    let outcome = match outcome {
+        Err(e) if crate::error::exit_code(&e) == crate::error::EXIT_USAGE => {
+            if let Some(mut sb) = sandbox.take() {
+                tokio::task::spawn_blocking(move || sb.remove()).await.ok();
+            }
+            return Err(e);
+        }
+        other => other,
+    };
     let cleanup_started = Instant::now();
     if let Some(mut sb) = sandbox.take() {
         tokio::task::spawn_blocking(move || sb.remove()).await.ok();
@@ -248,6 +261,12 @@ async fn choose_target(
     req: &PitrDrillRequest<'_>,
     now: DateTime<Utc>,
 ) -> Result<(RecoveryTarget, String)> {
+    if req.to_latest {
+        return Ok((
+            RecoveryTarget::Latest,
+            "recover to the end of the archive (--to-latest)".into(),
+        ));
+    }
     if let Some(t) = req.to_time {
         return Ok((
             RecoveryTarget::Time(t),

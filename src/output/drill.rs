@@ -9,11 +9,12 @@ pub fn table(report: &DrillReport) -> String {
     let mut t = new_table(&["objective", "measured", "target", "met"])
         .heading("Objectives")
         .fit(Fit::Wrap, &["objective"]);
-    let met = |m: Option<bool>| -> TableCell {
-        cell(match m {
-            Some(true) => "yes",
-            Some(false) => "NO",
-            None => "not set",
+    let met = |m: Option<bool>, objective: Option<u64>| -> TableCell {
+        cell(match (m, objective) {
+            (Some(true), _) => "yes",
+            (Some(false), _) => "NO",
+            (None, Some(_)) => "not measured",
+            (None, None) => "not set",
         })
     };
     let ms = |v: Option<u64>| cell(v.map(units::millis).unwrap_or_else(|| "-".into()));
@@ -21,7 +22,7 @@ pub fn table(report: &DrillReport) -> String {
         cell("RTO (restore + verify)"),
         cell(units::millis(report.rto_ms)),
         ms(report.rto_objective_ms),
-        met(report.rto_met),
+        met(report.rto_met, report.rto_objective_ms),
     ]);
     t.add_row(vec![
         cell(if report.pitr.is_some() {
@@ -31,7 +32,7 @@ pub fn table(report: &DrillReport) -> String {
         }),
         ms(report.rpo_ms),
         ms(report.rpo_objective_ms),
-        met(report.rpo_met),
+        met(report.rpo_met, report.rpo_objective_ms),
     ]);
     text.push_str(&format!(
         "{}drill {} ({}): {}\nreport stored as drills/{}/{}.json\n",
