@@ -92,6 +92,18 @@ fn stored_objects_hold_no_plaintext_and_each_key_opens_the_backup() {
     assert!(steps
         .iter()
         .any(|s| s["name"] == "archive" && s["status"] == "warn"));
+    // The verdict says what was proven: the checksums, not the archive.
+    let text = world.dr(&["validate"]);
+    text.expect_code(0);
+    assert!(
+        text.stdout.contains("VALID (checksums only)")
+            && text.stdout.contains("the archive was not read"),
+        "{}",
+        text.stdout
+    );
+    assert!(!text
+        .stdout
+        .contains("VALID: a restore of this backup can start"));
     // Either key opens it: validate reads the archive, restore verifies the plaintext hash.
     for key in [&team, &glass] {
         let run = world.dr(&["validate", "--identity", key.to_str().unwrap()]);
