@@ -45,7 +45,8 @@ pub async fn run(config: &Config, args: VerifyArgs) -> Result<i32> {
         conn: &conn,
         manifest: Some(&manifest),
         // Another database is a copy: production's Redis and HTTP endpoints are not its.
-        include_services: named.is_none(),
+        // Tables asked for by name are all that is asked about.
+        include_services: named.is_none() && selection.is_empty(),
         selection: &selection,
     })
     .await;

@@ -105,10 +105,17 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
                         });
                     }
                 }
-                let status = if mismatches.is_empty() {
+                // Fewer rows (or no table) is data the backup had and the database lacks;
+                // more rows were written since: worth a look, not a loss.
+                let lost = mismatches
+                    .iter()
+                    .any(|m| m.found.is_none_or(|found| found < m.expected));
+                let status = if lost {
+                    Status::Fail
+                } else if mismatches.is_empty() {
                     Status::Pass
                 } else {
-                    Status::Fail
+                    Status::Warn
                 };
                 let message = if mismatches.is_empty() && !req.selection.is_empty() {
                     format!(
@@ -125,6 +132,12 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
                     mismatches
                         .iter()
                         .map(|m| match m.found {
+                            Some(found) if found > m.expected => format!(
+                                "{}: {found} rows, {} more than the backup's {} (written since)",
+                                m.table,
+                                found - m.expected,
+                                m.expected
+                            ),
                             Some(found) => {
                                 format!("{}: {} rows expected, {found} found", m.table, m.expected)
                             }
