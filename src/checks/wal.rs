@@ -554,7 +554,11 @@ impl FetchUser {
     fn label(&self) -> String {
         match &self.name {
             Some(n) => format!("OS user {n} (owner of the data directory)"),
-            None => "the user dr runs as".to_string(),
+            None if self.uid.is_root() => format!(
+                "OS user {} (dr's own: the server's data directory is not on this host, or the role may not see data_directory)",
+                self.user_name()
+            ),
+            None => format!("OS user {} (dr's own)", self.user_name()),
         }
     }
 
@@ -584,13 +588,15 @@ impl FetchUser {
         }
     }
 
-    /// Whether this user may enter every directory above `path`.
-    fn may_reach(&self, path: &std::path::Path) -> Option<std::path::PathBuf> {
+    /// The directory nearest the root, on the way to `path`, that this user may not
+    /// enter, if any.
+    fn blocked_on_the_way(&self, path: &std::path::Path) -> Option<std::path::PathBuf> {
         use std::os::unix::fs::MetadataExt;
         if self.uid.is_root() {
             return None;
         }
-        path.ancestors().skip(1).find_map(|dir| {
+        let above: Vec<&std::path::Path> = path.ancestors().skip(1).collect();
+        above.into_iter().rev().find_map(|dir| {
             let meta = std::fs::metadata(dir).ok()?;
             let mode = meta.mode();
             let may = if meta.uid() == self.uid.as_raw() {
@@ -732,7 +738,7 @@ async fn fetch(
             .flatten()
             {
                 let Some(path) = path else { continue };
-                if let Some(dir) = user.may_reach(&path) {
+                if let Some(dir) = user.blocked_on_the_way(&path) {
                     fixes.push(format!(
                         "{user_name} cannot enter {} (on the way to {what} {}): chmod o+x {} (or chgrp {group} and chmod g+x)",
                         dir.display(),
@@ -752,7 +758,7 @@ async fn fetch(
             };
             if let Some(root) = local_root {
                 let object = root.join(&newest.key);
-                if let Some(dir) = user.may_reach(&object) {
+                if let Some(dir) = user.blocked_on_the_way(&object) {
                     fixes.push(format!(
                         "{user_name} cannot enter the storage directory {}: chgrp -R {group} {}; chmod -R g+rX {}",
                         dir.display(),
@@ -956,6 +962,40 @@ mod tests {
             ahead.message.contains("00000003.history"),
             "{}",
             ahead.message
+        );
+    }
+
+    #[test]
+    fn readability_for_the_servers_user_follows_owner_group_and_other_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("team.key");
+        std::fs::write(&key, "AGE-SECRET-KEY-1").unwrap();
+        let gid = nix::unistd::Gid::from_raw(std::os::unix::fs::MetadataExt::gid(
+            &std::fs::metadata(&key).unwrap(),
+        ));
+        // A user that owns nothing here; in the file's group or not.
+        let stranger = |groups: Vec<nix::unistd::Gid>| FetchUser {
+            name: Some("nobody".into()),
+            uid: nix::unistd::Uid::from_raw(65534),
+            gid: nix::unistd::Gid::from_raw(65534),
+            groups,
+            group_name: "nogroup".into(),
+        };
+        let set = |mode: u32| {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set(0o600);
+        assert!(!stranger(vec![gid]).may_read(&key));
+        set(0o640);
+        assert!(stranger(vec![gid]).may_read(&key));
+        assert!(!stranger(vec![]).may_read(&key));
+        set(0o644);
+        assert!(stranger(vec![]).may_read(&key));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(
+            stranger(vec![]).blocked_on_the_way(&key).as_deref(),
+            Some(dir.path())
         );
     }
 
