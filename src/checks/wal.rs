@@ -123,22 +123,22 @@ async fn archiving(shared: &SharedClient, rpo: Option<Duration>) -> Result<Findi
         .query_one("SELECT current_setting('archive_command')", &[])
         .await
         .ok()
-        .map(|r| r.get::<_, String>(0));
+        .and_then(|r| r.try_get::<_, String>(0).ok());
     let state = ArchiverState {
-        mode: row.get(0),
-        library: row.get(1),
+        mode: row.try_get(0)?,
+        library: row.try_get(1)?,
         command,
-        timeout_s: i64::from(row.get::<_, i32>(2)),
-        archived: row.get(3),
-        last_wal: row.get(4),
-        last_age_s: row.get(5),
-        failed: row.get(6),
-        failed_wal: row.get(7),
-        failed_age_s: row.get(8),
-        failing: row.get(9),
-        in_recovery: row.get(10),
-        current_wal: row.get(11),
-        segment_size: row.get::<_, i64>(12) as u64,
+        timeout_s: i64::from(row.try_get::<_, i32>(2)?),
+        archived: row.try_get(3)?,
+        last_wal: row.try_get(4)?,
+        last_age_s: row.try_get(5)?,
+        failed: row.try_get(6)?,
+        failed_wal: row.try_get(7)?,
+        failed_age_s: row.try_get(8)?,
+        failing: row.try_get(9)?,
+        in_recovery: row.try_get(10)?,
+        current_wal: row.try_get(11)?,
+        segment_size: row.try_get::<_, i64>(12)? as u64,
         user: c.user.clone(),
     };
     Ok(judge_archiver(&state, rpo))
@@ -282,9 +282,9 @@ async fn replication(target: &PostgresTarget, shared: &SharedClient) -> Result<F
         )
         .await
         .map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
-    let may: bool = row.get(0);
-    let max_senders: i32 = row.get(1);
-    let busy: i32 = row.get(2);
+    let may: bool = row.try_get(0)?;
+    let max_senders: i32 = row.try_get(1)?;
+    let busy: i32 = row.try_get(2)?;
     let user = &c.user;
     if !may {
         return Ok(Finding::fail(format!(
