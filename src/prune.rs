@@ -195,8 +195,9 @@ fn pool_destination(m: &BackupManifest) -> &str {
 }
 
 /// The physical base backups of `target` the WAL archive cannot make consistent, with
-/// the first segment each lacks (the same judgement as `dr list`'s `unusable_backups` and
-/// a point-in-time restore: `restore::window::reach`).
+/// why: the first segment each lacks (the same judgement as `dr list`'s
+/// `unusable_backups` and a point-in-time restore: `restore::window::reach`), or an
+/// archive whose timeline history cannot be followed (then none of that cluster counts).
 async fn unrestorable(
     storage: &dyn Storage,
     target: &str,
@@ -233,12 +234,27 @@ async fn unrestorable(
             .collect();
         let files = wal::archived_files(objects);
         let archived_at = window::archived_times(&files, &modified);
-        let chain =
-            continuity::archive_chain(storage, &files, newest.timeline, newest.segment_size)
-                .await
-                .with_context(|| {
-                    format!("cannot tell which base backups of cluster {system_id} the archive can restore, so nothing of it is pruned")
-                })?;
+        let chain = match continuity::archive_chain(
+            storage,
+            &files,
+            newest.timeline,
+            newest.segment_size,
+        )
+        .await
+        {
+            Ok(chain) => chain,
+            // Nothing of this cluster is judged restorable, so nothing of it is
+            // removed; other clusters and dumps are pruned as usual.
+            Err(e) => {
+                for b in &bases {
+                    out.insert(
+                            b.id.clone(),
+                            format!("the WAL archive of cluster {system_id} cannot be followed ({e:#}), so whether any of its base backups restores is unknown"),
+                        );
+                }
+                continue;
+            }
+        };
         for b in &bases {
             let chain = if chain.contains(b.timeline) {
                 chain.clone()
@@ -246,7 +262,13 @@ async fn unrestorable(
                 Chain::single(b.timeline)
             };
             if let Err(u) = window::reach(b, &files, &archived_at, &chain) {
-                out.insert(u.backup_id, u.missing);
+                out.insert(
+                    u.backup_id,
+                    format!(
+                        "the WAL archive lacks {}, which it needs to become consistent, so no point-in-time restore can start from it",
+                        u.missing
+                    ),
+                );
             }
         }
     }
@@ -339,7 +361,7 @@ async fn decide_verified(
         });
     }
     for m in members {
-        let Some(missing) = unrestorable.get(&m.id) else {
+        let Some(why) = unrestorable.get(&m.id) else {
             continue;
         };
         entries.push(PruneEntry {
@@ -347,9 +369,7 @@ async fn decide_verified(
             backup_id: m.id.clone(),
             kind: EntryKind::Unrestorable,
             action: Action::Keep,
-            reason: format!(
-                "UNRESTORABLE, not counted as kept and left for inspection: the WAL archive lacks {missing}, which it needs to become consistent, so no point-in-time restore can start from it"
-            ),
+            reason: format!("UNRESTORABLE, not counted as kept and left for inspection: {why}"),
             keys: vec![],
         });
     }

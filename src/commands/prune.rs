@@ -108,7 +108,7 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
     }
     if !unrestorable.is_empty() {
         problems.push(format!(
-            "base backup(s) {} cannot be restored: the WAL archive lacks segments they need to become consistent (see `dr list`); they were kept for inspection and not counted, so the newest restorable base backup and its WAL were kept in their place; hint: find out who removed the WAL, take a new base backup (`dr backup --physical`), then remove the unrestorable ones by hand",
+            "base backup(s) {} cannot be restored from the WAL archive as it stands (each entry says why; see `dr list`); they were kept for inspection and not counted, so the newest restorable base backup and its WAL were kept in their place; hint: find out who removed the WAL, take a new base backup (`dr backup --physical`), then remove the unrestorable ones by hand",
             unrestorable.join(", ")
         ));
     }
