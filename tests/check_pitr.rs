@@ -237,6 +237,7 @@ fn wal_fetch_proves_the_servers_user_can_open_the_newest_segment() {
         message.contains(&format!("chgrp postgres {key}; chmod 640 {key}")),
         "names the fix: {message}"
     );
+    assert_eq!(message.matches("hint:").count(), 1, "{message}");
     // Nothing of the attempt is left behind.
     assert!(
         std::fs::read_dir(world.tmp_dir())

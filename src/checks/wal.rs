@@ -788,8 +788,15 @@ async fn fetch(
             } else {
                 fixes.join("; ")
             };
+            // One hint per message: wal-fetch's own gives way to the one for this user.
+            let error = format!("{e:#}");
+            let error = error
+                .split("hint:")
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches([' ', ';', '|']);
             Ok(Finding::fail(format!(
-                "{who} cannot fetch the newest archived segment {} through the restore path, so a point-in-time restore would stop at its first segment: {e:#}; hint: {hint}",
+                "{who} cannot fetch the newest archived segment {} through the restore path, so a point-in-time restore would stop at its first segment: {error}; hint: {hint}",
                 newest.wal.name
             )))
         }
