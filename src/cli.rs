@@ -52,7 +52,11 @@ Checks:
   pg.replication     the role may stream a base backup: REPLICATION, a free WAL sender,
                      a pg_hba.conf line for replication  [targets with wal_archiving]
   wal.continuity     storage holds every segment from the newest base backup's start to
-                     the newest archived one, no gap     [targets with wal_archiving]
+                     the newest archived one, no gap; the server writes the archive's
+                     newest timeline (else split brain)  [targets with wal_archiving]
+  wal.fetch          the server's OS user fetches and opens the newest archived segment
+                     with `dr wal-fetch`, as restore_command would
+                                                         [targets with wal_archiving]
   drill.recent       a successful drill within objectives.drill_every (warn if none)
   drill.leftovers    nothing left by a dr that died: files on this host (removed),
                      scratch databases on the target's server (warn)

@@ -3,6 +3,8 @@
 //! applying removes each backup's manifest first, then its data, so a half-removed
 //! backup never looks complete.
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result};
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
@@ -13,8 +15,10 @@ use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod};
 use crate::backup::retention;
 use crate::config::RetentionConfig;
 use crate::report::FORMAT_VERSION;
+use crate::restore::window::{self, BasePoint};
 use crate::storage::local::PARTIAL_MARKER;
 use crate::storage::Storage;
+use crate::wal::continuity::{self, Chain};
 use crate::wal::{self, Lsn};
 
 /// What a prune entry is about.
@@ -35,6 +39,9 @@ pub enum EntryKind {
     Physical,
     /// Archived WAL of one cluster (`backup_id` is `wal:<system identifier>`).
     Wal,
+    /// A complete physical base backup the WAL archive cannot make consistent (it lacks a
+    /// segment between the backup's start and its consistency point).
+    Unrestorable,
 }
 
 impl EntryKind {
@@ -47,6 +54,7 @@ impl EntryKind {
             EntryKind::Corrupt => "corrupt",
             EntryKind::Physical => "physical",
             EntryKind::Wal => "wal",
+            EntryKind::Unrestorable => "unrestorable",
         }
     }
 }
@@ -99,6 +107,7 @@ pub async fn plan(
     for &target in targets {
         let (manifests, _) = catalog::list_complete(storage, Some(target)).await?;
         let dirs = catalog::scan(storage, Some(target)).await?;
+        let unrestorable = unrestorable(storage, target, &manifests).await?;
         // One pool per kind and method (dumps and physical base backups are kept each on
         // their own) and, for safety copies, per destination: one database's safety copies
         // never push out another's.
@@ -116,9 +125,17 @@ pub async fn plan(
                     m.kind == kind && m.method == method && pool_destination(m) == destination
                 })
                 .collect();
-            let decided =
-                decide_verified(storage, target, &members, &dirs, policy, rehash_after, now)
-                    .await?;
+            let decided = decide_verified(
+                storage,
+                target,
+                &members,
+                &dirs,
+                &unrestorable,
+                policy,
+                rehash_after,
+                now,
+            )
+            .await?;
             if method == BackupMethod::Physical {
                 kept_physical.extend(members.iter().copied().filter(|m| {
                     decided.iter().any(|e| {
@@ -166,24 +183,111 @@ pub async fn plan(
     Ok(entries)
 }
 
-/// Safety copies are pooled by the database they copy; regular backups by target.
+/// Safety copies are pooled by the database they copy; physical base backups by cluster
+/// (system identifier: two clusters archiving under one target name each keep their own
+/// newest); other regular backups by target.
 fn pool_destination(m: &BackupManifest) -> &str {
-    match m.kind {
-        BackupKind::Regular => "",
-        BackupKind::Safety => &m.source,
+    match (m.kind, &m.physical) {
+        (BackupKind::Safety, _) => &m.source,
+        (BackupKind::Regular, Some(p)) => &p.system_identifier,
+        (BackupKind::Regular, None) => "",
     }
 }
 
-/// Retention over backups whose stored bytes match their manifest. Every backup the policy
-/// would keep is verified first (from its integrity verdict when that stands, see
-/// `backup::integrity`); a corrupt one is never counted as kept (the decision is
-/// made again without it) and is never removed either: it is reported for a person to
-/// look at. So the newest backup that verifies is always kept.
+/// The physical base backups of `target` the WAL archive cannot make consistent, with
+/// why: the first segment each lacks (the same judgement as `dr list`'s
+/// `unusable_backups` and a point-in-time restore: `restore::window::reach`), or an
+/// archive whose timeline history cannot be followed (then none of that cluster counts).
+async fn unrestorable(
+    storage: &dyn Storage,
+    target: &str,
+    manifests: &[BackupManifest],
+) -> Result<HashMap<String, String>> {
+    let mut by_system: HashMap<u64, Vec<BasePoint>> = HashMap::new();
+    for m in manifests
+        .iter()
+        .filter(|m| m.kind == BackupKind::Regular && m.method == BackupMethod::Physical)
+    {
+        match BasePoint::of(m) {
+            Ok(Some(b)) => by_system.entry(b.system_id).or_default().push(b),
+            Ok(None) => {}
+            Err(e) => anyhow::bail!(
+                "cannot read the WAL positions of base backup {}: {e:#}; hint: run `dr validate --target {target} --backup-id {}`",
+                m.id,
+                m.id
+            ),
+        }
+    }
+    let mut out = HashMap::new();
+    for (system_id, bases) in by_system {
+        let Some(newest) = bases.iter().max_by_key(|b| b.consistent_by) else {
+            continue;
+        };
+        let prefix = wal::cluster_prefix(target, system_id);
+        let objects = storage
+            .list(&format!("{prefix}/"))
+            .await
+            .with_context(|| format!("cannot list the WAL archive {prefix}"))?;
+        let modified: HashMap<String, DateTime<Utc>> = objects
+            .iter()
+            .map(|o| (o.key.clone(), o.modified))
+            .collect();
+        let files = wal::archived_files(objects);
+        let archived_at = window::archived_times(&files, &modified);
+        let chain = match continuity::archive_chain(
+            storage,
+            &files,
+            newest.timeline,
+            newest.segment_size,
+        )
+        .await
+        {
+            Ok(chain) => chain,
+            // Nothing of this cluster is judged restorable, so nothing of it is
+            // removed; other clusters and dumps are pruned as usual.
+            Err(e) => {
+                for b in &bases {
+                    out.insert(
+                            b.id.clone(),
+                            format!("the WAL archive of cluster {system_id} cannot be followed ({e:#}), so whether any of its base backups restores is unknown"),
+                        );
+                }
+                continue;
+            }
+        };
+        for b in &bases {
+            let chain = if chain.contains(b.timeline) {
+                chain.clone()
+            } else {
+                Chain::single(b.timeline)
+            };
+            if let Err(u) = window::reach(b, &files, &archived_at, &chain) {
+                out.insert(
+                    u.backup_id,
+                    format!(
+                        "the WAL archive lacks {}, which it needs to become consistent, so no point-in-time restore can start from it",
+                        u.missing
+                    ),
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Retention over backups that can be restored: whose stored bytes match their manifest
+/// and, for a physical base backup, that the WAL archive can make consistent. Every backup
+/// the policy would keep is verified first (from its integrity verdict when that stands,
+/// see `backup::integrity`); a corrupt or unrestorable one is never counted as kept (the
+/// decision is made again without it) and is never removed either: it is reported for a
+/// person to look at. So the newest backup that restores is always kept.
+#[allow(clippy::too_many_arguments)]
 async fn decide_verified(
     storage: &dyn Storage,
     target: &str,
     members: &[&BackupManifest],
     dirs: &[catalog::BackupDir],
+    unrestorable: &HashMap<String, String>,
     policy: &RetentionConfig,
     rehash_after: std::time::Duration,
     now: DateTime<Utc>,
@@ -194,6 +298,7 @@ async fn decide_verified(
         let pool: Vec<(String, DateTime<Utc>)> = members
             .iter()
             .filter(|m| !corrupt.iter().any(|(c, _)| c.id == m.id))
+            .filter(|m| !unrestorable.contains_key(&m.id))
             .map(|m| (m.id.clone(), m.created_at))
             .collect();
         let decisions = retention::decide(&pool, policy, now);
@@ -202,10 +307,9 @@ async fn decide_verified(
             if verified.contains(d.id.as_str()) {
                 continue;
             }
-            let m = members
-                .iter()
-                .find(|m| m.id == d.id)
-                .expect("a pool member");
+            let Some(m) = members.iter().find(|m| m.id == d.id) else {
+                continue;
+            };
             // A standing verdict with unchanged objects spares the read; a changed object,
             // an old or a missing verdict means a full re-hash (recorded for next time).
             match integrity::confirm_or_rehash(storage, m, CheckedBy::Prune, rehash_after).await {
@@ -254,6 +358,19 @@ async fn decide_verified(
             action,
             reason,
             keys,
+        });
+    }
+    for m in members {
+        let Some(why) = unrestorable.get(&m.id) else {
+            continue;
+        };
+        entries.push(PruneEntry {
+            target: target.to_string(),
+            backup_id: m.id.clone(),
+            kind: EntryKind::Unrestorable,
+            action: Action::Keep,
+            reason: format!("UNRESTORABLE, not counted as kept and left for inspection: {why}"),
+            keys: vec![],
         });
     }
     for (m, why) in corrupt {
@@ -384,7 +501,9 @@ pub async fn apply(
     }
     Ok(PruneReport {
         format_version: FORMAT_VERSION,
-        ok: !entries.iter().any(|e| e.kind == EntryKind::Corrupt),
+        ok: !entries
+            .iter()
+            .any(|e| matches!(e.kind, EntryKind::Corrupt | EntryKind::Unrestorable)),
         dry_run,
         backups: entries,
     })

@@ -353,11 +353,21 @@ impl Serialize for BackupManifest {
 }
 
 impl BackupManifest {
+    /// The dump object; for a physical backup (which has none) the base tar, the object
+    /// the manifest's `sha256` describes. A parsed manifest always holds one of them
+    /// (`parse` refuses it otherwise), so readers of any kind of backup get the object that
+    /// holds the data instead of a crash.
     pub fn dump(&self) -> &StoredObject {
-        self.objects
-            .iter()
-            .find(|o| o.role == ObjectRole::Dump)
-            .expect("validated: a manifest has a dump object")
+        self.primary()
+            .or_else(|| self.objects.first())
+            .unwrap_or(&NO_OBJECT)
+    }
+
+    /// The object holding the data: the dump (a Redis snapshot too), or the base tar of a
+    /// physical backup; None only for a manifest `parse` would refuse.
+    pub fn primary(&self) -> Option<&StoredObject> {
+        let role = self.primary_role();
+        self.objects.iter().find(|o| o.role == role)
     }
 
     pub fn globals(&self) -> Option<&StoredObject> {
@@ -434,11 +444,9 @@ impl BackupManifest {
                 return Some(format!("object {} has no valid SHA-256", o.file));
             }
         }
-        let dump = self
-            .objects
-            .iter()
-            .find(|o| o.role == primary)
-            .expect("counted above");
+        let Some(dump) = self.primary() else {
+            return Some("it lists no dump object".into());
+        };
         if self.sha256 != dump.sha256 {
             return Some(format!(
                 "its sha256 {} differs from its dump object's {}",
@@ -521,6 +529,19 @@ impl BackupManifest {
         None
     }
 }
+
+/// What [`BackupManifest::dump`] returns for a manifest without objects (never one that
+/// `parse` accepted): an empty name no storage key ends in, so reading it fails loudly.
+static NO_OBJECT: StoredObject = StoredObject {
+    role: ObjectRole::Dump,
+    file: String::new(),
+    compression: Compression::None,
+    size_bytes: 0,
+    sha256: String::new(),
+    raw_bytes: 0,
+    plaintext_sha256: None,
+    plaintext_bytes: None,
+};
 
 /// `<target>-<UTC yyyymmddThhmmssZ>`, with `-safety` appended for safety copies: ids sort by
 /// time within a target.
@@ -632,6 +653,9 @@ mod tests {
         let m = BackupManifest::parse(v.to_string().as_bytes()).unwrap();
         assert_eq!(m.method, BackupMethod::Physical);
         assert_eq!(m.base().unwrap().role, ObjectRole::Base);
+        // Readers that ask any backup for its data object get the base tar, not a panic.
+        assert_eq!(m.dump().role, ObjectRole::Base);
+        assert_eq!(m.primary().unwrap().file, "dump.pgdump.zst");
         v["format_version"] = 3.into();
         assert!(BackupManifest::parse(v.to_string().as_bytes())
             .unwrap_err()

@@ -132,8 +132,8 @@ async fn privileges(shared: &SharedClient) -> Result<Finding> {
         .await;
     // pg_read_all_data exists from PostgreSQL 14; older servers fall back to table grants.
     if let Ok(row) = &role {
-        let superuser: bool = row.get(0);
-        let read_all: bool = row.get(1);
+        let superuser: bool = row.try_get(0)?;
+        let read_all: bool = row.try_get(1)?;
         if superuser {
             return Ok(Finding::pass(format!("role {} is a superuser", c.user)));
         }
@@ -152,13 +152,16 @@ async fn privileges(shared: &SharedClient) -> Result<Finding> {
         let n: i64 = client
             .query_one("SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.relkind IN ('r','p') AND n.nspname NOT IN ('pg_catalog','information_schema')", &[])
             .await?
-            .get(0);
+            .try_get(0)?;
         return Ok(Finding::pass(format!(
             "role {} can read all {n} table(s)",
             c.user
         )));
     }
-    let names: Vec<String> = rows.iter().map(|r| r.get(0)).collect();
+    let names: Vec<String> = rows
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
     let shown = names.iter().take(5).cloned().collect::<Vec<_>>().join(", ");
     let more = if names.len() > 5 { " and more" } else { "" };
     Ok(Finding::fail(format!(

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, Context, Result};
 
 use super::{CheckContext, PlannedCheck};
 use crate::backup::catalog;
@@ -47,6 +47,16 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
                 critical: t.critical,
                 timeout_per_read: false,
                 run: Box::pin(async move { continuity(store.as_ref(), &t, &s).await }),
+            });
+        }
+        if let Some(store) = ctx.storage.clone() {
+            let (c, t, s) = (ctx.clone(), target.clone(), shared.clone());
+            out.push(PlannedCheck {
+                name: "wal.fetch",
+                target: Some(t.name.clone()),
+                critical: t.critical,
+                timeout_per_read: false,
+                run: Box::pin(async move { fetch(&c, store.as_ref(), &t, &s).await }),
             });
         }
     }
@@ -113,22 +123,22 @@ async fn archiving(shared: &SharedClient, rpo: Option<Duration>) -> Result<Findi
         .query_one("SELECT current_setting('archive_command')", &[])
         .await
         .ok()
-        .map(|r| r.get::<_, String>(0));
+        .and_then(|r| r.try_get::<_, String>(0).ok());
     let state = ArchiverState {
-        mode: row.get(0),
-        library: row.get(1),
+        mode: row.try_get(0)?,
+        library: row.try_get(1)?,
         command,
-        timeout_s: i64::from(row.get::<_, i32>(2)),
-        archived: row.get(3),
-        last_wal: row.get(4),
-        last_age_s: row.get(5),
-        failed: row.get(6),
-        failed_wal: row.get(7),
-        failed_age_s: row.get(8),
-        failing: row.get(9),
-        in_recovery: row.get(10),
-        current_wal: row.get(11),
-        segment_size: row.get::<_, i64>(12) as u64,
+        timeout_s: i64::from(row.try_get::<_, i32>(2)?),
+        archived: row.try_get(3)?,
+        last_wal: row.try_get(4)?,
+        last_age_s: row.try_get(5)?,
+        failed: row.try_get(6)?,
+        failed_wal: row.try_get(7)?,
+        failed_age_s: row.try_get(8)?,
+        failing: row.try_get(9)?,
+        in_recovery: row.try_get(10)?,
+        current_wal: row.try_get(11)?,
+        segment_size: row.try_get::<_, i64>(12)? as u64,
         user: c.user.clone(),
     };
     Ok(judge_archiver(&state, rpo))
@@ -272,9 +282,9 @@ async fn replication(target: &PostgresTarget, shared: &SharedClient) -> Result<F
         )
         .await
         .map_err(|e| anyhow!("{}", pg::describe_pg_error(&e)))?;
-    let may: bool = row.get(0);
-    let max_senders: i32 = row.get(1);
-    let busy: i32 = row.get(2);
+    let may: bool = row.try_get(0)?;
+    let max_senders: i32 = row.try_get(1)?;
+    let busy: i32 = row.try_get(2)?;
     let user = &c.user;
     if !may {
         return Ok(Finding::fail(format!(
@@ -336,7 +346,76 @@ fn newest_physical(all: &[BackupManifest], system_id: Option<u64>) -> Option<&Ba
     })
 }
 
-use crate::wal::continuity::archive_chain;
+use crate::wal::continuity::{archive_chain, Chain};
+
+/// What `wal.continuity` asks the live server.
+struct LiveServer {
+    system_id: u64,
+    last_archived: Option<String>,
+    /// The timeline it writes now (primaries only: a standby follows whatever it replays).
+    timeline: Option<u32>,
+}
+
+async fn live_server(shared: &SharedClient) -> Result<LiveServer> {
+    let client = shared.client().await?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT system_identifier::text FROM pg_control_system()), last_archived_wal,
+                    CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_walfile_name(pg_current_wal_lsn()) END
+             FROM pg_stat_archiver",
+            &[],
+        )
+        .await?;
+    Ok(LiveServer {
+        system_id: row.try_get::<_, String>(0)?.parse()?,
+        last_archived: row.try_get(1)?,
+        timeline: row
+            .try_get::<_, Option<String>>(2)?
+            .as_deref()
+            .and_then(WalName::parse)
+            .map(|w| w.timeline),
+    })
+}
+
+/// A failure when the server writes a timeline the archive does not end on: recovery from
+/// the archive follows its newest timeline, so a server on another one (an old primary
+/// that came back after a copy was promoted) archives WAL no restore will ever replay.
+pub fn judge_timeline(
+    live: u32,
+    chain: &Chain,
+    segment_size: u64,
+    target: &str,
+) -> Option<Finding> {
+    let newest = chain.newest();
+    if live == newest {
+        return None;
+    }
+    let fix = format!(
+        "hint: decide which server is the primary; stop the stale one (the server on timeline {stale}) so only one server archives into wal/{target}, point target {target} at the primary, and take a new base backup from it (`dr backup --physical --target {target}`)",
+        stale = live.min(newest)
+    );
+    let history = chain
+        .steps
+        .iter()
+        .map(|(t, _)| t.to_string())
+        .collect::<Vec<_>>()
+        .join(" -> ");
+    if let Some(i) = chain.steps.iter().position(|(t, _)| *t == live) {
+        let (next, begin) = chain.steps.get(i + 1).copied().unwrap_or((newest, 0));
+        return Some(Finding::fail(format!(
+            "split brain: this server writes timeline {live}, but the archive's newest timeline is {newest} (history {history}; timeline {next} branched off timeline {live} at segment {}): another server was promoted and archives timeline {newest}, while this one still archives timeline {live} past the branch point; recovery from the archive follows timeline {newest} and never replays this server's writes; {fix}",
+            crate::wal::segment_name(next, begin, segment_size)
+        )));
+    }
+    if live > newest {
+        return Some(Finding::fail(format!(
+            "this server writes timeline {live}, but the archive's newest timeline is {newest} (history {history}): it holds no WAL of timeline {live}, not even its history file {live:08X}.history, so nothing this server wrote since it changed timeline can be restored; hint: make this server archive (see pg.archiving; `dr wal-push pg_wal/{live:08X}.history` from its data directory), stop any other server that still archives into wal/{target}, and take a new base backup (`dr backup --physical --target {target}`)"
+        )));
+    }
+    Some(Finding::fail(format!(
+        "split brain: this server writes timeline {live}, which is not on the history of the archive's newest timeline {newest} (history {history}): another server forked from it and archives timeline {newest}, and recovery from the archive never replays this server's writes; {fix}"
+    )))
+}
 
 async fn continuity(
     storage: &dyn Storage,
@@ -345,20 +424,9 @@ async fn continuity(
 ) -> Result<Finding> {
     let name = &target.name;
     // What the server says: its cluster and its newest archived segment.
-    let server = async {
-        let client = shared.client().await?;
-        let row = client
-            .query_one(
-                "SELECT (SELECT system_identifier::text FROM pg_control_system()), last_archived_wal FROM pg_stat_archiver",
-                &[],
-            )
-            .await?;
-        anyhow::Ok((row.get::<_, String>(0).parse::<u64>()?, row.get::<_, Option<String>>(1)))
-    }
-    .await
-    .ok();
+    let server = live_server(shared).await.ok();
     let (all, _) = catalog::list_complete(storage, Some(name)).await?;
-    let system_id = server.as_ref().map(|s| s.0);
+    let system_id = server.as_ref().map(|s| s.system_id);
     let Some(backup) = newest_physical(&all, system_id) else {
         return Ok(Finding::fail(format!(
             "no physical base backup of {}: archived WAL cannot be replayed without one; hint: run `dr backup --physical --target {name}` and schedule it",
@@ -368,7 +436,12 @@ async fn continuity(
             }
         )));
     };
-    let info = backup.physical.as_ref().expect("filtered on physical");
+    let Some(info) = backup.physical.as_ref() else {
+        return Ok(Finding::fail(format!(
+            "backup {} is listed as physical but its manifest has no WAL positions; hint: run `dr validate --target {name} --backup-id {}`",
+            backup.id, backup.id
+        )));
+    };
     let system_id: u64 = info.system_identifier.parse()?;
     let segment_size = info.wal_segment_size;
     let files = wal::list_archive(storage, &wal::cluster_prefix(name, system_id)).await?;
@@ -384,6 +457,11 @@ async fn continuity(
             chain.newest()
         )));
     }
+    if let Some(live) = server.as_ref().and_then(|s| s.timeline) {
+        if let Some(finding) = judge_timeline(live, &chain, segment_size, name) {
+            return Ok(finding);
+        }
+    }
     let from = Lsn::parse(&info.start_lsn)?.segno(segment_size);
     let walk = continuity::walk(&files, &chain, from, None, segment_size);
     if let Some(first) = walk.first_missing() {
@@ -392,7 +470,11 @@ async fn continuity(
             walk.missing_count, walk.from, walk.to, backup.id
         )));
     }
-    if let Some((_, Some(last))) = &server {
+    if let Some(LiveServer {
+        last_archived: Some(last),
+        ..
+    }) = &server
+    {
         if let Some(wal) = WalName::parse(last).filter(|w| w.kind == WalKind::Segment) {
             let stored = files.iter().any(|f| f.wal.name == wal.name);
             if !stored && wal.segno(segment_size) >= from {
@@ -411,6 +493,314 @@ async fn continuity(
         walk.to,
         chain.newest()
     )))
+}
+
+/// Who runs `restore_command`: the OS user owning the live data directory when dr runs
+/// as root on the server's host (the directory is here and holds this cluster), else the
+/// user dr runs as.
+struct FetchUser {
+    /// `None`: the current user.
+    name: Option<String>,
+    uid: nix::unistd::Uid,
+    gid: nix::unistd::Gid,
+    groups: Vec<nix::unistd::Gid>,
+    group_name: String,
+}
+
+async fn fetch_user(shared: &SharedClient, system_id: Option<u64>) -> Result<FetchUser> {
+    use nix::unistd::{Group, Uid, User};
+    let current = Uid::effective();
+    let mut owner = current;
+    if current.is_root() {
+        let data_dir = match shared.client().await {
+            Ok(client) => client
+                .query_one("SELECT current_setting('data_directory')", &[])
+                .await
+                .ok()
+                .and_then(|r| r.try_get::<_, String>(0).ok()),
+            Err(_) => None,
+        };
+        if let Some(dir) = data_dir.map(std::path::PathBuf::from) {
+            let same_cluster = wal::read_control_system_id(&dir)
+                .ok()
+                .is_some_and(|id| system_id.is_none_or(|s| s == id));
+            if same_cluster {
+                if let Ok(meta) = std::fs::metadata(&dir) {
+                    owner = Uid::from_raw(std::os::unix::fs::MetadataExt::uid(&meta));
+                }
+            }
+        }
+    }
+    let user = User::from_uid(owner)?
+        .ok_or_else(|| anyhow!("no user has uid {owner} (the owner of the data directory)"))?;
+    let groups = std::ffi::CString::new(user.name.clone())
+        .ok()
+        .and_then(|n| nix::unistd::getgrouplist(&n, user.gid).ok())
+        .unwrap_or_else(|| vec![user.gid]);
+    let group_name = Group::from_gid(user.gid)
+        .ok()
+        .flatten()
+        .map_or_else(|| user.gid.to_string(), |g| g.name);
+    Ok(FetchUser {
+        name: (owner != current).then(|| user.name.clone()),
+        uid: user.uid,
+        gid: user.gid,
+        groups,
+        group_name,
+    })
+}
+
+impl FetchUser {
+    fn label(&self) -> String {
+        match &self.name {
+            Some(n) => format!("OS user {n} (owner of the data directory)"),
+            None if self.uid.is_root() => format!(
+                "OS user {} (dr's own: the server's data directory is not on this host, or the role may not see data_directory)",
+                self.user_name()
+            ),
+            None => format!("OS user {} (dr's own)", self.user_name()),
+        }
+    }
+
+    fn user_name(&self) -> String {
+        nix::unistd::User::from_uid(self.uid)
+            .ok()
+            .flatten()
+            .map_or_else(|| self.uid.to_string(), |u| u.name)
+    }
+
+    /// Whether this user may read `path` (permission bits only; root reads everything).
+    fn may_read(&self, path: &std::path::Path) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        if self.uid.is_root() {
+            return true;
+        }
+        let Ok(meta) = std::fs::metadata(path) else {
+            return false;
+        };
+        let mode = meta.mode();
+        if meta.uid() == self.uid.as_raw() {
+            mode & 0o400 != 0
+        } else if self.groups.iter().any(|g| g.as_raw() == meta.gid()) {
+            mode & 0o040 != 0
+        } else {
+            mode & 0o004 != 0
+        }
+    }
+
+    /// The directory nearest the root, on the way to `path`, that this user may not
+    /// enter, if any.
+    fn blocked_on_the_way(&self, path: &std::path::Path) -> Option<std::path::PathBuf> {
+        use std::os::unix::fs::MetadataExt;
+        if self.uid.is_root() {
+            return None;
+        }
+        let above: Vec<&std::path::Path> = path.ancestors().skip(1).collect();
+        above.into_iter().rev().find_map(|dir| {
+            let meta = std::fs::metadata(dir).ok()?;
+            let mode = meta.mode();
+            let may = if meta.uid() == self.uid.as_raw() {
+                mode & 0o100 != 0
+            } else if self.groups.iter().any(|g| g.as_raw() == meta.gid()) {
+                mode & 0o010 != 0
+            } else {
+                mode & 0o001 != 0
+            };
+            (!may).then(|| dir.to_path_buf())
+        })
+    }
+}
+
+/// `wal.fetch`: the newest archived segment comes back through the target's restore path
+/// (`dr wal-fetch`, as `restore_command` runs it) as the OS user the server runs as, into
+/// a private directory. A permission only root has (the identity file, storage, dr.toml)
+/// otherwise shows first at 3 a.m., when recovery stops at the first segment.
+async fn fetch(
+    ctx: &CheckContext,
+    storage: &dyn Storage,
+    target: &PostgresTarget,
+    shared: &SharedClient,
+) -> Result<Finding> {
+    let name = &target.name;
+    let config = &ctx.config;
+    let server = live_server(shared).await.ok();
+    let system_id = match server.as_ref().map(|s| s.system_id) {
+        Some(id) => id,
+        None => match wal::archived_systems(storage, name).await?.as_slice() {
+            [only] => *only,
+            [] => {
+                return Ok(Finding::warn(format!(
+                    "nothing of target {name} is archived yet, so no segment can be fetched; hint: see pg.archiving"
+                )))
+            }
+            _ => {
+                return Ok(Finding::fail(
+                    "cannot connect (see pg.connect), and several clusters archive under this target, so which one to fetch from is unknown",
+                ))
+            }
+        },
+    };
+    let files = wal::list_archive(storage, &wal::cluster_prefix(name, system_id)).await?;
+    let Some(newest) = files
+        .iter()
+        .filter(|f| f.wal.kind == WalKind::Segment)
+        .max_by_key(|f| (f.wal.timeline, f.wal.name.clone()))
+    else {
+        return Ok(Finding::warn(format!(
+            "no segment of cluster {system_id} is archived under wal/{name} yet, so none can be fetched; hint: SELECT pg_switch_wal(); then check again (see pg.archiving)"
+        )));
+    };
+    let user = fetch_user(shared, Some(system_id)).await?;
+    let exe = std::env::current_exe().context("cannot find the dr executable")?;
+    let config_path = std::fs::canonicalize(&config.path).unwrap_or_else(|_| config.path.clone());
+    let identity = config
+        .encryption
+        .as_ref()
+        .and_then(|e| e.identity_file.as_ref())
+        .map(|f| {
+            let f = config.dir().join(f);
+            std::fs::canonicalize(&f).unwrap_or(f)
+        });
+    let identity_env = config
+        .encryption
+        .as_ref()
+        .and_then(|e| e.identity_env.as_ref())
+        .filter(|v| std::env::var_os(v).is_some());
+    if newest.encrypted && identity.is_none() && identity_env.is_none() {
+        return Ok(Finding::warn(format!(
+            "{} is encrypted and no identity is configured on this host ([encryption] identity_file or identity_env), so whether the restore path opens it is unproven here; hint: prove it where the key is kept: `dr drill --pitr --target {name} --identity KEYFILE`",
+            newest.wal.name
+        )));
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("dr-check-fetch-")
+        .tempdir()
+        .context("cannot create a private temporary directory for wal.fetch")?;
+    if user.name.is_some() {
+        nix::unistd::chown(dir.path(), Some(user.uid), Some(user.gid))
+            .with_context(|| format!("cannot hand {} to {}", dir.path().display(), user.label()))?;
+    }
+    let dest = dir.path().join("x");
+    let mut cmd = ChildCommand::new(&exe, "dr wal-fetch")
+        .arg("--config")
+        .arg(&config_path)
+        .args(["wal-fetch", "--target", name.as_str(), "--system-id"])
+        .arg(system_id.to_string());
+    if let Some(identity) = &identity {
+        cmd = cmd.arg("--identity").arg(identity);
+    }
+    // What dr reads from its environment (storage credentials, the identity variable).
+    let passed: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| {
+            k.starts_with("DR_")
+                || k.starts_with("AWS_")
+                || config
+                    .encryption
+                    .as_ref()
+                    .and_then(|e| e.identity_env.as_ref())
+                    .is_some_and(|v| v == k)
+        })
+        .collect();
+    let cmd = cmd
+        .arg(&newest.wal.name)
+        .arg(&dest)
+        .envs(&passed)
+        .run_as(user.name.as_deref())
+        .current_dir(dir.path());
+    let who = user.label();
+    match cmd.output().await {
+        Ok(_) => {
+            let size = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+            if size == 0 {
+                return Ok(Finding::fail(format!(
+                    "dr wal-fetch of {} as {who} exited 0 but wrote nothing to {}; hint: run it by hand: {}",
+                    newest.wal.name,
+                    dest.display(),
+                    exe.display()
+                )));
+            }
+            Ok(Finding::pass(format!(
+                "{who} fetched and opened {} (the newest archived segment, {}) with `dr wal-fetch --target {name}`, as restore_command runs it{}",
+                newest.wal.name,
+                crate::units::bytes(size),
+                if identity.is_some() { " with the identity file" } else { "" }
+            )))
+        }
+        Err(e) => {
+            let mut fixes = Vec::new();
+            let user_name = user.user_name();
+            let group = &user.group_name;
+            for (what, path) in [
+                Some(("the identity file", identity.clone())),
+                Some(("dr.toml", Some(config_path.clone()))),
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let Some(path) = path else { continue };
+                if let Some(dir) = user.blocked_on_the_way(&path) {
+                    fixes.push(format!(
+                        "{user_name} cannot enter {} (on the way to {what} {}): chmod o+x {} (or chgrp {group} and chmod g+x)",
+                        dir.display(),
+                        path.display(),
+                        dir.display()
+                    ));
+                } else if !user.may_read(&path) {
+                    fixes.push(format!(
+                        "{user_name} cannot read {what} {p}: chgrp {group} {p}; chmod 640 {p}",
+                        p = path.display()
+                    ));
+                }
+            }
+            let local_root = match config.storage.as_ref().map(|s| &s.url) {
+                Some(crate::config::StorageUrl::Local(root)) => Some(root),
+                _ => None,
+            };
+            if let Some(root) = local_root {
+                let object = root.join(&newest.key);
+                if let Some(dir) = user.blocked_on_the_way(&object) {
+                    fixes.push(format!(
+                        "{user_name} cannot enter the storage directory {}: chgrp -R {group} {}; chmod -R g+rX {}",
+                        dir.display(),
+                        root.display(),
+                        root.display()
+                    ));
+                } else if !user.may_read(&object) {
+                    fixes.push(format!(
+                        "{user_name} cannot read the archived segment {}: chgrp -R {group} {}; chmod -R g+rX {}",
+                        object.display(),
+                        root.display(),
+                        root.display()
+                    ));
+                }
+            }
+            let hint = if fixes.is_empty() {
+                format!(
+                    "run it by hand as {user_name} to see why: {} --config {} wal-fetch --target {name} --system-id {system_id}{} {} /tmp/x",
+                    exe.display(),
+                    config_path.display(),
+                    identity
+                        .as_ref()
+                        .map(|i| format!(" --identity {}", i.display()))
+                        .unwrap_or_default(),
+                    newest.wal.name
+                )
+            } else {
+                fixes.join("; ")
+            };
+            // One hint per message: wal-fetch's own gives way to the one for this user.
+            let error = format!("{e:#}");
+            let error = error
+                .split("hint:")
+                .next()
+                .unwrap_or_default()
+                .trim_end_matches([' ', ';', '|']);
+            Ok(Finding::fail(format!(
+                "{who} cannot fetch the newest archived segment {} through the restore path, so a point-in-time restore would stop at its first segment: {error}; hint: {hint}",
+                newest.wal.name
+            )))
+        }
+    }
 }
 
 #[cfg(test)]
@@ -543,6 +933,77 @@ mod tests {
         let fresh = judged(|s| s.last_wal = None, HOUR);
         assert_eq!(fresh.status, Status::Warn);
         assert!(fresh.message.contains("pg_switch_wal"), "{}", fresh.message);
+    }
+
+    #[test]
+    fn a_server_off_the_archives_newest_timeline_fails_naming_both() {
+        let seg = 1 << 20;
+        let chain = Chain {
+            steps: vec![(1, 0), (2, 7)],
+        };
+        assert!(judge_timeline(2, &chain, seg, "main").is_none());
+        let stale = judge_timeline(1, &chain, seg, "main").unwrap();
+        assert_eq!(stale.status, Status::Fail);
+        for needle in [
+            "split brain",
+            "writes timeline 1",
+            "newest timeline is 2",
+            "000000020000000000000007",
+            "stop the stale one (the server on timeline 1)",
+            "dr backup --physical --target main",
+        ] {
+            assert!(
+                stale.message.contains(needle),
+                "{needle}: {}",
+                stale.message
+            );
+        }
+        let off = judge_timeline(3, &Chain::single(4), seg, "main").unwrap();
+        assert!(
+            off.message.contains("not on the history"),
+            "{}",
+            off.message
+        );
+        let ahead = judge_timeline(3, &chain, seg, "main").unwrap();
+        assert!(
+            ahead.message.contains("00000003.history"),
+            "{}",
+            ahead.message
+        );
+    }
+
+    #[test]
+    fn readability_for_the_servers_user_follows_owner_group_and_other_bits() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("team.key");
+        std::fs::write(&key, "AGE-SECRET-KEY-1").unwrap();
+        let gid = nix::unistd::Gid::from_raw(std::os::unix::fs::MetadataExt::gid(
+            &std::fs::metadata(&key).unwrap(),
+        ));
+        // A user that owns nothing here; in the file's group or not.
+        let stranger = |groups: Vec<nix::unistd::Gid>| FetchUser {
+            name: Some("nobody".into()),
+            uid: nix::unistd::Uid::from_raw(65534),
+            gid: nix::unistd::Gid::from_raw(65534),
+            groups,
+            group_name: "nogroup".into(),
+        };
+        let set = |mode: u32| {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap()
+        };
+        set(0o600);
+        assert!(!stranger(vec![gid]).may_read(&key));
+        set(0o640);
+        assert!(stranger(vec![gid]).may_read(&key));
+        assert!(!stranger(vec![]).may_read(&key));
+        set(0o644);
+        assert!(stranger(vec![]).may_read(&key));
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(
+            stranger(vec![]).blocked_on_the_way(&key).as_deref(),
+            Some(dir.path())
+        );
     }
 
     #[test]

@@ -93,12 +93,28 @@ pub async fn run(config: &Config, args: PruneArgs) -> Result<i32> {
         .filter(|e| e.kind == prune::EntryKind::Corrupt)
         .map(|e| e.backup_id.as_str())
         .collect();
-    if corrupt.is_empty() {
-        Ok(0)
-    } else {
-        Err(anyhow::anyhow!(
+    let unrestorable: Vec<&str> = report
+        .backups
+        .iter()
+        .filter(|e| e.kind == prune::EntryKind::Unrestorable)
+        .map(|e| e.backup_id.as_str())
+        .collect();
+    let mut problems = Vec::new();
+    if !corrupt.is_empty() {
+        problems.push(format!(
             "backup(s) {} do not match their manifests: they were kept for inspection and not counted, so older good backups were kept in their place; hint: look at them (`dr validate --backup-id ID`), then remove them by hand",
             corrupt.join(", ")
-        ))
+        ));
+    }
+    if !unrestorable.is_empty() {
+        problems.push(format!(
+            "base backup(s) {} cannot be restored from the WAL archive as it stands (each entry says why; see `dr list`); they were kept for inspection and not counted, so the newest restorable base backup and its WAL were kept in their place; hint: find out who removed the WAL, take a new base backup (`dr backup --physical`), then remove the unrestorable ones by hand",
+            unrestorable.join(", ")
+        ));
+    }
+    if problems.is_empty() {
+        Ok(0)
+    } else {
+        Err(anyhow::anyhow!("{}", problems.join("; ")))
     }
 }

@@ -3,6 +3,7 @@
 //! built `dr` binary. A missing server binary is a failure naming the package, never a skip.
 #![allow(dead_code)]
 
+pub mod archive;
 pub mod http;
 pub mod pitr;
 pub mod redis_data;

@@ -1,0 +1,270 @@
+//! `dr prune` keeps what restores, against real clusters: a base backup the archive cannot
+//! make consistent is not counted as kept (so the newest restorable one and its WAL stay),
+//! archived WAL is cut at the oldest kept base backup's start, and two clusters archiving
+//! under one target name each keep their own newest base backup.
+
+mod support;
+
+use support::archive::{
+    base_backup_json, lose_segments_from, physical_backup_of, second_archiving_cluster,
+    set_keep_last, stored_segments,
+};
+use support::pitr::{cluster, ids, psql_port, restore_dir, write_rows, RestoredServer};
+use support::wal::{switch_wal, system_id, wait_archived};
+use support::{free_port, PgCluster, World};
+
+fn archive_now(pg: &PgCluster) -> String {
+    let seg = switch_wal(pg);
+    wait_archived(pg, &seg);
+    seg
+}
+
+/// Backup ids have one-second resolution.
+fn next_second() {
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+}
+
+fn entries(run: &support::Run) -> Vec<serde_json::Value> {
+    run.json()["backups"].as_array().unwrap().clone()
+}
+
+#[track_caller]
+fn entry<'a>(entries: &'a [serde_json::Value], id: &str) -> &'a serde_json::Value {
+    entries
+        .iter()
+        .find(|e| e["backup_id"] == id)
+        .unwrap_or_else(|| panic!("no entry for {id}: {entries:?}"))
+}
+
+fn segment_names(world: &World) -> Vec<String> {
+    stored_segments(world).into_iter().map(|(n, _)| n).collect()
+}
+
+fn start_wal(m: &serde_json::Value) -> String {
+    m["physical"]["start_wal"].as_str().unwrap().to_string()
+}
+
+fn manifest_exists(world: &World, m: &serde_json::Value) -> bool {
+    world
+        .storage_dir()
+        .join("backups/main")
+        .join(m["id"].as_str().unwrap())
+        .join("manifest.json")
+        .exists()
+}
+
+#[test]
+fn an_unrestorable_newest_base_backup_does_not_push_out_the_restorable_one() {
+    let (pg, world) = cluster();
+    let a = write_rows(&pg, 3, "a");
+    archive_now(&pg);
+    let older = base_backup_json(&world);
+    let b = write_rows(&pg, 3, "b");
+    archive_now(&pg);
+    next_second();
+    let newest = base_backup_json(&world);
+    // The WAL the newest backup needs to become consistent is lost from storage.
+    let lost = lose_segments_from(&world, &start_wal(&newest));
+    let list = world
+        .dr(&["list", "--target", "main", "--format", "json"])
+        .json();
+    assert_eq!(
+        list["windows"][0]["unusable_backups"][0], newest["id"],
+        "{list}"
+    );
+    let before = segment_names(&world);
+
+    // keep_last = 1: the older, restorable backup is the one kept.
+    let run = world.dr(&["prune", "--format", "json"]);
+    run.expect_code(1);
+    let e = entries(&run);
+    let kept_older = entry(&e, older["id"].as_str().unwrap());
+    assert_eq!(kept_older["action"], "keep", "{e:?}");
+    assert_eq!(kept_older["kind"], "physical", "{e:?}");
+    let unrestorable = entry(&e, newest["id"].as_str().unwrap());
+    assert_eq!(unrestorable["kind"], "unrestorable", "{e:?}");
+    assert_eq!(unrestorable["action"], "keep", "{e:?}");
+    assert!(
+        unrestorable["reason"].as_str().unwrap().contains(&lost[0]),
+        "names the missing segment: {unrestorable}"
+    );
+    assert!(
+        run.stderr.contains("cannot be restored") && run.stderr.contains("hint:"),
+        "{}",
+        run.stderr
+    );
+    assert!(manifest_exists(&world, &older));
+    // Every segment from the older backup's start on stays (only WAL before it may go).
+    let after = segment_names(&world);
+    let needed: Vec<&String> = before.iter().filter(|n| **n >= start_wal(&older)).collect();
+    assert!(needed.len() >= 2, "{before:?}");
+    for name in needed {
+        assert!(
+            after.contains(name),
+            "{name}, needed by the older backup, was removed: {e:?}"
+        );
+    }
+
+    // What was kept restores: the rows written before the loss come back.
+    let dir = restore_dir(&world, "after-prune");
+    let port = free_port();
+    let dirs = dir.display().to_string();
+    let ports = port.to_string();
+    let run = world.dr(&[
+        "restore",
+        "--target",
+        "main",
+        "--pitr",
+        "--pgdata",
+        &dirs,
+        "--to-latest",
+        "--start",
+        "--port",
+        &ports,
+        "--format",
+        "json",
+    ]);
+    let _server = RestoredServer {
+        dir: dir.clone(),
+        port,
+    };
+    run.expect_code(0);
+    assert_eq!(
+        ids(&psql_port(port, "app", "SELECT id FROM events ORDER BY id")),
+        [a, b].concat()
+    );
+}
+
+#[test]
+fn wal_is_cut_at_the_oldest_kept_base_backup_never_the_newest() {
+    let (pg, world) = cluster();
+    set_keep_last(&world, 2);
+    let mut backups = Vec::new();
+    for note in ["one", "two", "three"] {
+        backups.push(base_backup_json(&world));
+        write_rows(&pg, 2, note);
+        archive_now(&pg);
+        write_rows(&pg, 2, note);
+        archive_now(&pg);
+        next_second();
+    }
+    let (first, second, third) = (&backups[0], &backups[1], &backups[2]);
+    let cut = start_wal(second);
+    let between: Vec<String> = segment_names(&world)
+        .into_iter()
+        .filter(|n| *n >= cut && *n < start_wal(third))
+        .collect();
+    assert!(
+        between.len() >= 2,
+        "segments between the kept backups' starts: {between:?}"
+    );
+
+    let run = world.dr(&["prune", "--format", "json"]);
+    run.expect_code(0);
+    let e = entries(&run);
+    assert_eq!(entry(&e, first["id"].as_str().unwrap())["action"], "remove");
+    assert_eq!(entry(&e, second["id"].as_str().unwrap())["action"], "keep");
+    assert_eq!(entry(&e, third["id"].as_str().unwrap())["action"], "keep");
+    let after = segment_names(&world);
+    assert!(
+        after.iter().all(|n| *n >= cut),
+        "WAL before the oldest kept start {cut} is removed: {after:?}"
+    );
+    for name in &between {
+        assert!(
+            after.contains(name),
+            "{name} is needed by {} (the oldest kept), so the cut is not at the newest kept backup's start: {after:?}",
+            second["id"]
+        );
+    }
+
+    // A newer backup that cannot become consistent changes nothing of that: it is not
+    // counted, so the same two stay kept and the cut stays at the older one's start.
+    let fourth = base_backup_json(&world);
+    lose_segments_from(&world, &start_wal(&fourth));
+    let run = world.dr(&["prune", "--format", "json"]);
+    run.expect_code(1);
+    let e = entries(&run);
+    assert_eq!(
+        entry(&e, second["id"].as_str().unwrap())["action"],
+        "keep",
+        "{e:?}"
+    );
+    assert_eq!(
+        entry(&e, third["id"].as_str().unwrap())["action"],
+        "keep",
+        "{e:?}"
+    );
+    assert_eq!(
+        entry(&e, fourth["id"].as_str().unwrap())["kind"],
+        "unrestorable"
+    );
+    let after = segment_names(&world);
+    for name in &between {
+        assert!(after.contains(name), "{name} was cut: {after:?}");
+    }
+}
+
+#[test]
+fn two_clusters_under_one_target_each_keep_their_newest_base_backup() {
+    let (pg, mut world) = cluster();
+    let other = second_archiving_cluster(&world);
+    assert_ne!(system_id(&pg), system_id(&other));
+    write_rows(&pg, 2, "a");
+    archive_now(&pg);
+    let mine = physical_backup_of(&mut world, None);
+    next_second();
+    write_rows(&other, 2, "b");
+    archive_now(&other);
+    let theirs = physical_backup_of(&mut world, Some(other.superuser_url("app")));
+    next_second();
+    let theirs_newer = physical_backup_of(&mut world, Some(other.superuser_url("app")));
+    assert_eq!(
+        mine["physical"]["system_identifier"].as_str().unwrap(),
+        system_id(&pg)
+    );
+    assert_eq!(
+        theirs["physical"]["system_identifier"].as_str().unwrap(),
+        system_id(&other)
+    );
+    let mine_dir = world.storage_dir().join("wal/main").join(system_id(&pg));
+    let mine_wal: Vec<std::path::PathBuf> = support::wal::stored_wal(&world.storage_dir())
+        .into_iter()
+        .filter(|(n, _, p)| p.starts_with(&mine_dir) && n.len() == 24)
+        .filter(|(n, _, _)| *n >= start_wal(&mine))
+        .map(|(_, _, p)| p)
+        .collect();
+    assert!(!mine_wal.is_empty());
+
+    // keep_last = 1, per cluster: the other cluster's newer backups do not push out this
+    // cluster's only one.
+    let run = world.dr(&["prune", "--format", "json"]);
+    run.expect_code(0);
+    let e = entries(&run);
+    assert_eq!(
+        entry(&e, mine["id"].as_str().unwrap())["action"],
+        "keep",
+        "{e:?}"
+    );
+    assert_eq!(
+        entry(&e, theirs_newer["id"].as_str().unwrap())["action"],
+        "keep",
+        "{e:?}"
+    );
+    assert_eq!(
+        entry(&e, theirs["id"].as_str().unwrap())["action"],
+        "remove",
+        "{e:?}"
+    );
+    assert!(manifest_exists(&world, &mine));
+    assert!(manifest_exists(&world, &theirs_newer));
+    assert!(!manifest_exists(&world, &theirs));
+    // This cluster's WAL from its backup's start on is all still there.
+    for path in &mine_wal {
+        assert!(
+            path.exists(),
+            "{} of this cluster was removed",
+            path.display()
+        );
+    }
+}
