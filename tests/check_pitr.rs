@@ -135,6 +135,8 @@ fn an_old_primary_archiving_past_a_promotion_is_a_split_brain() {
         &dirs,
         "--to-latest",
         "--archive",
+        // The old primary still runs: two primaries on purpose, the split brain to detect.
+        "--new-primary",
         "--start",
         "--port",
         &ports,
