@@ -39,6 +39,7 @@ Checks:
   pg.connect         connects and runs SELECT 1; reports the server version
   pg.tools           pg_dump/pg_restore found and not older than the server
   pg.privileges      the role can read every table (names the unreadable ones)
+  pg.mark            (WAL archiving) the role can make restore points and switch WAL
   redis.connect      PING answers
   redis.persistence  last RDB save / AOF write succeeded; persistence on if required
   redis.backup       a complete Redis backup younger than the RPO (backup = true targets)

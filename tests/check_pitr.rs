@@ -276,3 +276,39 @@ fn wal_fetch_proves_the_servers_user_can_open_the_newest_segment() {
     );
     run.expect_code(0);
 }
+
+/// `pg.mark`: the README's least-privilege role, without and with the grants `dr mark`
+/// needs; the check agrees with what `dr mark` then does.
+#[test]
+fn pg_mark_names_the_grant_a_least_privilege_role_lacks() {
+    let (pg, mut world) = support::pitr::cluster();
+    pg.psql(
+        "postgres",
+        "CREATE ROLE dr_backup LOGIN REPLICATION PASSWORD 'mark-pw'; GRANT pg_read_all_data TO dr_backup",
+    );
+    world.set_env("DR_TEST_PG_URL", &pg.url("dr_backup", "mark-pw", "app"));
+    let before = check(&world, &["pg.mark"]);
+    let finding = row(&before.json(), "pg.mark");
+    assert_eq!(finding["status"], "warn", "{finding}");
+    assert!(
+        finding["message"].as_str().unwrap().contains(
+            "GRANT EXECUTE ON FUNCTION pg_create_restore_point(text), pg_switch_wal() TO dr_backup"
+        ),
+        "{finding}"
+    );
+    assert_ne!(world.dr(&["mark", "m1", "--target", "main"]).code, 0);
+
+    // In the target's database: functions' grants are per database.
+    pg.psql(
+        "app",
+        "GRANT EXECUTE ON FUNCTION pg_create_restore_point(text), pg_switch_wal() TO dr_backup",
+    );
+    let after = check(&world, &["pg.mark"]);
+    assert_eq!(
+        row(&after.json(), "pg.mark")["status"],
+        "pass",
+        "{}",
+        after.stdout
+    );
+    world.dr(&["mark", "m1", "--target", "main"]).expect_code(0);
+}

@@ -1,4 +1,5 @@
 //! `pg.connect`, `pg.tools`, `pg.privileges`: can a backup of this target run right now?
+//! `pg.mark`: can `dr mark` make a restore point on it?
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -41,7 +42,7 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             timeout_per_read: false,
             run: Box::pin(async move { client_tools(&t, &s, &tools).await }),
         });
-        let s = shared;
+        let s = shared.clone();
         out.push(PlannedCheck {
             name: "pg.privileges",
             target: Some(target.name.clone()),
@@ -49,7 +50,61 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             timeout_per_read: false,
             run: Box::pin(async move { privileges(&s).await }),
         });
+        if target.wal_archiving {
+            let (s, name) = (shared, target.name.clone());
+            out.push(PlannedCheck {
+                name: "pg.mark",
+                target: Some(target.name.clone()),
+                critical: false,
+                timeout_per_read: false,
+                run: Box::pin(async move { mark_privileges(&s, &name).await }),
+            });
+        }
     }
+}
+
+/// `pg.mark`: the role can run what `dr mark` runs (a restore point, then a WAL switch so
+/// it is archived), which the runbooks ask for before every migration.
+async fn mark_privileges(shared: &SharedClient, target: &str) -> Result<Finding> {
+    let c = shared.conn()?;
+    let Ok(client) = shared.client().await else {
+        return Ok(Finding::fail(
+            "cannot connect (see pg.connect), so the privileges of dr mark are unknown",
+        ));
+    };
+    let row = client
+        .query_one(
+            "SELECT rolsuper, \
+                    has_function_privilege('pg_create_restore_point(text)', 'EXECUTE'), \
+                    has_function_privilege('pg_switch_wal()', 'EXECUTE') \
+             FROM pg_roles WHERE rolname = current_user",
+            &[],
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", pg::describe_pg_error(&e)))?;
+    let (superuser, point, switch): (bool, bool, bool) =
+        (row.try_get(0)?, row.try_get(1)?, row.try_get(2)?);
+    if superuser || (point && switch) {
+        return Ok(Finding::pass(format!(
+            "role {} can make restore points and switch WAL (`dr mark NAME --target {target}`)",
+            c.user
+        )));
+    }
+    let missing: Vec<&str> = [
+        (!point).then_some("pg_create_restore_point(text)"),
+        (!switch).then_some("pg_switch_wal()"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    Ok(Finding::warn(format!(
+        "role {} cannot run {}: `dr mark` before a migration would fail, and the runbooks ask for one; hint: GRANT EXECUTE ON FUNCTION {} TO {} (in database {}, where dr connects)",
+        c.user,
+        missing.join(" and "),
+        missing.join(", "),
+        c.user,
+        c.database
+    )))
 }
 
 async fn connect(shared: &SharedClient) -> Result<Finding> {
