@@ -660,10 +660,13 @@ impl EncryptionConfig {
     /// The recipients, parsed; any problem is a configuration error (exit 2): `dr` never
     /// stores plaintext while `[encryption]` is present.
     pub fn recipient_keys(&self, config_dir: &Path) -> Result<Vec<age::x25519::Recipient>> {
+        // Each recipient with where it was written, for messages that must name the place
+        // and never a value that turns out to be a private key.
         let mut texts: Vec<(String, String)> = self
             .recipients
             .iter()
-            .map(|r| (r.clone(), "[encryption] recipients".to_string()))
+            .enumerate()
+            .map(|(i, r)| (r.clone(), format!("[encryption] recipients[{i}]")))
             .collect();
         if let Some(file) = &self.recipients_file {
             let path = config_dir.join(file);
@@ -673,9 +676,16 @@ impl EncryptionConfig {
                     path.display()
                 ))
             })?;
-            for line in text.lines().map(str::trim) {
+            for (n, line) in text.lines().map(str::trim).enumerate() {
                 if !line.is_empty() && !line.starts_with('#') {
-                    texts.push((line.to_string(), path.display().to_string()));
+                    texts.push((
+                        line.to_string(),
+                        format!(
+                            "[encryption] recipients_file {} line {}",
+                            path.display(),
+                            n + 1
+                        ),
+                    ));
                 }
             }
         }
@@ -686,9 +696,19 @@ impl EncryptionConfig {
         }
         let mut keys: Vec<age::x25519::Recipient> = Vec::new();
         for (text, from) in texts {
+            let upper = text.to_ascii_uppercase();
+            if crate::secret::has_age_secret_key(&text)
+                || upper.starts_with("AGE-SECRET-KEY-")
+                || upper.starts_with("AGE-PLUGIN-")
+            {
+                return Err(usage(format!(
+                    "{from} is an age SECRET key, not a public key (age1...): anyone who reads this file can open every backup; hint: put the secret key in identity_file (or keep it off this host) and list its public key instead (`age-keygen -y KEYFILE` prints it)"
+                )));
+            }
             let key = text.parse::<age::x25519::Recipient>().map_err(|e| {
                 usage(format!(
-                    "recipient {text:?} in {from} is not an age public key ({e}); hint: write it as age1... (age-keygen -y KEYFILE prints it)"
+                    "{from} ({:?}) is not an age public key ({e}); hint: write it as age1... (age-keygen -y KEYFILE prints it)",
+                    crate::secret::redact_age_keys(&text)
                 ))
             })?;
             if !keys.iter().any(|k| k.to_string() == key.to_string()) {
