@@ -467,6 +467,39 @@ fn an_interrupted_backup_leaves_no_object_in_s3() {
     assert_eq!(list.json()["backups"].as_array().unwrap().len(), 0);
 }
 
+#[test]
+fn an_interrupted_redis_backup_leaves_no_directory() {
+    let source = DataRedis::start();
+    load_many(&source, 600_000, 100);
+    let mut world = World::new();
+    world.env.push(("DR_TEST_REDIS_URL".into(), source.url()));
+    world.write_config(&format!(
+        "[storage]\nurl = \"file://{}\"\n\n[backup]\ncompression = \"none\"\n\n[[redis]]\nname = \"cache\"\nurl_env = \"DR_TEST_REDIS_URL\"\npersistent = true\nbackup = true\nmethod = \"rdb\"\n",
+        world.storage_dir().display()
+    ));
+    let child = world.spawn(&["backup", "--target", "cache"]);
+    // Interrupted while its object is being written (its directory made).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !world
+        .storage_files()
+        .iter()
+        .any(|f| f.to_string_lossy().contains(".partial-"))
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the backup never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let out = support::interrupt(child);
+    let left = entries_below(&world.storage_dir().join("backups"));
+    assert!(
+        left.is_empty(),
+        "left in storage: {left:?}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 // 4. The way back after a Redis restore --into goes back into the same server.
 #[test]
 fn redis_go_back_after_restore_into_carries_the_into() {
