@@ -350,6 +350,40 @@ INSERT INTO public.payroll VALUES (1, 100);"#,
     assert_no_backup_left(&world);
 }
 
+#[test]
+fn sigint_mid_dump_leaves_no_directory() {
+    let (pg, world) = sample_world("");
+    make_big(&pg, 1_500_000);
+    let child = world.spawn(&["backup"]);
+    wait_for_partial(&world);
+    support::interrupt(child);
+    assert_no_backup_left(&world);
+}
+
+#[test]
+fn a_full_disk_leaves_no_directory() {
+    let (pg, world) = sample_world("");
+    make_big(&pg, 1_500_000);
+    // A file-size limit stands in for a full disk: the write fails (EFBIG) midway.
+    let dr = world.command(&["backup"]);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg("ulimit -f 2048 && exec \"$0\" \"$@\"")
+        .arg(dr.get_program())
+        .args(dr.get_args());
+    for (k, v) in dr.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    let out = cmd.output_limited().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("cannot write"), "{stderr}");
+    assert_no_backup_left(&world);
+}
+
 /// A `pg_bin_dir` whose `pg_dumpall` sleeps instead of dumping: a backup with
 /// `include_globals` stores its dump, then waits there, to be interrupted.
 fn stalling_globals_bin(pg: &PgCluster) -> tempfile::TempDir {
