@@ -657,6 +657,33 @@ pub struct EncryptionConfig {
 }
 
 impl EncryptionConfig {
+    /// `identity_file` and `identity_env` name a file and a variable: a private key pasted
+    /// as either is exit 2 naming the setting, never the key.
+    pub fn refuse_keys_as_names(&self) -> Result<()> {
+        let places = [
+            (
+                "identity_file",
+                self.identity_file
+                    .as_ref()
+                    .map(|p| p.to_string_lossy().into_owned()),
+                "write the key into a file only you can read (chmod 600) and set identity_file to that file's path",
+            ),
+            (
+                "identity_env",
+                self.identity_env.clone(),
+                "export the key in an environment variable and set identity_env to the variable's name",
+            ),
+        ];
+        for (key, value, fix) in places {
+            if value.is_some_and(|v| crate::secret::has_age_secret_key(&v)) {
+                return Err(usage(format!(
+                    "[encryption] {key} holds an age SECRET key itself, not the name of where the key is; anyone who reads this file can open every backup; hint: {fix}"
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The recipients, parsed; any problem is a configuration error (exit 2): `dr` never
     /// stores plaintext while `[encryption]` is present.
     pub fn recipient_keys(&self, config_dir: &Path) -> Result<Vec<age::x25519::Recipient>> {
@@ -1039,7 +1066,8 @@ impl Config {
         }
         if let Some(encryption) = &self.encryption {
             encryption
-                .recipient_keys(self.dir())
+                .refuse_keys_as_names()
+                .and_then(|()| encryption.recipient_keys(self.dir()))
                 .map_err(|e| usage(format!("{file}: {e}")))?;
         }
         if let Some(threads) = self.backup.threads {

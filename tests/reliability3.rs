@@ -128,6 +128,28 @@ fn a_secret_key_where_a_recipient_belongs_is_exit_2_and_never_printed() {
     );
     assert_no_secret(&run.all(), &secret);
 
+    // The key pasted where a file or a variable is named.
+    for (setting, needle) in [
+        (
+            "identity_file",
+            "[encryption] identity_file holds an age SECRET key itself",
+        ),
+        (
+            "identity_env",
+            "[encryption] identity_env holds an age SECRET key itself",
+        ),
+    ] {
+        let world = offline_world(&format!(
+            "\n[encryption]\nrecipients = [\"{public}\"]\n{setting} = \"{secret}\"\n"
+        ));
+        for args in [&["validate"][..], &["check", "--format", "json"]] {
+            let run = world.dr(args);
+            run.expect_code(2);
+            assert!(run.stderr.contains(needle), "{args:?}: {}", run.stderr);
+            assert_no_secret(&run.all(), &secret);
+        }
+    }
+
     // A TOML error on the line that holds the key shows the line, without the key.
     let world = offline_world(&format!("\n[encryption]\nrecipients = [\"{secret}\"\n"));
     let run = world.dr(&["check", "--format", "json"]);
