@@ -113,7 +113,10 @@ impl Identities {
     fn from_file(path: &Path, refuse_exposed: bool) -> Result<Identities> {
         if refuse_exposed {
             if let Some(problem) = identity_file_exposure(path) {
-                return Err(usage(format!("{problem}; nothing was read or changed")));
+                let (what, fix) = problem.split_once("; hint: ").unwrap_or((&problem, ""));
+                return Err(usage(format!(
+                    "{what}; nothing was read or changed; hint: {fix}"
+                )));
             }
         }
         let cannot_read = |e: &dyn std::fmt::Display| {
@@ -163,7 +166,7 @@ impl Identities {
                     made_for.join(", ")
                 ))),
                 other => anyhow!(
-                    "cannot decrypt the object with the identity {} ({other}): its age header was altered; hint: use another backup, or another copy of this one",
+                    "cannot decrypt the object with the identity {} ({other}); hint: with the right identity this means the object's age header was altered: use another backup, or another copy of this one",
                     self.source
                 ),
             })
