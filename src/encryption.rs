@@ -62,19 +62,40 @@ pub struct Identities {
 impl Identities {
     /// The identity to read with: `--identity FILE`, else `identity_file`, else
     /// `identity_env`; `None` when none is configured.
+    ///
+    /// An identity file that others, or a group other than the PostgreSQL server's, can
+    /// read is refused (exit 2): it opens every backup.
     pub fn load(
         config: Option<&EncryptionConfig>,
         config_dir: &Path,
         explicit: Option<&Path>,
     ) -> Result<Option<Identities>> {
+        Self::load_with(config, config_dir, explicit, true)
+    }
+
+    /// Like [`Identities::load`], with an exposed identity file accepted: `dr check`
+    /// reports it as a warning instead (see [`identity_file_exposure`]).
+    pub fn load_allowing_exposed(
+        config: Option<&EncryptionConfig>,
+        config_dir: &Path,
+    ) -> Result<Option<Identities>> {
+        Self::load_with(config, config_dir, None, false)
+    }
+
+    fn load_with(
+        config: Option<&EncryptionConfig>,
+        config_dir: &Path,
+        explicit: Option<&Path>,
+        refuse_exposed: bool,
+    ) -> Result<Option<Identities>> {
         if let Some(path) = explicit {
-            return Self::from_file(path).map(Some);
+            return Self::from_file(path, refuse_exposed).map(Some);
         }
         let Some(config) = config else {
             return Ok(None);
         };
         if let Some(file) = &config.identity_file {
-            return Self::from_file(&resolve(config_dir, file)).map(Some);
+            return Self::from_file(&resolve(config_dir, file), refuse_exposed).map(Some);
         }
         if let Some(var) = &config.identity_env {
             let value = Secret::new(std::env::var(var).map_err(|_| {
@@ -89,13 +110,25 @@ impl Identities {
         Ok(None)
     }
 
-    fn from_file(path: &Path) -> Result<Identities> {
-        let file = age::IdentityFile::from_file(path.display().to_string()).map_err(|e| {
+    fn from_file(path: &Path, refuse_exposed: bool) -> Result<Identities> {
+        if refuse_exposed {
+            if let Some(problem) = identity_file_exposure(path) {
+                let (what, fix) = problem.split_once("; hint: ").unwrap_or((&problem, ""));
+                return Err(usage(format!(
+                    "{what}; nothing was read or changed; hint: {fix}"
+                )));
+            }
+        }
+        let cannot_read = |e: &dyn std::fmt::Display| {
             usage(format!(
                 "cannot read the age identity {}: {e}; hint: pass the file age-keygen wrote (AGE-SECRET-KEY-1...)",
                 path.display()
             ))
-        })?;
+        };
+        // Read into a Secret: the key never sits in a printable string.
+        let text = Secret::new(std::fs::read_to_string(path).map_err(|e| cannot_read(&e))?);
+        let file = age::IdentityFile::from_buffer(text.expose().as_bytes())
+            .map_err(|e| cannot_read(&e))?;
         Self::from_identity_file(file, path.display().to_string())
     }
 
@@ -126,14 +159,56 @@ impl Identities {
         })?;
         decryptor
             .decrypt(self.keys.iter().map(|k| k.as_ref() as &dyn age::Identity))
-            .map_err(|e| {
-                anyhow!(
-                    "the identity {} cannot open this backup ({e}); it was encrypted for {}; hint: use the identity of one of those keys (--identity FILE)",
+            .map_err(|e| match e {
+                age::DecryptError::NoMatchingKeys => anyhow::Error::new(WrongIdentity(format!(
+                    "the identity {} cannot open this backup: it does not match the recipients the object was encrypted to ({}); hint: use the identity (private key) of one of those public keys with --identity FILE (`age-keygen -y FILE` prints a key file's public key)",
                     self.source,
                     made_for.join(", ")
-                )
+                ))),
+                other => anyhow!(
+                    "cannot decrypt the object with the identity {} ({other}); hint: with the right identity this means the object's age header was altered: use another backup, or another copy of this one",
+                    self.source
+                ),
             })
     }
+}
+
+/// The identity given is not one the object was encrypted to: a wrong key, never damage.
+/// Readers that may stop early (`pg_restore --list`) must still report it.
+#[derive(Debug)]
+pub struct WrongIdentity(String);
+
+impl std::fmt::Display for WrongIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for WrongIdentity {}
+
+/// Whether `err` says the identity does not match the object's recipients.
+pub fn is_wrong_identity(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| c.is::<WrongIdentity>())
+}
+
+/// The identity file `dr` reads with when nothing is passed on the command line.
+pub fn configured_identity_file(config: &EncryptionConfig, config_dir: &Path) -> Option<PathBuf> {
+    config
+        .identity_file
+        .as_deref()
+        .map(|f| resolve(config_dir, f))
+}
+
+/// What is wrong with who may read the identity file at `path`, with the fix; `None`
+/// when only its owner (and the PostgreSQL server's group) can read it, or when it
+/// cannot be inspected (reading it then fails with the reason).
+pub fn identity_file_exposure(path: &Path) -> Option<String> {
+    let (mode, readers) = crate::secret::readers_beyond_owner(path)?;
+    let shown = path.display();
+    let group = crate::secret::SERVER_GROUP;
+    Some(format!(
+        "the age identity {shown} is readable by {readers} (mode {mode:o}), and it opens every backup; hint: chmod 600 {shown} (or chmod 640 and chgrp {group} {shown} when the PostgreSQL server's restore_command must read it)"
+    ))
 }
 
 fn resolve(config_dir: &Path, file: &Path) -> PathBuf {
@@ -272,9 +347,52 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(
-            err.contains("stranger.key") && err.contains("age1"),
+            err.contains("stranger.key")
+                && err.contains("age1")
+                && err.contains("does not match the recipients"),
             "{err}"
         );
+        assert!(is_wrong_identity(
+            &stranger
+                .decrypt(&out[..], &recipients.public_keys())
+                .err()
+                .unwrap()
+        ));
+    }
+
+    #[test]
+    fn a_secret_key_as_recipient_names_its_place_and_hides_it() {
+        let secret = age::x25519::Identity::generate();
+        let text = age::secrecy::ExposeSecret::expose_secret(&secret.to_string()).to_string();
+        let err = Recipients::from_config(
+            &config(vec![secret.to_public().to_string(), text.clone()]),
+            Path::new("/"),
+        )
+        .err()
+        .unwrap();
+        assert_eq!(crate::error::exit_code(&err), 2);
+        let shown = err.to_string();
+        assert!(
+            shown.contains("recipients[1] is an age SECRET key"),
+            "{shown}"
+        );
+        assert!(!shown.contains(&text[20..40]), "{shown}");
+    }
+
+    #[test]
+    fn an_identity_file_others_can_read_is_named_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("team.key");
+        std::fs::write(&path, "AGE-SECRET-KEY-1X").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let problem = identity_file_exposure(&path).unwrap();
+        assert!(
+            problem.contains("every user") && problem.contains("chmod 600"),
+            "{problem}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(identity_file_exposure(&path), None);
     }
 
     #[test]

@@ -137,7 +137,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     let pipeline = PipelineSettings::new(settings, plan.recipients.clone());
     let dump_file = format!("dump.pgdump{}", pipeline.extension());
     let dump_key = catalog::backup_dir(plan.target_name, &id) + "/" + &dump_file;
-    let mut written_keys = vec![dump_key.clone()];
+    let mut stored = StoredSoFar::new(storage, dump_key.clone());
 
     let result: Result<BackupManifest> = async {
         let auth = conn.child_env()?;
@@ -170,7 +170,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             let dumpall = tools::find("pg_dumpall", plan.pg_bin_dir)?;
             let globals_file = format!("globals.sql{}", pipeline.extension());
             let globals_key = catalog::backup_dir(plan.target_name, &id) + "/" + &globals_file;
-            written_keys.push(globals_key.clone());
+            stored.keys.push(globals_key.clone());
             let cmd = ChildCommand::new(dumpall, "pg_dumpall")
                 .args(pg_dumpall_args(&conn.public_url, catalog_info.superuser))
                 .envs(auth.env());
@@ -230,21 +230,101 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     }
     .await;
 
-    if result.is_err() {
-        for key in &written_keys {
-            if let Err(e) = storage.delete(key).await {
-                tracing::warn!(
-                    "cannot remove {key} after a failed backup ({e:#}); `dr prune` will sweep it"
-                );
-            }
-        }
+    match &result {
+        Ok(_) => stored.committed(),
+        Err(_) => stored.remove().await,
     }
     // The lock goes with the session, once the failed backup's objects are removed.
     drop(snap_client);
     result
 }
 
+/// The objects a backup has started to store, removed unless its manifest was written:
+/// after an error, and when the backup's future is dropped midway (Ctrl-C, SIGTERM), so
+/// that neither an object nor (in local storage) its directory outlives a backup that
+/// does not exist.
+pub(crate) struct StoredSoFar<'a> {
+    storage: &'a dyn Storage,
+    pub keys: Vec<String>,
+}
+
+impl<'a> StoredSoFar<'a> {
+    pub fn new(storage: &'a dyn Storage, first: String) -> Self {
+        StoredSoFar {
+            storage,
+            keys: vec![first],
+        }
+    }
+
+    /// The manifest is written: the objects belong to a backup now.
+    pub fn committed(&mut self) {
+        self.keys.clear();
+    }
+
+    /// Removes every object (deleting a key never written is no error).
+    pub async fn remove(&mut self) {
+        remove_keys(self.storage, std::mem::take(&mut self.keys)).await;
+    }
+}
+
+async fn remove_keys(storage: &dyn Storage, keys: Vec<String>) {
+    for key in keys {
+        if let Err(e) = storage.delete(&key).await {
+            tracing::warn!(
+                "cannot remove {key} after a failed backup ({e:#}); `dr prune` will sweep it"
+            );
+        }
+    }
+}
+
+impl Drop for StoredSoFar<'_> {
+    fn drop(&mut self) {
+        let keys = std::mem::take(&mut self.keys);
+        if keys.is_empty() {
+            return;
+        }
+        // Interrupted: this runs while the command's future is dropped, so it cannot
+        // await. A helper thread removes the objects and this one waits for it: on the
+        // multi-threaded runtime through its handle (its workers still drive the I/O),
+        // else on a runtime of its own.
+        let storage = self.storage;
+        let handle = tokio::runtime::Handle::try_current().ok();
+        std::thread::scope(|scope| {
+            scope.spawn(move || match handle {
+                Some(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                    h.block_on(remove_keys(storage, keys))
+                }
+                _ => {
+                    if let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        rt.block_on(remove_keys(storage, keys));
+                    }
+                }
+            });
+        });
+    }
+}
+
+/// The `application_name` of the session holding the backup lock: `dr/<target>`, so a
+/// refused backup can name the target that holds it (two targets may share a database).
+pub(crate) const LOCK_HOLDER_PREFIX: &str = "dr/";
+
 pub(crate) async fn acquire_lock(client: &Client, target: &str, database: &str) -> Result<()> {
+    // Named before the lock is tried: whoever is refused reads the holder's target here.
+    client
+        .query_one(
+            "SELECT set_config('application_name', $1, false)",
+            &[&format!("{LOCK_HOLDER_PREFIX}{target}")],
+        )
+        .await
+        .map_err(|e| {
+            anyhow!(
+                "cannot name the backup session: {}",
+                pg::describe_pg_error(&e)
+            )
+        })?;
     let got: bool = client
         .query_one(
             "SELECT pg_try_advisory_lock($1, $2)",
@@ -256,22 +336,31 @@ pub(crate) async fn acquire_lock(client: &Client, target: &str, database: &str) 
     if got {
         return Ok(());
     }
-    let holder: Option<String> = client
+    let holder: Option<(String, Option<String>)> = client
         .query_opt(
-            "SELECT format('pid %s from %s', l.pid, coalesce(a.client_addr::text, 'local socket')) FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+            "SELECT format('pid %s from %s', l.pid, coalesce(a.client_addr::text, 'local socket')), a.application_name FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
              WHERE l.locktype = 'advisory' AND l.classid = $1::int::oid AND l.objid = $2::int::oid AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
             &[&LOCK_KEY.0, &LOCK_KEY.1],
         )
         .await
         .ok()
         .flatten()
-        .map(|r| r.get(0));
+        .map(|r| (r.get(0), r.get(1)));
+    let (session, application) = holder.unwrap_or_else(|| ("another session".into(), None));
     bail!(
-        "another dr backup of target {target} is running: the backup lock (PostgreSQL advisory lock {}/{} on database {database}) is held by {}; hint: wait for it to finish; the lock is released automatically when that backup ends or its connection dies",
+        "{} is running: the backup lock (PostgreSQL advisory lock {}/{} on database {database}) is held by {session}, so this backup of target {target} cannot start; hint: wait for it to finish; the lock is released automatically when that backup ends or its connection dies",
+        lock_holder(application.as_deref()),
         LOCK_KEY.0,
         LOCK_KEY.1,
-        holder.unwrap_or_else(|| "another session".into())
     )
+}
+
+/// Who holds the backup lock, from its session's `application_name`.
+fn lock_holder(application_name: Option<&str>) -> String {
+    match application_name.and_then(|a| a.strip_prefix(LOCK_HOLDER_PREFIX)) {
+        Some(holder) if !holder.is_empty() => format!("another dr backup of target {holder}"),
+        _ => "another dr backup (of a target not named by its session)".into(),
+    }
 }
 
 pub(crate) async fn unique_id(
@@ -519,6 +608,16 @@ mod tests {
         assert!(args.contains(&"--format=custom".to_string()));
         assert!(args.contains(&"--no-password".to_string()));
         assert!(args.iter().all(|a| !a.contains("password=")));
+    }
+
+    #[test]
+    fn the_lock_refusal_names_the_holders_target() {
+        assert_eq!(
+            lock_holder(Some("dr/orders")),
+            "another dr backup of target orders"
+        );
+        assert!(lock_holder(Some("dr")).contains("not named"));
+        assert!(lock_holder(None).contains("not named"));
     }
 
     #[test]

@@ -383,6 +383,8 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     let pipeline = super::PipelineSettings::new(settings, plan.recipients.clone());
     let base_file = format!("base.tar{}", pipeline.extension());
     let base_key = catalog::backup_dir(plan.target_name, &id) + "/" + &base_file;
+    // Removed unless the manifest is written, also when the backup is interrupted.
+    let mut stored_so_far = super::StoredSoFar::new(storage, base_key.clone());
 
     let result: Result<BackupManifest> = async {
         let auth = conn.child_env()?;
@@ -523,12 +525,9 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     }
     .await;
 
-    if result.is_err() {
-        if let Err(e) = storage.delete(&base_key).await {
-            tracing::warn!(
-                "cannot remove {base_key} after a failed backup ({e:#}); `dr prune` will sweep it"
-            );
-        }
+    match &result {
+        Ok(_) => stored_so_far.committed(),
+        Err(_) => stored_so_far.remove().await,
     }
     drop(client);
     result

@@ -1,6 +1,5 @@
 //! `config` and `contacts`: the file itself.
 
-use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 
 use super::{CheckContext, Finding, PlannedCheck};
@@ -38,16 +37,21 @@ fn config_file(ctx: &CheckContext) -> Finding {
         config.postgres.len(),
         config.redis.len()
     );
-    if config.has_inline_password() {
-        if let Ok(meta) = std::fs::metadata(&config.path) {
-            let mode = meta.permissions().mode() & 0o777;
-            if mode & 0o077 != 0 {
-                return Finding::warn(format!(
-                    "{} holds an inline password and is readable by group or others (mode {mode:o}); hint: chmod 600 {} or move the URL into an environment variable with url_env",
-                    config.path.display(),
-                    config.path.display()
-                ));
-            }
+    // An age private key pasted into the file (a comment, say) is as secret as a password.
+    let holds_age_key = std::fs::read_to_string(&config.path)
+        .is_ok_and(|text| crate::secret::has_age_secret_key(&text));
+    if config.has_inline_password() || holds_age_key {
+        let what = if holds_age_key {
+            "an age secret key (AGE-SECRET-KEY-1...)"
+        } else {
+            "an inline password"
+        };
+        if let Some((mode, readers)) = crate::secret::readers_beyond_owner(&config.path) {
+            let shown = config.path.display();
+            return Finding::warn(format!(
+                "{shown} holds {what} and is readable by {readers} (mode {mode:o}); hint: chmod 600 {shown} (or chmod 640 and chgrp {} {shown} when the PostgreSQL server's restore_command reads it), or move the secret out: a URL into an environment variable with url_env, a key into identity_file",
+                crate::secret::SERVER_GROUP
+            ));
         }
     }
     Finding::pass(summary)

@@ -10,6 +10,7 @@ use futures::StreamExt;
 use super::{CheckContext, Finding, PlannedCheck};
 use crate::backup::catalog;
 use crate::encryption::Identities;
+use crate::report::Status;
 use crate::units::age as age_text;
 
 pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
@@ -28,14 +29,42 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
 
 async fn keys(ctx: &CheckContext) -> Result<Finding> {
     let config = &ctx.config;
+    // An identity file others can read opens every backup. It is still tried here (the
+    // commands that decrypt refuse it); the finding is at least a warning naming it.
+    let exposed = config
+        .encryption
+        .as_ref()
+        .and_then(|e| crate::encryption::configured_identity_file(e, config.dir()))
+        .and_then(|path| crate::encryption::identity_file_exposure(&path));
+    let finding = keys_and_proof(ctx).await?;
+    Ok(match exposed {
+        Some(problem) => {
+            // One message, one hint: the two causes first, then both fixes.
+            let (what, fix) = problem.split_once("; hint: ").unwrap_or((&problem, ""));
+            let (head, then) = match finding.message.split_once("; hint: ") {
+                Some((head, hint)) => (head, format!("; then {hint}")),
+                None => (finding.message.as_str(), String::new()),
+            };
+            Finding {
+                status: finding.status.max(Status::Warn),
+                message: format!("{what}; {head}; hint: {fix}{then}"),
+            }
+        }
+        None => finding,
+    })
+}
+
+async fn keys_and_proof(ctx: &CheckContext) -> Result<Finding> {
+    let config = &ctx.config;
     let recipients = crate::encryption::configured_recipients(config)?
         .map(|r| r.public_keys())
         .unwrap_or_default();
     let mut notes = vec![format!("{} recipient(s) configured", recipients.len())];
-    let identities = match Identities::load(config.encryption.as_ref(), config.dir(), None) {
-        Ok(ids) => ids,
-        Err(e) => return Ok(Finding::fail(format!("{e:#}"))),
-    };
+    let identities =
+        match Identities::load_allowing_exposed(config.encryption.as_ref(), config.dir()) {
+            Ok(ids) => ids,
+            Err(e) => return Ok(Finding::fail(format!("{e:#}"))),
+        };
     let Some(storage) = ctx.storage.as_ref() else {
         return Ok(Finding::pass(notes.join("; ")));
     };

@@ -38,6 +38,16 @@ fn destination(target: &RedisTarget, into: &crate::cli::IntoArgs) -> Result<Redi
     Ok(RedisEndpoint::parse(&url)?.with_timeout(target.timeout))
 }
 
+/// How the command line named the destination, for commands printed back to the user
+/// (`--into` carries no password: it was refused above).
+fn destination_flag(into: &crate::cli::IntoArgs) -> Option<String> {
+    match (&into.into, &into.into_env) {
+        (Some(url), _) => Some(format!("--into '{url}'")),
+        (None, Some(var)) => Some(format!("--into-env {var}")),
+        (None, None) => None,
+    }
+}
+
 /// One Redis backup; a fallback from rdb to keys is said on stderr.
 pub async fn backup(
     config: &Config,
@@ -81,6 +91,7 @@ pub async fn restore(config: &Config, target: &RedisTarget, args: RestoreArgs) -
         target,
         backup_id: args.backup_id.as_deref().unwrap_or("latest"),
         destination: destination(target, &args.into)?,
+        destination_flag: destination_flag(&args.into),
         yes: args.yes,
         flush: args.flush,
         no_safety_backup: args.no_safety_backup,

@@ -16,6 +16,9 @@ pub async fn run(config: &Config, args: WalFetchArgs) -> Result<i32> {
             args.name
         ))
     })?;
+    // The identity first: one that others can read is refused on every call, not only
+    // for the segments that happen to be archived.
+    let identities = super::identities(config, args.identity.as_deref())?;
     let storage = super::open_storage(config)?;
     let local_system = match args.system_id {
         Some(id) => Some(id),
@@ -51,7 +54,6 @@ pub async fn run(config: &Config, args: WalFetchArgs) -> Result<i32> {
         tracing::debug!("{} is not archived under {prefix}", wal.name);
         return Ok(1);
     };
-    let identities = super::identities(config, args.identity.as_deref())?;
     let outcome =
         wal::fetch::fetch_to(storage.as_ref(), &file, &args.path, identities.as_ref()).await?;
     tracing::info!(name = %outcome.name, key = %outcome.key, bytes = outcome.raw_bytes, "fetched");

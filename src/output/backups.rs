@@ -53,10 +53,20 @@ pub struct ListReport {
     /// Named restore points (`dr mark`), oldest first (absent without one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub restore_points: Vec<crate::wal::marks::RestorePoint>,
+    /// Ids of backups dated further in the future than clocks may disagree (a wrong
+    /// clock, a copy): listed first, yet `latest` skips them (absent without one).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub future_dated: Vec<String>,
 }
 
 impl ListReport {
     pub fn new(backups: Vec<BackupManifest>, damaged: Vec<DamagedManifest>) -> Self {
+        let now = Utc::now();
+        let future_dated = backups
+            .iter()
+            .filter(|m| crate::backup::catalog::is_future_dated(m, now))
+            .map(|m| m.id.clone())
+            .collect();
         ListReport {
             format_version: FORMAT_VERSION,
             ok: true,
@@ -64,8 +74,18 @@ impl ListReport {
             damaged,
             windows: Vec::new(),
             restore_points: Vec::new(),
+            future_dated,
         }
     }
+}
+
+/// How old a backup is; one dated after `now` shows how far ahead, with a minus sign
+/// and a flag, never as "0 ms" (which would make it look like the freshest).
+fn age_cell(created_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    if created_at <= now {
+        return units::age(now - created_at);
+    }
+    format!("-{} (FUTURE-DATED)", units::age(created_at - now))
 }
 
 pub fn backup_table(report: &BackupReport) -> String {
@@ -171,7 +191,7 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
                 None => m.method.as_str(),
             }),
             cell(units::time(m.created_at)),
-            cell(units::age(now - m.created_at)),
+            cell(age_cell(m.created_at, now)),
             cell(units::bytes(m.size_bytes)),
             cell(match (&m.redis, &m.physical) {
                 (Some(d), _) => format!("{} keys ({})", units::count(d.keys), d.method.as_str()),
@@ -190,7 +210,20 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
             cell(&m.sha256[..12.min(m.sha256.len())]),
         ]);
     }
-    t.render()
+    let future: Vec<&BackupManifest> = report
+        .backups
+        .iter()
+        .filter(|m| crate::backup::catalog::is_future_dated(m, now))
+        .collect();
+    let mut out = t.render();
+    for m in future {
+        out.push_str(&format!(
+            "note: backup {} is dated {} in the future (a wrong clock or a copied manifest); `--backup-id latest` skips it\n",
+            m.id,
+            units::age(m.created_at - now)
+        ));
+    }
+    out
 }
 
 /// `age1abcdef…uvwxyz`: enough of a public key to tell keys apart in a table.
@@ -233,4 +266,20 @@ pub fn prune_table(report: &PruneReport) -> String {
         report.backups.len() - removed,
         if report.dry_run { " (dry run)" } else { "" }
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_backup_from_the_future_is_not_zero_ms_old() {
+        let now = Utc::now();
+        let shown = age_cell(now + chrono::Duration::hours(3), now);
+        assert!(
+            shown.starts_with("-3") && shown.contains("FUTURE"),
+            "{shown}"
+        );
+        assert!(!age_cell(now - chrono::Duration::hours(3), now).contains('-'));
+    }
 }

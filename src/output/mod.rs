@@ -31,6 +31,9 @@ pub fn emit(text: &str) {
     if text.is_empty() {
         return;
     }
+    // Nothing dr prints is a private key: one that reached a report (a message quoting
+    // a misplaced setting) is hidden here, tables and JSON alike.
+    let text = crate::secret::redact_age_keys(text);
     let mut out = std::io::stdout().lock();
     let _ = out.write_all(text.as_bytes());
     if !text.ends_with('\n') {

@@ -36,8 +36,12 @@ where
                 meta.target()
             )?,
         }
-        ctx.field_format().format_fields(writer.by_ref(), event)?;
-        writeln!(writer)
+        // The last defence for logs: an age secret key that reached a message (a
+        // library's error, a debug dump of a setting) is hidden here too.
+        let mut fields = String::new();
+        ctx.field_format()
+            .format_fields(Writer::new(&mut fields), event)?;
+        writeln!(writer, "{}", crate::secret::redact_age_keys(&fields))
     }
 }
 

@@ -50,7 +50,8 @@ struct ServerGate {
 const OURS_SQL: &str = "
 SELECT count(*)::int8 FROM pg_stat_activity
  WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
-   AND usename = current_user AND application_name IN ('dr', 'pg_dump', 'pg_dumpall')";
+   AND usename = current_user
+   AND (application_name IN ('dr', 'pg_dump', 'pg_dumpall') OR application_name LIKE 'dr/%')";
 
 /// How often a caller looks again while closed connections are still leaving.
 const LEAVING_POLL: std::time::Duration = std::time::Duration::from_millis(2);

@@ -71,7 +71,9 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
     let ext = pipeline.extension();
     let rdb_key = format!("{dir}/dump.rdb{ext}");
     let keys_key = format!("{dir}/keys.drkeys{ext}");
-    let written = [rdb_key.clone(), keys_key.clone()];
+    // Removed unless the manifest is written, also when the backup is interrupted.
+    let mut stored = crate::backup::StoredSoFar::new(storage, rdb_key.clone());
+    stored.keys.push(keys_key.clone());
 
     let result: Result<BackupManifest> = async {
         let mut fallback_reason = None;
@@ -158,14 +160,9 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
         Ok(manifest)
     }
     .await;
-    if result.is_err() {
-        for key in &written {
-            if let Err(e) = storage.delete(key).await {
-                tracing::warn!(
-                    "cannot remove {key} after a failed backup ({e:#}); `dr prune` will sweep it"
-                );
-            }
-        }
+    match &result {
+        Ok(_) => stored.committed(),
+        Err(_) => stored.remove().await,
     }
     result
 }

@@ -41,6 +41,9 @@ pub struct RedisRestoreRequest<'a> {
     pub target: &'a RedisTarget,
     pub backup_id: &'a str,
     pub destination: RedisEndpoint,
+    /// How the command line named the destination (`--into 'URL'` or `--into-env VAR`),
+    /// for the command that goes back to the safety backup; `None` for the target's own.
+    pub destination_flag: Option<String>,
     pub yes: bool,
     pub flush: bool,
     pub no_safety_backup: bool,
@@ -159,6 +162,18 @@ pub struct Staged {
     _dir: tempfile::TempDir,
     /// Dropped after `_dir`: the record goes once the directory is gone.
     _registered: crate::leftovers::Registered,
+}
+
+/// The command that restores the safety backup `id` over the same destination: the
+/// `--into` of the restore goes with it, or it would flush the target's own server.
+fn go_back_command(target: &str, id: &str, destination_flag: Option<&str>) -> String {
+    let mut cmd = format!("dr restore --target {target} --backup-id {id}");
+    if let Some(flag) = destination_flag {
+        cmd.push(' ');
+        cmd.push_str(flag);
+    }
+    cmd.push_str(" --yes --flush");
+    cmd
 }
 
 /// Fetches the stored object into a private staging directory, checking its SHA-256.
@@ -507,11 +522,10 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
                         .await
                         .context("cannot take the safety backup of the destination, so nothing was restored; hint: fix the cause, or pass --no-safety-backup to overwrite without a copy")?;
                         let msg = format!(
-                            "{} ({} key(s)): to go back, run `dr restore --target {} --backup-id {} --flush`",
+                            "{} ({} key(s)): to go back, run `{}`",
                             m.id,
                             m.redis.as_ref().map_or(0, |d| d.keys),
-                            req.target.name,
-                            m.id
+                            go_back_command(&req.target.name, &m.id, req.destination_flag.as_deref())
                         );
                         Ok((m.id, msg))
                     })

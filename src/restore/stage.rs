@@ -195,6 +195,8 @@ where
     }
     match writer.await? {
         Ok(n) => Ok(n),
+        // A wrong key is said as such, even to a reader that may stop early.
+        Err(e) if crate::encryption::is_wrong_identity(&e) => Err(e),
         Err(_) if sink_may_stop_early => Ok(0),
         Err(e) => Err(e).with_context(|| format!("cannot decompress {key}")),
     }

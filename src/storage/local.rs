@@ -279,14 +279,14 @@ impl Storage for LocalStorage {
         let path = self.path_of(key)?;
         match tokio::fs::remove_file(&path).await {
             Ok(()) => {}
+            // Never committed (a failed put): the directories made for it may be empty.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
             // A directory is a prefix, and below an object there is nothing: no object to
             // delete either way.
             Err(e)
                 if matches!(
                     e.kind(),
-                    std::io::ErrorKind::NotFound
-                        | std::io::ErrorKind::IsADirectory
-                        | std::io::ErrorKind::NotADirectory
+                    std::io::ErrorKind::IsADirectory | std::io::ErrorKind::NotADirectory
                 ) =>
             {
                 return Ok(())
