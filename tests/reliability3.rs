@@ -1,4 +1,4 @@
-//! Reliability, round 3 (issue 29; rows 46 and on of docs/failure-modes.md): a private key
+//! Reliability, round 3 (issue 29; rows 50 to 56 of docs/failure-modes.md): a private key
 //! is never echoed and never left open to other users, a failed or interrupted backup
 //! leaves nothing in storage, and the messages around restores, keys, dates and locks
 //! say what is true.
