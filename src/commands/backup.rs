@@ -42,6 +42,11 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
     }
     let storage = super::open_storage(config)?;
     let notifier = OperationRun::start(config, NotifyEvent::Backup, args.metrics_file.clone())?;
+    // A backup may set up a new storage (as `dr init` does); the backups below report any
+    // storage failure themselves, target by target.
+    if let Err(e) = crate::storage::marker::ensure(storage.as_ref()).await {
+        tracing::warn!("{e:#}");
+    }
     let parallel = args
         .parallel
         .map(usize::from)

@@ -298,6 +298,55 @@ pub async fn read_small(storage: &dyn Storage, file: &ArchivedFile) -> Result<Ve
     Ok(raw)
 }
 
+/// What a backup history file (`<segment>.<offset>.backup`) says: where the base backup
+/// started and stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupHistory {
+    pub start: Lsn,
+    pub stop: Lsn,
+}
+
+/// Parses the backup history file `wal` (its text): a `START WAL LOCATION` in the segment
+/// and at the offset its name says, and a `STOP WAL LOCATION` not before it.
+pub fn parse_backup_history(wal: &WalName, text: &str) -> Result<BackupHistory> {
+    let location = |key: &str| -> Result<(Lsn, String)> {
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .ok_or_else(|| anyhow!("it has no {key:?} line"))?;
+        let (lsn, file) = line
+            .trim()
+            .split_once(" (file ")
+            .ok_or_else(|| anyhow!("unreadable {key} {:?}", line.trim()))?;
+        let file = file
+            .strip_suffix(')')
+            .ok_or_else(|| anyhow!("unreadable {key} {:?}", line.trim()))?;
+        Ok((Lsn::parse(lsn)?, file.to_string()))
+    };
+    let (start, start_file) = location("START WAL LOCATION:")?;
+    let (stop, stop_file) = location("STOP WAL LOCATION:")?;
+    let (segment, offset) = wal
+        .name
+        .split_once('.')
+        .and_then(|(seg, rest)| Some((seg, u64::from(hex_u32(rest.get(0..8)?)?))))
+        .ok_or_else(|| anyhow!("{} is not a backup history file name", wal.name))?;
+    if start_file != segment {
+        bail!("it starts in {start_file}, its name says {segment}");
+    }
+    // The name holds the start segment and the offset in it: one segment size must
+    // explain both (the file itself does not say which).
+    let matches = (20..=30).map(|shift| 1u64 << shift).any(|size| {
+        start.0 % size == offset && segment_name(wal.timeline, start.segno(size), size) == segment
+    });
+    if !matches {
+        bail!("its start {start} is not at offset {offset:X} of {segment}, as its name says");
+    }
+    if stop < start || WalName::parse(&stop_file).is_none_or(|w| w.kind != WalKind::Segment) {
+        bail!("its stop {stop} (file {stop_file}) does not follow its start {start}");
+    }
+    Ok(BackupHistory { start, stop })
+}
+
 /// What the first page of a segment says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
