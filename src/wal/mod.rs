@@ -640,6 +640,26 @@ mod tests {
     }
 
     #[test]
+    fn backup_history_files_must_match_their_name() {
+        let text = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTOP WAL LOCATION: 0/2000100 (file 000000010000000000000002)\n";
+        let wal = WalName::parse("000000010000000000000002.00000028.backup").unwrap();
+        let h = parse_backup_history(&wal, text).unwrap();
+        assert_eq!((h.start, h.stop), (Lsn(0x2000028), Lsn(0x2000100)));
+        // 1 MiB segments: 0/2000028 is segment 0x20, offset 0x28.
+        let small = WalName::parse("000000010000000000000020.00000028.backup").unwrap();
+        let text_small = text.replace("000000010000000000000002", "000000010000000000000020");
+        assert!(parse_backup_history(&small, &text_small).is_ok());
+        let elsewhere = WalName::parse("000000010000000000000002.00000030.backup").unwrap();
+        assert!(parse_backup_history(&elsewhere, text).is_err());
+        let other_file = WalName::parse("000000010000000000000003.00000028.backup").unwrap();
+        assert!(parse_backup_history(&other_file, text).is_err());
+        let no_stop = text.lines().next().unwrap();
+        assert!(parse_backup_history(&wal, no_stop).is_err());
+        let backwards = text.replace("0/2000100", "0/2000000");
+        assert!(parse_backup_history(&wal, &backwards).is_err());
+    }
+
+    #[test]
     fn names_only_the_program_of_a_command() {
         assert_eq!(
             command_program(
