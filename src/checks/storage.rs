@@ -65,11 +65,18 @@ async fn initialised_and_writable(
     let marker = marker::read(storage).await?;
     if marker.is_none() {
         if let Some(root) = local_root.filter(|r| !r.exists()) {
-            bail!(
-                "storage {} does not exist (no directory {}); nothing was probed; hint: check that its volume is mounted and [storage] url is right; for a new storage run `dr init`",
+            // With archiving on, wal-push refuses it now; without, the first backup would
+            // create it (a new storage), so it is only a warning.
+            let message = format!(
+                "storage {} does not exist (no directory {}); nothing was probed{}; hint: check that its volume is mounted and [storage] url is right; for a new storage run `dr init`",
                 storage.describe(),
-                root.display()
+                root.display(),
+                if archiving { "; `dr wal-push` refuses it, so WAL archiving fails" } else { "" }
             );
+            if archiving {
+                bail!("{message}");
+            }
+            return Ok(Finding::warn(message));
         }
     }
     let probed = writable(storage).await?;
