@@ -42,11 +42,6 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
     }
     let storage = super::open_storage(config)?;
     let notifier = OperationRun::start(config, NotifyEvent::Backup, args.metrics_file.clone())?;
-    // A backup may set up a new storage (as `dr init` does); the backups below report any
-    // storage failure themselves, target by target.
-    if let Err(e) = crate::storage::marker::ensure(storage.as_ref()).await {
-        tracing::warn!("{e:#}");
-    }
     let parallel = args
         .parallel
         .map(usize::from)
@@ -136,6 +131,13 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
                     error,
                 });
             }
+        }
+    }
+    // A storage that took a backup is set up (as `dr init` does), so that `wal-push`
+    // accepts it; a failed backup leaves nothing behind, not even the marker.
+    if !manifests.is_empty() {
+        if let Err(e) = crate::storage::marker::ensure(storage).await {
+            tracing::warn!("{e:#}");
         }
     }
     // Fleets whose server could not list its databases: their backups did not run.
