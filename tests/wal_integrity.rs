@@ -183,10 +183,16 @@ fn wal_push_refuses_an_uninitialised_bucket_until_dr_init() {
 #[test]
 fn the_first_backup_initialises_a_new_storage() {
     let pg = PgCluster::start();
-    pg.create_db("app");
     let mut world = World::new();
     world.standard_config(&pg, "app", "");
-    assert!(!world.storage_dir().exists());
+    // A backup that fails (no database yet) sets nothing up: it leaves nothing behind.
+    world.dr(&["backup"]).expect_code(1);
+    assert!(
+        files_below(&world.storage_dir()).is_empty(),
+        "{:?}",
+        files_below(&world.storage_dir())
+    );
+    pg.create_db("app");
     world.backup();
     let marker: serde_json::Value = serde_json::from_slice(
         &std::fs::read(world.storage_dir().join("dr-storage.json")).unwrap(),
