@@ -127,9 +127,9 @@ impl Storage for LocalStorage {
                 .create_new(true)
                 .mode(0o600)
                 .open(&partial)
-                .with_context(|| {
-                    format!(
-                        "cannot create {}; hint: check that the storage directory is writable by this user and its volume is mounted read-write",
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create {}: {e}; hint: check that the storage directory is writable by this user and its volume is mounted read-write",
                         partial.display()
                     )
                 })?;

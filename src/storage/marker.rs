@@ -2,7 +2,7 @@
 //! set up. Writers that must not create a storage of their own accord (`wal-push`, whose
 //! storage root may be an unmounted volume's empty mount point) refuse one without it.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -50,9 +50,9 @@ pub async fn read(storage: &dyn Storage) -> Result<Option<StorageMarker>> {
     let bytes = super::get_bytes(storage, MARKER_KEY)
         .await
         .with_context(|| format!("cannot read {MARKER_KEY} in {}", storage.describe()))?;
-    let marker = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "{MARKER_KEY} in {} is not dr's storage marker; hint: remove it and run `dr init`",
+    let marker = serde_json::from_slice(&bytes).map_err(|e| {
+        anyhow!(
+            "{MARKER_KEY} in {} is not dr's storage marker ({e}); hint: remove it and run `dr init`",
             storage.describe()
         )
     })?;
@@ -76,9 +76,9 @@ pub async fn ensure(storage: &dyn Storage) -> Result<Initialised> {
     };
     super::put_bytes(storage, MARKER_KEY, serde_json::to_vec_pretty(&marker)?)
         .await
-        .with_context(|| {
-            format!(
-                "cannot write {MARKER_KEY} to storage {}; hint: check the path or bucket, its permissions and free space",
+        .map_err(|e| {
+            anyhow!(
+                "cannot write {MARKER_KEY} to storage {}: {e:#}; hint: check the path or bucket, its permissions and free space",
                 storage.describe()
             )
         })?;

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::storage::Storage;
 use serde::Serialize;
@@ -119,20 +119,18 @@ pub async fn archive_chain(
         .ok_or_else(|| {
             anyhow!("timeline {newest} has archived WAL but its history file {name} is not archived, so recovery cannot follow it; hint: push it from the server's pg_wal (`dr wal-push pg_wal/{name}`)")
         })?;
-    let damaged = || {
-        format!(
-            "the timeline history {} in {} is unreadable, so recovery cannot follow timeline {newest}; hint: push the server's pg_wal/{name} again after removing the damaged copy, or restore it from another copy",
+    let read = async {
+        let raw = super::read_small(storage, history).await?;
+        let text = String::from_utf8(raw).map_err(|_| anyhow!("it is not text"))?;
+        TimelineHistory::parse(newest, &text)
+    };
+    let parsed = read.await.map_err(|e| {
+        anyhow!(
+            "the timeline history {} in {} is unreadable ({e:#}), so recovery cannot follow timeline {newest}; hint: remove the damaged copy and push the server's pg_wal/{name} again (`dr wal-push pg_wal/{name}`), or restore it from another copy",
             history.key,
             storage.describe()
         )
-    };
-    let raw = super::read_small(storage, history)
-        .await
-        .with_context(damaged)?;
-    let text = String::from_utf8(raw)
-        .map_err(|_| anyhow!("it is not text"))
-        .with_context(damaged)?;
-    let parsed = TimelineHistory::parse(newest, &text).with_context(damaged)?;
+    })?;
     Ok(Chain::from_history(&parsed, segment_size))
 }
 
