@@ -282,6 +282,60 @@ fn racing_pushes_of_one_name_with_different_content_never_both_win() {
 }
 
 #[test]
+fn racing_pushes_into_a_bucket_never_both_win() {
+    let server = S3Server::start();
+    // Parts above a segment's size: each push is one PUT (s3s-fs cannot hold multipart
+    // uploads under keys as long as the archive's).
+    let toml = format!("{}part_size_mib = 32\n", server.config_toml("prod"));
+    let mut world = push_world(Some(toml));
+    for (k, v) in server.env() {
+        world.env.push((k, v));
+    }
+    world.dr(&["init"]).expect_code(0);
+    let root = server.dir.join(&server.bucket).join("prod");
+    let mut wins = 0;
+    for attempt in 0..10u64 {
+        let segno = 0x70 + attempt;
+        let paths: Vec<PathBuf> = ["a", "b"]
+            .iter()
+            .enumerate()
+            .map(|(i, who)| {
+                let dir = world.tmp_dir().join(format!("{who}{attempt}"));
+                synthetic_segment(&dir, SYSID, segno, 100 * attempt + i as u64)
+            })
+            .collect();
+        let name = file_name(&paths[0]);
+        let mut children: Vec<_> = paths
+            .iter()
+            .map(|p| world.spawn(&["wal-push", p.to_str().unwrap()]))
+            .collect();
+        let ok: Vec<bool> = children
+            .iter_mut()
+            .map(|c| c.wait().unwrap().success())
+            .collect();
+        assert!(
+            !(ok[0] && ok[1]),
+            "attempt {attempt}: both pushes of {name} exited 0"
+        );
+        let stored = copies(&root, &name);
+        assert!(
+            stored.len() <= 1,
+            "attempt {attempt}: {name} is stored twice: {stored:?}"
+        );
+        if let Some(i) = ok.iter().position(|w| *w) {
+            wins += 1;
+            assert_eq!(
+                stored.len(),
+                1,
+                "attempt {attempt}: the winner's copy is gone"
+            );
+            assert_eq!(stored[0].0, sha256sum(&paths[i]), "attempt {attempt}");
+        }
+    }
+    assert!(wins > 0, "no push ever won in 10 races");
+}
+
+#[test]
 fn wal_fetch_refuses_a_name_stored_with_two_contents() {
     let world = push_world(None);
     world.dr(&["init"]).expect_code(0);
