@@ -43,7 +43,8 @@ Checks:
   redis.connect      PING answers
   redis.persistence  last RDB save / AOF write succeeded; persistence on if required
   redis.backup       a complete Redis backup younger than the RPO (backup = true targets)
-  storage.writable   a probe object is written, read back and deleted
+  storage.writable   initialised (`dr init`'s dr-storage.json; fails if WAL archiving
+                     is on without it) and a probe object written, read back, deleted
   storage.object_lock  S3 Object Lock really applied (when object_lock_days is set)
   backup.latest      a complete backup younger than the RPO (warn past 80%)
   backup.integrity   the newest backup hashes to its manifest (timeout per read)
@@ -135,6 +136,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Set up the storage once: create it and write its marker (dr-storage.json)
+    #[command(after_help = INIT_HELP)]
+    Init(FormatArgs),
     /// Readiness gate: probe PostgreSQL, Redis, tools, storage, backups and drills
     #[command(after_help = CHECK_HELP)]
     Check(CheckArgs),
@@ -249,6 +253,23 @@ pub enum Command {
     Mark(MarkArgs),
 }
 
+const INIT_HELP: &str = concat!(
+    "\
+Creates the storage of [storage] url (a local directory, or the prefix of a bucket) and
+marks it with dr-storage.json (format version, creation time, host). `dr wal-push` only
+writes into a marked storage: a missing marker means an unmounted volume or a wrong url,
+and PostgreSQL then keeps its WAL and retries. Running it again changes nothing. The first
+`dr backup` into a new storage marks it too.
+
+Examples:
+  dr init
+  dr init --format json
+  sudo -u postgres dr --config /etc/dr/dr.toml init   # owned by the user wal-push runs as
+
+",
+    exit_status!()
+);
+
 const WAL_PUSH_HELP: &str = concat!(
     "\
 In postgresql.conf (then restart PostgreSQL), run as the OS user PostgreSQL runs as:
@@ -259,7 +280,9 @@ The file is stored compressed under wal/<target>/<system identifier>/, named wit
 SHA-256 of its content, and dr exits 0 only once it is durable (fsynced, or the S3 upload
 completed). Pushing the same content again succeeds; different content under an archived
 name is refused and the stored copy kept. The target is --target, else the only
-[[postgres]] target, else the one that already archives this cluster.
+[[postgres]] target, else the one that already archives this cluster. The storage must
+be initialised (`dr init`): wal-push never creates it, so an unmounted volume fails
+loudly (exit 1, PostgreSQL keeps the WAL) instead of filling the mount point.
 
 Examples:
   dr wal-push pg_wal/000000010000000000000003                  # as archive_command runs it

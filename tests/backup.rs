@@ -135,8 +135,9 @@ fn files_are_0600_and_directories_0700_under_a_loose_umask() {
         .collect();
     assert_eq!(roles, vec!["dump", "globals"]);
     let files = world.storage_files();
-    // dump, globals, manifest and the integrity verdict of the backup's own hash.
-    assert_eq!(files.len(), 4, "{files:?}");
+    // dump, globals, manifest, the integrity verdict of the backup's own hash, and the
+    // storage marker the first backup writes (dr-storage.json).
+    assert_eq!(files.len(), 5, "{files:?}");
     for f in &files {
         assert_eq!(
             std::fs::metadata(f).unwrap().permissions().mode() & 0o777,

@@ -101,6 +101,7 @@ fn every_json_document_matches_the_readme_table() {
         ("version", vec!["version"]),
         ("wal-push", vec!["wal-push", &segment_path]),
         ("mark", vec!["mark", "json-contract"]),
+        ("init", vec!["init"]),
         (
             "restore --pitr",
             vec!["restore", "--pitr", "--to-latest", "--pgdata", &pitr_dir],

@@ -317,6 +317,7 @@ fn a_push_killed_mid_upload_leaves_nothing_fetchable() {
     let data = world.tmp_dir().join("data");
     let sysid: u64 = 7_000_000_000_000_000_001;
     let sysid_text = sysid.to_string();
+    world.dr(&["init"]).expect_code(0);
     // One push that completes, for the damaged-copy case below.
     let whole = synthetic_segment(&data, sysid, 0x0F, 99);
     world

@@ -133,6 +133,13 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
             }
         }
     }
+    // A storage that took a backup is set up (as `dr init` does), so that `wal-push`
+    // accepts it; a failed backup leaves nothing behind, not even the marker.
+    if !manifests.is_empty() {
+        if let Err(e) = crate::storage::marker::ensure(storage).await {
+            tracing::warn!("{e:#}");
+        }
+    }
     // Fleets whose server could not list its databases: their backups did not run.
     for (fleet, error) in &config.discovery_failures {
         let error = scrub(error, &config.secrets());

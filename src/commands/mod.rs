@@ -7,6 +7,7 @@ mod completions;
 mod contacts;
 mod demo;
 mod drill;
+mod init;
 mod list;
 mod man;
 mod mark;
@@ -106,6 +107,7 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
                 load_config(config_path, args.target.as_deref(), Discovery::Storage).await?;
             status::run(&config, args).await
         }
+        Command::Init(args) => init::run(&Config::load(config_path)?, args).await,
         Command::Contacts(args) => contacts::run(&Config::load(config_path)?, args),
         Command::Notify(args) => notify::run(&Config::load(config_path)?, args).await,
         Command::Runbook(args) => runbook::run(&Config::load(config_path)?, args).await,

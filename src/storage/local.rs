@@ -127,7 +127,12 @@ impl Storage for LocalStorage {
                 .create_new(true)
                 .mode(0o600)
                 .open(&partial)
-                .with_context(|| format!("cannot create {}", partial.display()))?;
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "cannot create {}: {e}; hint: check that the storage directory is writable by this user and its volume is mounted read-write",
+                        partial.display()
+                    )
+                })?;
             guard.path = Some(partial.clone());
             file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
             let mut file = tokio::fs::File::from_std(file);
@@ -151,7 +156,13 @@ impl Storage for LocalStorage {
             drop(file);
             tokio::fs::rename(&partial, &final_path)
                 .await
-                .with_context(|| format!("cannot rename {} into place", partial.display()))?;
+                .with_context(|| {
+                    format!(
+                        "cannot rename {} to {}; nothing was committed",
+                        partial.display(),
+                        final_path.display()
+                    )
+                })?;
             guard.path = None;
             let d = dir.clone();
             tokio::task::spawn_blocking(move || fsync_dir(&d)).await??;

@@ -9,6 +9,7 @@
 #[cfg(test)]
 mod contract;
 pub mod local;
+pub mod marker;
 pub mod s3;
 /// The s3s-fs server of the integration tests, shared so that there is one copy of it.
 #[cfg(test)]

@@ -119,11 +119,19 @@ pub async fn archive_chain(
         .ok_or_else(|| {
             anyhow!("timeline {newest} has archived WAL but its history file {name} is not archived, so recovery cannot follow it; hint: push it from the server's pg_wal (`dr wal-push pg_wal/{name}`)")
         })?;
-    let text = String::from_utf8_lossy(&super::read_small(storage, history).await?).into_owned();
-    Ok(Chain::from_history(
-        &TimelineHistory::parse(newest, &text)?,
-        segment_size,
-    ))
+    let read = async {
+        let raw = super::read_small(storage, history).await?;
+        let text = String::from_utf8(raw).map_err(|_| anyhow!("it is not text"))?;
+        TimelineHistory::parse(newest, &text)
+    };
+    let parsed = read.await.map_err(|e| {
+        anyhow!(
+            "the timeline history {} in {} is unreadable ({e:#}), so recovery cannot follow timeline {newest}; hint: remove the damaged copy and push the server's pg_wal/{name} again (`dr wal-push pg_wal/{name}`), or restore it from another copy",
+            history.key,
+            storage.describe()
+        )
+    })?;
+    Ok(Chain::from_history(&parsed, segment_size))
 }
 
 /// The walk from a start segment to the newest archived segment along a chain.

@@ -298,6 +298,55 @@ pub async fn read_small(storage: &dyn Storage, file: &ArchivedFile) -> Result<Ve
     Ok(raw)
 }
 
+/// What a backup history file (`<segment>.<offset>.backup`) says: where the base backup
+/// started and stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackupHistory {
+    pub start: Lsn,
+    pub stop: Lsn,
+}
+
+/// Parses the backup history file `wal` (its text): a `START WAL LOCATION` in the segment
+/// and at the offset its name says, and a `STOP WAL LOCATION` not before it.
+pub fn parse_backup_history(wal: &WalName, text: &str) -> Result<BackupHistory> {
+    let location = |key: &str| -> Result<(Lsn, String)> {
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .ok_or_else(|| anyhow!("it has no {key:?} line"))?;
+        let (lsn, file) = line
+            .trim()
+            .split_once(" (file ")
+            .ok_or_else(|| anyhow!("unreadable {key} {:?}", line.trim()))?;
+        let file = file
+            .strip_suffix(')')
+            .ok_or_else(|| anyhow!("unreadable {key} {:?}", line.trim()))?;
+        Ok((Lsn::parse(lsn)?, file.to_string()))
+    };
+    let (start, start_file) = location("START WAL LOCATION:")?;
+    let (stop, stop_file) = location("STOP WAL LOCATION:")?;
+    let (segment, offset) = wal
+        .name
+        .split_once('.')
+        .and_then(|(seg, rest)| Some((seg, u64::from(hex_u32(rest.get(0..8)?)?))))
+        .ok_or_else(|| anyhow!("{} is not a backup history file name", wal.name))?;
+    if start_file != segment {
+        bail!("it starts in {start_file}, its name says {segment}");
+    }
+    // The name holds the start segment and the offset in it: one segment size must
+    // explain both (the file itself does not say which).
+    let matches = (20..=30).map(|shift| 1u64 << shift).any(|size| {
+        start.0 % size == offset && segment_name(wal.timeline, start.segno(size), size) == segment
+    });
+    if !matches {
+        bail!("its start {start} is not at offset {offset:X} of {segment}, as its name says");
+    }
+    if stop < start || WalName::parse(&stop_file).is_none_or(|w| w.kind != WalKind::Segment) {
+        bail!("its stop {stop} (file {stop_file}) does not follow its start {start}");
+    }
+    Ok(BackupHistory { start, stop })
+}
+
 /// What the first page of a segment says about itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SegmentHeader {
@@ -588,6 +637,26 @@ mod tests {
         assert!(parse_segment_header(&header(0xD110, 0, 1, 0, 16 << 20)).is_err());
         assert!(parse_segment_header(&header(0x1234, 2, 1, 0, 16 << 20)).is_err());
         assert!(parse_segment_header(&header(0xD110, 2, 1, 0, 1000)).is_err());
+    }
+
+    #[test]
+    fn backup_history_files_must_match_their_name() {
+        let text = "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTOP WAL LOCATION: 0/2000100 (file 000000010000000000000002)\n";
+        let wal = WalName::parse("000000010000000000000002.00000028.backup").unwrap();
+        let h = parse_backup_history(&wal, text).unwrap();
+        assert_eq!((h.start, h.stop), (Lsn(0x2000028), Lsn(0x2000100)));
+        // 1 MiB segments: 0/2000028 is segment 0x20, offset 0x28.
+        let small = WalName::parse("000000010000000000000020.00000028.backup").unwrap();
+        let text_small = text.replace("000000010000000000000002", "000000010000000000000020");
+        assert!(parse_backup_history(&small, &text_small).is_ok());
+        let elsewhere = WalName::parse("000000010000000000000002.00000030.backup").unwrap();
+        assert!(parse_backup_history(&elsewhere, text).is_err());
+        let other_file = WalName::parse("000000010000000000000003.00000028.backup").unwrap();
+        assert!(parse_backup_history(&other_file, text).is_err());
+        let no_stop = text.lines().next().unwrap();
+        assert!(parse_backup_history(&wal, no_stop).is_err());
+        let backwards = text.replace("0/2000100", "0/2000000");
+        assert!(parse_backup_history(&wal, &backwards).is_err());
     }
 
     #[test]

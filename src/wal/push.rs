@@ -77,6 +77,7 @@ impl LocalWalFile {
                 segment_size: Some(header.segment_size),
             });
         }
+        check_history_content(path, &wal)?;
         let data_dir = super::data_dir_of(path);
         let system_id = super::read_control_system_id(&data_dir).with_context(|| {
             format!(
@@ -91,6 +92,47 @@ impl LocalWalFile {
             segment_size: None,
         })
     }
+}
+
+/// Larger than any history file PostgreSQL writes (a line per timeline switch).
+const MAX_HISTORY_BYTES: u64 = 16 << 20;
+
+/// Parses a timeline or backup history file before it is stored: recovery and `dr` itself
+/// follow what they say, so a damaged one must not reach the archive.
+fn check_history_content(path: &Path, wal: &WalName) -> Result<()> {
+    use std::io::Read;
+    if !matches!(wal.kind, WalKind::History | WalKind::Backup) {
+        return Ok(());
+    }
+    let mut raw = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_HISTORY_BYTES + 1).read_to_end(&mut raw))
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let refuse = |why: String| {
+        anyhow!(
+            "{} is not a valid {} file: {why}; refusing to archive it; hint: PostgreSQL wrote it, so the file was damaged or replaced on disk: compare it with the server's pg_wal and the storage, then push the right one",
+            path.display(),
+            if wal.kind == WalKind::History { "timeline history" } else { "backup history" }
+        )
+    };
+    if raw.len() as u64 > MAX_HISTORY_BYTES {
+        return Err(refuse(format!("it is over {MAX_HISTORY_BYTES} bytes")));
+    }
+    let text = String::from_utf8(raw).map_err(|_| refuse("it is not text".into()))?;
+    match wal.kind {
+        WalKind::History => {
+            let history = super::continuity::TimelineHistory::parse(wal.timeline, &text)
+                .map_err(|e| refuse(format!("{e:#}")))?;
+            // Every timeline after the first descends from an older one.
+            if wal.timeline > 1 && history.switches.is_empty() {
+                return Err(refuse("it names no parent timeline".into()));
+            }
+        }
+        _ => {
+            super::parse_backup_history(wal, &text).map_err(|e| refuse(format!("{e:#}")))?;
+        }
+    }
+    Ok(())
 }
 
 /// What one push did.
@@ -108,6 +150,37 @@ pub struct PushOutcome {
     /// The same content was already archived under this name: nothing was written.
     pub already_archived: bool,
     pub duration_ms: u64,
+}
+
+/// Two contents under one name: refused, naming the stored copy.
+fn conflict(
+    file: &LocalWalFile,
+    target: &str,
+    stored_key: &str,
+    sha256: &str,
+    what_happened: &str,
+) -> anyhow::Error {
+    anyhow!(
+        "{} is already archived for target {target} (system {}) with different content: stored copy {stored_key}, this file's sha256 {sha256}; the stored copy is kept and {what_happened}; hint: find out which copy is right before anything else (`dr wal-fetch {} /tmp/{}.stored` fetches the stored one); PostgreSQL retries this file until the cause is fixed{}",
+        file.wal.name,
+        file.system_id,
+        file.wal.name,
+        file.wal.name,
+        if file.wal.kind == WalKind::History {
+            " (two clusters promoted to the same timeline?)"
+        } else {
+            ""
+        }
+    )
+}
+
+/// Whether the compressor failed only because the storage writer stopped reading.
+fn writer_stopped(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.to_string().contains("storage writer stopped")
+    })
 }
 
 fn hash_file(path: &Path) -> Result<(String, u64)> {
@@ -141,6 +214,13 @@ pub async fn push(
     recipients: Option<&Recipients>,
 ) -> Result<PushOutcome> {
     let started = std::time::Instant::now();
+    // Never into a storage nobody set up: an unmounted volume's mount point would take
+    // the WAL, and it would vanish under the volume when it is mounted again.
+    crate::storage::marker::require(
+        storage,
+        "nothing was written, PostgreSQL keeps the WAL and retries",
+    )
+    .await?;
     let prefix = super::cluster_prefix(target, file.system_id);
     let path = file.path.clone();
     let (sha256, raw_bytes) = tokio::task::spawn_blocking(move || hash_file(&path)).await??;
@@ -174,19 +254,13 @@ pub async fn push(
         });
     }
     if let Some(other) = existing.first() {
-        bail!(
-            "{} is already archived for target {target} (system {}) with different content: stored sha256 {}, this file's {sha256}; the stored copy is kept and nothing was written; hint: find out which copy is right before anything else (`dr wal-fetch {} /tmp/{}.stored` fetches the stored one); PostgreSQL retries this file until the cause is fixed{}",
-            file.wal.name,
-            file.system_id,
-            other.sha256,
-            file.wal.name,
-            file.wal.name,
-            if file.wal.kind == WalKind::History {
-                " (two clusters promoted to the same timeline?)"
-            } else {
-                ""
-            }
-        );
+        return Err(conflict(
+            file,
+            target,
+            &other.key,
+            &sha256,
+            "nothing was written",
+        ));
     }
     if first_in_dir {
         super::ensure_cluster_record(storage, target, file.system_id, file.segment_size)
@@ -240,17 +314,45 @@ pub async fn push(
     }));
     let (stored, produced) = tokio::join!(storage.put(&key, data), producer);
     let produced = produced.map_err(|e| anyhow!("compression thread failed: {e}"))?;
-    let stored_bytes = match (stored, produced) {
-        (Ok(n), Ok(_)) => n,
-        (_, Err(e)) => return Err(e),
-        (Err(e), Ok(_)) => {
-            return Err(e.context(format!(
+    let storage_failed = |e: anyhow::Error| {
+        e.context(format!(
             "cannot store {} in {}; nothing was committed, PostgreSQL keeps the WAL and retries",
             file.wal.name,
             storage.describe()
-        )))
-        }
+        ))
     };
+    let stored_bytes = match (stored, produced) {
+        (Ok(n), Ok(_)) => n,
+        // The writer failed first and the compressor only saw it stop: the writer's error
+        // holds the cause (the OS error and the path).
+        (Err(e), Err(p)) if writer_stopped(&p) => return Err(storage_failed(e)),
+        (_, Err(e)) => return Err(e),
+        (Err(e), Ok(_)) => return Err(storage_failed(e)),
+    };
+    // Another push of this name may have raced this one (two servers, or a retry beside a
+    // stuck run): list again now that this copy is visible. A push that sees a copy with
+    // other content withdraws its own, so two pushes of different content never both
+    // succeed and never both stay (at worst both withdraw, and PostgreSQL retries).
+    let rivals: Vec<super::ArchivedFile> = super::archived_files(
+        storage.list(&format!("{dir}/")).await.with_context(|| {
+            format!(
+                "stored {key} but cannot list {dir} in {} to rule out a concurrent push; PostgreSQL keeps the WAL and retries",
+                storage.describe()
+            )
+        })?,
+    )
+    .into_iter()
+    .filter(|a| a.wal.name == file.wal.name && a.sha256 != sha256)
+    .collect();
+    if let Some(other) = rivals.first() {
+        let withdrawn = match storage.delete(&key).await {
+            Ok(()) => format!("this push's copy {key} was removed again"),
+            Err(e) => {
+                format!("this push's copy {key} could not be removed ({e:#}): remove it by hand")
+            }
+        };
+        return Err(conflict(file, target, &other.key, &sha256, &withdrawn));
+    }
     tracing::info!(name = %file.wal.name, key = %key, stored_bytes, "archived");
     Ok(PushOutcome {
         format_version: crate::report::FORMAT_VERSION,

@@ -1,7 +1,7 @@
 //! A PostgreSQL cluster that archives its WAL with the built `dr wal-push`, and helpers
-//! to drive and inspect its archiver. As root the server (and so `archive_command`) runs
-//! as the `postgres` OS user: the world directory, dr.toml and the storage directory are
-//! handed to that user.
+//! to drive and inspect its archiver. The storage is initialised (`dr init`) before the
+//! server starts. As root the server (and so `archive_command`) runs as the `postgres` OS
+//! user: the world directory, dr.toml and the storage directory are handed to that user.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -79,7 +79,9 @@ phone = "+1-555-0100"
 "#,
         setup.extra_toml
     ));
-    std::fs::create_dir_all(world.storage_dir()).unwrap();
+    // wal-push writes only into an initialised storage; root initialises it here and the
+    // chown below hands it to the server's OS user.
+    world.dr(&["init"]).expect_code(0);
     chown_to_postgres(world.dir.path());
     std::fs::set_permissions(
         world.dir.path(),
