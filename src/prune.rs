@@ -223,17 +223,8 @@ async fn unrestorable(
         let Some(newest) = bases.iter().max_by_key(|b| b.consistent_by) else {
             continue;
         };
-        let prefix = wal::cluster_prefix(target, system_id);
-        let objects = storage
-            .list(&format!("{prefix}/"))
-            .await
-            .with_context(|| format!("cannot list the WAL archive {prefix}"))?;
-        let modified: HashMap<String, DateTime<Utc>> = objects
-            .iter()
-            .map(|o| (o.key.clone(), o.modified))
-            .collect();
-        let files = wal::archived_files(objects);
-        let archived_at = window::archived_times(&files, &modified);
+        let window::ArchiveListing { files, archived_at } =
+            window::list_archive(storage, target, system_id).await?;
         let chain = match continuity::archive_chain(
             storage,
             &files,

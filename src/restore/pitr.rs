@@ -282,19 +282,8 @@ struct Archive {
 }
 
 async fn read_archive(storage: &dyn Storage, target: &str, base: &BasePoint) -> Result<Archive> {
-    let prefix = wal::cluster_prefix(target, base.system_id);
-    let objects = storage.list(&format!("{prefix}/")).await.with_context(|| {
-        format!(
-            "cannot list the WAL archive {prefix} in {}",
-            storage.describe()
-        )
-    })?;
-    let modified: HashMap<String, DateTime<Utc>> = objects
-        .iter()
-        .map(|o| (o.key.clone(), o.modified))
-        .collect();
-    let files = wal::archived_files(objects);
-    let archived_at = window::archived_times(&files, &modified);
+    let window::ArchiveListing { files, archived_at } =
+        window::list_archive(storage, target, base.system_id).await?;
     let chain =
         continuity::archive_chain(storage, &files, base.timeline, base.segment_size).await?;
     let chain = if chain.contains(base.timeline) {
@@ -696,23 +685,8 @@ async fn choose(
     let Some((_, any)) = all_bases.iter().find(|(_, b)| b.system_id == system_id) else {
         bail!("no physical base backup of {name} belongs to cluster {system_id}; hint: pass --backup-id or --system-id");
     };
-    let prefix = wal::cluster_prefix(name, system_id);
-    let objects = req
-        .storage
-        .list(&format!("{prefix}/"))
-        .await
-        .with_context(|| {
-            format!(
-                "cannot list the WAL archive {prefix} in {}",
-                req.storage.describe()
-            )
-        })?;
-    let modified: HashMap<String, DateTime<Utc>> = objects
-        .iter()
-        .map(|o| (o.key.clone(), o.modified))
-        .collect();
-    let files = wal::archived_files(objects);
-    let archived_at = window::archived_times(&files, &modified);
+    let window::ArchiveListing { files, archived_at } =
+        window::list_archive(req.storage, name, system_id).await?;
     let timelines = lineage::archived_timelines(&files);
     let (timeline, timeline_note) =
         lineage::choose_timeline(req.timeline, &timelines, live.as_ref(), system_id)?;

@@ -1,10 +1,10 @@
 //! The restorable window of a cluster: from a physical base backup's consistency point to
-//! the last WAL archived without a gap after it. Pure: callers list storage. What a
+//! the last WAL archived without a gap after it. Pure but for [`list_archive`]. What a
 //! point-in-time restore checks before it unpacks anything, and what `dr list` shows.
 
 use std::collections::HashMap;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -116,6 +116,34 @@ pub fn reach(
         gap: first_missing.map(|m| segment_name(chain.timeline_at(m), m, size)),
         timeline: chain.timeline_at(last),
     })
+}
+
+/// One cluster's WAL archive as listed: its files and when each segment was stored.
+pub struct ArchiveListing {
+    pub files: Vec<ArchivedFile>,
+    pub archived_at: HashMap<String, DateTime<Utc>>,
+}
+
+/// Lists the WAL archive of cluster `system_id` of `target`.
+pub async fn list_archive(
+    storage: &dyn crate::storage::Storage,
+    target: &str,
+    system_id: u64,
+) -> Result<ArchiveListing> {
+    let prefix = crate::wal::cluster_prefix(target, system_id);
+    let objects = storage.list(&format!("{prefix}/")).await.with_context(|| {
+        format!(
+            "cannot list the WAL archive {prefix} in {}",
+            storage.describe()
+        )
+    })?;
+    let modified: HashMap<String, DateTime<Utc>> = objects
+        .iter()
+        .map(|o| (o.key.clone(), o.modified))
+        .collect();
+    let files = crate::wal::archived_files(objects);
+    let archived_at = archived_times(&files, &modified);
+    Ok(ArchiveListing { files, archived_at })
 }
 
 /// When each archived segment was stored, by WAL name (the object's modification time).
