@@ -600,8 +600,10 @@ pub struct RestoreArgs {
 #[derive(Debug, Clone, Default, Args)]
 pub struct PitrArgs {
     /// Point-in-time restore: unpack a physical base backup into --pgdata and replay the
-    /// archived WAL up to --to-time, --to-lsn, --to-name or --to-latest
-    #[arg(long, requires = "pgdata")]
+    /// archived WAL up to --to-time, --to-lsn, --to-name or --to-latest; with
+    /// --only-table/--only-schema and --into-env instead of --pgdata, copy just those
+    /// tables as of the target into another database
+    #[arg(long)]
     pub pitr: bool,
     /// Recover up to this time (RFC 3339 or `YYYY-MM-DD HH:MM:SS[+zz]`; UTC without a zone):
     /// every transaction committed at or before it, none after

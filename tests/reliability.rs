@@ -268,8 +268,13 @@ fn a_failed_drill_meets_nothing() {
     run.expect_code(1);
     let report = run.json();
     assert_eq!(report["ok"], false);
-    assert_eq!(report["rto_met"], false);
-    assert_eq!(report["rpo_met"], false);
+    // Nothing was restored, so nothing was measured: neither met nor missed (issue 27).
+    assert!(report["rto_met"].is_null(), "{report}");
+    assert!(report["rpo_met"].is_null(), "{report}");
+    let table = world.dr(&["drill", "--backup-id", "latest"]);
+    table.expect_code(1);
+    assert!(table.stdout.contains("not measured"), "{}", table.stdout);
+    assert!(!table.stdout.contains("| yes"), "{}", table.stdout);
 }
 
 // 8. A database holding only a sequence is not empty.

@@ -13,6 +13,7 @@ mod man;
 mod mark;
 mod notify;
 mod pitr;
+mod pitr_tables;
 mod prune;
 mod redis_data;
 mod restore;

@@ -11,21 +11,25 @@ use crate::restore::pitr::{self, PitrRequest, RecoveryTarget};
 
 pub async fn restore(config: &Config, target: &PostgresTarget, args: RestoreArgs) -> Result<i32> {
     let p = &args.pitr;
-    if args.into.into.is_some() || args.into.into_env.is_some() || args.clean || args.yes {
-        return Err(usage(
-            "--pitr restores a whole cluster into --pgdata; --into, --into-env, --clean and --yes apply to dump restores; hint: drop them",
-        ));
-    }
     let recovery_target = RecoveryTarget::from_flags(
         p.to_time.as_deref(),
         p.to_lsn.as_deref(),
         p.to_name.as_deref(),
         p.to_latest,
     )?;
-    let pgdata = p
-        .pgdata
-        .clone()
-        .expect("clap requires --pgdata with --pitr");
+    if !args.scope.only.selection().is_empty() {
+        return super::pitr_tables::restore(config, target, args, recovery_target).await;
+    }
+    if args.into.into.is_some() || args.into.into_env.is_some() || args.clean || args.yes {
+        return Err(usage(
+            "--pitr restores a whole cluster into --pgdata; --into, --into-env, --clean and --yes apply to dump restores and to --pitr with --only-table; hint: drop them",
+        ));
+    }
+    let Some(pgdata) = p.pgdata.clone() else {
+        return Err(usage(
+            "--pitr needs --pgdata DIR (a new or empty directory for the restored cluster), or --only-table SCHEMA.TABLE with --into-env VAR to copy tables as of the target into another database",
+        ));
+    };
     let storage = super::open_storage(config)?;
     let notifier = OperationRun::start(config, NotifyEvent::Restore, None)?;
     let (report, result) = pitr::run(PitrRequest {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, Result};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -20,7 +20,8 @@ use crate::encryption::Identities;
 use crate::pg::{self, tools, ConnTarget};
 use crate::process::ChildCommand;
 use crate::report::{Finding, Phase, Steps, FORMAT_VERSION};
-use crate::restore::pitr::{self, PitrRequest, RecoveryTarget, RunningServer};
+use crate::restore::pitr::{self, PitrRequest, RecoveryTarget};
+use crate::restore::pitr_sandbox::Sandbox;
 use crate::restore::window;
 use crate::storage::Storage;
 
@@ -51,75 +52,6 @@ pub struct PitrDrillRequest<'a> {
     pub system_id: Option<u64>,
     /// `--to-latest`: recover everything archived.
     pub to_latest: bool,
-}
-
-/// The sandbox directory: the server is stopped and the directory removed on drop.
-struct Sandbox {
-    dir: Option<tempfile::TempDir>,
-    _registered: crate::leftovers::Registered,
-    server: Option<RunningServer>,
-}
-
-impl Sandbox {
-    fn new() -> Result<Sandbox> {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::Builder::new()
-            .prefix("dr-sandbox-")
-            .tempdir()
-            .context("cannot create the sandbox directory")?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
-        if nix::unistd::Uid::effective().is_root() {
-            let pw = nix::unistd::User::from_name("postgres")?
-                .context("running as root, the sandbox needs the postgres OS user (PostgreSQL refuses root); hint: install the postgresql package, which creates it")?;
-            nix::unistd::chown(dir.path(), Some(pw.uid), Some(pw.gid))?;
-        }
-        Ok(Sandbox {
-            _registered: crate::leftovers::register(crate::leftovers::Resource::Sandbox {
-                dir: dir.path().to_path_buf(),
-            }),
-            dir: Some(dir),
-            server: None,
-        })
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.as_ref().expect("until dropped").path()
-    }
-
-    fn data(&self) -> PathBuf {
-        self.path().join("data")
-    }
-
-    /// Stops the server (immediate) and removes the directory.
-    fn remove(&mut self) {
-        if self.dir.is_none() {
-            return;
-        }
-        let data = self.data();
-        if data.join("postmaster.pid").exists() {
-            let stopped = match self.server.take() {
-                Some(server) => ChildCommand::new(server.bin_dir.join("pg_ctl"), "pg_ctl")
-                    .arg("-D")
-                    .arg(&data)
-                    .args(["-m", "immediate", "-w", "stop"])
-                    .run_as(server.run_as.as_deref())
-                    .output_blocking()
-                    .map(|_| ()),
-                None => Err(anyhow!("interrupted before the server was handed over")),
-            };
-            if stopped.is_err() {
-                // Interrupted during recovery, or pg_ctl failed: the postmaster's pid file.
-                crate::leftovers::stop_postmaster(self.path());
-            }
-        }
-        self.dir = None;
-    }
-}
-
-impl Drop for Sandbox {
-    fn drop(&mut self) {
-        self.remove();
-    }
 }
 
 /// Runs a point-in-time drill and stores its report, pass or fail. Errors only when even

@@ -5,9 +5,43 @@ use serde::Serialize;
 use super::table::steps;
 use crate::report::FORMAT_VERSION;
 use crate::restore::pitr::PitrReport;
+use crate::restore::pitr_tables::TablesReport;
 use crate::restore::window::{time_text, RestorableWindow};
 use crate::units;
 use crate::wal::marks::RestorePoint;
+
+/// `dr restore --pitr --only-table ...`: what was copied, and how to bring rows back.
+pub fn tables_text(report: &TablesReport) -> String {
+    let mut text = steps(&report.steps).render();
+    let target = match &report.recovery_target.value {
+        Some(v) => format!("{} {v}", report.recovery_target.kind),
+        None => report.recovery_target.kind.to_string(),
+    };
+    if !report.ok {
+        text.push_str(&format!(
+            "FAILED: tables of {} as of {target} were not copied into {} ({}); production was not touched\n",
+            report.target,
+            report.destination,
+            units::millis(report.duration_ms)
+        ));
+        return text;
+    }
+    text.push_str(&format!(
+        "COPIED: {} as of {target} into {} ({}); production was not touched\n",
+        report
+            .tables
+            .iter()
+            .map(|t| format!("{} ({} rows)", t.table, t.rows))
+            .collect::<Vec<_>>()
+            .join(", "),
+        report.destination,
+        units::millis(report.duration_ms)
+    ));
+    text.push_str(
+        "compare with production, then copy back what is missing, e.g. with postgres_fdw or\n  psql -c \"\\copy (SELECT * FROM t WHERE id IN (...)) TO 'rows.csv' CSV\" on the copy and\n  \\copy t FROM 'rows.csv' CSV on production (see `dr runbook show accidental-deletion`)\n",
+    );
+    text
+}
 
 pub fn table(report: &PitrReport) -> String {
     let mut text = steps(&report.steps).render();

@@ -11,6 +11,8 @@ pub mod load;
 pub mod offsets;
 pub mod physical;
 pub mod pitr;
+pub mod pitr_sandbox;
+pub mod pitr_tables;
 pub mod preflight;
 pub mod progress;
 pub mod recovery;
