@@ -225,6 +225,8 @@ impl Drop for StopOnDrop<'_> {
 }
 
 const TARGET_NOT_REACHED: &str = "recovery ended before configured recovery target was reached";
+/// How long recovery may go without restoring a segment or replaying a record.
+const NO_PROGRESS_LIMIT: Duration = Duration::from_secs(600);
 /// The startup process waits with this event when no more WAL can be had.
 const WAITING_FOR_WAL: &str = "RecoveryRetrieveRetryInterval";
 
@@ -368,8 +370,26 @@ async fn wait_until_settled(
     let began = Instant::now();
     let mut seen_pid = false;
     let mut client: Option<tokio_postgres::Client> = None;
+    // Progress is the log growing (segments restored) or replay advancing; none for this
+    // long means a wait nobody will end, which must not hang an unattended restore.
+    let mut progress = (0usize, Lsn(0), Instant::now());
     loop {
         let text = std::fs::read_to_string(plan.log).unwrap_or_default();
+        if text.len() != progress.0 {
+            progress = (text.len(), progress.1, Instant::now());
+        }
+        if progress.2.elapsed() > NO_PROGRESS_LIMIT {
+            return Err(explain_failure(
+                anyhow!(
+                    "recovery made no progress for {} (replay at {})",
+                    crate::units::duration(NO_PROGRESS_LIMIT),
+                    progress.1
+                ),
+                &text,
+                expected,
+                plan,
+            ));
+        }
         if let Some(line) = fatal_line(&text) {
             if line.contains(TARGET_NOT_REACHED) {
                 return Err(explain_failure(
@@ -418,6 +438,9 @@ async fn wait_until_settled(
         if let Some(c) = &client {
             match replay_state(c).await {
                 Ok(state) => {
+                    if state.replay_lsn != progress.1 {
+                        progress = (progress.0, state.replay_lsn, Instant::now());
+                    }
                     if !state.in_recovery {
                         bail!("the recovering server left recovery without dr: something promoted it (pg_ctl promote, or a promote trigger); it was not checked; hint: remove {} and restore again", plan.pgdata.display());
                     }
