@@ -510,7 +510,7 @@ fn the_point_in_time_runbook_works_as_written() {
     let good = write_rows(&pg, 3, "good");
     let t = time_between_writes(&pg);
     pg.psql("app", "DELETE FROM events"); // the incident
-    archive_now(&pg);
+                                          // No archive_now: the runbook's first step closes and archives the WAL itself.
 
     let shown = world.dr(&[
         "runbook",
@@ -527,11 +527,11 @@ fn the_point_in_time_runbook_works_as_written() {
     for step in doc["steps"].as_array().unwrap() {
         let number = step["number"].as_u64().unwrap();
         if step["kind"] == "manual" {
-            if number == 4 {
+            if number == 5 {
                 // Stop the damaged server.
                 pg.stop_server();
             }
-            if number == 6 {
+            if number == 7 {
                 // Point the target at the restored server.
                 let url = format!(
                     "postgres://postgres:{}@127.0.0.1:{port}/app",
@@ -547,7 +547,8 @@ fn the_point_in_time_runbook_works_as_written() {
             .unwrap()
             .replace("TIME", &t)
             .replace("DIR", &dir.display().to_string())
-            .replace("PORT", &port.to_string());
+            .replace("PORT", &port.to_string())
+            .replace("NAME", "4711");
         let argv: Vec<&str> = command.split_whitespace().collect();
         assert_eq!(argv[0], "dr", "{command}");
         let run = world.dr(&argv[1..]);
@@ -562,13 +563,13 @@ fn the_point_in_time_runbook_works_as_written() {
             "step {number}: {command}\n{}{}",
             run.stdout, run.stderr
         );
-        if number == 1 {
+        if number == 2 {
             assert!(run.stdout.contains("restorable window"), "{}", run.stdout);
         }
     }
     assert!(server.is_some(), "the runbook restores");
     assert_eq!(restored_ids(port), good);
-    // Step 8 took a base backup of the new timeline.
+    // Step 9 took a base backup of the new timeline.
     let list = world
         .dr(&["list", "--target", "main", "--format", "json"])
         .json();
