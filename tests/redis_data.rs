@@ -819,3 +819,47 @@ fn passwords_stay_out_of_outputs_and_storage() {
         );
     }
 }
+
+/// `redis.backup` compares the live key count with the newest backup's: a Redis that came
+/// back empty (FLUSHALL, a restart on an empty RDB) answers PING, and `dr check` must not
+/// stay READY over it; after `dr restore` the check passes again.
+#[test]
+fn an_emptied_redis_is_not_ready_until_restored() {
+    let source = DataRedis::start();
+    load_many(&source, 1202, 16);
+    let world = redis_world(&source, "keys");
+    let m = backup(&world);
+    let id = m["id"].as_str().unwrap();
+    let row = |world: &World| {
+        let run = world.dr(&["check", "--only", "redis.backup", "--format", "json"]);
+        (run.code, run.json()["checks"][0].clone())
+    };
+    let (code, finding) = row(&world);
+    assert_eq!(code, 0, "{finding}");
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("the server holds 1202 keys, backup {id} 1202")),
+        "{finding}"
+    );
+
+    redis::cmd("FLUSHALL").exec(&mut source.con()).unwrap();
+    let (code, finding) = row(&world);
+    assert_eq!(finding["status"], "fail", "{finding}");
+    assert_ne!(code, 0);
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("dr restore --target cache --backup-id {id}")),
+        "{finding}"
+    );
+
+    world
+        .dr(&["restore", "--target", "cache", "--backup-id", id, "--yes"])
+        .expect_code(0);
+    assert_eq!(source.dbsize_total(), 1202);
+    let (code, finding) = row(&world);
+    assert_eq!(code, 0, "{finding}");
+}

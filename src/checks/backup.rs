@@ -71,13 +71,19 @@ async fn newest(
     .map_err(anyhow::Error::msg)
 }
 
-/// `redis.backup`: the same judgement of the newest backup's age, for a Redis target.
+/// `redis.backup`: the same judgement of the newest backup's age, for a Redis target;
+/// also the id and key count of that backup, for comparing with the live server.
 pub(super) async fn latest_redis(
     storage: &dyn Storage,
     target: &str,
     rpo: Option<std::time::Duration>,
-) -> Result<Finding> {
-    latest(storage, &NewestBackup::default(), target, rpo).await
+) -> Result<(Finding, Option<(String, u64)>)> {
+    let cell = NewestBackup::default();
+    let finding = latest(storage, &cell, target, rpo).await?;
+    let keys = newest(&cell, storage, target)
+        .await?
+        .and_then(|m| m.redis.as_ref().map(|r| (m.id.clone(), r.keys)));
+    Ok((finding, keys))
 }
 
 async fn latest(

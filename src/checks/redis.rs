@@ -28,18 +28,59 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             run: Box::pin(async move { persistence(&t).await }),
         });
         if let (true, Some(store)) = (target.backup, ctx.storage.clone()) {
-            let (name, rpo) = (target.name.clone(), ctx.config.objectives.rpo);
+            let (t, rpo) = (target.clone(), ctx.config.objectives.rpo);
             out.push(PlannedCheck {
                 name: "redis.backup",
                 target: Some(target.name.clone()),
-                critical: target.critical,
+                // Its data is backed up because someone wants it back: a missed RPO or an
+                // emptied server is not ready, as for a PostgreSQL target.
+                critical: true,
                 timeout_per_read: false,
-                run: Box::pin(async move {
-                    super::backup::latest_redis(store.as_ref(), &name, rpo).await
-                }),
+                run: Box::pin(async move { backup(store.as_ref(), &t, rpo).await }),
             });
         }
     }
+}
+
+/// `redis.backup`: the newest backup is young enough, and the live server still holds
+/// about what it holds. A Redis that came back empty (FLUSHALL, a restart that loaded an
+/// empty RDB) answers PING like a healthy one; only the key count tells.
+async fn backup(
+    storage: &dyn crate::storage::Storage,
+    target: &RedisTarget,
+    rpo: Option<std::time::Duration>,
+) -> Result<Finding> {
+    let (age, newest) = super::backup::latest_redis(storage, &target.name, rpo).await?;
+    let Some((id, backed_up)) = newest else {
+        return Ok(age);
+    };
+    let live = match redis_client::open(target).await {
+        Ok(mut con) => crate::redis_backup::conn::keyspace(&mut con)
+            .await
+            .map(|k| k.values().map(|(keys, _)| keys).sum::<u64>())
+            .ok(),
+        Err(_) => None,
+    };
+    let Some(live) = live else {
+        return Ok(age);
+    };
+    let counts = format!("the server holds {live} keys, backup {id} {backed_up}");
+    if backed_up > 0 && live == 0 {
+        return Ok(Finding::fail(format!(
+            "{}; {counts}: the data is gone (a FLUSHALL, or a restart that loaded an empty RDB); hint: `dr restore --target {} --backup-id {id}` (see `dr runbook show redis-failure`)",
+            age.message, target.name
+        )));
+    }
+    if live * 2 < backed_up {
+        return Ok(Finding::warn(format!(
+            "{}; {counts}: fewer than half; hint: find out where the keys went before the next backup replaces this one",
+            age.message
+        )));
+    }
+    Ok(Finding {
+        status: age.status,
+        message: format!("{}; {counts}", age.message),
+    })
 }
 
 async fn connect(target: &RedisTarget) -> Result<Finding> {
