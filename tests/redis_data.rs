@@ -856,8 +856,17 @@ fn an_emptied_redis_is_not_ready_until_restored() {
         "{finding}"
     );
 
+    // The redis-failure runbook's command, as it stands there.
     world
-        .dr(&["restore", "--target", "cache", "--backup-id", id, "--yes"])
+        .dr(&[
+            "restore",
+            "--target",
+            "cache",
+            "--backup-id",
+            "latest",
+            "--yes",
+            "--flush",
+        ])
         .expect_code(0);
     assert_eq!(source.dbsize_total(), 1202);
     let (code, finding) = row(&world);
