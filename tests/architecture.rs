@@ -34,7 +34,8 @@ const LAYERS: &[&[&str]] = &[
     &["output"],
     &["cli"],
     &["commands"],
-    &["main"],
+    // The library root (modules, the run loop) and the binary that calls it.
+    &["lib", "main"],
 ];
 
 fn layer_of(module: &str) -> Option<usize> {
