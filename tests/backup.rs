@@ -119,6 +119,7 @@ fn files_are_0600_and_directories_0700_under_a_loose_umask() {
             world.config_path().display()
         ))
         .envs(world.env.iter().map(|(k, v)| (k, v)))
+        .env("PATH", support::dr_path())
         .output_limited()
         .unwrap();
     assert!(
@@ -591,6 +592,7 @@ fn a_full_disk_fails_the_backup_cleanly() {
         .arg("-c")
         .arg(script)
         .envs(world.env.iter().map(|(k, v)| (k, v)))
+        .env("PATH", support::dr_path())
         .output_limited()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

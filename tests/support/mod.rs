@@ -38,8 +38,36 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// The newest installed PostgreSQL server binaries.
+/// `DR_TEST_PG_BIN`: run the suite against the PostgreSQL binaries in this directory (CI
+/// runs the WAL, point-in-time and restore suites once more with PostgreSQL 18's).
+pub fn pg_bin_override() -> Option<PathBuf> {
+    std::env::var_os("DR_TEST_PG_BIN")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The PATH a `dr` under test runs with: `DR_TEST_PG_BIN` first, so its children (pg_dump,
+/// pg_basebackup, pg_ctl through pg_config) are of the version under test.
+pub fn dr_path() -> std::ffi::OsString {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    match pg_bin_override() {
+        Some(dir) => {
+            std::env::join_paths(std::iter::once(dir).chain(std::env::split_paths(&path))).unwrap()
+        }
+        None => path,
+    }
+}
+
+/// The PostgreSQL server binaries: `DR_TEST_PG_BIN`, else the newest installed.
 pub fn pg_bin_dir() -> PathBuf {
+    if let Some(dir) = pg_bin_override() {
+        assert!(
+            dir.join("initdb").exists(),
+            "DR_TEST_PG_BIN={} holds no initdb",
+            dir.display()
+        );
+        return dir;
+    }
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
         .expect("PostgreSQL server not installed: apt-get install postgresql (or run .ci/run)")
         .flatten()
@@ -601,6 +629,7 @@ phone = "+1-555-0100"
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_dr"));
         cmd.arg("--config").arg(self.config_path()).args(args);
+        cmd.env("PATH", dr_path());
         cmd.env("TMPDIR", self.tmp_dir())
             .env("NO_COLOR", "1")
             .env_remove("RUST_LOG")
