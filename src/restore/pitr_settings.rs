@@ -365,12 +365,27 @@ pub(super) fn hand_over(pgdata: &Path, run_as: Option<&str>) -> Result<()> {
     Ok(())
 }
 
-pub(super) fn server_bin_dir(target: &PostgresTarget, major: u32) -> Result<PathBuf> {
+/// The server binaries of the backup's own major: a physical copy starts only under the
+/// major that wrote it, so another one is refused here, before anything is unpacked.
+pub(super) async fn server_bin_dir(target: &PostgresTarget, major: u32) -> Result<PathBuf> {
     let versioned = PathBuf::from(format!("/usr/lib/postgresql/{major}/bin"));
     if versioned.join("pg_ctl").exists() {
         return Ok(versioned);
     }
     let dir = tools::find_server_bin_dir(target.pg_bin_dir.as_deref())?;
+    let line = crate::process::version_line(&dir.join("postgres")).await?;
+    let (found, _) = tools::parse_version(&line).with_context(|| {
+        format!(
+            "cannot read the version of {}",
+            dir.join("postgres").display()
+        )
+    })?;
+    if found != major {
+        return Err(usage(format!(
+            "the base backup was taken from PostgreSQL {major}, and the server binaries found are PostgreSQL {found} ({}): a physical backup starts only under its own major; nothing was changed; hint: install the PostgreSQL {major} server, or point pg_bin_dir at its bin directory (a dump restores into the same or a newer major)",
+            dir.display()
+        )));
+    }
     Ok(dir)
 }
 
