@@ -178,6 +178,18 @@ pub enum Command {
         "dr prune --target main",
     ))]
     Prune(PruneArgs),
+    /// Keep a backup outside every retention rule until it is unpinned
+    #[command(after_help = examples!(
+        "dr pin main-20261125T054631Z --target main --reason 'before migration 42'",
+        "dr pin latest --target main --reason 'legal hold, ticket 4711'",
+    ))]
+    Pin(PinArgs),
+    /// Release a pinned backup to the retention rules again
+    #[command(after_help = examples!(
+        "dr unpin main-20261125T054631Z --target main",
+        "dr unpin latest --target main",
+    ))]
+    Unpin(PinArgs),
     /// Restore a backup: validate, confirm, safety backup, restore, verify
     #[command(after_help = examples!(
         "dr restore --backup-id latest --target main",
@@ -440,6 +452,22 @@ impl OnlyArgs {
             schemas: self.only_schema.clone(),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct PinArgs {
+    /// The backup's id (see `dr list`), or `latest`
+    #[arg(value_name = "ID")]
+    pub backup_id: String,
+    /// Target from dr.toml (required when several are configured)
+    #[arg(long, value_name = "NAME")]
+    pub target: Option<String>,
+    /// Why it is kept (shown by `dr list` and `dr prune`); `dr pin` only
+    #[arg(long, value_name = "TEXT")]
+    pub reason: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

@@ -12,6 +12,7 @@ use serde::Serialize;
 use crate::backup::catalog::{self, manifest_key};
 use crate::backup::integrity::{self, CheckedBy};
 use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod};
+use crate::backup::pins;
 use crate::backup::retention;
 use crate::config::RetentionConfig;
 use crate::report::FORMAT_VERSION;
@@ -108,6 +109,7 @@ pub async fn plan(
         let (manifests, _) = catalog::list_complete(storage, Some(target)).await?;
         let dirs = catalog::scan(storage, Some(target)).await?;
         let unrestorable = unrestorable(storage, target, &manifests).await?;
+        let pinned = pins::list(storage, target).await?;
         // One pool per kind and method (dumps and physical base backups are kept each on
         // their own) and, for safety copies, per destination: one database's safety copies
         // never push out another's.
@@ -136,6 +138,7 @@ pub async fn plan(
                 now,
             )
             .await?;
+            let decided = keep_pinned(decided, &pinned);
             if method == BackupMethod::Physical {
                 kept_physical.extend(members.iter().copied().filter(|m| {
                     decided.iter().any(|e| {
@@ -375,6 +378,35 @@ async fn decide_verified(
         });
     }
     Ok(entries)
+}
+
+/// A pinned backup is kept whatever the rules say (and, being kept, so is the WAL a pinned
+/// base backup needs).
+fn keep_pinned(entries: Vec<PruneEntry>, pinned: &[pins::Pin]) -> Vec<PruneEntry> {
+    entries
+        .into_iter()
+        .map(|mut e| {
+            if let Some(p) = pinned.iter().find(|p| p.backup_id == e.backup_id) {
+                if e.action == Action::Remove {
+                    e.action = Action::Keep;
+                    e.keys.clear();
+                    e.reason = format!(
+                        "PINNED since {}{}: kept outside every rule; `dr unpin {} --target {}` releases it",
+                        p.pinned_at.format("%Y-%m-%d %H:%M UTC"),
+                        p.reason
+                            .as_deref()
+                            .map(|r| format!(" ({r})"))
+                            .unwrap_or_default(),
+                        e.backup_id,
+                        e.target
+                    );
+                } else {
+                    e.reason = format!("{}; pinned", e.reason);
+                }
+            }
+            e
+        })
+        .collect()
 }
 
 /// The archived WAL of each cluster of `target` that no kept physical base backup needs

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod integrity;
 pub mod manifest;
 pub mod physical;
+pub mod pins;
 pub mod retention;
 
 use std::path::{Path, PathBuf};

@@ -27,6 +27,14 @@ pub async fn run(config: &Config, args: ListArgs) -> Result<i32> {
         );
     }
     let mut report = ListReport::new(manifests, damaged);
+    let mut listed: Vec<String> = report.backups.iter().map(|m| m.target.clone()).collect();
+    listed.sort();
+    listed.dedup();
+    for t in &listed {
+        report
+            .pins
+            .extend(crate::backup::pins::list(storage.as_ref(), t).await?);
+    }
     // The restorable window of every target with a physical base backup.
     let mut targets: Vec<String> = report
         .backups

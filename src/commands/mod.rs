@@ -12,6 +12,7 @@ mod list;
 mod man;
 mod mark;
 mod notify;
+mod pin;
 mod pitr;
 mod pitr_tables;
 mod prune;
@@ -115,6 +116,8 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::WalPush(args) => wal_push::run(&Config::load(config_path)?, args).await,
         Command::WalFetch(args) => wal_fetch::run(&Config::load(config_path)?, args).await,
         Command::Mark(args) => mark::run(&Config::load(config_path)?, args).await,
+        Command::Pin(args) => pin::run(&Config::load(config_path)?, args, true).await,
+        Command::Unpin(args) => pin::run(&Config::load(config_path)?, args, false).await,
     }
 }
 

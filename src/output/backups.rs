@@ -57,6 +57,9 @@ pub struct ListReport {
     /// clock, a copy): listed first, yet `latest` skips them (absent without one).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub future_dated: Vec<String>,
+    /// Backups kept outside every retention rule (`dr pin`), absent without one.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub pins: Vec<crate::backup::pins::Pin>,
 }
 
 impl ListReport {
@@ -75,6 +78,7 @@ impl ListReport {
             windows: Vec::new(),
             restore_points: Vec::new(),
             future_dated,
+            pins: Vec::new(),
         }
     }
 }
@@ -216,6 +220,20 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         .filter(|m| crate::backup::catalog::is_future_dated(m, now))
         .collect();
     let mut out = t.render();
+    for p in &report.pins {
+        out.push_str(&format!(
+            "pinned: {} of {} since {}{}: prune keeps it outside every rule (`dr unpin {} --target {}`)\n",
+            p.backup_id,
+            p.target,
+            units::time(p.pinned_at),
+            p.reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default(),
+            p.backup_id,
+            p.target
+        ));
+    }
     for m in future {
         out.push_str(&format!(
             "note: backup {} is dated {} in the future (a wrong clock or a copied manifest); `--backup-id latest` skips it\n",
