@@ -19,9 +19,11 @@ fn sandboxes(world: &support::World) -> Vec<String> {
 #[test]
 fn a_table_as_of_a_time_lands_in_a_new_database_and_production_is_untouched() {
     let (pg, mut world) = cluster();
+    // events refers to other: the copy of events alone cannot hold that foreign key.
     pg.psql(
         "app",
-        "CREATE TABLE other (id int); INSERT INTO other VALUES (1), (2)",
+        "CREATE TABLE other (id int PRIMARY KEY); INSERT INTO other VALUES (1), (2); \
+         ALTER TABLE events ADD COLUMN other_id int REFERENCES other (id)",
     );
     base_backup(&world);
     let kept = write_rows(&pg, 4, "before");

@@ -185,7 +185,7 @@ async fn steps_of(
             Ok((
                 (),
                 format!(
-                    "loaded into {} with pg_restore (no owner, no grants)",
+                    "loaded into {} with pg_restore (no owner, no grants, no foreign keys)",
                     req.destination.public_url
                 ),
             ))
@@ -363,10 +363,27 @@ async fn load(
     }
     let pg_restore = tools::find_versioned("pg_restore", req.target.pg_bin_dir.as_deref(), major)
         .context("pg_restore is needed to load the tables")?;
+    // A foreign key to a table that was not copied cannot be created in the destination,
+    // so foreign keys are left out of the list pg_restore follows: the rows are what is
+    // wanted, and production keeps its constraints.
+    let toc = ChildCommand::new(&pg_restore, "pg_restore --list")
+        .arg("--list")
+        .arg(dump_file)
+        .output()
+        .await?;
+    let list_file = dump_file.with_extension("list");
+    let kept: Vec<&str> = toc
+        .stdout
+        .lines()
+        .filter(|l| !l.contains(" FK CONSTRAINT "))
+        .collect();
+    std::fs::write(&list_file, kept.join("\n") + "\n")
+        .with_context(|| format!("cannot write {}", list_file.display()))?;
     let auth = dest.child_env()?;
     ChildCommand::new(pg_restore, "pg_restore")
         .envs(auth.env())
         .args(["--no-owner", "--no-acl", "--exit-on-error"])
+        .arg(format!("--use-list={}", list_file.display()))
         .arg(format!("--dbname={}", dest.public_url))
         .arg(dump_file)
         .output()
