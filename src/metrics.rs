@@ -94,6 +94,77 @@ pub fn render(families: &[Family]) -> String {
     out
 }
 
+/// The file to write: this run's exposition, plus the series of the previous file whose
+/// target this run did not touch. A `dr backup --target a` must not drop target b's series,
+/// or an alert on b stops firing (or never fires) after every run that skipped it. Series
+/// without a target label are this run's alone.
+pub fn merge_with_previous(previous: &str, text: &str) -> String {
+    let run_targets: std::collections::BTreeSet<&str> =
+        text.lines().filter_map(target_label).collect();
+    // Families in order of first appearance: (name, header lines, sample lines).
+    let mut families: Vec<(String, Vec<String>, Vec<String>)> = Vec::new();
+    let mut add = |line: &str, keep_sample: bool| {
+        let (name, header) = match line
+            .strip_prefix("# HELP ")
+            .or(line.strip_prefix("# TYPE "))
+        {
+            Some(rest) => (rest.split_whitespace().next().unwrap_or(""), true),
+            None => (line.split(['{', ' ']).next().unwrap_or(""), false),
+        };
+        if name.is_empty() {
+            return;
+        }
+        let i = match families.iter().position(|(n, _, _)| n == name) {
+            Some(i) => i,
+            None => {
+                families.push((name.to_string(), Vec::new(), Vec::new()));
+                families.len() - 1
+            }
+        };
+        let family = &mut families[i];
+        if header {
+            if !family.1.iter().any(|h| h == line) && family.1.len() < 2 {
+                family.1.push(line.to_string());
+            }
+        } else if keep_sample && !family.2.iter().any(|l| series(l) == series(line)) {
+            family.2.push(line.to_string());
+        }
+    };
+    for line in text.lines() {
+        add(line, true);
+    }
+    for line in previous.lines() {
+        let keep = target_label(line).is_some_and(|t| !run_targets.contains(t));
+        add(line, keep);
+    }
+    let mut out = String::new();
+    for (_, headers, samples) in families.iter().filter(|f| !f.2.is_empty()) {
+        for h in headers {
+            out.push_str(h);
+            out.push('\n');
+        }
+        for l in samples {
+            out.push_str(l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// The value of a sample line's `target` label.
+fn target_label(line: &str) -> Option<&str> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let rest = line.split_once("target=\"")?.1;
+    rest.split_once('"').map(|(v, _)| v)
+}
+
+/// A sample line without its value: the series it is.
+fn series(line: &str) -> &str {
+    line.rsplit_once(' ').map_or(line, |(s, _)| s)
+}
+
 fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
@@ -157,6 +228,17 @@ pub fn write_atomic(path: &Path, text: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_run_keeps_the_series_of_targets_it_did_not_touch() {
+        let previous = "# HELP dr_x X.\n# TYPE dr_x gauge\ndr_x{target=\"a\",operation=\"backup\"} 1\ndr_x{target=\"b\",operation=\"backup\"} 2\n# HELP dr_ready R.\n# TYPE dr_ready gauge\ndr_ready 0\n";
+        let run = "# HELP dr_x X.\n# TYPE dr_x gauge\ndr_x{target=\"a\",operation=\"backup\"} 5\n";
+        assert_eq!(
+            merge_with_previous(previous, run),
+            "# HELP dr_x X.\n# TYPE dr_x gauge\ndr_x{target=\"a\",operation=\"backup\"} 5\ndr_x{target=\"b\",operation=\"backup\"} 2\n"
+        );
+        assert_eq!(merge_with_previous("", run), run);
+    }
 
     #[test]
     fn renders_families_with_escaped_labels() {

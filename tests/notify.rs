@@ -852,3 +852,40 @@ tests:
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A run for one target keeps the other targets' series in the metrics file: an alert on a
+/// target must not stop firing because another target was backed up last (issue 28).
+#[test]
+fn a_metrics_file_keeps_the_series_of_targets_not_in_this_run() {
+    let pg = support::PgCluster::start();
+    pg.create_db("a");
+    pg.create_db("b");
+    let world = World::new();
+    world.write_config(&format!(
+        "[objectives]\nrpo = \"1h\"\nrto = \"10m\"\n\n[storage]\nurl = \"file://{}\"\n\n\
+         [[postgres]]\nname = \"a\"\nurl = \"{}\"\n\n[[postgres]]\nname = \"b\"\nurl = \"{}\"\n\n\
+         [[contacts]]\nname = \"On-Call\"\nrole = \"primary\"\nphone = \"+1-555-0100\"\n",
+        world.storage_dir().display(),
+        pg.url("postgres", SUPERUSER_PASSWORD, "a"),
+        pg.url("postgres", SUPERUSER_PASSWORD, "b"),
+    ));
+    let metrics = world.dir.path().join("dr.prom");
+    let path = metrics.to_str().unwrap();
+    world
+        .dr(&["backup", "--target", "a", "--metrics-file", path])
+        .expect_code(0);
+    world
+        .dr(&["backup", "--target", "b", "--metrics-file", path])
+        .expect_code(0);
+    let text = std::fs::read_to_string(&metrics).unwrap();
+    for target in ["a", "b"] {
+        assert!(
+            sample(
+                &text,
+                &format!("dr_last_run_success{{target=\"{target}\",operation=\"backup\"}}")
+            ) == Some(1.0),
+            "{target} missing:\n{text}"
+        );
+    }
+    assert_promtool_accepts(&metrics);
+}

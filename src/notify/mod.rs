@@ -716,7 +716,11 @@ pub async fn send_test(config: &Config, only: Option<&str>) -> Result<Vec<Delive
 }
 
 async fn write_metrics(path: PathBuf, text: String) -> Result<()> {
-    tokio::task::spawn_blocking(move || metrics::write_atomic(&path, &text)).await?
+    tokio::task::spawn_blocking(move || {
+        let previous = std::fs::read_to_string(&path).unwrap_or_default();
+        metrics::write_atomic(&path, &metrics::merge_with_previous(&previous, &text))
+    })
+    .await?
 }
 
 fn unix_seconds(t: DateTime<Utc>) -> f64 {
