@@ -836,3 +836,22 @@ fn a_base_backup_restores_only_under_its_own_major() {
         assert!(!exists_nonempty(&dir), "nothing is unpacked");
     }
 }
+
+#[test]
+fn pgdata_inside_a_live_data_directory_is_refused() {
+    let (pg, world) = cluster();
+    base_backup(&world);
+    let inside = pg.data_dir().join("restored");
+    let run = restore(&world, &inside, &["--to-latest"], None);
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("inside the data directory of another cluster"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        !inside.exists(),
+        "nothing was created inside the live cluster"
+    );
+}

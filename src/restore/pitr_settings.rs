@@ -23,6 +23,20 @@ pub(super) fn check_pgdata(pgdata: &Path) -> Result<bool> {
             pgdata.display()
         )));
     }
+    // Inside another cluster's data directory (a live one, most likely): its files and
+    // backups would carry the restored copy along, and a slip of one path component would
+    // point at the cluster itself.
+    if let Some(cluster) = pgdata
+        .ancestors()
+        .skip(1)
+        .find(|a| a.join("PG_VERSION").is_file() && a.join("global").join("pg_control").is_file())
+    {
+        return Err(usage(format!(
+            "--pgdata {} lies inside the data directory of another cluster ({}); nothing was changed; hint: restore beside it, never inside it",
+            pgdata.display(),
+            cluster.display()
+        )));
+    }
     match std::fs::read_dir(pgdata) {
         Ok(mut entries) => {
             if entries.next().is_some() {
