@@ -61,13 +61,23 @@ pub fn run(cli: cli::Cli) -> i32 {
     match outcome {
         Ok(code) => code,
         Err(e) => {
-            eprintln!(
-                "error: {}",
-                error::tidy_message(&secret::redact_url(&format!("{e:#}")))
-            );
-            error::exit_code(&e)
+            let message = error::tidy_message(&secret::redact_url(&format!("{e:#}")));
+            eprintln!("error: {message}");
+            let code = error::exit_code(&e);
+            if json_requested() && !output::emitted() {
+                output::emit(&output::error_document(&message, code));
+            }
+            code
         }
     }
+}
+
+/// `--format json` on the command line: then every exit prints exactly one JSON document.
+pub fn json_requested() -> bool {
+    let args: Vec<String> = std::env::args().collect();
+    args.windows(2)
+        .any(|w| w[0] == "--format" && w[1] == "json")
+        || args.iter().any(|a| a == "--format=json")
 }
 
 async fn shutdown_signal() {

@@ -159,3 +159,55 @@ fn every_json_document_matches_the_readme_table() {
         }
     }
 }
+
+/// With `--format json`, every exit prints exactly one JSON document: a usage error, a
+/// command line clap refuses, and a refusal after the command's own report alike.
+#[test]
+fn every_exit_prints_exactly_one_json_document() {
+    let (_pg, world) = support::sample_world("");
+    // Refused before any report: the error document.
+    let run = world.dr(&["restore", "--pitr", "--to-latest", "--format", "json"]);
+    run.expect_code(2);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", run.stdout));
+    assert_eq!(doc["format_version"], 2);
+    assert_eq!(doc["ok"], false);
+    assert_eq!(doc["exit_code"], 2);
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap()
+            .contains("--pitr needs --pgdata"),
+        "{doc}"
+    );
+    assert!(doc["hint"].is_null() || doc["hint"].is_string(), "{doc}");
+    // A flag clap does not know.
+    let run = world.dr(&["list", "--format", "json", "--no-such-flag"]);
+    run.expect_code(2);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", run.stdout));
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert!(
+        doc["error"].as_str().unwrap().contains("--no-such-flag"),
+        "{doc}"
+    );
+    // A refusal after the command printed its report: still one document (the report).
+    let pitr_dir = world.tmp_dir().join("p").display().to_string();
+    let run = world.dr(&[
+        "restore",
+        "--pitr",
+        "--to-latest",
+        "--pgdata",
+        &pitr_dir,
+        "--format",
+        "json",
+    ]);
+    run.expect_code(2);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", run.stdout));
+    assert_eq!(doc["operation"], "pitr", "{doc}");
+    // Without --format json, stdout stays empty on such an error.
+    let run = world.dr(&["restore", "--pitr", "--to-latest"]);
+    run.expect_code(2);
+    assert!(run.stdout.trim().is_empty(), "{}", run.stdout);
+}

@@ -27,10 +27,36 @@ pub fn styled() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
 }
 
+/// Whether this run printed its document (or table) already: an error after it must not
+/// add a second JSON document.
+static EMITTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn emitted() -> bool {
+    EMITTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
+/// The one JSON document of a run that ended in an error before printing its own (a usage
+/// error, a refusal): `ok: false`, the message and its hint.
+pub fn error_document(message: &str, exit_code: i32) -> String {
+    let (head, hint) = match message.split_once("; hint: ") {
+        Some((h, hint)) => (h, Some(hint)),
+        None => (message, None),
+    };
+    let doc = serde_json::json!({
+        "format_version": crate::report::FORMAT_VERSION,
+        "ok": false,
+        "exit_code": exit_code,
+        "error": head,
+        "hint": hint,
+    });
+    serde_json::to_string_pretty(&doc).unwrap_or_default()
+}
+
 pub fn emit(text: &str) {
     if text.is_empty() {
         return;
     }
+    EMITTED.store(true, std::sync::atomic::Ordering::SeqCst);
     // Nothing dr prints is a private key: one that reached a report (a message quoting
     // a misplaced setting) is hidden here, tables and JSON alike.
     let text = crate::secret::redact_age_keys(text);
