@@ -12,6 +12,7 @@ pub mod redis;
 pub mod runbooks;
 pub mod storage;
 pub mod wal;
+pub mod wal_fetch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -248,12 +248,7 @@ async fn verify(
     manifest: &crate::backup::manifest::BackupManifest,
 ) -> Result<()> {
     let configured = ConnTarget::parse(&req.target.resolve_url()?)?;
-    let url = |user: &str, db: &str| {
-        format!(
-            "postgresql://{user}@/{db}?host={}&port={port}",
-            url_escape(&socket_dir.display().to_string())
-        )
-    };
+    let url = |user: &str, db: &str| pg::socket_url(user, db, socket_dir, port);
     let superuser = steps
         .run("connect", Phase::Verify, async {
             let c = ConnTarget::parse(&url(&configured.user, "postgres"))?;
@@ -346,15 +341,4 @@ async fn verify(
         }
     }
     Ok(())
-}
-
-fn url_escape(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }

@@ -320,6 +320,27 @@ pub fn describe_pg_error(e: &tokio_postgres::Error) -> String {
 }
 
 /// Quotes an identifier for SQL (`"Mixed Case"."t"`).
+/// The URL of a server reached on a private Unix socket (a sandbox, a recovering copy):
+/// user, database and socket directory percent-encoded, no password (local trust).
+pub fn socket_url(user: &str, database: &str, socket_dir: &std::path::Path, port: u16) -> String {
+    let escape = |text: &str| -> String {
+        text.bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect()
+    };
+    format!(
+        "postgresql://{}@/{}?host={}&port={port}",
+        escape(user),
+        escape(database),
+        escape(&socket_dir.display().to_string())
+    )
+}
+
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }

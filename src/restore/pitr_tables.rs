@@ -132,14 +132,7 @@ async fn steps_of(
     sandbox.server = restored.server.clone();
     let major = restored.manifest.server_major;
     let dump_file = socket_dir.join("tables.dump");
-    let sandbox_url = |user: &str| {
-        format!(
-            "postgresql://{}@/{}?host={}&port={port}",
-            url_encode(user),
-            url_encode(&source.database),
-            url_encode(&socket_dir.display().to_string())
-        )
-    };
+    let sandbox_url = |user: &str| pg::socket_url(user, &source.database, &socket_dir, port);
     let superuser = steps
         .run("dump", Phase::Restore, async {
             let client = ConnTarget::parse(&sandbox_url(&source.user))?
@@ -389,8 +382,4 @@ async fn load(
         .output()
         .await?;
     Ok(())
-}
-
-fn url_encode(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }

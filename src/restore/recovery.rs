@@ -335,9 +335,8 @@ async fn recover(
         .output()
         .await?;
     let url = format!(
-        "postgresql://{}@/postgres?host={}&port={socket_port}&connect_timeout=5",
-        url_escape(&plan.role),
-        url_escape(&socket_dir.display().to_string())
+        "{}&connect_timeout=5",
+        crate::pg::socket_url(&plan.role, "postgres", socket_dir, socket_port)
     );
     let settled = wait_until_settled(plan, expected, &url).await?;
     check_reached(expected, &settled)?;
@@ -769,10 +768,6 @@ fn explain_failure(
             "choose an earlier target (`dr list --target NAME`), remove the directory and restore again".into()
         }
     )
-}
-
-fn url_escape(text: &str) -> String {
-    url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
 
 #[cfg(test)]
