@@ -7,7 +7,8 @@ mod support;
 
 use support::archive::base_backup_json;
 use support::pitr::{
-    base_backup, cluster_with, psql_port, restore_dir, write_rows, RestoredServer,
+    base_backup, cluster_with, psql_port, restore_dir, switch_and_wait_archived, write_rows,
+    RestoredServer,
 };
 use support::wal::{switch_wal, wait_archived};
 use support::{free_port, is_root, PgCluster, World};
@@ -154,22 +155,8 @@ fn an_old_primary_archiving_past_a_promotion_is_a_split_brain() {
         "app",
         "INSERT INTO events (note) VALUES ('on the new primary')",
     );
-    let seg = psql_port(port, "postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let seg = switch_and_wait_archived(&promoted);
     assert!(seg.starts_with("00000002"), "{seg}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while psql_port(
-        port,
-        "postgres",
-        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-    ) < seg
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{seg} not archived by the promoted copy: {}",
-            promoted.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
 
     // The old primary comes back and keeps writing and archiving timeline 1 past the fork.
     write_rows(&pg, 3, "stale");

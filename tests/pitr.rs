@@ -8,7 +8,7 @@ mod support;
 
 use support::pitr::{
     base_backup, cluster, exists_nonempty, ids, psql_port, restore_dir, server_now,
-    time_between_writes, write_rows, RestoredServer,
+    switch_and_wait_archived, time_between_writes, write_rows, RestoredServer,
 };
 use support::wal::{pgbench, pgbench_command, switch_wal, wait_archived};
 use support::{free_port, PgCluster, World};
@@ -347,22 +347,8 @@ fn restores_across_a_timeline_switch() {
         "app",
         "INSERT INTO events (note) SELECT 'x' FROM generate_series(1, 3) RETURNING id",
     ));
-    let seg = psql_port(port, "postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let seg = switch_and_wait_archived(&server);
     assert!(seg.starts_with("00000002"), "{seg}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while psql_port(
-        port,
-        "postgres",
-        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-    ) < seg
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{seg} not archived by the restored server: {}",
-            server.log()
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
     drop(server);
 
     // From the same base backup, the end of the archive lies on timeline 2.

@@ -10,8 +10,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use support::pitr::{
-    base_backup, cluster, exists_nonempty, ids, psql_port, restore_dir, time_between_writes,
-    write_rows, RestoredServer,
+    base_backup, cluster, exists_nonempty, ids, psql_port, restore_dir, switch_and_wait_archived,
+    time_between_writes, write_rows, RestoredServer,
 };
 use support::wal::{archiving_cluster, stored_wal, switch_wal, wait_archived, ArchiveSetup};
 use support::{free_port, PgCluster, World};
@@ -212,17 +212,7 @@ fn a_base_backup_of_a_restored_cluster_restores_to_its_latest() {
         "app",
         "INSERT INTO events (note) SELECT 'd' FROM generate_series(1, 4) RETURNING id",
     ));
-    let seg = psql_port(port, "postgres", "SELECT pg_walfile_name(pg_switch_wal())");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while psql_port(
-        port,
-        "postgres",
-        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-    ) < seg
-    {
-        assert!(Instant::now() < deadline, "{seg} not archived");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    switch_and_wait_archived(&first_server);
     // Plant what an older dr left in data directories: a recovery log claiming success.
     std::fs::create_dir_all(first.join("log")).unwrap();
     drop(first_server);
@@ -238,6 +228,33 @@ fn a_base_backup_of_a_restored_cluster_restores_to_its_latest() {
     assert_eq!(restored_ids(port2), [a, d].concat());
 }
 
+/// Spawns `dr restore --pitr --to-latest --start` into `dir` and returns once its server
+/// runs (recovery still going on).
+fn start_restore_to_latest(world: &World, dir: &Path, port: &str) -> std::process::Child {
+    let dir_text = dir.display().to_string();
+    let child = world.spawn(&[
+        "restore",
+        "--target",
+        "main",
+        "--pitr",
+        "--to-latest",
+        "--pgdata",
+        &dir_text,
+        "--start",
+        "--port",
+        port,
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !postmaster_runs(dir) {
+        assert!(
+            Instant::now() < deadline,
+            "the restore never started its server"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 #[test]
 fn an_interrupted_start_stops_the_server_before_it_promotes() {
     let (pg, world) = cluster();
@@ -250,26 +267,7 @@ fn an_interrupted_start_stops_the_server_before_it_promotes() {
     let dir = restore_dir(&world, "interrupted");
     let dir_text = dir.display().to_string();
     let port = free_port().to_string();
-    let child = world.spawn(&[
-        "restore",
-        "--target",
-        "main",
-        "--pitr",
-        "--to-latest",
-        "--pgdata",
-        &dir_text,
-        "--start",
-        "--port",
-        &port,
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !postmaster_runs(&dir) {
-        assert!(
-            Instant::now() < deadline,
-            "the restore never started its server"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let child = start_restore_to_latest(&world, &dir, &port);
     let out = support::interrupt(child);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -285,27 +283,7 @@ fn an_interrupted_start_stops_the_server_before_it_promotes() {
 
     // kill -9: the server is left, unpromoted; the next dr stops it and says so.
     let again = restore_dir(&world, "killed");
-    let again_text = again.display().to_string();
-    let mut child = world.spawn(&[
-        "restore",
-        "--target",
-        "main",
-        "--pitr",
-        "--to-latest",
-        "--pgdata",
-        &again_text,
-        "--start",
-        "--port",
-        &port,
-    ]);
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while !postmaster_runs(&again) {
-        assert!(
-            Instant::now() < deadline,
-            "the restore never started its server"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = start_restore_to_latest(&world, &again, &port);
     child.kill().unwrap();
     child.wait().unwrap();
     std::thread::sleep(Duration::from_secs(2));
@@ -455,21 +433,7 @@ fn timelines_are_chosen_not_guessed() {
         "app",
         "INSERT INTO events (note) SELECT 'x' FROM generate_series(1, 3) RETURNING id",
     ));
-    let seg = psql_port(port, "postgres", "SELECT pg_walfile_name(pg_switch_wal())");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while psql_port(
-        port,
-        "postgres",
-        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
-    ) < seg
-    {
-        assert!(
-            Instant::now() < deadline,
-            "{seg} not archived: {}",
-            copy.log()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    switch_and_wait_archived(&copy);
     drop(copy);
     // The old primary goes on writing on timeline 1, past the fork.
     let c = write_rows(&pg, 3, "c");

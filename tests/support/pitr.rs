@@ -105,6 +105,28 @@ pub fn psql_port(port: u16, db: &str, sql: &str) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// On a restored server: closes its current segment and waits (a minute at most) until its
+/// own archiver stored it; returns the segment's name.
+pub fn switch_and_wait_archived(server: &RestoredServer) -> String {
+    let port = server.port;
+    let seg = psql_port(port, "postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while psql_port(
+        port,
+        "postgres",
+        "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver",
+    ) < seg
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{seg} not archived by the restored server: {}",
+            server.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    seg
+}
+
 pub fn ids(text: &str) -> Vec<i64> {
     // `INSERT 0 3` follows RETURNING rows: only the numbers count.
     text.lines().filter_map(|l| l.trim().parse().ok()).collect()
