@@ -48,6 +48,7 @@ Checks:
   storage.object_lock  S3 Object Lock really applied (when object_lock_days is set)
   backup.latest      a complete backup younger than the RPO (warn past 80%)
   backup.integrity   the newest backup hashes to its manifest (timeout per read)
+  backup.globals     a lost cluster would come back with its roles (include_globals)
   pg.archiving       archive_mode on, archive_command calls `dr wal-push`, the newest
                      archived segment younger than the RPO, no failure since the last
                      success (pg_stat_archiver)          [targets with wal_archiving]
@@ -757,11 +758,19 @@ pub enum RunbookAction {
     /// Render one runbook with the live configuration
     #[command(after_help = examples!(
         "dr runbook show database-failure",
-        "dr runbook show database-failure --format json",
+        "dr runbook show accidental-deletion --target main --route dump",
+        "dr runbook show redis-failure --target sessions --format json",
     ))]
     Show {
         /// Runbook name (see `dr runbook`)
         name: String,
+        /// The PostgreSQL or Redis target to render it for (default: the first of each)
+        #[arg(long)]
+        target: Option<String>,
+        /// How data comes back: pitr (base backup + WAL; default where the target archives
+        /// its WAL) or dump
+        #[arg(long, value_enum)]
+        route: Option<crate::runbook::Route>,
         /// Output format: the Markdown text, or its sections and steps as JSON
         #[arg(long, value_enum, default_value = "text")]
         format: TextFormat,

@@ -287,7 +287,7 @@ impl Compression {
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupConfig {
     #[serde(default)]
@@ -296,8 +296,9 @@ pub struct BackupConfig {
     pub level: Option<i32>,
     /// zstd worker threads; 0 or absent means one per core.
     pub threads: Option<u32>,
-    /// Also dump roles and tablespaces with `pg_dumpall --globals-only`.
-    #[serde(default)]
+    /// Also dump roles and tablespaces with `pg_dumpall --globals-only`. On by default:
+    /// without them a cluster rebuilt from dumps has no roles to own or read its data.
+    #[serde(default = "default_true")]
     pub include_globals: bool,
     /// Targets `dr backup` backs up at once (default 4; `--parallel` overrides it).
     pub parallel: Option<usize>,
@@ -305,6 +306,23 @@ pub struct BackupConfig {
     /// `dr check` and `dr prune` hash the backup again; default 7 days.
     #[serde(default, deserialize_with = "opt_duration")]
     pub rehash_after: Option<Duration>,
+}
+
+impl Default for BackupConfig {
+    fn default() -> Self {
+        BackupConfig {
+            compression: Compression::default(),
+            level: None,
+            threads: None,
+            include_globals: true,
+            parallel: None,
+            rehash_after: None,
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 /// Default of `[backup] rehash_after`.

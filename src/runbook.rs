@@ -3,7 +3,10 @@
 //!
 //! Format: front matter with `title` and `summary`, `## ` sections, and under `## Steps` a
 //! numbered list whose items start with `[dr]` (exactly one `dr ...` code span: the
-//! command) or `[manual]`.
+//! command) or `[manual]`. Lines between `{{#if NAME}}` (or `{{#if !NAME}}`), `{{else}}`
+//! and `{{/if}}`, each alone on its line, are kept only when the condition holds for the
+//! chosen target (see [`CONDITIONS`]); steps are numbered again after that, so a rendered
+//! runbook is one straight path an operator can follow.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -53,6 +56,10 @@ const EMBEDDED: &[(&str, &str)] = &[
 pub const PLACEHOLDERS: &[&str] = &[
     "target",
     "database",
+    "host",
+    "port",
+    "archive_command",
+    "identity",
     "redis_target",
     "storage",
     "rto",
@@ -84,12 +91,89 @@ pub struct RunbookStep {
     pub command: Option<String>,
 }
 
+/// The conditions a runbook's `{{#if NAME}}` blocks may test.
+pub const CONDITIONS: &[&str] = &["pitr", "wal", "encrypted", "redis_data", "globals"];
+
+/// How a runbook brings data back for the chosen target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    /// From a base backup and the archived WAL (targets with `wal_archiving = true`).
+    Pitr,
+    /// From a logical dump.
+    Dump,
+}
+
+/// What the chosen target has, which decides the branches a runbook shows.
+#[derive(Debug, Clone, Serialize)]
+pub struct Branches {
+    /// The PostgreSQL target the runbook is rendered for.
+    pub target: Option<String>,
+    /// The Redis target (`{{redis_target}}`).
+    pub redis_target: Option<String>,
+    pub route: Route,
+    pub wal_archiving: bool,
+    pub encryption: bool,
+    pub redis_data: bool,
+    pub include_globals: bool,
+}
+
+impl Branches {
+    /// The branches for `--target NAME` (a PostgreSQL or a Redis target; default: the first
+    /// of each, a Redis target with data backups first) and `--route` (default: `pitr` when
+    /// the target archives its WAL, else `dump`).
+    pub fn choose(config: &Config, target: Option<&str>, route: Option<Route>) -> Result<Branches> {
+        let redis_named = target.and_then(|n| config.redis.iter().find(|r| r.name == n));
+        let pg = match target {
+            Some(n) if redis_named.is_none() => Some(config.postgres_target(n)?),
+            _ => config.postgres.first(),
+        };
+        let redis = redis_named
+            .or_else(|| config.redis.iter().find(|r| r.backup))
+            .or_else(|| config.redis.first());
+        let wal_archiving = pg.is_some_and(|t| t.wal_archiving);
+        let route = match route {
+            Some(Route::Pitr) if !wal_archiving => {
+                return Err(crate::error::usage(format!(
+                    "--route pitr: target {} does not archive its WAL (wal_archiving = false), so only the dump route applies; hint: leave out --route, or switch WAL archiving on (README: Continuous WAL archiving)",
+                    pg.map(|t| t.name.as_str()).unwrap_or("(none)")
+                )))
+            }
+            Some(r) => r,
+            None if wal_archiving => Route::Pitr,
+            None => Route::Dump,
+        };
+        Ok(Branches {
+            target: pg.map(|t| t.name.clone()),
+            redis_target: redis.map(|r| r.name.clone()),
+            route,
+            wal_archiving,
+            encryption: config.encryption.is_some(),
+            redis_data: redis.is_some_and(|r| r.backup),
+            include_globals: config.backup.include_globals,
+        })
+    }
+
+    fn condition(&self, name: &str) -> Option<bool> {
+        Some(match name {
+            "pitr" => self.route == Route::Pitr,
+            "wal" => self.wal_archiving,
+            "encrypted" => self.encryption,
+            "redis_data" => self.redis_data,
+            "globals" => self.include_globals,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct RenderedRunbook {
     pub name: String,
     pub title: String,
     pub summary: String,
     pub source: String,
+    /// What the branches were chosen from.
+    pub branches: Branches,
     /// Section name → rendered Markdown (Symptoms, Impact, Decision, After, ...).
     pub sections: BTreeMap<String, String>,
     pub steps: Vec<RunbookStep>,
@@ -126,11 +210,18 @@ impl Runbook {
         })
     }
 
-    /// Fills the placeholders. Unknown placeholders are always an error; a known one without
-    /// a value is an error too, unless `lenient` (then it shows why it is missing).
-    pub fn render_with(&self, values: &Values, lenient: bool) -> Result<RenderedRunbook> {
-        let mut out = String::with_capacity(self.body.len());
-        let mut rest = self.body.as_str();
+    /// Keeps the branches that apply and fills the placeholders. Unknown placeholders and
+    /// conditions are always an error; a known placeholder without a value is an error too,
+    /// unless `lenient` (then it shows why it is missing).
+    pub fn render_with(
+        &self,
+        values: &Values,
+        branches: &Branches,
+        lenient: bool,
+    ) -> Result<RenderedRunbook> {
+        let body = select_branches(&self.name, &self.body, branches)?;
+        let mut out = String::with_capacity(body.len());
+        let mut rest = body.as_str();
         while let Some(start) = rest.find("{{") {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
@@ -157,15 +248,83 @@ impl Runbook {
             title: self.title.clone(),
             summary: self.summary.clone(),
             source: self.source.clone(),
+            branches: branches.clone(),
             sections,
             steps,
             markdown: format!("# {}\n\n{}", self.title, out.trim_start()),
         })
     }
 
-    pub fn render(&self, values: &Values) -> Result<RenderedRunbook> {
-        self.render_with(values, false)
+    pub fn render(&self, values: &Values, branches: &Branches) -> Result<RenderedRunbook> {
+        self.render_with(values, branches, false)
     }
+}
+
+/// The lines whose `{{#if}}` conditions hold, with the steps numbered again.
+fn select_branches(name: &str, body: &str, branches: &Branches) -> Result<String> {
+    let mut out = String::with_capacity(body.len());
+    // One entry per open `{{#if}}`: whether its current arm is shown.
+    let mut open: Vec<bool> = Vec::new();
+    let mut in_steps = false;
+    let mut next_step = 1;
+    for (index, line) in body.lines().enumerate() {
+        let trimmed = line.trim();
+        let at = || format!("runbook {name}, line {} of its body", index + 1);
+        if let Some(cond) = trimmed
+            .strip_prefix("{{#if ")
+            .and_then(|c| c.strip_suffix("}}"))
+        {
+            let cond = cond.trim();
+            let (negated, key) = match cond.strip_prefix('!') {
+                Some(key) => (true, key.trim()),
+                None => (false, cond),
+            };
+            let holds = branches.condition(key).with_context(|| {
+                format!(
+                    "{}: unknown condition {key:?}; known conditions: {}",
+                    at(),
+                    CONDITIONS.join(", ")
+                )
+            })?;
+            open.push(holds != negated);
+            continue;
+        }
+        if trimmed == "{{else}}" {
+            let arm = open
+                .last_mut()
+                .with_context(|| format!("{}: {{{{else}}}} without {{{{#if}}}}", at()))?;
+            *arm = !*arm;
+            continue;
+        }
+        if trimmed == "{{/if}}" {
+            open.pop()
+                .with_context(|| format!("{}: {{{{/if}}}} without {{{{#if}}}}", at()))?;
+            continue;
+        }
+        if open.iter().any(|shown| !shown) {
+            continue;
+        }
+        if let Some(heading) = line.strip_prefix("## ") {
+            in_steps = heading.trim() == "Steps";
+        }
+        let numbered = line
+            .split_once(". ")
+            .filter(|(n, _)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        match numbered {
+            Some((_, item)) if in_steps => {
+                out.push_str(&format!("{next_step}. {item}\n"));
+                next_step += 1;
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    if !open.is_empty() {
+        bail!("runbook {name}: an {{{{#if}}}} is not closed by {{{{/if}}}}");
+    }
+    Ok(out)
 }
 
 fn split_sections(markdown: &str) -> Result<(BTreeMap<String, String>, Vec<RunbookStep>)> {
@@ -273,37 +432,88 @@ pub fn find(config: &Config, name: &str) -> Result<Runbook> {
     })
 }
 
-/// Values from dr.toml and, for `latest_backup`, from storage.
-pub async fn placeholder_values(config: &Config, storage: Option<&dyn Storage>) -> Values {
+/// Values from dr.toml and, for `latest_backup`, from storage, for the targets `branches`
+/// chose.
+pub async fn placeholder_values(
+    config: &Config,
+    storage: Option<&dyn Storage>,
+    branches: &Branches,
+) -> Values {
     let mut v: Values = BTreeMap::new();
-    let pg = config.postgres.first();
-    v.insert(
-        "target",
-        pg.map(|t| t.name.clone())
-            .ok_or_else(|| "no [[postgres]] target is configured".to_string()),
-    );
+    let pg = branches
+        .target
+        .as_deref()
+        .and_then(|n| config.postgres.iter().find(|t| t.name == n));
+    let none = || "no [[postgres]] target is configured".to_string();
+    v.insert("target", pg.map(|t| t.name.clone()).ok_or_else(none));
+    let conn = pg.map(|t| {
+        t.resolve_url()
+            .and_then(|u| crate::pg::ConnTarget::parse(&u))
+    });
+    let from_url = |what: &str| {
+        format!(
+            "(the {what} in ${})",
+            pg.and_then(|t| t.url_env.as_deref()).unwrap_or("url")
+        )
+    };
     v.insert(
         "database",
-        pg.map(|t| {
-            match t
-                .resolve_url()
-                .and_then(|u| crate::pg::ConnTarget::parse(&u))
-            {
-                Ok(c) => c.database,
-                Err(_) => format!(
-                    "(the database named in ${})",
-                    t.url_env.as_deref().unwrap_or("url")
-                ),
-            }
-        })
-        .ok_or_else(|| "no [[postgres]] target is configured".to_string()),
+        match &conn {
+            Some(Ok(c)) => Ok(c.database.clone()),
+            Some(Err(_)) => Ok(from_url("database")),
+            None => Err(none()),
+        },
+    );
+    v.insert(
+        "host",
+        match &conn {
+            Some(Ok(c)) => Ok(c
+                .server()
+                .rsplit_once(':')
+                .map(|(h, _)| h.to_string())
+                .unwrap_or_default()),
+            Some(Err(_)) => Ok(from_url("host")),
+            None => Err(none()),
+        },
+    );
+    v.insert(
+        "port",
+        match &conn {
+            Some(Ok(c)) => Ok(c
+                .config
+                .get_ports()
+                .first()
+                .copied()
+                .unwrap_or(5432)
+                .to_string()),
+            Some(Err(_)) => Ok(from_url("port")),
+            None => Err(none()),
+        },
+    );
+    // The path PostgreSQL's archiver is given must not depend on its working directory.
+    let config_path = std::fs::canonicalize(&config.path).unwrap_or_else(|_| config.path.clone());
+    v.insert(
+        "archive_command",
+        Ok(format!("dr --config {} wal-push %p", config_path.display())),
+    );
+    v.insert(
+        "identity",
+        Ok(match &config.encryption {
+            Some(e) => match (&e.identity_file, &e.identity_env) {
+                (Some(file), _) => config.dir().join(file).display().to_string(),
+                (None, Some(var)) => format!("the key in ${var}"),
+                (None, None) => {
+                    "(no identity configured: set [encryption] identity_file on this host)".into()
+                }
+            },
+            None => "(backups are not encrypted)".into(),
+        }),
     );
     v.insert(
         "redis_target",
-        Ok(config
-            .redis
-            .first()
-            .map(|t| t.name.clone())
+        Ok(branches
+            .redis_target
+            .clone()
             .unwrap_or_else(|| "(no Redis target configured)".into())),
     );
     v.insert(
@@ -373,7 +583,7 @@ pub async fn placeholder_values(config: &Config, storage: Option<&dyn Storage>) 
                 .join("; ")
         }),
     );
-    v.insert("config", Ok(config.path.display().to_string()));
+    v.insert("config", Ok(config_path.display().to_string()));
     let latest = match (storage, pg) {
         (Some(s), Some(t)) => match crate::backup::catalog::resolve(s, &t.name, "latest").await {
             Ok(m) => m.id,
@@ -396,13 +606,93 @@ mod tests {
             .collect()
     }
 
+    fn branches(route: Route, on: bool) -> Branches {
+        Branches {
+            target: Some("main".into()),
+            redis_target: Some("cache".into()),
+            route,
+            wal_archiving: route == Route::Pitr || on,
+            encryption: on,
+            redis_data: on,
+            include_globals: on,
+        }
+    }
+
+    fn all_branches() -> Vec<Branches> {
+        vec![
+            branches(Route::Pitr, true),
+            branches(Route::Pitr, false),
+            branches(Route::Dump, true),
+            branches(Route::Dump, false),
+        ]
+    }
+
+    fn render_steps(body: &str, b: &Branches) -> Vec<String> {
+        let text = format!("---\ntitle: T\nsummary: S\n---\n## Steps\n{body}");
+        Runbook::parse("x", &text, "embedded")
+            .unwrap()
+            .render(&full_values(), b)
+            .unwrap()
+            .steps
+            .iter()
+            .map(|s| format!("{} {}", s.number, s.text))
+            .collect()
+    }
+
+    #[test]
+    fn branches_keep_what_applies_and_steps_are_numbered_again() {
+        let body = "1. [manual] always\n{{#if pitr}}\n2. [manual] replay\n{{#if encrypted}}\n3. [manual] key\n{{/if}}\n{{else}}\n4. [manual] dump\n{{/if}}\n{{#if !globals}}\n5. [manual] roles by hand\n{{/if}}\n6. [manual] end\n";
+        assert_eq!(
+            render_steps(body, &branches(Route::Pitr, true)),
+            ["1 always", "2 replay", "3 key", "4 end"]
+        );
+        assert_eq!(
+            render_steps(body, &branches(Route::Pitr, false)),
+            ["1 always", "2 replay", "3 roles by hand", "4 end"]
+        );
+        assert_eq!(
+            render_steps(body, &branches(Route::Dump, false)),
+            ["1 always", "2 dump", "3 roles by hand", "4 end"]
+        );
+    }
+
+    #[test]
+    fn unknown_or_unbalanced_conditions_are_errors() {
+        for (body, needle) in [
+            (
+                "{{#if sunny}}\n1. [manual] x\n{{/if}}\n",
+                "unknown condition \"sunny\"",
+            ),
+            ("{{#if wal}}\n1. [manual] x\n", "not closed"),
+            ("1. [manual] x\n{{/if}}\n", "without"),
+            ("{{else}}\n", "without"),
+        ] {
+            let text = format!("---\ntitle: T\nsummary: S\n---\n## Steps\n{body}");
+            let err = Runbook::parse("x", &text, "embedded")
+                .unwrap()
+                .render(&full_values(), &branches(Route::Dump, false))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(needle), "{body:?}: {err}");
+        }
+    }
+
     #[test]
     fn every_embedded_runbook_parses_and_renders() {
-        for (name, text) in EMBEDDED {
+        for ((name, text), b) in EMBEDDED
+            .iter()
+            .flat_map(|e| all_branches().into_iter().map(move |b| (e, b)))
+        {
             let rb = Runbook::parse(name, text, "embedded").unwrap();
             let r = rb
-                .render(&full_values())
+                .render(&full_values(), &b)
                 .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let numbers: Vec<u32> = r.steps.iter().map(|s| s.number).collect();
+            assert_eq!(
+                numbers,
+                (1..=numbers.len() as u32).collect::<Vec<_>>(),
+                "{name}"
+            );
             assert!(!r.markdown.contains("{{"), "{name}");
             assert!(r.steps.len() >= 5, "{name} has {} steps", r.steps.len());
             assert!(r.steps.iter().any(|s| s.command.is_some()), "{name}");
@@ -420,7 +710,10 @@ mod tests {
             "embedded",
         )
         .unwrap();
-        let err = rb.render(&full_values()).unwrap_err().to_string();
+        let err = rb
+            .render(&full_values(), &branches(Route::Dump, false))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown placeholder {{nobody}}"), "{err}");
     }
 
@@ -434,13 +727,14 @@ mod tests {
         .unwrap();
         let mut v = full_values();
         v.insert("rto", Err("set [objectives] rto".into()));
+        let b = branches(Route::Dump, false);
         assert!(rb
-            .render(&v)
+            .render(&v, &b)
             .unwrap_err()
             .to_string()
             .contains("set [objectives] rto"));
         assert!(rb
-            .render_with(&v, true)
+            .render_with(&v, &b, true)
             .unwrap()
             .markdown
             .contains("<rto: set [objectives] rto>"));
@@ -454,6 +748,8 @@ mod tests {
             "embedded",
         )
         .unwrap();
-        assert!(rb.render(&full_values()).is_err());
+        assert!(rb
+            .render(&full_values(), &branches(Route::Dump, false))
+            .is_err());
     }
 }

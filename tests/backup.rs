@@ -52,10 +52,27 @@ fn manifest_counts_and_checksum_match_reality() {
     );
     let dump = world.dump_path(&m);
     assert_eq!(sha256sum(&dump), m["sha256"].as_str().unwrap());
+    // size_bytes counts every stored object: the dump and (include_globals is on by
+    // default) the roles.
+    let stored: u64 = m["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["size_bytes"].as_u64().unwrap())
+        .sum();
+    assert!(m["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["role"] == "globals"));
     assert_eq!(
-        std::fs::metadata(&dump).unwrap().len(),
-        m["size_bytes"].as_u64().unwrap()
+        std::fs::metadata(&dump).unwrap().len()
+            + std::fs::metadata(dump.with_file_name("globals.sql.zst"))
+                .unwrap()
+                .len(),
+        stored
     );
+    assert_eq!(stored, m["size_bytes"].as_u64().unwrap());
     for key in [
         "id",
         "target",

@@ -1,7 +1,8 @@
 //! `backup.latest` (a complete backup younger than the RPO) and `backup.integrity` (the
 //! newest backup's stored bytes still hash to its manifest: confirmed from its integrity
 //! verdict and the objects' metadata, hashed in full only when the verdict is missing or
-//! older than `[backup] rehash_after`).
+//! older than `[backup] rehash_after`), and `backup.globals` (a lost cluster would come back
+//! with its roles).
 
 use std::sync::Arc;
 
@@ -34,6 +35,15 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
             critical: target.critical,
             timeout_per_read: false,
             run: Box::pin(async move { latest(s.as_ref(), &n, &name, rpo).await }),
+        });
+        let (s, n, name) = (store.clone(), newest.clone(), target.name.clone());
+        let include_globals = ctx.config.backup.include_globals;
+        out.push(PlannedCheck {
+            name: "backup.globals",
+            target: Some(target.name.clone()),
+            critical: false,
+            timeout_per_read: false,
+            run: Box::pin(async move { globals(s.as_ref(), &n, &name, include_globals).await }),
         });
         let (s, name, timeout) = (store.clone(), target.name.clone(), ctx.timeout);
         let rehash_after = ctx.config.backup.rehash_after();
@@ -84,6 +94,39 @@ pub(super) async fn latest_redis(
         .await?
         .and_then(|m| m.redis.as_ref().map(|r| (m.id.clone(), r.keys)));
     Ok((finding, keys))
+}
+
+/// Roles and tablespaces live outside any one database: only `pg_dumpall --globals-only`
+/// (`include_globals`) or a base backup brings them back onto a new cluster.
+async fn globals(
+    storage: &dyn Storage,
+    cell: &NewestBackup,
+    target: &str,
+    include_globals: bool,
+) -> Result<Finding> {
+    let newest = newest(cell, storage, target).await?;
+    if newest.as_ref().is_some_and(|m| m.physical.is_some()) {
+        return Ok(Finding::pass(
+            "the newest backup is a base backup: roles and tablespaces come back with the cluster",
+        ));
+    }
+    if !include_globals {
+        return Ok(Finding::warn(format!(
+            "backups of {target} hold no roles or tablespaces ([backup] include_globals = false): a lost cluster would come back without the roles that own and read its data; hint: set include_globals = true in [backup] (the default) and run `dr backup --target {target}`"
+        )));
+    }
+    Ok(match newest {
+        Some(m) if m.globals().is_none() && m.redis.is_none() => Finding::warn(format!(
+            "the newest backup {} holds no roles or tablespaces (it was taken without include_globals); the next backup will; hint: run `dr backup --target {target}`",
+            m.id
+        )),
+        Some(m) if m.globals_role_passwords == Some(false) => Finding::pass(format!(
+            "backup {} holds the roles, without their passwords (the backup role is not a superuser): a restore with --with-globals names the login roles to give a password",
+            m.id
+        )),
+        Some(m) => Finding::pass(format!("backup {} holds the roles and tablespaces", m.id)),
+        None => Finding::pass("the next backup will hold the roles and tablespaces"),
+    })
 }
 
 async fn latest(

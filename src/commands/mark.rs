@@ -23,7 +23,13 @@ pub async fn run(config: &Config, args: MarkArgs) -> Result<i32> {
             args.name, target.name, target.name
         )));
     }
-    let client = ConnTarget::parse(&target.resolve_url()?)?.connect().await?;
+    // Restore points and WAL switches are cluster-wide: a dropped database (the incident
+    // being marked) is no reason to fail, the maintenance database serves as well.
+    let conn = ConnTarget::parse(&target.resolve_url()?)?;
+    let client = match conn.connect().await {
+        Err(e) if pg::is_missing_database(&e) => conn.connect_maintenance().await?.1,
+        other => other?,
+    };
     let q = |e: tokio_postgres::Error| anyhow!("{}", pg::describe_pg_error(&e));
     let row = client
         .query_one(

@@ -21,14 +21,20 @@ pub async fn run(config: &Config, args: RunbookArgs) -> Result<i32> {
                 Format::Table => output::people::runbook_list_table(&all),
             });
         }
-        Some(RunbookAction::Show { name, format }) => {
+        Some(RunbookAction::Show {
+            name,
+            target,
+            route,
+            format,
+        }) => {
             let rb = runbook::find(config, &name)?;
+            let branches = runbook::Branches::choose(config, target.as_deref(), route)?;
             let storage = match &config.storage {
                 Some(s) => crate::storage::open(s).ok(),
                 None => None,
             };
-            let values = runbook::placeholder_values(config, storage.as_deref()).await;
-            let rendered = rb.render_with(&values, true)?;
+            let values = runbook::placeholder_values(config, storage.as_deref(), &branches).await;
+            let rendered = rb.render_with(&values, &branches, true)?;
             for (key, value) in &values {
                 if let Err(why) = value {
                     if rendered.markdown.contains(&format!("<{key}: ")) {

@@ -340,6 +340,7 @@ async fn recover(
     );
     let settled = wait_until_settled(plan, expected, &url).await?;
     check_reached(expected, &settled)?;
+    check_databases_valid(&url, expected).await?;
     promote(plan, &url).await?;
     let text = std::fs::read_to_string(plan.log).unwrap_or_default();
     let mut outcome = parse_outcome(&text);
@@ -569,6 +570,34 @@ fn check_reached(expected: &Expected<'_>, settled: &Settled) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A time target stops replay only at a commit record, and a DROP DATABASE writes its
+/// own records (the database marked invalid, its files removed) before its commit. With
+/// no other commit between the target and the DROP, replay applies them: the database is
+/// gone although the DROP "did not happen yet". PostgreSQL marks it invalid
+/// (`datconnlimit = -2`); such a recovery is not what was asked, so it is never promoted.
+async fn check_databases_valid(url: &str, expected: &Expected<'_>) -> Result<()> {
+    let client = connect_as_superuser(url).await?;
+    let invalid: Vec<String> = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datconnlimit = -2 ORDER BY datname",
+            &[],
+        )
+        .await
+        .context("cannot list the recovered cluster's databases")?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    if invalid.is_empty() {
+        return Ok(());
+    }
+    Err(anyhow!(
+        "recovery to {} left database(s) {} invalid: a DROP DATABASE that committed after the target had already begun, and PostgreSQL applies a drop's own records before its commit when no other transaction commits in between; the data of {} is not in this recovery; the server was stopped before it was promoted; hint: choose a --to-time before the last commit that preceded the DROP (the server log, or `dr list`'s restore points), or --to-name a restore point made before it",
+        expected.target.describe(),
+        invalid.join(", "),
+        invalid.join(", ")
+    ))
 }
 
 fn explain_short(why: String, settled: &Settled, expected: &Expected<'_>) -> anyhow::Error {
