@@ -246,7 +246,7 @@ fn demo_runs_to_the_end_and_leaves_nothing_running() {
         "$ dr list",
         "$ dr drill",
         "pass: restored and verified",
-        "READY: 5 pass",
+        "READY: 6 pass",
     ] {
         assert!(stdout.contains(step), "{step} missing:\n{stdout}");
     }
