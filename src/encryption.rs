@@ -282,6 +282,9 @@ impl<R: Read> Read for HashingReader<R> {
             h.update(&buf[..n]);
             self.size += n as u64;
             if n == 0 && !buf.is_empty() {
+                // The hasher is taken once, at the end of the stream, and then the
+                // reader returns 0 before reaching here again.
+                #[allow(clippy::expect_used)]
                 let sha = hex::encode(self.hasher.take().expect("present").finalize());
                 if sha != self.expected.0 || self.size != self.expected.1 {
                     return Err(std::io::Error::other(format!(

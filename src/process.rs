@@ -131,7 +131,10 @@ impl ChildCommand {
         let mut child = cmd
             .spawn()
             .with_context(|| format!("cannot start {}", self.program.display()))?;
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let stderr = child
+            .stderr
+            .take()
+            .context("the child's stderr was not captured")?;
         Ok(RunningChild {
             child,
             stderr: tokio::spawn(keep_tail(stderr, self.stderr_lines)),
@@ -143,7 +146,11 @@ impl ChildCommand {
     /// lines of stderr.
     pub async fn output(&self) -> Result<ChildOutput> {
         let mut running = self.spawn(Stdio::null(), Stdio::piped())?;
-        let mut stdout = running.child.stdout.take().expect("stdout is piped");
+        let mut stdout = running
+            .child
+            .stdout
+            .take()
+            .context("the child's stdout was not captured")?;
         let reader = tokio::spawn(async move {
             let mut text = String::new();
             let _ = stdout.read_to_string(&mut text).await;

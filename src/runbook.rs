@@ -409,7 +409,10 @@ pub fn load_all(config: &Config) -> Result<Vec<Runbook>> {
             if path.extension().and_then(|e| e.to_str()) != Some("md") {
                 continue;
             }
-            let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+            let Some(stem) = path.file_stem() else {
+                continue;
+            };
+            let name = stem.to_string_lossy().into_owned();
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             all.insert(

@@ -50,7 +50,8 @@ impl SandboxCluster {
             writeln!(f, "{password}")?;
         }
         if let Some(user) = &run_as {
-            let pw = nix::unistd::User::from_name(user)?.expect("checked above");
+            let pw = nix::unistd::User::from_name(user)?
+                .with_context(|| format!("there is no OS user {user}"))?;
             nix::unistd::chown(&pwfile, Some(pw.uid), Some(pw.gid))?;
         }
         let port = free_port()?;
@@ -105,7 +106,10 @@ impl SandboxCluster {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.as_ref().expect("sandbox directory").path()
+        // `dir` is taken only in drop.
+        #[allow(clippy::expect_used)]
+        let dir = self.dir.as_ref().expect("sandbox directory");
+        dir.path()
     }
 
     fn run(&self, program: &str, args: &[&str]) -> Result<()> {

@@ -394,6 +394,8 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
         let scanner = Arc::new(Mutex::new(TarScanner::default()));
         let tap_scanner = scanner.clone();
         let tap: codec::RawTap = Box::new(move |bytes| {
+            // The scanner never panics while locked, so the lock cannot be poisoned.
+            #[allow(clippy::expect_used)]
             tap_scanner.lock().expect("scanner lock").feed(bytes);
         });
         let progress = progress_bar(plan.show_progress, plan.target_name);
@@ -402,6 +404,8 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             p.finish_and_clear();
         }
         let stored = stored?;
+        // The scanner never panics while locked, so the lock cannot be poisoned.
+        #[allow(clippy::expect_used)]
         let scanner = std::mem::take(&mut *scanner.lock().expect("scanner lock"));
         if let Some(problem) = &scanner.problem {
             bail!("the tar stream of pg_basebackup could not be read ({problem}); nothing was committed");

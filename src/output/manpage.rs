@@ -38,6 +38,8 @@ fn page(man: &clap_mangen::Man, cmd: &clap::Command) -> String {
         }
         Ok(())
     })();
+    // Writing into a Vec<u8> cannot fail.
+    #[allow(clippy::expect_used)]
     rendered.expect("rendering into memory cannot fail");
     let mut text = String::from_utf8_lossy(&roff).into_owned();
     if let Some(after) = cmd.get_after_long_help().or(cmd.get_after_help()) {

@@ -172,6 +172,8 @@ impl ReportTable {
                 t.set_width(width);
                 let hidden = self.details_to_hide(&t.column_max_content_widths(), width);
                 for (i, (_, fit)) in self.columns.iter().enumerate() {
+                    // The table was built with one column per entry of self.columns.
+                    #[allow(clippy::expect_used)]
                     let column = t.column_mut(i).expect("a column per header");
                     if hidden.contains(&i) {
                         column.set_constraint(ColumnConstraint::Hidden);

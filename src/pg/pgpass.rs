@@ -109,10 +109,14 @@ fn split_fields(line: &str) -> Vec<String> {
         match c {
             '\\' => {
                 if let Some(next) = chars.next() {
+                    // `fields` starts with one entry and only grows.
+                    #[allow(clippy::expect_used)]
                     fields.last_mut().expect("one field").push(next);
                 }
             }
             ':' => fields.push(String::new()),
+            // `fields` starts with one entry and only grows.
+            #[allow(clippy::expect_used)]
             c => fields.last_mut().expect("one field").push(c),
         }
     }

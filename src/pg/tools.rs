@@ -90,7 +90,9 @@ pub fn find_server_bin_dir(bin_dir: Option<&Path>) -> Result<PathBuf> {
         }
     }
     if let Ok(initdb) = find("initdb", None) {
-        return Ok(initdb.parent().unwrap().to_path_buf());
+        if let Some(dir) = initdb.parent() {
+            return Ok(dir.to_path_buf());
+        }
     }
     bail!(
         "initdb and pg_ctl not found (looked in pg_bin_dir, pg_config --bindir, /usr/lib/postgresql/*/bin, PATH); hint: install the PostgreSQL server (Debian/Ubuntu: apt-get install postgresql)"

@@ -27,6 +27,8 @@ pub(super) struct TarSink {
 
 impl Write for TarSink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        // `tx` is taken only in drop.
+        #[allow(clippy::expect_used)]
         let tx = self.tx.as_ref().expect("open until dropped");
         tx.send(buf.to_vec()).map_err(|_| {
             std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the tar extraction stopped")
@@ -162,7 +164,7 @@ async fn steps_of(
     let manifest: BackupManifest = steps
         .run("manifest", Phase::Preflight, async {
             let m = catalog::resolve_method(storage, &target.name, backup_id, Some(BackupMethod::Physical)).await?;
-            let p = m.physical.as_ref().expect("parsed physical manifest");
+            let p = m.physical.as_ref().context("the manifest of a physical backup has no physical section")?;
             let msg = format!(
                 "physical base backup {} of system {} taken {}: WAL from {} ({}), consistent at {}, timeline {}",
                 m.id,
@@ -176,7 +178,10 @@ async fn steps_of(
             Ok((m, msg))
         })
         .await?;
-    let info = manifest.physical.clone().expect("parsed physical manifest");
+    let info = manifest
+        .physical
+        .clone()
+        .context("the manifest of a physical backup has no physical section")?;
     let system_id: u64 = info.system_identifier.parse()?;
     let prefix = wal::cluster_prefix(&target.name, system_id);
     let segment_size = info.wal_segment_size;
@@ -243,7 +248,10 @@ async fn steps_of(
     } else {
         None
     };
-    let base = manifest.base().expect("parsed physical manifest").clone();
+    let base = manifest
+        .base()
+        .context("the manifest of a physical backup lists no base object")?
+        .clone();
     let staging = match &verifier {
         None => None,
         Some(_) => Some(

@@ -39,7 +39,10 @@ impl Sandbox {
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.as_ref().expect("until dropped").path()
+        // `dir` is taken only in drop.
+        #[allow(clippy::expect_used)]
+        let dir = self.dir.as_ref().expect("until dropped");
+        dir.path()
     }
 
     pub fn data(&self) -> PathBuf {

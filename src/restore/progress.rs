@@ -16,6 +16,8 @@ pub fn bar(show: bool, total: u64) -> Option<ProgressBar> {
         return None;
     }
     let bar = ProgressBar::new(total.max(1));
+    // A constant template, checked by every test that draws the bar.
+    #[allow(clippy::expect_used)]
     bar.set_style(
         ProgressStyle::with_template(
             "pg_restore: [{bar:30}] {bytes} of {total_bytes} of the archive ({percent}%), about {eta} left",

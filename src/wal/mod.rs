@@ -364,6 +364,8 @@ pub fn read_segment_header(path: &Path) -> Result<SegmentHeader> {
     parse_segment_header(&buf).with_context(|| format!("{} is not a WAL segment", path.display()))
 }
 
+// Fixed offsets inside a fixed-size header: every slice has the length asked for.
+#[allow(clippy::expect_used)]
 pub fn parse_segment_header(buf: &[u8; LONG_HEADER_LEN]) -> Result<SegmentHeader> {
     let u16_at = |o: usize| u16::from_ne_bytes(buf[o..o + 2].try_into().expect("2 bytes"));
     let u32_at = |o: usize| u32::from_ne_bytes(buf[o..o + 4].try_into().expect("4 bytes"));

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use tokio::io::AsyncReadExt;
 
@@ -21,7 +21,11 @@ pub async fn last_transaction_time(
         .arg(segment)
         .envs(&[("TZ".to_string(), "UTC".to_string())])
         .spawn(std::process::Stdio::null(), std::process::Stdio::piped())?;
-    let mut stdout = running.child.stdout.take().expect("stdout is piped");
+    let mut stdout = running
+        .child
+        .stdout
+        .take()
+        .context("pg_waldump's stdout was not captured")?;
     let mut text = String::new();
     stdout.read_to_string(&mut text).await?;
     // pg_waldump ends with an error where the WAL ends (a segment rarely ends exactly at a
