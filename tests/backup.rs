@@ -631,3 +631,37 @@ fn a_full_disk_fails_the_backup_cleanly() {
         0
     );
 }
+
+/// Roles live outside any database: backups hold them by default (`include_globals`), and
+/// `dr check` warns when they would not come back with a lost cluster.
+#[test]
+fn globals_are_in_backups_by_default_and_their_absence_is_a_warning() {
+    let (_pg, world) = setup("\n[backup]\ninclude_globals = false\n");
+    world.backup();
+    let row = |world: &World| {
+        let run = world.dr(&["check", "--only", "backup.globals", "--format", "json"]);
+        run.json()["checks"][0].clone()
+    };
+    let finding = row(&world);
+    assert_eq!(finding["status"], "warn", "{finding}");
+    assert!(
+        finding["message"]
+            .as_str()
+            .unwrap()
+            .contains("set include_globals = true"),
+        "{finding}"
+    );
+    // The default: the next backup holds the roles, and the row passes.
+    let config = std::fs::read_to_string(world.config_path())
+        .unwrap()
+        .replace("include_globals = false", "");
+    world.write_config(&config);
+    let m = world.backup();
+    assert!(m["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|o| o["role"] == "globals"));
+    let finding = row(&world);
+    assert_eq!(finding["status"], "pass", "{finding}");
+}

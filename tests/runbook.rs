@@ -148,3 +148,176 @@ fn unknown_runbook_is_exit_2_listing_the_known_ones() {
         assert!(run.stderr.contains(name), "{}", run.stderr);
     }
 }
+
+/// Two PostgreSQL targets (one archives its WAL), encryption, a Redis target with data
+/// backups: what `dr runbook show` prints depends on the target and the route.
+fn branching_world() -> World {
+    let mut world = World::new();
+    let (_, public) = support::wal::age_keygen(world.dir.path(), "team.key");
+    world.env = vec![
+        (
+            "DR_WAL_URL".into(),
+            "postgres://dr_backup@db1.internal:6432/shop".into(),
+        ),
+        (
+            "DR_PLAIN_URL".into(),
+            "postgres://dr_backup@db2.internal:5432/crm".into(),
+        ),
+    ];
+    world.write_config(&format!(
+        r#"
+[objectives]
+rpo = "1h"
+rto = "30m"
+
+[storage]
+url = "file://{}"
+
+[encryption]
+recipients = ["{public}"]
+identity_file = "/etc/dr/team.key"
+
+[[postgres]]
+name = "shop"
+url_env = "DR_WAL_URL"
+wal_archiving = true
+
+[[postgres]]
+name = "crm"
+url_env = "DR_PLAIN_URL"
+
+[[redis]]
+name = "sessions"
+url = "redis://127.0.0.1:6399"
+backup = true
+
+[[contacts]]
+name = "Test On-Call"
+phone = "+1-555-0100"
+"#,
+        world.storage_dir().display()
+    ));
+    world
+}
+
+fn shown(world: &World, args: &[&str]) -> serde_json::Value {
+    let mut argv = vec!["runbook", "show"];
+    argv.extend_from_slice(args);
+    argv.extend(["--format", "json"]);
+    let run = world.dr(&argv);
+    run.expect_code(0);
+    run.json()
+}
+
+fn commands(doc: &serde_json::Value) -> Vec<String> {
+    doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["command"].as_str().map(str::to_string))
+        .collect()
+}
+
+#[test]
+fn runbooks_branch_on_the_target_and_fill_in_live_values() {
+    let world = branching_world();
+    let config = std::fs::canonicalize(world.config_path()).unwrap();
+
+    // The archiving target: point-in-time by default, never --to-latest for a dropped database.
+    let doc = shown(&world, &["database-failure", "--target", "shop"]);
+    assert_eq!(doc["branches"]["route"], "pitr", "{}", doc["branches"]);
+    assert_eq!(doc["branches"]["encryption"], true);
+    let cmds = commands(&doc);
+    assert!(
+        cmds.iter().any(|c| c.contains("--pitr --to-latest")),
+        "{cmds:?}"
+    );
+    assert!(cmds
+        .iter()
+        .any(|c| c == "dr backup --physical --target shop"));
+    let text = doc["markdown"].as_str().unwrap();
+    assert!(text.contains("replay the DROP too"), "{text}");
+    assert!(
+        text.contains("pg_isready -h db1.internal -p 6432"),
+        "{text}"
+    );
+    assert!(
+        text.contains("/etc/dr/team.key"),
+        "the identity's place: {text}"
+    );
+    let numbers: Vec<u64> = doc["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["number"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, (1..=numbers.len() as u64).collect::<Vec<_>>());
+
+    // The dump route of the same target, and the other target: no --pitr anywhere.
+    for args in [
+        vec!["database-failure", "--target", "shop", "--route", "dump"],
+        vec!["database-failure", "--target", "crm"],
+    ] {
+        let doc = shown(&world, &args);
+        assert_eq!(doc["branches"]["route"], "dump", "{args:?}");
+        assert!(
+            commands(&doc).iter().all(|c| !c.contains("--pitr")),
+            "{args:?}: {:?}",
+            commands(&doc)
+        );
+    }
+
+    // A rebuild of the archiving target ends archiving again with a base backup.
+    let doc = shown(
+        &world,
+        &["infrastructure-loss", "--target", "shop", "--route", "dump"],
+    );
+    let text = doc["markdown"].as_str().unwrap();
+    assert!(
+        text.contains(&format!(
+            "archive_command = 'dr --config {} wal-push %p'",
+            config.display()
+        )),
+        "{text}"
+    );
+    assert!(commands(&doc).contains(&"dr backup --physical --target shop".to_string()));
+
+    // One table as of a time, for the archiving target.
+    let doc = shown(&world, &["accidental-deletion", "--target", "shop"]);
+    let cmds = commands(&doc);
+    assert_eq!(cmds[0], "dr mark incident-NAME --target shop", "{cmds:?}");
+    assert!(cmds
+        .iter()
+        .any(|c| c.contains("--pitr --to-time TIME --only-table")));
+
+    // Redis with data backups: the restore is a dr step.
+    let doc = shown(&world, &["redis-failure"]);
+    assert_eq!(doc["branches"]["redis_target"], "sessions");
+    assert!(commands(&doc)
+        .contains(&"dr restore --target sessions --backup-id latest --yes --flush".to_string()));
+
+    // A point-in-time route for a target that does not archive WAL is a usage error.
+    let run = world.dr(&[
+        "runbook",
+        "show",
+        "database-failure",
+        "--target",
+        "crm",
+        "--route",
+        "pitr",
+    ]);
+    run.expect_code(2);
+    assert!(
+        run.stderr.contains("does not archive its WAL"),
+        "{}",
+        run.stderr
+    );
+    // Every branch of every runbook renders: the runbooks check.
+    let check = world.dr(&["check", "--only", "runbooks", "--format", "json"]);
+    assert_eq!(
+        check.json()["checks"][0]["status"],
+        "pass",
+        "{}",
+        check.stdout
+    );
+}
