@@ -11,7 +11,6 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::archive;
 use super::offsets::{self, ArchiveRewriter, TocOffsets};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
@@ -19,7 +18,6 @@ use crate::config::Compression;
 use crate::encryption::{HashingReader, Identities};
 use crate::error::usage;
 use crate::leftovers;
-use crate::report::{Phase, Steps};
 use crate::storage::Storage;
 use crate::units;
 
@@ -235,7 +233,7 @@ pub async fn stage(
 
 /// [`stage`], and for a decompressed custom-format archive with `record_offsets`, the data
 /// offsets filled into its table of contents (see `offsets`); None when they could not be.
-async fn stage_file(
+pub(super) async fn stage_file(
     storage: &dyn Storage,
     manifest: &BackupManifest,
     object: &StoredObject,
@@ -353,71 +351,7 @@ pub struct StagedDump {
     /// `pg_restore --list` of the archive.
     pub listing: String,
     /// Dropped after `dir`: the record goes once the directory is gone.
-    _registered: leftovers::Registered,
-}
-
-/// The `fetch` and `archive` steps of every restore.
-pub async fn stage_dump(
-    storage: &dyn Storage,
-    manifest: &BackupManifest,
-    identities: Option<&Arc<Identities>>,
-    pg_restore: &Path,
-    staging_parent: &Path,
-    seekable: bool,
-    steps: &mut Steps,
-) -> Result<StagedDump> {
-    let (dir, registered) = staging_area(staging_parent)?;
-    let object = manifest.dump();
-    let path = dir.path().join(object.role.staged_file_name());
-    let compression = if seekable {
-        Compression::None
-    } else {
-        object.compression
-    };
-    steps
-        .run("fetch", Phase::Fetch, async {
-            let (n, offsets) = stage_file(
-                storage, manifest, object, identities, &path, seekable, seekable,
-            )
-            .await?;
-            // pg_restore --jobs N needs them to find each table's data and to schedule the
-            // largest tables first.
-            let offsets = match offsets {
-                Some(o) if o.filled() > 0 => {
-                    format!("; data offsets of {} table(s) filled in", o.filled())
-                }
-                Some(_) => String::new(),
-                None if seekable => "; data offsets unknown (pg_restore searches)".into(),
-                None => String::new(),
-            };
-            Ok((
-                (),
-                format!(
-                    "{} fetched with SHA-256 verified; {} staged in {}{offsets}",
-                    units::bytes(object.size_bytes),
-                    units::bytes(n),
-                    staging_parent.display()
-                ),
-            ))
-        })
-        .await?;
-    let mut staged = StagedDump {
-        dir,
-        path,
-        compression,
-        raw_bytes: object.raw_bytes,
-        with_offsets: seekable,
-        listing: String::new(),
-        _registered: registered,
-    };
-    staged.listing = steps
-        .run("archive", Phase::Fetch, async {
-            let listing = archive::list_staged(pg_restore, &staged, false).await?;
-            let n = archive::count_toc_entries(&listing);
-            Ok((listing, format!("pg_restore --list reads {n} entries")))
-        })
-        .await?;
-    Ok(staged)
+    pub(super) _registered: leftovers::Registered,
 }
 
 impl StagedDump {
