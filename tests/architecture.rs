@@ -15,8 +15,9 @@ const LAYERS: &[&[&str]] = &[
     &["config", "process", "leftovers", "metrics"],
     // Talking to the outside: storage, PostgreSQL, Redis; encryption of what is stored.
     &["storage", "pg", "redis_client", "encryption"],
-    // How stored objects are encoded: compression, encryption, hashing.
-    &["codec"],
+    // How stored objects are encoded: compression, encryption, hashing. Fleet scheduling:
+    // parallel targets, one operation per database, connection slots per server.
+    &["codec", "fleet"],
     // The WAL archive: names, layout, push and fetch of single files.
     &["wal"],
     // Domain: backups and throwaway clusters, then restores on top of them.
@@ -30,6 +31,8 @@ const LAYERS: &[&[&str]] = &[
     &["notify"],
     // The fleet scorecard (`dr status`): what storage and status records say per target.
     &["scorecard"],
+    // What each command does, as a library: setup, the steps of one command, its report.
+    &["operations"],
     // Presentation, then the CLI surface.
     &["output"],
     &["cli"],
