@@ -13,6 +13,7 @@ pub mod load;
 pub mod offsets;
 pub mod physical;
 pub mod pitr;
+pub mod pitr_request;
 pub mod pitr_sandbox;
 pub mod pitr_settings;
 pub mod pitr_tables;
