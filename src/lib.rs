@@ -21,7 +21,6 @@ pub mod output;
 pub mod pg;
 pub mod process;
 pub mod prune;
-pub mod redis_backup;
 pub mod redis_client;
 pub mod report;
 pub mod restore;

@@ -25,8 +25,6 @@ const LAYERS: &[&[&str]] = &[
     // Domain: backups and throwaway clusters, then restores on top of them.
     &["backup", "sandbox"],
     &["restore"],
-    // Redis data: backups, restores and verification of what a Redis holds.
-    &["redis_backup"],
     &["drill", "prune", "runbook", "version", "demo"],
     &["checks"],
     // Telling people and monitors: sinks, status records, metrics of an operation.
@@ -367,14 +365,22 @@ fn file_of(files: &BTreeMap<Vec<String>, String>, path: &[String]) -> Option<Str
         .find_map(|n| files.get(&path[..n]).cloned())
 }
 
-/// Cycles among files, each as "a.rs -> b.rs -> a.rs". A module's `mod.rs` is its root:
-/// it declares its files and they use its types, so it is not a node of the graph.
+/// Cycles among files, each as "a.rs -> b.rs -> a.rs". A module's root (`mod.rs`, or
+/// `x.rs` beside `x/`) declares its files and they use its types: it is not a node.
 fn file_cycles(files: &[(String, String)]) -> Vec<String> {
     let by_module: BTreeMap<Vec<String>, String> = files
         .iter()
         .map(|(rel, _)| (module_path(Path::new(rel)), rel.clone()))
         .collect();
-    let is_node = |rel: &str| !rel.ends_with("mod.rs") && rel != "lib.rs" && rel != "main.rs";
+    // A module's root (`mod.rs`, or `x.rs` beside `x/`) declares its files: not a node.
+    let is_node = |rel: &str| {
+        let own = module_path(Path::new(rel));
+        !own.is_empty()
+            && !rel.ends_with("mod.rs")
+            && !by_module
+                .keys()
+                .any(|m| m.len() > own.len() && m.starts_with(&own))
+    };
     let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (rel, text) in files {
         if !is_node(rel) {

@@ -7,7 +7,7 @@ use crate::cli::{Format, RestoreArgs, ValidateArgs};
 use crate::config::{Config, RedisTarget};
 use crate::operations::redis::destination;
 use crate::output;
-use crate::redis_backup::restore::{self, RedisRestoreRequest};
+use crate::restore::redis::{self as restore, RedisRestoreRequest};
 
 /// How the command line named the destination, for commands printed back to the user
 /// (`--into` carries no password: it was refused above).

@@ -5,12 +5,12 @@ use anyhow::Result;
 
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupKind, BackupManifest};
+use crate::backup::redis::{self as redis_backup, RedisBackupPlan};
 use crate::config::{Config, RedisTarget};
-use crate::redis_backup::conn::{self, RedisEndpoint};
-use crate::redis_backup::restore;
-use crate::redis_backup::verify::RedisVerifyReport;
-use crate::redis_backup::{self, RedisBackupPlan};
+use crate::redis_client::conn::{self, RedisEndpoint};
 use crate::report::Steps;
+use crate::restore::redis as restore;
+use crate::restore::redis_verify::{self, RedisVerifyReport};
 use crate::storage::Storage;
 
 /// `--into URL` (no password: command lines are readable by every user), `--into-env VAR`,
@@ -99,7 +99,7 @@ pub async fn verify(
     let (digest, _) =
         restore::read_staged(&manifest, &staged.path, manifest.dump().compression, now).await?;
     drop(staged);
-    Ok(redis_backup::verify::verify(
+    Ok(redis_verify::verify(
         &mut con,
         &target.name,
         &endpoint.public_url,

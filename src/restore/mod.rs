@@ -21,6 +21,8 @@ pub mod pitr_target;
 pub mod preflight;
 pub mod progress;
 pub mod recovery;
+pub mod redis;
+pub mod redis_verify;
 pub mod segments;
 pub mod selection;
 pub mod stage;

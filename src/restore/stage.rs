@@ -14,41 +14,13 @@ use tokio::sync::mpsc;
 use super::offsets::{self, ArchiveRewriter, TocOffsets};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
+use crate::codec::ChannelReader;
 use crate::config::Compression;
 use crate::encryption::{HashingReader, Identities};
 use crate::error::usage;
 use crate::leftovers;
 use crate::storage::Storage;
 use crate::units;
-
-/// A blocking `Read` over chunks arriving from async code.
-pub(crate) struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl ChannelReader {
-    pub(crate) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
-        ChannelReader {
-            rx,
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
 
 /// How an encrypted object is opened: the identity, the keys it was made for (for the
 /// message when the identity is wrong), and the plaintext's expected hash and size.
@@ -143,10 +115,7 @@ where
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let compression = object.compression;
     let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let reader: Box<dyn Read + Send> = Box::new(ChannelReader {
-            rx,
-            current: Bytes::new(),
-        });
+        let reader: Box<dyn Read + Send> = Box::new(ChannelReader::new(rx));
         let reader = match open {
             Some(opening) => opening.open(reader)?,
             None => reader,
