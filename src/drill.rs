@@ -19,6 +19,7 @@ use crate::units;
 
 pub mod pitr;
 pub mod redis;
+pub mod redis_sandbox;
 
 pub const DRILLS_PREFIX: &str = "drills";
 
@@ -73,7 +74,7 @@ pub struct DrillReport {
     pub verification: Option<VerifyReport>,
     /// Redis drills: key counts and sampled keys against the backup.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redis_verification: Option<crate::redis_backup::verify::RedisVerifyReport>,
+    pub redis_verification: Option<crate::restore::redis_verify::RedisVerifyReport>,
     /// Point-in-time drills: the target and where recovery stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pitr: Option<pitr::PitrDrillDetails>,

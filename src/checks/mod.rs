@@ -13,6 +13,7 @@ pub mod runbooks;
 pub mod storage;
 pub mod wal;
 pub mod wal_fetch;
+mod wal_server;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

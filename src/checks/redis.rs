@@ -55,7 +55,7 @@ async fn backup(
         return Ok(age);
     };
     let live = match redis_client::open(target).await {
-        Ok(mut con) => crate::redis_backup::conn::keyspace(&mut con)
+        Ok(mut con) => crate::redis_client::conn::keyspace(&mut con)
             .await
             .map(|k| k.values().map(|(keys, _)| keys).sum::<u64>())
             .ok(),

@@ -4,7 +4,7 @@
 
 use anyhow::{anyhow, Context, Result};
 
-use super::wal::live_server;
+use super::wal_server::live_server;
 use super::CheckContext;
 use crate::config::PostgresTarget;
 use crate::pg::slots::SharedClient;

@@ -34,9 +34,7 @@ pub async fn run(
         secrets: config.secrets(),
         timeout: args.timeout,
         leftovers,
-        clients: crate::pg::slots::SharedClients::new(crate::pg::slots::ServerSlots::new(
-            config.connections.max_per_server(),
-        )),
+        clients: crate::pg::slots::SharedClients::new(crate::fleet::server_slots(config)),
         tools: Default::default(),
     });
     let mut planned = checks::plan(&ctx);

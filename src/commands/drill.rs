@@ -6,11 +6,12 @@ use crate::cli::{DrillArgs, Format};
 use crate::config::{Config, NotifyEvent};
 use crate::drill::{self, DrillMode, DrillRequest};
 use crate::notify::{OperationRun, Outcome};
+use crate::operations::outcomes;
 use crate::output;
 
 pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
     if let Some(redis) = config.redis_backup_target(args.target.as_deref()) {
-        return super::redis_data::drill(config, redis?, args).await;
+        return super::redis_verify::drill(config, redis?, args).await;
     }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;
@@ -56,17 +57,7 @@ pub async fn run(config: &Config, args: DrillArgs) -> Result<i32> {
         })
         .await
     };
-    let outcome = match &result {
-        Ok(report) => Outcome {
-            backup_id: report.backup_id.clone(),
-            // Only a restore that was verified measured a recovery time.
-            rto_ms: (report.verification.is_some() || (report.pitr.is_some() && report.ok))
-                .then_some(report.rto_ms),
-            rpo_ms: report.rpo_ms,
-            ..Outcome::new(Some(&target.name), report.ok, report.verdict.clone())
-        },
-        Err(e) => Outcome::new(Some(&target.name), false, format!("drill failed: {e:#}")),
-    };
+    let outcome = outcomes::drill(&target.name, &result);
     let duration_ms = started.elapsed().as_millis() as u64;
     let sent = notifier
         .finish_after(

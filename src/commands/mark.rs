@@ -62,7 +62,7 @@ pub async fn run(config: &Config, args: MarkArgs) -> Result<i32> {
         .is_ok();
     let wal_name = wal::segment_name(timeline as u32, lsn.segno(segment_size), segment_size);
     if switched {
-        wait_archived(&client, &wal_name).await;
+        marks::wait_archived(&client, &wal_name).await;
     }
     let point = marks::RestorePoint {
         format_version: 1,
@@ -82,23 +82,4 @@ pub async fn run(config: &Config, args: MarkArgs) -> Result<i32> {
         Format::Table => output::pitr::mark_table(&report),
     });
     Ok(0)
-}
-
-/// Waits (a minute at most) until the segment holding the restore point is archived: the
-/// runbooks restore to "just before now" right after marking, and the window must reach it.
-async fn wait_archived(client: &tokio_postgres::Client, segment: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        let archived: Option<String> = client
-            .query_one("SELECT last_archived_wal FROM pg_stat_archiver", &[])
-            .await
-            .ok()
-            .and_then(|r| r.get(0));
-        // Names of one timeline sort in WAL order; a later timeline's sort after.
-        if archived.is_some_and(|a| a.len() == 24 && a.as_str() >= segment) {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-    }
-    tracing::warn!("{segment} was not archived within a minute: check archiving (`dr check --only pg.archiving`); the restore point reaches the window once it is");
 }

@@ -7,7 +7,7 @@ use anyhow::Result;
 use crate::cli::{Format, RestoreArgs};
 use crate::config::{Config, NotifyEvent};
 use crate::error::usage;
-use crate::notify::{OperationRun, Outcome};
+use crate::notify::OperationRun;
 use crate::output;
 use crate::restore::{self, Action, Consent, RestoreOptions, RestoreRequest};
 
@@ -55,23 +55,7 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
         }),
     })
     .await;
-    let outcome = Outcome {
-        backup_id: report.backup_id.clone(),
-        duration_ms: report.duration_ms,
-        rto_ms: report.ok.then_some(report.duration_ms),
-        ..Outcome::new(
-            Some(&target.name),
-            report.ok,
-            match &report.error {
-                None => format!(
-                    "backup {} restored into {} and verified",
-                    report.backup_id.as_deref().unwrap_or("-"),
-                    report.destination
-                ),
-                Some(e) => format!("restore into {} failed: {e}", report.destination),
-            },
-        )
-    };
+    let outcome = crate::operations::outcomes::restore(&target.name, &report);
     let sent = notifier.finish_after(&result, vec![outcome]).await;
     output::emit(&match args.format {
         Format::Json => output::notify::json_with(&report, &sent),

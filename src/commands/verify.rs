@@ -11,7 +11,7 @@ use crate::restore::verify::{self, VerifyRequest};
 
 pub async fn run(config: &Config, args: VerifyArgs) -> Result<i32> {
     if let Some(redis) = config.redis_backup_target(args.target.as_deref()) {
-        return super::redis_data::verify(config, redis?, args).await;
+        return super::redis_verify::verify(config, redis?, args).await;
     }
     let target = super::single_target(config, args.target.as_deref())?;
     let storage = super::open_storage(config)?;

@@ -9,17 +9,17 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use chrono::Utc;
 
+use super::redis_sandbox::{self as sandbox, RedisSandbox};
 use super::{DrillMode, DrillReport};
 use crate::backup::manifest::BackupKind;
+use crate::backup::redis::{self as redis_backup, RedisBackupPlan};
 use crate::config::{Config, RedisTarget};
 use crate::encryption::Identities;
-use crate::redis_backup::conn::{self, RedisEndpoint};
-use crate::redis_backup::rdb::{EntrySource, RdbReader};
-use crate::redis_backup::restore::{check_destination, fetch, load_keys, resolve_manifest};
-use crate::redis_backup::sandbox::{self, RedisSandbox};
-use crate::redis_backup::verify::BackupDigest;
-use crate::redis_backup::{self, RedisBackupPlan};
+use crate::redis_client::conn::{self, RedisEndpoint};
+use crate::redis_client::rdb::{EntrySource, RdbReader};
 use crate::report::{Finding, Phase, Steps, FORMAT_VERSION};
+use crate::restore::redis::{check_destination, fetch, load_keys, resolve_manifest};
+use crate::restore::redis_verify::{self, BackupDigest};
 use crate::storage::Storage;
 use crate::units;
 use std::sync::Arc;
@@ -143,7 +143,7 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
             (con, digest)
         };
         let started = Instant::now();
-        let report = redis_backup::verify::verify(&mut con, &req.target.name, &destination, &manifest, &digest).await;
+        let report = redis_verify::verify(&mut con, &req.target.name, &destination, &manifest, &digest).await;
         steps.push("verify", Phase::Verify, report.as_finding(), started.elapsed().as_millis() as u64);
         let ok = report.ok;
         verification = Some(report);

@@ -10,32 +10,7 @@ use crate::prune::{Action, PruneReport};
 use crate::report::FORMAT_VERSION;
 use crate::units;
 
-/// A target whose backup failed.
-#[derive(Debug, Serialize)]
-pub struct BackupFailure {
-    pub target: String,
-    pub error: String,
-}
-
-/// `dr backup --format json`.
-#[derive(Debug, Serialize)]
-pub struct BackupReport {
-    pub format_version: u32,
-    pub ok: bool,
-    pub backups: Vec<BackupManifest>,
-    pub failures: Vec<BackupFailure>,
-}
-
-impl BackupReport {
-    pub fn new(backups: Vec<BackupManifest>, failures: Vec<BackupFailure>) -> Self {
-        BackupReport {
-            format_version: FORMAT_VERSION,
-            ok: failures.is_empty(),
-            backups,
-            failures,
-        }
-    }
-}
+pub use crate::operations::backup::{BackupFailure, BackupReport};
 
 /// `dr list --format json`.
 #[derive(Debug, Serialize)]

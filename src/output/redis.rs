@@ -1,8 +1,8 @@
 //! Redis data reports as human text: restore (and validate), verify.
 
 use super::table::{cell, new_table, status_cell, steps, Fit, ReportTable};
-use crate::redis_backup::restore::RedisRestoreReport;
-use crate::redis_backup::verify::RedisVerifyReport;
+use crate::restore::redis::RedisRestoreReport;
+use crate::restore::redis_verify::RedisVerifyReport;
 use crate::units;
 
 fn databases_table(report: &RedisVerifyReport) -> ReportTable {

@@ -6,8 +6,6 @@
 //! segment that was missing.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
@@ -15,6 +13,7 @@ use serde::Serialize;
 
 use super::lineage;
 pub use super::lineage::TimelineChoice;
+pub use super::pitr_request::PitrRequest;
 use super::pitr_settings::{
     check_pgdata, existing_parent, hand_over, probe_restore_command, server_bin_dir, server_env,
     server_user, start_command, write_recovery_settings, DataDirectory,
@@ -24,8 +23,6 @@ use super::recovery;
 use super::window::{self, BasePoint, Reach, RestorableWindow};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, BackupMethod};
-use crate::config::{Config, PostgresTarget};
-use crate::encryption::Identities;
 use crate::error::usage;
 use crate::pg::tools;
 use crate::report::{Finding, Phase, Step, Steps, FORMAT_VERSION};
@@ -33,31 +30,6 @@ use crate::storage::Storage;
 use crate::wal::continuity::{self, Chain};
 use crate::wal::marks;
 use crate::wal::{self, segment_name, ArchivedFile, WalKind, WalName};
-
-pub struct PitrRequest<'a> {
-    pub config: &'a Config,
-    pub storage: &'a dyn Storage,
-    pub target: &'a PostgresTarget,
-    pub recovery_target: RecoveryTarget,
-    pub pgdata: &'a Path,
-    pub backup_id: Option<&'a str>,
-    pub identities: Option<Arc<Identities>>,
-    /// Passed on to `dr wal-fetch` in restore_command.
-    pub identity_file: Option<PathBuf>,
-    pub start: bool,
-    pub port: Option<u16>,
-    /// Keep the backup's archive settings (the restored server becomes the primary).
-    pub archive: bool,
-    /// A drill's sandbox: the server listens on a socket in this directory only, with
-    /// local trust, and nothing else.
-    pub sandbox_socket_dir: Option<PathBuf>,
-    /// `--timeline`: default the live server's, else the newest (with a warning).
-    pub timeline: Option<TimelineChoice>,
-    /// `--system-id`: the cluster, when the target name holds several.
-    pub system_id: Option<u64>,
-    /// `--new-primary`: `--archive` although the cluster's server still archives.
-    pub new_primary: bool,
-}
 
 /// `dr restore --pitr --format json`.
 #[derive(Debug, Serialize)]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use super::pitr::PitrRequest;
+use super::pitr_request::PitrRequest;
 use super::pitr_target::RecoveryTarget;
 use super::recovery;
 use crate::config::{Config, PostgresTarget};

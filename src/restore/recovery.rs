@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::pitr::RecoveryTarget;
+use super::pitr_target::RecoveryTarget;
 use crate::leftovers::{self, Resource};
 use crate::process::ChildCommand;
 use crate::wal::continuity::Chain;

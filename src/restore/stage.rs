@@ -11,46 +11,16 @@ use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::archive;
 use super::offsets::{self, ArchiveRewriter, TocOffsets};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupManifest, StoredObject};
+use crate::codec::ChannelReader;
 use crate::config::Compression;
 use crate::encryption::{HashingReader, Identities};
 use crate::error::usage;
 use crate::leftovers;
-use crate::report::{Phase, Steps};
 use crate::storage::Storage;
 use crate::units;
-
-/// A blocking `Read` over chunks arriving from async code.
-pub(crate) struct ChannelReader {
-    rx: mpsc::Receiver<Bytes>,
-    current: Bytes,
-}
-
-impl ChannelReader {
-    pub(crate) fn new(rx: mpsc::Receiver<Bytes>) -> Self {
-        ChannelReader {
-            rx,
-            current: Bytes::new(),
-        }
-    }
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.current.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(chunk) => self.current = chunk,
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.current.len());
-        buf[..n].copy_from_slice(&self.current.split_to(n));
-        Ok(n)
-    }
-}
 
 /// How an encrypted object is opened: the identity, the keys it was made for (for the
 /// message when the identity is wrong), and the plaintext's expected hash and size.
@@ -145,10 +115,7 @@ where
     let (tx, rx) = mpsc::channel::<Bytes>(8);
     let compression = object.compression;
     let writer = tokio::task::spawn_blocking(move || -> Result<u64> {
-        let reader: Box<dyn Read + Send> = Box::new(ChannelReader {
-            rx,
-            current: Bytes::new(),
-        });
+        let reader: Box<dyn Read + Send> = Box::new(ChannelReader::new(rx));
         let reader = match open {
             Some(opening) => opening.open(reader)?,
             None => reader,
@@ -235,7 +202,7 @@ pub async fn stage(
 
 /// [`stage`], and for a decompressed custom-format archive with `record_offsets`, the data
 /// offsets filled into its table of contents (see `offsets`); None when they could not be.
-async fn stage_file(
+pub(super) async fn stage_file(
     storage: &dyn Storage,
     manifest: &BackupManifest,
     object: &StoredObject,
@@ -353,71 +320,7 @@ pub struct StagedDump {
     /// `pg_restore --list` of the archive.
     pub listing: String,
     /// Dropped after `dir`: the record goes once the directory is gone.
-    _registered: leftovers::Registered,
-}
-
-/// The `fetch` and `archive` steps of every restore.
-pub async fn stage_dump(
-    storage: &dyn Storage,
-    manifest: &BackupManifest,
-    identities: Option<&Arc<Identities>>,
-    pg_restore: &Path,
-    staging_parent: &Path,
-    seekable: bool,
-    steps: &mut Steps,
-) -> Result<StagedDump> {
-    let (dir, registered) = staging_area(staging_parent)?;
-    let object = manifest.dump();
-    let path = dir.path().join(object.role.staged_file_name());
-    let compression = if seekable {
-        Compression::None
-    } else {
-        object.compression
-    };
-    steps
-        .run("fetch", Phase::Fetch, async {
-            let (n, offsets) = stage_file(
-                storage, manifest, object, identities, &path, seekable, seekable,
-            )
-            .await?;
-            // pg_restore --jobs N needs them to find each table's data and to schedule the
-            // largest tables first.
-            let offsets = match offsets {
-                Some(o) if o.filled() > 0 => {
-                    format!("; data offsets of {} table(s) filled in", o.filled())
-                }
-                Some(_) => String::new(),
-                None if seekable => "; data offsets unknown (pg_restore searches)".into(),
-                None => String::new(),
-            };
-            Ok((
-                (),
-                format!(
-                    "{} fetched with SHA-256 verified; {} staged in {}{offsets}",
-                    units::bytes(object.size_bytes),
-                    units::bytes(n),
-                    staging_parent.display()
-                ),
-            ))
-        })
-        .await?;
-    let mut staged = StagedDump {
-        dir,
-        path,
-        compression,
-        raw_bytes: object.raw_bytes,
-        with_offsets: seekable,
-        listing: String::new(),
-        _registered: registered,
-    };
-    staged.listing = steps
-        .run("archive", Phase::Fetch, async {
-            let listing = archive::list_staged(pg_restore, &staged, false).await?;
-            let n = archive::count_toc_entries(&listing);
-            Ok((listing, format!("pg_restore --list reads {n} entries")))
-        })
-        .await?;
-    Ok(staged)
+    pub(super) _registered: leftovers::Registered,
 }
 
 impl StagedDump {

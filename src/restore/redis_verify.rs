@@ -16,9 +16,9 @@ use redis::aio::MultiplexedConnection;
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
-use super::conn::{self, server_error_text};
-use super::rdb::{Entry, EntryHead};
 use crate::backup::manifest::BackupManifest;
+use crate::redis_client::conn::{self, server_error_text};
+use crate::redis_client::rdb::{Entry, EntryHead};
 use crate::report::{Finding, Phase, Status, Step, FORMAT_VERSION};
 
 /// Keys compared by value per verification.

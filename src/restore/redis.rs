@@ -15,14 +15,15 @@ use redis::aio::MultiplexedConnection;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::conn::{self, server_error_text, RedisEndpoint};
-use super::rdb::{Entry, RdbReader};
-use super::verify::{BackupDigest, RedisVerifyReport};
+use super::redis_verify::{BackupDigest, RedisVerifyReport};
 use crate::backup::catalog;
 use crate::backup::manifest::{BackupKind, BackupManifest};
+use crate::backup::redis as redis_backup;
 use crate::config::{Config, RedisTarget};
 use crate::encryption::Identities;
 use crate::error::usage;
+use crate::redis_client::conn::{self, server_error_text, RedisEndpoint};
+use crate::redis_client::rdb::{Entry, RdbReader};
 use crate::report::{Phase, Steps, FORMAT_VERSION};
 use crate::restore::preflight::free_bytes;
 use crate::restore::stage::{stage, staging_area};
@@ -105,7 +106,7 @@ pub async fn resolve_manifest(
     steps
         .run("manifest", Phase::Preflight, async {
             let m = catalog::resolve(storage, &target.name, backup_id).await?;
-            let d = super::details(&m)?;
+            let d = redis_backup::details(&m)?;
             let msg = format!(
                 "backup {} taken {} from Redis {} ({}, RDB version {}, {} key(s) in {} database(s), {} bytes)",
                 m.id,
@@ -132,7 +133,7 @@ pub async fn check_destination(
         .run("destination", Phase::Preflight, async {
             let mut con = destination.connect().await?;
             let server = conn::server_info(&mut con).await?;
-            let rdb_version = super::details(manifest)?.rdb_version;
+            let rdb_version = redis_backup::details(manifest)?.rdb_version;
             if !conn::can_load(&server.version, &manifest.server_version, rdb_version) {
                 bail!(
                     "destination {} runs Redis {}, which loads RDB up to version {}, but backup {} was taken from Redis {} and holds RDB version {rdb_version}; hint: restore into Redis {}.{} or newer",
@@ -336,7 +337,7 @@ pub async fn load_keys(
         let started = Instant::now();
         let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
         let input = crate::codec::decompressor(staged_compression, file)?;
-        let mut source = super::entries(&manifest_copy, input)?;
+        let mut source = redis_backup::entries(&manifest_copy, input)?;
         let mut digest = BackupDigest::new(server_now_ms);
         let mut skipped = 0u64;
         let mut batch = Batch {
@@ -442,7 +443,7 @@ pub async fn placement_steps(
         }
     }
     let host = format!("-h {} -p {}", destination.host, destination.port);
-    let counts = super::details(manifest)
+    let counts = redis_backup::details(manifest)
         .map(|d| {
             d.databases
                 .iter()
@@ -507,9 +508,9 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
             if !req.no_safety_backup {
                 let id = steps
                     .run("safety backup", Phase::Restore, async {
-                        let m = super::run(
+                        let m = redis_backup::run(
                             req.storage,
-                            super::RedisBackupPlan {
+                            redis_backup::RedisBackupPlan {
                                 target_name: &req.target.name,
                                 endpoint: req.destination.clone(),
                                 method: req.target.method,
@@ -558,7 +559,7 @@ pub async fn run(req: RedisRestoreRequest<'_>) -> (RedisRestoreReport, Result<()
             .await?;
         report.restored = Some(restored);
         let started = Instant::now();
-        let verification = super::verify::verify(
+        let verification = super::redis_verify::verify(
             &mut con,
             &req.target.name,
             &req.destination.public_url,
@@ -690,7 +691,7 @@ pub async fn read_staged(
     tokio::task::spawn_blocking(move || {
         let file = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(&path)?);
         let input = crate::codec::decompressor(staged_compression, file)?;
-        let mut source = super::entries(&manifest, input)?;
+        let mut source = redis_backup::entries(&manifest, input)?;
         let mut digest = BackupDigest::new(server_now_ms);
         let mut per_db = std::collections::BTreeMap::new();
         while let Some(e) = source.next_entry(&mut |h| digest.consider(h))? {
@@ -725,7 +726,7 @@ pub async fn validate(
             .run("contents", Phase::Fetch, async {
                 let (_, per_db) =
                     read_staged(&manifest, &staged.path, manifest.dump().compression, 0).await?;
-                let details = super::details(&manifest)?;
+                let details = redis_backup::details(&manifest)?;
                 for d in &details.databases {
                     let read = per_db.get(&d.db).copied().unwrap_or(0);
                     // A keys stream may hold a key twice (SCAN repeats keys), never fewer.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use super::conn::RedisEndpoint;
+use crate::redis_client::conn::RedisEndpoint;
 
 /// Fields drop in order: the server is killed, then its directory removed, then the record
 /// that would let the next `dr` do both is forgotten.
@@ -144,7 +144,7 @@ impl RedisSandbox {
                 redis::cmd("PING")
                     .query_async::<String>(&mut con)
                     .await
-                    .map_err(|e| anyhow!("{}", super::conn::server_error_text(&e)))
+                    .map_err(|e| anyhow!("{}", crate::redis_client::conn::server_error_text(&e)))
             }
             .await;
             match answer {

@@ -4,17 +4,10 @@
 //! stored like PostgreSQL dumps, with the manifest written last.
 //!
 //! Restores put every key back with `RESTORE ... REPLACE ABSTTL`, from either kind of
-//! backup; an RDB backup can also be written to a file (to place under a stopped server)
-//! or loaded by a throwaway `redis-server` (drills).
-
-pub mod conn;
-pub mod keys_format;
-pub mod rdb;
-pub mod restore;
-pub mod sandbox;
-pub mod scan;
-pub mod sync;
-pub mod verify;
+//! backup (`restore/redis.rs`); an RDB backup can also be written to a file (to place
+//! under a stopped server) or loaded by a throwaway `redis-server` (`drill/redis.rs`).
+//! Speaking Redis (connections, PSYNC, SCAN + DUMP, the RDB and keys formats) is
+//! `redis_client/`.
 
 use std::io::{Read, Write};
 use std::time::Instant;
@@ -30,11 +23,12 @@ use crate::backup::manifest::{
     DUMP_FORMAT_VERSION,
 };
 use crate::backup::{catalog, PipelineSettings};
+use crate::codec::ChannelReader;
 use crate::config::{BackupConfig, RedisBackupMethod};
-use crate::restore::stage::ChannelReader;
+use crate::redis_client::conn::{self, RedisEndpoint};
+use crate::redis_client::rdb::{DbTally, EntrySource, RdbReader};
+use crate::redis_client::{keys_format, scan, sync};
 use crate::storage::{self, ByteStream, Storage};
-use conn::RedisEndpoint;
-use rdb::{DbTally, EntrySource, RdbReader};
 
 /// What to back up and how.
 pub struct RedisBackupPlan<'a> {

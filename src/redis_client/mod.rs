@@ -1,4 +1,12 @@
-//! Connections from `dr` to Redis targets, shared by checks, verification and backups.
+//! Connections from `dr` to Redis targets, shared by checks, verification and backups;
+//! and Redis as `dr` speaks it (the files below): endpoints, the replication protocol,
+//! SCAN + DUMP, the RDB and keys formats.
+
+pub mod conn;
+pub mod keys_format;
+pub mod rdb;
+pub mod scan;
+pub mod sync;
 
 use std::time::Duration;
 
