@@ -478,6 +478,8 @@ pub(crate) fn progress_bar(show: bool, target: &str) -> Option<indicatif::Progre
         return None;
     }
     let bar = indicatif::ProgressBar::new_spinner();
+    // A constant template, drawn by every test that shows progress.
+    #[allow(clippy::expect_used)]
     bar.set_style(
         indicatif::ProgressStyle::with_template(
             "{spinner} {prefix}: {bytes} dumped, {bytes_per_sec}, {elapsed}",
@@ -507,7 +509,7 @@ pub(crate) async fn stream_child(
         .child
         .stdout
         .take()
-        .expect("piped")
+        .context("the dump's stdout was not captured")?
         .into_owned_fd()?
         .into();
 

@@ -252,7 +252,10 @@ async fn store_stream<T: Send + 'static>(
             Ok(raw)
         });
         match result {
-            Ok(stats) => Ok((stats, extra.expect("set by fill"))),
+            Ok(stats) => Ok((
+                stats,
+                extra.context("the Redis stream ended before its header was read")?,
+            )),
             Err(e) => {
                 // The writer must see the failure, or it would commit a partial object.
                 let _ = producer_tx.blocking_send(Err(std::io::Error::other(format!("{e:#}"))));

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 
 use crate::cli::{Format, RestoreArgs};
 use crate::config::{Config, NotifyEvent};
@@ -27,7 +27,7 @@ pub async fn run(config: &Config, args: RestoreArgs) -> Result<i32> {
     let backup_id = args
         .backup_id
         .clone()
-        .expect("clap requires --backup-id without --pitr");
+        .context("--backup-id ID is required without --pitr")?;
     let storage = super::open_storage(config)?;
     let (destination, destination_flag) = super::destination(target, &args.into)?;
     let staging_dir = super::staging_dir(args.staging_dir.as_deref());

@@ -351,6 +351,8 @@ async fn run_on_staged(
 }
 
 fn read_stdout(running: &mut crate::process::RunningChild) -> tokio::task::JoinHandle<String> {
+    // `spawn` was given Stdio::piped() for stdout by every caller of this function.
+    #[allow(clippy::expect_used)]
     let mut stdout = running.child.stdout.take().expect("stdout is piped");
     tokio::spawn(async move {
         let mut text = String::new();

@@ -202,6 +202,8 @@ pub async fn stage(
 
 /// [`stage`], and for a decompressed custom-format archive with `record_offsets`, the data
 /// offsets filled into its table of contents (see `offsets`); None when they could not be.
+// The offsets' mutex is locked only to store or take them, never across a panic.
+#[allow(clippy::expect_used)]
 pub(super) async fn stage_file(
     storage: &dyn Storage,
     manifest: &BackupManifest,
