@@ -446,6 +446,27 @@ pub struct OnlyArgs {
     pub only_schema: Vec<String>,
 }
 
+/// What `verify` compares, when not every table (PostgreSQL targets only).
+#[derive(Debug, Clone, Default, Args)]
+pub struct VerifyOnlyArgs {
+    /// Compare only this table's rows with the backup's, leaving the rest of the database
+    /// and production's other services unchecked (SCHEMA.TABLE; repeatable)
+    #[arg(long, value_name = "SCHEMA.TABLE", value_parser = TableName::parse)]
+    pub only_table: Vec<TableName>,
+    /// Compare only the tables of this schema (repeatable)
+    #[arg(long, value_name = "SCHEMA")]
+    pub only_schema: Vec<String>,
+}
+
+impl VerifyOnlyArgs {
+    pub fn selection(&self) -> Selection {
+        Selection {
+            tables: self.only_table.clone(),
+            schemas: self.only_schema.clone(),
+        }
+    }
+}
+
 impl OnlyArgs {
     pub fn selection(&self) -> Selection {
         Selection {
@@ -521,7 +542,7 @@ pub struct WalFetchArgs {
 
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// Back up only this PostgreSQL target [default: every target in dr.toml]
+    /// Back up only this target, PostgreSQL or Redis [default: every target in dr.toml]
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// A physical base backup of the whole cluster (pg_basebackup; needs WAL archiving
@@ -542,7 +563,7 @@ pub struct BackupArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// List only this PostgreSQL target's backups [default: every target]
+    /// List only this target's backups, PostgreSQL or Redis [default: every target]
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// Output format (json: the manifests)
@@ -565,7 +586,8 @@ pub struct PruneArgs {
     /// Show what would be removed, remove nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Prune only this PostgreSQL target's backups [default: every target in dr.toml]
+    /// Prune only this target's backups, PostgreSQL or Redis [default: every target in
+    /// dr.toml]
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// Output format
@@ -678,16 +700,16 @@ pub struct PitrArgs {
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// PostgreSQL target from dr.toml (required when several are configured)
+    /// Target from dr.toml, PostgreSQL or Redis (required when several are configured)
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
-    /// Backup whose row counts to compare with (an id, or `latest`)
+    /// Backup whose row counts (Redis: keys) to compare with (an id, or `latest`)
     #[arg(long, default_value = "latest")]
     pub backup_id: String,
     #[command(flatten)]
     pub into: IntoArgs,
     #[command(flatten)]
-    pub only: OnlyArgs,
+    pub only: VerifyOnlyArgs,
     /// Output format
     #[arg(long, value_enum, default_value = "table")]
     pub format: Format,
@@ -695,7 +717,7 @@ pub struct VerifyArgs {
 
 #[derive(Debug, Args)]
 pub struct DrillArgs {
-    /// PostgreSQL target from dr.toml (required when several are configured)
+    /// Target from dr.toml, PostgreSQL or Redis (required when several are configured)
     #[arg(long, value_name = "NAME")]
     pub target: Option<String>,
     /// Use this backup (or `latest`) instead of taking a fresh one

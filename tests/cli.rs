@@ -199,6 +199,19 @@ fn every_help_ends_with_examples_and_the_exit_status() {
     // Defaults are shown once; runbook text is not called a table.
     let verify = stdout(&dr(&["verify", "--help"]));
     assert_eq!(verify.matches("[default: latest]").count(), 1, "{verify}");
+    // Help says what each flag does in that command: verify compares, it does not restore.
+    assert!(!verify.contains("into an empty database"), "{verify}");
+    assert!(
+        verify.contains("Compare only this table's rows"),
+        "{verify}"
+    );
+    for command in ["backup", "list", "verify", "drill", "restore", "prune"] {
+        let help = stdout(&dr(&[command, "--help"]));
+        assert!(
+            !help.contains("PostgreSQL target"),
+            "`dr {command} --help` says PostgreSQL where Redis works too:\n{help}"
+        );
+    }
     let show = stdout(&dr(&["runbook", "show", "--help"]));
     assert!(show.contains("[possible values: text, json]"), "{show}");
     assert!(!show.contains("table"), "{show}");

@@ -458,6 +458,29 @@ fn expired_keys_are_skipped_and_verification_allows_for_them() {
     assert!(!snapshot(&fresh).contains_key(&(0, b"short-lived".to_vec())));
 }
 
+/// A flag that does not apply is refused, not ignored: `--only-table` names PostgreSQL
+/// tables, and a Redis verify with it checked everything while saying nothing.
+#[test]
+fn verify_of_a_redis_target_refuses_postgres_only_flags() {
+    let source = DataRedis::start();
+    let world = redis_world(&source, "rdb");
+    backup(&world);
+    for flag in ["--only-table", "--only-schema"] {
+        let value = if flag == "--only-table" {
+            "public.x"
+        } else {
+            "public"
+        };
+        let run = world.dr(&["verify", "--target", "cache", flag, value]);
+        run.expect_code(2);
+        assert!(
+            run.stderr.contains("is a Redis target") && run.stderr.contains("nothing was checked"),
+            "{}",
+            run.stderr
+        );
+    }
+}
+
 #[test]
 fn verify_finds_missing_and_changed_keys() {
     // Fewer keys than the sample size: every key is compared.

@@ -11,6 +11,12 @@ use crate::output;
 use crate::report::Status;
 
 pub async fn verify(config: &Config, target: &RedisTarget, args: VerifyArgs) -> Result<i32> {
+    if !args.only.selection().is_empty() {
+        return Err(crate::error::usage(format!(
+            "--only-table and --only-schema name PostgreSQL tables, and {} is a Redis target, whose keys verify compares as a whole; nothing was checked; hint: leave them out",
+            target.name
+        )));
+    }
     let report = redis::verify(
         config,
         target,
