@@ -494,11 +494,8 @@ pub async fn placeholder_values(
         },
     );
     // The path PostgreSQL's archiver is given must not depend on its working directory.
-    let config_path = std::fs::canonicalize(&config.path).unwrap_or_else(|_| config.path.clone());
-    v.insert(
-        "archive_command",
-        Ok(format!("dr --config {} wal-push %p", config_path.display())),
-    );
+    let config_path = config.absolute_path();
+    v.insert("archive_command", Ok(config.archive_command()));
     v.insert(
         "identity",
         Ok(match &config.encryption {

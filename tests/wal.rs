@@ -681,7 +681,14 @@ fn a_physical_backup_is_refused_without_archiving() {
     let run = world.dr(&["backup", "--physical"]);
     run.expect_code(1);
     assert!(run.stderr.contains("archive_mode is off"), "{}", run.stderr);
-    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    // The hint gives the archive_command for this configuration, not a placeholder path.
+    let live = format!(
+        "archive_command = 'dr --config {} wal-push %p'",
+        std::fs::canonicalize(world.config_path())
+            .unwrap()
+            .display()
+    );
+    assert!(run.stderr.contains(&live), "{}", run.stderr);
     assert!(
         !world.storage_dir().join("backups").exists()
             || files_below(&world.storage_dir()).is_empty()
@@ -694,6 +701,10 @@ fn a_physical_backup_is_refused_without_archiving() {
             .as_str()
             .unwrap()
             .contains("archive_mode = on"),
+        "{archiving}"
+    );
+    assert!(
+        archiving["message"].as_str().unwrap().contains(&live),
         "{archiving}"
     );
     let continuity = check(&report, "wal.continuity", "main");

@@ -45,6 +45,8 @@ pub struct BackupPlan<'a> {
     pub recipients: Option<Recipients>,
     pub pg_bin_dir: Option<&'a Path>,
     pub show_progress: bool,
+    /// This configuration's archive_command, for hints.
+    pub archive_command: String,
 }
 
 impl<'a> BackupPlan<'a> {
@@ -65,6 +67,7 @@ impl<'a> BackupPlan<'a> {
             recipients: crate::encryption::configured_recipients(config)?,
             pg_bin_dir: target.pg_bin_dir.as_deref(),
             show_progress,
+            archive_command: config.archive_command(),
         })
     }
 }

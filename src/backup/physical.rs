@@ -314,25 +314,30 @@ async fn read_facts(client: &tokio_postgres::Client) -> Result<ClusterFacts> {
 }
 
 /// Refuses a base backup that could not be restored from this storage.
-fn check_preconditions(facts: &ClusterFacts, target: &str, user: &str) -> Result<()> {
+fn check_preconditions(
+    facts: &ClusterFacts,
+    target: &str,
+    user: &str,
+    suggested: &str,
+) -> Result<()> {
     if facts.in_recovery {
         bail!("target {target} is a standby (in recovery); dr takes base backups from the primary only; hint: point the target's URL at the primary");
     }
     if facts.archive_mode == "off" {
         bail!(
-            "archive_mode is off on target {target}: a base backup without its archived WAL cannot be restored; hint: set archive_mode = on and archive_command = 'dr --config /etc/dr/dr.toml wal-push %p', restart PostgreSQL (README: WAL archiving)"
+            "archive_mode is off on target {target}: a base backup without its archived WAL cannot be restored; hint: set archive_mode = on and archive_command = '{suggested}', restart PostgreSQL (README: WAL archiving)"
         );
     }
     if !facts.archive_library.is_empty() {
         bail!(
-            "target {target} archives through archive_library = {:?}, not archive_command, so its WAL does not reach dr's storage; hint: set archive_library = '' and archive_command = 'dr ... wal-push %p'",
+            "target {target} archives through archive_library = {:?}, not archive_command, so its WAL does not reach dr's storage; hint: set archive_library = '' and archive_command = '{suggested}'",
             facts.archive_library
         );
     }
     if let Some(cmd) = &facts.archive_command {
         if !cmd.contains("wal-push") {
             bail!(
-                "archive_command on target {target} runs `{}`, not `dr wal-push`, so the WAL this backup needs would not be in dr's storage; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload PostgreSQL",
+                "archive_command on target {target} runs `{}`, not `dr wal-push`, so the WAL this backup needs would not be in dr's storage; hint: set archive_command = '{suggested}' and reload PostgreSQL",
                 crate::wal::command_program(cmd)
             );
         }
@@ -373,7 +378,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
         );
     }
     let facts = read_facts(&client).await?;
-    check_preconditions(&facts, plan.target_name, &conn.user)?;
+    check_preconditions(&facts, plan.target_name, &conn.user, &plan.archive_command)?;
 
     let created_at = Utc::now();
     let id = super::unique_id(storage, plan.target_name, BackupKind::Regular).await?;
@@ -623,11 +628,11 @@ mod tests {
             data_checksums: false,
             tablespaces: vec![],
         };
-        assert!(check_preconditions(&ok, "main", "u").is_ok());
+        assert!(check_preconditions(&ok, "main", "u", "dr wal-push %p").is_ok());
         let fails = |f: fn(&mut ClusterFacts), needle: &str| {
             let mut facts = ok.clone();
             f(&mut facts);
-            let e = check_preconditions(&facts, "main", "u")
+            let e = check_preconditions(&facts, "main", "u", "dr wal-push %p")
                 .unwrap_err()
                 .to_string();
             assert!(e.contains(needle) && e.contains("hint:"), "{e}");

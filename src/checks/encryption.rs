@@ -105,13 +105,25 @@ async fn keys_and_proof(ctx: &CheckContext) -> Result<Finding> {
                 ));
             }
             _ => {
+                // Where the identity is configured here, the drill finds it by itself.
+                let identity_here = config
+                    .encryption
+                    .as_ref()
+                    .is_some_and(|e| e.identity_file.is_some() || e.identity_env.is_some());
+                let drill = if identity_here {
+                    format!("`dr drill --target {}`", target.name)
+                } else {
+                    format!(
+                        "`dr drill --target {} --identity KEYFILE` where the key is kept",
+                        target.name
+                    )
+                };
                 return Ok(Finding::warn(format!(
-                    "{}; no drill of {} decrypted a backup within {}: the key may be lost and nobody would know; hint: run `dr drill --target {} --identity KEYFILE` where the key is kept",
+                    "{}; no drill of {} decrypted a backup within {}: the key may be lost and nobody would know; hint: run {drill}",
                     notes.join("; "),
                     target.name,
                     crate::units::duration(every),
-                    target.name
-                )))
+                )));
             }
         }
     }

@@ -24,12 +24,13 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
         // The target's connection, shared with its pg.* checks.
         let shared = ctx.clients.get(target.resolve_url());
         let (s, rpo) = (shared.clone(), ctx.config.objectives.rpo);
+        let suggested = ctx.config.archive_command();
         out.push(PlannedCheck {
             name: "pg.archiving",
             target: Some(target.name.clone()),
             critical: target.critical,
             timeout_per_read: false,
-            run: Box::pin(async move { archiving(&s, rpo).await }),
+            run: Box::pin(async move { archiving(&s, rpo, suggested).await }),
         });
         let (t, s) = (target.clone(), shared.clone());
         out.push(PlannedCheck {
@@ -63,8 +64,6 @@ pub fn plan(ctx: &Arc<CheckContext>, out: &mut Vec<PlannedCheck>) {
         }
     }
 }
-
-const SWITCH_ON_HINT: &str = "hint: in postgresql.conf set wal_level = replica, archive_mode = on, archive_command = 'dr --config /etc/dr/dr.toml wal-push %p', then restart PostgreSQL";
 
 /// pg_stat_archiver and the settings around it, in one round trip.
 const ARCHIVER_SQL: &str = "
@@ -106,9 +105,15 @@ pub struct ArchiverState {
     pub current_wal: Option<String>,
     pub segment_size: u64,
     pub user: String,
+    /// The archive_command hints suggest: this configuration's own.
+    pub suggested_command: String,
 }
 
-async fn archiving(shared: &SharedClient, rpo: Option<Duration>) -> Result<Finding> {
+async fn archiving(
+    shared: &SharedClient,
+    rpo: Option<Duration>,
+    suggested: String,
+) -> Result<Finding> {
     let c = shared.conn()?;
     let Ok(client) = shared.client().await else {
         return Ok(Finding::fail(
@@ -142,6 +147,7 @@ async fn archiving(shared: &SharedClient, rpo: Option<Duration>) -> Result<Findi
         current_wal: row.try_get(11)?,
         segment_size: row.try_get::<_, i64>(12)? as u64,
         user: c.user.clone(),
+        suggested_command: suggested,
     };
     Ok(judge_archiver(&state, rpo))
 }
@@ -149,8 +155,13 @@ async fn archiving(shared: &SharedClient, rpo: Option<Duration>) -> Result<Findi
 /// The verdict of `pg.archiving`: pure, so every branch has a unit test.
 pub fn judge_archiver(s: &ArchiverState, rpo: Option<Duration>) -> Finding {
     let mode = &s.mode;
+    let suggested = if s.suggested_command.is_empty() {
+        "dr --config /etc/dr/dr.toml wal-push %p"
+    } else {
+        s.suggested_command.as_str()
+    };
     if mode == "off" {
-        return Finding::fail(format!("archive_mode is off: no WAL is archived, so the RPO is the age of the last backup; {SWITCH_ON_HINT}"));
+        return Finding::fail(format!("archive_mode is off: no WAL is archived, so the RPO is the age of the last backup; hint: in postgresql.conf set wal_level = replica, archive_mode = on, archive_command = '{suggested}', then restart PostgreSQL"));
     }
     if s.in_recovery && mode != "always" {
         return Finding::warn(format!(
@@ -159,7 +170,7 @@ pub fn judge_archiver(s: &ArchiverState, rpo: Option<Duration>) -> Finding {
     }
     if !s.library.is_empty() {
         return Finding::fail(format!(
-            "archive_library = {:?} replaces archive_command, so WAL does not reach dr's storage; hint: set archive_library = '' and archive_command = 'dr --config /etc/dr/dr.toml wal-push %p'",
+            "archive_library = {:?} replaces archive_command, so WAL does not reach dr's storage; hint: set archive_library = '' and archive_command = '{suggested}'",
             s.library
         ));
     }
@@ -167,12 +178,12 @@ pub fn judge_archiver(s: &ArchiverState, rpo: Option<Duration>) -> Finding {
     match &s.command {
         Some(cmd) if cmd.trim().is_empty() => {
             return Finding::fail(format!(
-                "archive_mode is {mode} but archive_command is empty: PostgreSQL keeps every WAL file in pg_wal until the disk fills; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload"
+                "archive_mode is {mode} but archive_command is empty: PostgreSQL keeps every WAL file in pg_wal until the disk fills; hint: set archive_command = '{suggested}' and reload"
             ))
         }
         Some(cmd) if !cmd.contains("wal-push") => {
             return Finding::fail(format!(
-                "archive_command runs `{}`, not `dr wal-push`: the WAL goes elsewhere (or nowhere), so dr cannot restore from it; hint: set archive_command = 'dr --config /etc/dr/dr.toml wal-push %p' and reload",
+                "archive_command runs `{}`, not `dr wal-push`: the WAL goes elsewhere (or nowhere), so dr cannot restore from it; hint: set archive_command = '{suggested}' and reload",
                 crate::wal::command_program(cmd)
             ))
         }

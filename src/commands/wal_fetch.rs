@@ -12,8 +12,9 @@ use crate::wal::{self, WalName};
 pub async fn run(config: &Config, args: WalFetchArgs) -> Result<i32> {
     let wal = WalName::parse(&args.name).ok_or_else(|| {
         usage(format!(
-            "{:?} is not a WAL file name; hint: restore_command must pass %f and %p, as in restore_command = 'dr --config /etc/dr/dr.toml wal-fetch %f %p'",
-            args.name
+            "{:?} is not a WAL file name; hint: restore_command must pass %f and %p, as in restore_command = '{}'",
+            args.name,
+            config.restore_command()
         ))
     })?;
     // The identity first: one that others can read is refused on every call, not only

@@ -146,6 +146,25 @@ impl Config {
             .any(|u| redact_url(u) != u)
     }
 
+    /// The `archive_command` that archives into this configuration's storage, with the
+    /// configuration's absolute path: what hints and runbooks tell an operator to set.
+    pub fn archive_command(&self) -> String {
+        format!("dr --config {} wal-push %p", self.absolute_path().display())
+    }
+
+    /// The `restore_command` that reads this configuration's WAL archive.
+    pub fn restore_command(&self) -> String {
+        format!(
+            "dr --config {} wal-fetch %f %p",
+            self.absolute_path().display()
+        )
+    }
+
+    /// The file's absolute path: PostgreSQL runs these commands in its data directory.
+    pub fn absolute_path(&self) -> PathBuf {
+        std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone())
+    }
+
     /// The directory relative paths in the file are taken from.
     pub fn dir(&self) -> &Path {
         self.path
