@@ -317,11 +317,16 @@ fn plain(text: &str) -> String {
 
 /// `dr ARGS` on a pseudo-terminal of `cols` columns (util-linux `script`), as shown there.
 fn on_pty(world: &World, cols: u16, args: &str) -> String {
+    on_pty_sized(world, 40, cols, args)
+}
+
+/// [`on_pty`] with the rows the pty reports, too.
+fn on_pty_sized(world: &World, rows: u16, cols: u16, args: &str) -> String {
     let script = require("script", "bsdutils");
     let mut cmd = Command::new(script);
     cmd.arg("-qec")
         .arg(format!(
-            "stty rows 40 cols {cols}; exec {DR} --config {} {args}",
+            "stty rows {rows} cols {cols}; exec {DR} --config {} {args}",
             world.config_path().display()
         ))
         .arg("/dev/null")
@@ -372,6 +377,10 @@ fn tables_fit_the_terminal_and_keep_ids_whole() {
     assert!(widest(&narrow) <= 80, "{narrow}");
     assert!(!narrow.contains("sha256"), "{narrow}");
     assert!(narrow.contains("┆ age "), "{narrow}");
+    // A pty that reports 0 rows and 80 columns (some CI runners): its width still counts.
+    let no_rows = on_pty_sized(&world, 0, 80, "list");
+    assert!(widest(&no_rows) <= 80, "{no_rows}");
+    assert_eq!(id_lines(&no_rows), 2, "{no_rows}");
 
     // Not a terminal: COLUMNS decides; without it nothing wraps.
     let mut piped = world.command(&["list"]);

@@ -66,8 +66,12 @@ pub struct Layout {
 impl Layout {
     pub fn stdout() -> Layout {
         use std::io::IsTerminal;
+        // The columns alone: a pty may report its rows as 0 (some CI runners, `script`
+        // without a size) while its width is real.
         let terminal = if std::io::stdout().is_terminal() {
-            terminal_size::terminal_size_of(std::io::stdout()).map(|(w, _)| w.0)
+            rustix::termios::tcgetwinsize(std::io::stdout())
+                .ok()
+                .map(|size| size.ws_col)
         } else {
             None
         };
