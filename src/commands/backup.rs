@@ -77,7 +77,8 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
                             // A dump holds two connections; a base backup one besides its
                             // replication connection.
                             let needed = if physical { 1 } else { DUMP_CONNECTIONS };
-                            let _slots = slots.acquire(&conn, needed).await?;
+                            let mut _slots = slots.acquire(&conn, needed).await?;
+                            _slots.release_after_database(&conn.database);
                             let plan = BackupPlan::new(
                                 t,
                                 conn,

@@ -65,9 +65,84 @@ pub struct ServerSlots {
     servers: Mutex<HashMap<String, Arc<ServerGate>>>,
 }
 
-/// Slots held; given back on drop.
+/// Slots held; given back on drop, but only once the server has let go of the
+/// connections made under them (see [`Leaving`]).
 pub struct SlotPermit {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    gate: Arc<ServerGate>,
+    leaving: Leaving,
+}
+
+/// What the server must no longer show before the slots of a dropped permit go back. A
+/// closed connection's backend stays in `pg_stat_activity` (and in `max_connections`)
+/// until its process exits; a slot handed on before then lets `dr` hold one connection
+/// more than its bound. Checking this once per waiter when taking a slot is not enough:
+/// two waiters could each see room for one and both go ahead.
+enum Leaving {
+    /// Nothing known: the slots go back at once.
+    Nothing,
+    /// The backend of one connection (`pg_backend_pid()`).
+    Backend(i32),
+    /// Every connection of dr's (its own and `pg_dump`'s) to one database.
+    Database(String),
+}
+
+/// How long a dropped permit waits for the server to let go of its connections; longer
+/// means the server is stuck, and holding slots forever would stop dr.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+const BACKEND_GONE_SQL: &str = "SELECT count(*)::int8 FROM pg_stat_activity WHERE pid = $1";
+
+const DATABASE_LEFT_SQL: &str = "
+SELECT count(*)::int8 FROM pg_stat_activity
+ WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+   AND usename = current_user AND datname = $1
+   AND (application_name IN ('dr', 'pg_dump', 'pg_dumpall') OR application_name LIKE 'dr/%')";
+
+impl SlotPermit {
+    /// The slots go back once the backend with this pid has exited.
+    pub fn release_after_backend(&mut self, pid: i32) {
+        self.leaving = Leaving::Backend(pid);
+    }
+
+    /// The slots go back once no connection of dr's to `database` is left.
+    pub fn release_after_database(&mut self, database: &str) {
+        self.leaving = Leaving::Database(database.to_string());
+    }
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let leaving = std::mem::replace(&mut self.leaving, Leaving::Nothing);
+        if matches!(leaving, Leaving::Nothing) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let gate = self.gate.clone();
+        runtime.spawn(async move {
+            let Some((_, Some(watcher))) = gate.sized.get() else {
+                return;
+            };
+            let started = std::time::Instant::now();
+            while started.elapsed() < RELEASE_WAIT {
+                let left = match &leaving {
+                    Leaving::Nothing => break,
+                    Leaving::Backend(pid) => watcher.query_one(BACKEND_GONE_SQL, &[pid]).await,
+                    Leaving::Database(db) => watcher.query_one(DATABASE_LEFT_SQL, &[db]).await,
+                };
+                match left {
+                    Ok(row) if row.get::<_, i64>(0) > 0 => tokio::time::sleep(LEAVING_POLL).await,
+                    _ => break,
+                }
+            }
+            drop(permit);
+        });
+    }
 }
 
 impl ServerSlots {
@@ -145,7 +220,11 @@ impl ServerSlots {
                 }
             }
         }
-        Ok(SlotPermit { _permit: permit })
+        Ok(SlotPermit {
+            permit: Some(permit),
+            gate,
+            leaving: Leaving::Nothing,
+        })
     }
 
     /// The slots of a server, once `dr` has looked at it.
@@ -191,12 +270,15 @@ impl SharedClient {
         let held = self
             .client
             .get_or_init(|| async {
-                let permit = self
+                let mut permit = self
                     .slots
                     .acquire(conn, 1)
                     .await
                     .map_err(|e| format!("{e:#}"))?;
                 let client = conn.connect().await.map_err(|e| format!("{e:#}"))?;
+                if let Ok(row) = client.query_one("SELECT pg_backend_pid()", &[]).await {
+                    permit.release_after_backend(row.get(0));
+                }
                 Ok((client, permit))
             })
             .await;
