@@ -140,6 +140,10 @@ impl Drop for SlotPermit {
                     _ => break,
                 }
             }
+            tracing::debug!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "slot given back"
+            );
             drop(permit);
         });
     }
