@@ -340,3 +340,65 @@ fn a_silent_s3_endpoint_fails_wal_push_wal_fetch_and_backup_within_the_default_t
     }
     assert!(!dest.exists());
 }
+
+#[test]
+fn a_damaged_cluster_record_is_named_not_ignored() {
+    let world = World::new();
+    world.write_config(&format!(
+        "[storage]\nurl = \"file://{}\"\n\n[retention]\nkeep_last = 1\n\n[[postgres]]\nname = \"main\"\nurl = \"postgres://nobody@127.0.0.1:1/none\"\nwal_archiving = true\n",
+        world.storage_dir().display()
+    ));
+    world.dr(&["init"]).expect_code(0);
+    let data = world.tmp_dir().join("data");
+    std::fs::create_dir_all(data.join("global")).unwrap();
+    std::fs::write(data.join("global/pg_control"), SYSID.to_ne_bytes()).unwrap();
+    let first = synthetic_segment(&data, SYSID, 0x10, 73);
+    world
+        .dr(&["wal-push", first.to_str().unwrap()])
+        .expect_code(0);
+    let record = world
+        .storage_dir()
+        .join(format!("wal/main/{SYSID}/cluster.json"));
+    let good = std::fs::read_to_string(&record).unwrap();
+    assert!(good.contains(&SYSID.to_string()), "{good}");
+
+    for (round, damage) in [
+        "{\"format_version\": 1, \"target\": \"main\"".to_string(),
+        good.replace(&SYSID.to_string(), "42"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        std::fs::write(&record, &damage).unwrap();
+        // wal-fetch without --system-id takes the cluster from the records: refused, named.
+        let dest = world.tmp_dir().join("fetched");
+        let name = first.file_name().unwrap().to_str().unwrap();
+        let fetch = world.dr(&["wal-fetch", name, dest.to_str().unwrap()]);
+        fetch.expect_code(1);
+        let key = format!("wal/main/{SYSID}/cluster.json");
+        for needle in [key.as_str(), "damaged", "hint:"] {
+            assert!(fetch.stderr.contains(needle), "{needle}: {}", fetch.stderr);
+        }
+        assert!(!dest.exists());
+        // Archiving goes on (PostgreSQL must not fill pg_wal over a metadata file), and the
+        // server's log names the record; the record is left as it is for inspection. (The
+        // record is read with the first segment of each directory: a new log number.)
+        let next = synthetic_segment(&data, SYSID, 0x100 * (round as u64 + 1), 74);
+        let push = world.dr(&["wal-push", next.to_str().unwrap()]);
+        push.expect_code(0);
+        assert!(
+            push.stderr.contains("cluster.json") && push.stderr.contains("damaged"),
+            "{}",
+            push.stderr
+        );
+        assert_eq!(std::fs::read_to_string(&record).unwrap(), damage);
+        std::fs::remove_file(&next).unwrap();
+        let _ = std::fs::remove_file(
+            stored_wal(&world.storage_dir())
+                .into_iter()
+                .find(|(n, _, _)| n.as_str() == next.file_name().unwrap().to_str().unwrap())
+                .unwrap()
+                .2,
+        );
+    }
+}
