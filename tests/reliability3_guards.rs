@@ -173,3 +173,94 @@ fn a_hole_in_a_base_backups_own_wal_makes_it_unrestorable_and_fails_the_gap_chec
     let restored = ids(&psql_port(port, "app", "SELECT id FROM events ORDER BY id"));
     assert_eq!(restored, early, "late rows {late:?} must not be there");
 }
+
+/// A key pair made by `age-keygen` (Debian package age): (identity file, public key).
+fn keygen(dir: &std::path::Path) -> (std::path::PathBuf, String) {
+    let path = dir.join("team.key");
+    let made = std::process::Command::new("age-keygen")
+        .arg("-o")
+        .arg(&path)
+        .output()
+        .expect("age-keygen runs (Debian package age)");
+    assert!(made.status.success());
+    let public = std::process::Command::new("age-keygen")
+        .arg("-y")
+        .arg(&path)
+        .output()
+        .unwrap();
+    (
+        path,
+        String::from_utf8_lossy(&public.stdout).trim().to_string(),
+    )
+}
+
+#[test]
+fn a_decrypted_dump_that_is_not_the_plaintext_the_manifest_names_is_refused_and_loads_nothing() {
+    let keys = tempfile::tempdir().unwrap();
+    let (key, public) = keygen(keys.path());
+    let (pg, mut world) =
+        support::sample_world(&format!("[encryption]\nrecipients = [\"{public}\"]\n"));
+    let manifest = world.backup();
+    // The stored (encrypted) bytes still match the manifest and open with the key: only the
+    // plaintext they decrypt to is not the one the backup recorded.
+    let path = world
+        .storage_dir()
+        .join("backups/main")
+        .join(manifest["id"].as_str().unwrap())
+        .join("manifest.json");
+    let mut edited: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let dump = edited["objects"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|o| o["role"] == "dump")
+        .unwrap();
+    let recorded = dump["plaintext_sha256"].as_str().unwrap().to_string();
+    let other = format!(
+        "{}{}",
+        if recorded.starts_with('0') { "1" } else { "0" },
+        &recorded[1..]
+    );
+    dump["plaintext_sha256"] = Value::from(other);
+    std::fs::write(&path, serde_json::to_vec_pretty(&edited).unwrap()).unwrap();
+
+    pg.create_db("copy");
+    world.set_env("DR_TEST_INTO", &pg.superuser_url("copy"));
+    for jobs in ["1", "2"] {
+        let run = world.dr(&[
+            "restore",
+            "--backup-id",
+            "latest",
+            "--into-env",
+            "DR_TEST_INTO",
+            "--identity",
+            key.to_str().unwrap(),
+            "--jobs",
+            jobs,
+        ]);
+        run.expect_code(1);
+        assert!(
+            run.stderr.contains(&recorded) || run.stderr.contains("SHA-256"),
+            "--jobs {jobs}: {}",
+            run.stderr
+        );
+        // Nothing of the backup reached the destination.
+        assert_eq!(
+            pg.psql(
+                "copy",
+                "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')"
+            )
+            .trim(),
+            "0",
+            "--jobs {jobs} loaded objects from a dump whose plaintext does not match"
+        );
+    }
+    // validate reads past what `pg_restore --list` needs, so it says so too.
+    let validate = world.dr(&["validate", "--identity", key.to_str().unwrap()]);
+    validate.expect_code(1);
+    assert!(
+        validate.all().contains("decrypted bytes do not match the manifest"),
+        "{}",
+        validate.all()
+    );
+}
