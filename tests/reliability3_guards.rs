@@ -259,8 +259,54 @@ fn a_decrypted_dump_that_is_not_the_plaintext_the_manifest_names_is_refused_and_
     let validate = world.dr(&["validate", "--identity", key.to_str().unwrap()]);
     validate.expect_code(1);
     assert!(
-        validate.all().contains("decrypted bytes do not match the manifest"),
+        validate
+            .all()
+            .contains("decrypted bytes do not match the manifest"),
         "{}",
         validate.all()
     );
+}
+
+#[test]
+fn a_sink_that_echoes_secrets_in_its_reply_gets_them_scrubbed_everywhere() {
+    const TOKEN: &str = "wh-Echoed-Token-29";
+    let server = support::http::HttpServer::start();
+    let (_pg, mut world) = support::sample_world(
+        "[[notify]]\nname = \"ops\"\nkind = \"webhook\"\nurl_env = \"DR_TEST_WEBHOOK_URL\"\non = [\"success\", \"failure\"]\nretries = 0\n",
+    );
+    world.set_env(
+        "DR_TEST_WEBHOOK_URL",
+        &server.url(&format!("/hooks/{TOKEN}")),
+    );
+    // A proxy or a misconfigured receiver that answers with what it was given.
+    server.reply(
+        "/hooks",
+        500,
+        &format!(
+            "rejected /hooks/{TOKEN}: upstream postgres://postgres:{}@db/app refused",
+            support::SUPERUSER_PASSWORD
+        ),
+    );
+    let run = world.dr(&["backup", "--format", "json"]);
+    run.expect_code(0);
+    assert_eq!(server.requests().len(), 1, "the sink was called");
+    let report = run.json();
+    let warnings = report["warnings"].to_string();
+    assert!(
+        warnings.contains("HTTP 500") && warnings.contains("***"),
+        "the reply is reported, scrubbed: {warnings}"
+    );
+    let delivery = &report["notifications"][0];
+    assert_eq!(delivery["delivered"], false, "{delivery}");
+    // What stays: the status record in storage, for `dr status` and the next run.
+    let status: String = support::files_below(&world.storage_dir().join("status"))
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(!status.is_empty(), "no status record was stored");
+    for text in [&run.stdout, &run.stderr, &status] {
+        for secret in [TOKEN, support::SUPERUSER_PASSWORD] {
+            assert!(!text.contains(secret), "{secret} leaked into:\n{text}");
+        }
+    }
 }
