@@ -53,10 +53,11 @@ SELECT count(*)::int8 FROM pg_stat_activity
    AND usename = current_user
    AND (application_name IN ('dr', 'pg_dump', 'pg_dumpall') OR application_name LIKE 'dr/%')";
 
-/// How often a caller looks again while closed connections are still leaving.
+/// How often dr looks again while closed connections are still leaving.
 const LEAVING_POLL: std::time::Duration = std::time::Duration::from_millis(2);
-/// How long a caller waits for them at most: then the server is slow to tidy up, and
-/// the slots dr holds still bound what it opens.
+/// How long the first caller waits for dr's earlier connections (fleet discovery) to
+/// leave before slots are handed out: longer, the server is slow to tidy up, and the
+/// slots still bound what dr opens.
 const LEAVING_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The slots of every server `dr` talks to in this run.
@@ -175,7 +176,7 @@ impl ServerSlots {
     /// it how much room it has, over one short connection.
     pub async fn acquire(&self, conn: &ConnTarget, n: usize) -> Result<SlotPermit> {
         let gate = self.gate(&conn.server());
-        let (total, watcher) = gate
+        let (total, _watcher) = gate
             .sized
             .get_or_init(|| async {
                 let (slots, watcher) = match room(conn).await {
@@ -191,6 +192,10 @@ impl ServerSlots {
                         // The connection that asked stays to watch the server, and takes
                         // one of the slots; with a single slot it goes.
                         if slots > 1 {
+                            // dr's connections from before the slots existed (the one that
+                            // listed a fleet's databases) may still be leaving: no slot is
+                            // handed out until they are gone.
+                            wait_until_ours_left(&client).await;
                             (slots - 1, Some(client))
                         } else {
                             (1, None)
@@ -204,26 +209,14 @@ impl ServerSlots {
             })
             .await;
         let want = n.clamp(1, *total) as u32;
+        // A slot comes back only once the server let go of the connection made under it
+        // (see `SlotPermit`'s drop), so a permit is room on the server.
         let permit = gate
             .semaphore
             .clone()
             .acquire_many_owned(want)
             .await
             .map_err(|_| anyhow!("connection slots closed"))?;
-        // Slots given back by connections that just closed: wait until their backends have
-        // left, so that the server never holds more of dr's connections than the slots.
-        if let Some(watcher) = watcher {
-            let room_for = (*total - want as usize) as i64;
-            let started = std::time::Instant::now();
-            while started.elapsed() < LEAVING_WAIT {
-                match watcher.query_one(OURS_SQL, &[]).await {
-                    Ok(row) if row.get::<_, i64>(0) > room_for => {
-                        tokio::time::sleep(LEAVING_POLL).await
-                    }
-                    _ => break,
-                }
-            }
-        }
         Ok(SlotPermit {
             permit: Some(permit),
             gate,
@@ -239,6 +232,18 @@ impl ServerSlots {
             .expect("slots lock")
             .get(server)
             .and_then(|g| g.sized.get().map(|(slots, _)| *slots))
+    }
+}
+
+/// Waits (at most [`LEAVING_WAIT`]) until the server shows none of dr's connections
+/// besides `watcher`.
+async fn wait_until_ours_left(watcher: &Client) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < LEAVING_WAIT {
+        match watcher.query_one(OURS_SQL, &[]).await {
+            Ok(row) if row.get::<_, i64>(0) > 0 => tokio::time::sleep(LEAVING_POLL).await,
+            _ => break,
+        }
     }
 }
 
