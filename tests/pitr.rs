@@ -135,7 +135,9 @@ fn restores_to_a_time_a_restore_point_and_the_latest_under_load() {
     );
     beyond.expect_code(2);
     assert!(
-        beyond.stderr.contains("after the newest archived WAL"),
+        beyond
+            .stderr
+            .contains("after the restorable window of main: the window is"),
         "{}",
         beyond.stderr
     );
@@ -202,7 +204,8 @@ fn restores_to_a_time_a_restore_point_and_the_latest_under_load() {
     late.expect_code(2);
     assert!(late.stderr.contains("after the"), "{}", late.stderr);
     assert!(
-        late.stderr.contains("restorable window is"),
+        late.stderr
+            .contains("after the restorable window of main: the window is"),
         "{}",
         late.stderr
     );

@@ -28,6 +28,35 @@ pub fn object_key(manifest: &BackupManifest, file: &str) -> String {
     format!("{}/{file}", backup_dir(&manifest.target, &manifest.id))
 }
 
+/// The most bytes one file name may have on the file systems storage lives on (ext4,
+/// XFS, btrfs, ZFS).
+const NAME_MAX: usize = 255;
+
+/// What dr appends to a target's storage name in one file name, at most: a safety
+/// backup's id (`-20260102T030405Z-safety`), and a status record's `.json` followed by
+/// local storage's `.partial-<pid>-<counter>` while it is written.
+const NAME_SUFFIX_MAX: usize = 48;
+
+/// Why `target` cannot be stored (its storage name leaves no room for dr's suffixes in a
+/// 255-byte file name), with the fix; `None` when it fits.
+pub fn storage_name_problem(target: &str) -> Option<String> {
+    let stored = storage_name(target);
+    if stored.len() + NAME_SUFFIX_MAX <= NAME_MAX {
+        return None;
+    }
+    let hint = match target.split_once(crate::config::MEMBER_SEPARATOR) {
+        Some((fleet, database)) => format!(
+            "leave the database out with exclude = [{database:?}] in the [[postgres]] table {fleet:?} and back it up as a target of its own with a short name and database = {database:?}, or rename the database"
+        ),
+        None => "use a shorter target name".to_string(),
+    };
+    Some(format!(
+        "target {target:?} is stored as {} bytes ({stored}...), but file names hold at most {NAME_MAX} bytes and dr adds up to {NAME_SUFFIX_MAX} (characters other than letters, digits, '-' and '_' take 3 bytes each); hint: {hint}",
+        stored.len(),
+        stored = stored.chars().take(40).collect::<String>(),
+    ))
+}
+
 /// Every object of one backup directory, complete or not.
 #[derive(Debug, Clone)]
 pub struct BackupDir {

@@ -104,6 +104,21 @@ pub struct IntegrityVerdict {
     pub objects: Vec<ObjectIdentity>,
 }
 
+impl IntegrityVerdict {
+    /// A stored verdict; the error says what is wrong with the bytes.
+    pub fn parse(bytes: &[u8]) -> Result<IntegrityVerdict> {
+        let verdict: IntegrityVerdict = serde_json::from_slice(bytes)
+            .map_err(|e| anyhow::anyhow!("not an integrity verdict: {e}"))?;
+        if verdict.format_version != VERDICT_FORMAT_VERSION {
+            anyhow::bail!(
+                "integrity verdict format {} is not the {VERDICT_FORMAT_VERSION} this dr reads",
+                verdict.format_version
+            );
+        }
+        Ok(verdict)
+    }
+}
+
 pub fn verdict_key(manifest: &BackupManifest) -> String {
     catalog::object_key(manifest, VERDICT_FILE)
 }
@@ -160,16 +175,14 @@ pub async fn load(
         return Ok(None);
     }
     let bytes = storage::get_bytes(storage, &key).await?;
-    match serde_json::from_slice::<IntegrityVerdict>(&bytes) {
-        Ok(v) if v.backup_id == manifest.id && v.format_version == VERDICT_FORMAT_VERSION => {
-            Ok(Some(v))
-        }
+    match IntegrityVerdict::parse(&bytes) {
+        Ok(v) if v.backup_id == manifest.id => Ok(Some(v)),
         Ok(_) => {
-            tracing::warn!("{key} belongs to another backup or format; it is ignored");
+            tracing::warn!("{key} belongs to another backup; it is ignored");
             Ok(None)
         }
         Err(e) => {
-            tracing::warn!("{key} is unreadable ({e}); it is ignored");
+            tracing::warn!("{key} is unreadable ({e:#}); it is ignored");
             Ok(None)
         }
     }

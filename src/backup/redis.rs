@@ -78,6 +78,8 @@ pub async fn run(storage: &dyn Storage, plan: RedisBackupPlan<'_>) -> Result<Bac
             RedisBackupMethod::Keys => take_keys(storage, &plan, &pipeline, &mut con, &server, &keys_key).await?,
             RedisBackupMethod::Auto => match take_rdb(storage, &plan, &pipeline, &rdb_key).await {
                 Ok(t) => t,
+                // A stalled server answers SCAN no better: fail within its timeout.
+                Err(e) if e.chain().any(|c| c.is::<conn::Unanswered>()) => return Err(e),
                 Err(e) => {
                     let reason = crate::secret::scrub(&format!("{e:#}"), &[]);
                     tracing::info!(target = plan.target_name, "the RDB snapshot failed ({reason}); falling back to method keys");
@@ -180,17 +182,36 @@ async fn lock(
         tracing::debug!("no backup lock (CLIENT SETNAME refused: {e})");
         return Ok(None);
     }
-    let my_id: i64 = redis::cmd("CLIENT")
+    // A refused CLIENT ID or LIST leaves the backup unlocked; one never answered is a
+    // stalled server, and the backup fails now rather than at its next request.
+    let unanswered = |e: &redis::RedisError| e.is_timeout() || e.is_connection_dropped();
+    let my_id: i64 = match redis::cmd("CLIENT")
         .arg("ID")
         .query_async(&mut holder)
         .await
-        .unwrap_or(-1);
-    let Ok(list) = redis::cmd("CLIENT")
+    {
+        Ok(id) => id,
+        Err(e) if unanswered(&e) => {
+            return Err(anyhow!(conn::Unanswered(format!(
+                "Redis at {} did not answer CLIENT ID within its timeout; hint: check its load and network, or raise timeout in its [[redis]] table",
+                endpoint.public_url
+            ))))
+        }
+        Err(_) => -1,
+    };
+    let list = match redis::cmd("CLIENT")
         .arg("LIST")
         .query_async::<String>(con)
         .await
-    else {
-        return Ok(Some(holder));
+    {
+        Ok(list) => list,
+        Err(e) if unanswered(&e) => {
+            return Err(anyhow!(conn::Unanswered(format!(
+                "Redis at {} did not answer CLIENT LIST within its timeout; hint: check its load and network, or raise timeout in its [[redis]] table",
+                endpoint.public_url
+            ))))
+        }
+        Err(_) => return Ok(Some(holder)),
     };
     let field = |line: &str, f: &str| -> Option<String> {
         line.split(' ')
@@ -288,7 +309,11 @@ async fn take_rdb(
     pipeline: &PipelineSettings,
     key: &str,
 ) -> Result<Taken> {
-    let stream = match sync::request_snapshot(&plan.endpoint).await? {
+    let from = || format!("Redis at {}", plan.endpoint.public_url);
+    let stream = match sync::request_snapshot(&plan.endpoint)
+        .await
+        .with_context(from)?
+    {
         sync::Handshake::Snapshot(s) => s,
         sync::Handshake::Refused(reason) => bail!("{reason}"),
     };
@@ -317,7 +342,7 @@ async fn take_rdb(
     }
     // A broken connection shows up in the reader as truncation: the connection is the cause.
     let (object, (rdb_version, dbs)) = match (forwarded, stored) {
-        (Err(e), _) => return Err(e),
+        (Err(e), _) => return Err(e.context(from())),
         (Ok(_), Err(e)) => return Err(e),
         (Ok(_), Ok(s)) => s,
     };
@@ -340,6 +365,14 @@ async fn take_keys(
 ) -> Result<Taken> {
     let dbs: Vec<u32> = match conn::keyspace(con).await {
         Ok(k) => k.into_keys().collect(),
+        // A server that does not answer would not answer SCAN either, and the fallback
+        // below would store less than the server holds: fail instead.
+        Err(e) if e.chain().any(|c| c.is::<conn::Unanswered>()) => {
+            return Err(e.context(format!(
+                "Redis at {} stopped answering; hint: check its load (SLOWLOG, a long-running command, DEBUG SLEEP) and network, or raise timeout in its [[redis]] table",
+                plan.endpoint.public_url
+            )))
+        }
         Err(e) => {
             tracing::warn!("{e:#}; backing up the URL's database only");
             vec![con_db(&plan.endpoint)]

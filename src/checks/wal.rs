@@ -430,6 +430,17 @@ async fn continuity(
     let system_id: u64 = info.system_identifier.parse()?;
     let segment_size = info.wal_segment_size;
     let files = wal::list_archive(storage, &wal::cluster_prefix(name, system_id)).await?;
+    // The record of which cluster this archive is: damaged, it is named here, not
+    // ignored until a restore or prune needs it.
+    if storage
+        .head(&wal::cluster_record_key(name, system_id))
+        .await?
+        .is_some()
+    {
+        if let Err(e) = wal::read_cluster_record(storage, name, system_id).await {
+            return Ok(Finding::fail(format!("{e:#}")));
+        }
+    }
     let chain = match archive_chain(storage, &files, info.timeline, segment_size).await {
         Ok(c) => c,
         Err(e) => return Ok(Finding::fail(format!("{e:#}"))),

@@ -76,6 +76,13 @@ impl Config {
         self.discovery_failures.push((fleet.to_string(), error));
     }
 
+    /// A fleet member that cannot be backed up as it is (its name does not fit in storage):
+    /// it is left out, and commands report it as failed with `error`.
+    pub fn member_refused(&mut self, member: &str, error: String) {
+        self.postgres.retain(|t| t.name != member);
+        self.discovery_failures.push((member.to_string(), error));
+    }
+
     /// The `[[postgres]]` targets with `databases = ...` not expanded yet.
     pub fn fleets(&self) -> Vec<PostgresTarget> {
         self.postgres

@@ -113,7 +113,8 @@ pub async fn run(config: &Config, args: BackupRequest) -> Result<(BackupReport, 
                             // A dump holds two connections; a base backup one besides its
                             // replication connection.
                             let needed = if physical { 1 } else { DUMP_CONNECTIONS };
-                            let _slots = fleet.acquire(&conn, needed).await?;
+                            let mut _slots = fleet.acquire(&conn, needed).await?;
+                            _slots.release_after_database(&conn.database);
                             let plan = BackupPlan::new(
                                 t,
                                 conn,

@@ -98,7 +98,25 @@ pub async fn load_config(
             }
         }
     }
+    refuse_overlong_members(&mut config);
     Ok(config)
+}
+
+/// Members whose name would overflow a file name are reported now, by `dr check` and
+/// `dr backup`, instead of failing mid-backup with "File name too long".
+fn refuse_overlong_members(config: &mut Config) {
+    let overlong: Vec<(String, String)> = config
+        .postgres
+        .iter()
+        .filter(|t| t.database.is_some())
+        .filter_map(|t| {
+            crate::backup::catalog::storage_name_problem(&t.name).map(|e| (t.name.clone(), e))
+        })
+        .collect();
+    for (member, error) in overlong {
+        tracing::error!("{error}");
+        config.member_refused(&member, error);
+    }
 }
 
 /// The targets storage holds backups or status records of.

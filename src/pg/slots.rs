@@ -53,10 +53,11 @@ SELECT count(*)::int8 FROM pg_stat_activity
    AND usename = current_user
    AND (application_name IN ('dr', 'pg_dump', 'pg_dumpall') OR application_name LIKE 'dr/%')";
 
-/// How often a caller looks again while closed connections are still leaving.
+/// How often dr looks again while closed connections are still leaving.
 const LEAVING_POLL: std::time::Duration = std::time::Duration::from_millis(2);
-/// How long a caller waits for them at most: then the server is slow to tidy up, and
-/// the slots dr holds still bound what it opens.
+/// How long the first caller waits for dr's earlier connections (fleet discovery) to
+/// leave before slots are handed out: longer, the server is slow to tidy up, and the
+/// slots still bound what dr opens.
 const LEAVING_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// The slots of every server `dr` talks to in this run.
@@ -65,9 +66,88 @@ pub struct ServerSlots {
     servers: Mutex<HashMap<String, Arc<ServerGate>>>,
 }
 
-/// Slots held; given back on drop.
+/// Slots held; given back on drop, but only once the server has let go of the
+/// connections made under them (see [`Leaving`]).
 pub struct SlotPermit {
-    _permit: OwnedSemaphorePermit,
+    permit: Option<OwnedSemaphorePermit>,
+    gate: Arc<ServerGate>,
+    leaving: Leaving,
+}
+
+/// What the server must no longer show before the slots of a dropped permit go back. A
+/// closed connection's backend stays in `pg_stat_activity` (and in `max_connections`)
+/// until its process exits; a slot handed on before then lets `dr` hold one connection
+/// more than its bound. Checking this once per waiter when taking a slot is not enough:
+/// two waiters could each see room for one and both go ahead.
+enum Leaving {
+    /// Nothing known: the slots go back at once.
+    Nothing,
+    /// The backend of one connection (`pg_backend_pid()`).
+    Backend(i32),
+    /// Every connection of dr's (its own and `pg_dump`'s) to one database.
+    Database(String),
+}
+
+/// How long a dropped permit waits for the server to let go of its connections; longer
+/// means the server is stuck, and holding slots forever would stop dr.
+const RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+const BACKEND_GONE_SQL: &str = "SELECT count(*)::int8 FROM pg_stat_activity WHERE pid = $1";
+
+const DATABASE_LEFT_SQL: &str = "
+SELECT count(*)::int8 FROM pg_stat_activity
+ WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()
+   AND usename = current_user AND datname = $1
+   AND (application_name IN ('dr', 'pg_dump', 'pg_dumpall') OR application_name LIKE 'dr/%')";
+
+impl SlotPermit {
+    /// The slots go back once the backend with this pid has exited.
+    pub fn release_after_backend(&mut self, pid: i32) {
+        self.leaving = Leaving::Backend(pid);
+    }
+
+    /// The slots go back once no connection of dr's to `database` is left.
+    pub fn release_after_database(&mut self, database: &str) {
+        self.leaving = Leaving::Database(database.to_string());
+    }
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        let Some(permit) = self.permit.take() else {
+            return;
+        };
+        let leaving = std::mem::replace(&mut self.leaving, Leaving::Nothing);
+        if matches!(leaving, Leaving::Nothing) {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let gate = self.gate.clone();
+        runtime.spawn(async move {
+            let Some((_, Some(watcher))) = gate.sized.get() else {
+                return;
+            };
+            let started = std::time::Instant::now();
+            while started.elapsed() < RELEASE_WAIT {
+                let left = match &leaving {
+                    Leaving::Nothing => break,
+                    Leaving::Backend(pid) => watcher.query_one(BACKEND_GONE_SQL, &[pid]).await,
+                    Leaving::Database(db) => watcher.query_one(DATABASE_LEFT_SQL, &[db]).await,
+                };
+                match left {
+                    Ok(row) if row.get::<_, i64>(0) > 0 => tokio::time::sleep(LEAVING_POLL).await,
+                    _ => break,
+                }
+            }
+            tracing::debug!(
+                waited_ms = started.elapsed().as_millis() as u64,
+                "slot given back"
+            );
+            drop(permit);
+        });
+    }
 }
 
 impl ServerSlots {
@@ -96,7 +176,7 @@ impl ServerSlots {
     /// it how much room it has, over one short connection.
     pub async fn acquire(&self, conn: &ConnTarget, n: usize) -> Result<SlotPermit> {
         let gate = self.gate(&conn.server());
-        let (total, watcher) = gate
+        let (total, _watcher) = gate
             .sized
             .get_or_init(|| async {
                 let (slots, watcher) = match room(conn).await {
@@ -112,6 +192,10 @@ impl ServerSlots {
                         // The connection that asked stays to watch the server, and takes
                         // one of the slots; with a single slot it goes.
                         if slots > 1 {
+                            // dr's connections from before the slots existed (the one that
+                            // listed a fleet's databases) may still be leaving: no slot is
+                            // handed out until they are gone.
+                            wait_until_ours_left(&client).await;
                             (slots - 1, Some(client))
                         } else {
                             (1, None)
@@ -125,27 +209,19 @@ impl ServerSlots {
             })
             .await;
         let want = n.clamp(1, *total) as u32;
+        // A slot comes back only once the server let go of the connection made under it
+        // (see `SlotPermit`'s drop), so a permit is room on the server.
         let permit = gate
             .semaphore
             .clone()
             .acquire_many_owned(want)
             .await
             .map_err(|_| anyhow!("connection slots closed"))?;
-        // Slots given back by connections that just closed: wait until their backends have
-        // left, so that the server never holds more of dr's connections than the slots.
-        if let Some(watcher) = watcher {
-            let room_for = (*total - want as usize) as i64;
-            let started = std::time::Instant::now();
-            while started.elapsed() < LEAVING_WAIT {
-                match watcher.query_one(OURS_SQL, &[]).await {
-                    Ok(row) if row.get::<_, i64>(0) > room_for => {
-                        tokio::time::sleep(LEAVING_POLL).await
-                    }
-                    _ => break,
-                }
-            }
-        }
-        Ok(SlotPermit { _permit: permit })
+        Ok(SlotPermit {
+            permit: Some(permit),
+            gate,
+            leaving: Leaving::Nothing,
+        })
     }
 
     /// The slots of a server, once `dr` has looked at it.
@@ -156,6 +232,18 @@ impl ServerSlots {
             .expect("slots lock")
             .get(server)
             .and_then(|g| g.sized.get().map(|(slots, _)| *slots))
+    }
+}
+
+/// Waits (at most [`LEAVING_WAIT`]) until the server shows none of dr's connections
+/// besides `watcher`.
+async fn wait_until_ours_left(watcher: &Client) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < LEAVING_WAIT {
+        match watcher.query_one(OURS_SQL, &[]).await {
+            Ok(row) if row.get::<_, i64>(0) > 0 => tokio::time::sleep(LEAVING_POLL).await,
+            _ => break,
+        }
     }
 }
 
@@ -191,12 +279,15 @@ impl SharedClient {
         let held = self
             .client
             .get_or_init(|| async {
-                let permit = self
+                let mut permit = self
                     .slots
                     .acquire(conn, 1)
                     .await
                     .map_err(|e| format!("{e:#}"))?;
                 let client = conn.connect().await.map_err(|e| format!("{e:#}"))?;
+                if let Ok(row) = client.query_one("SELECT pg_backend_pid()", &[]).await {
+                    permit.release_after_backend(row.get(0));
+                }
                 Ok((client, permit))
             })
             .await;

@@ -20,13 +20,10 @@ pub struct RedisEndpoint {
     pub username: Option<String>,
     pub password: Option<Secret>,
     pub tls: bool,
-    /// How long connecting may take (the target's `timeout`, default 10s).
+    /// How long connecting, and then each reply, may take (the target's `timeout`,
+    /// default 10s).
     pub connect_timeout: Duration,
 }
-
-/// Data commands (a pipeline of a thousand DUMPs or RESTOREs) may take longer than a
-/// target's `timeout`, which is sized for PING: they get at least this long.
-const DATA_RESPONSE_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl std::fmt::Debug for RedisEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -107,9 +104,11 @@ impl RedisEndpoint {
             })
     }
 
+    /// Every reply, data pipelines included, must come within the target's `timeout`: a
+    /// stalled server (`DEBUG SLEEP`, a stopped process, a full network buffer) fails the
+    /// operation then, instead of holding a backup or a restore for minutes.
     pub async fn connect(&self) -> Result<MultiplexedConnection> {
-        self.connect_with(DATA_RESPONSE_TIMEOUT.max(self.connect_timeout))
-            .await
+        self.connect_with(self.connect_timeout).await
     }
 }
 
@@ -191,12 +190,31 @@ pub fn parse_keyspace(info: &str) -> BTreeMap<u32, (u64, u64)> {
     out
 }
 
+/// A request went unanswered (a stalled or lost server), as opposed to refused: nothing
+/// else will get an answer either, so no fallback is tried.
+#[derive(Debug)]
+pub struct Unanswered(pub String);
+
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unanswered {}
+
 pub async fn keyspace(con: &mut MultiplexedConnection) -> Result<BTreeMap<u32, (u64, u64)>> {
     let info: String = redis::cmd("INFO")
         .arg("keyspace")
         .query_async(con)
         .await
-        .map_err(|e| anyhow!("INFO keyspace failed: {e}"))?;
+        .map_err(|e| {
+            if e.is_timeout() || e.is_io_error() || e.is_connection_dropped() {
+                anyhow!(Unanswered(format!("INFO keyspace failed: {e}")))
+            } else {
+                anyhow!("INFO keyspace failed: {e}")
+            }
+        })?;
     Ok(parse_keyspace(&info))
 }
 

@@ -43,6 +43,11 @@ fn scan_reply(v: Value) -> Result<(u64, Vec<Vec<u8>>)> {
 }
 
 fn command_error(what: &str, e: redis::RedisError) -> anyhow::Error {
+    if e.is_timeout() {
+        return anyhow!(super::conn::Unanswered(format!(
+            "{what} failed: no answer within the target's timeout; hint: check the server's load (SLOWLOG, a long-running command) and network, or raise timeout in its [[redis]] table"
+        )));
+    }
     anyhow!("{what} failed: {}", server_error_text(&e))
 }
 

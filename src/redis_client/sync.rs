@@ -18,10 +18,6 @@ use tokio::sync::mpsc;
 
 use super::conn::RedisEndpoint;
 
-/// How long the server may stay silent (it sends a newline every second while it prepares
-/// the snapshot, so silence means trouble).
-pub const IDLE_LIMIT: Duration = Duration::from_secs(60);
-
 const MARK_LEN: usize = 40;
 
 /// The outcome of asking for a snapshot.
@@ -40,6 +36,7 @@ enum Framing {
 pub struct SnapshotStream {
     sock: BufReader<TcpStream>,
     framing: Framing,
+    idle: Duration,
 }
 
 fn resp_command(args: &[&[u8]]) -> Vec<u8> {
@@ -53,14 +50,19 @@ fn resp_command(args: &[&[u8]]) -> Vec<u8> {
 }
 
 /// One reply line without its CRLF; `None` when the server closed the connection.
-async fn line(sock: &mut BufReader<TcpStream>) -> Result<Option<String>> {
+async fn line(sock: &mut BufReader<TcpStream>, idle: Duration) -> Result<Option<String>> {
     let mut buf = Vec::new();
     let read = tokio::time::timeout(
-        IDLE_LIMIT,
+        idle,
         (&mut *sock).take(4096).read_until(b'\n', &mut buf),
     )
     .await
-    .map_err(|_| anyhow!("the server sent nothing for {} s", IDLE_LIMIT.as_secs()))??;
+    .map_err(|_| {
+        anyhow!(super::conn::Unanswered(format!(
+            "the server sent nothing for {} (timeout); hint: check its load and network, or raise timeout in its [[redis]] table",
+            crate::units::duration(idle)
+        )))
+    })??;
     if read == 0 {
         return Ok(None);
     }
@@ -68,9 +70,9 @@ async fn line(sock: &mut BufReader<TcpStream>) -> Result<Option<String>> {
 }
 
 /// The next line that is not a keep-alive newline.
-async fn reply(sock: &mut BufReader<TcpStream>) -> Result<Option<String>> {
+async fn reply(sock: &mut BufReader<TcpStream>, idle: Duration) -> Result<Option<String>> {
     loop {
-        match line(sock).await? {
+        match line(sock, idle).await? {
             Some(l) if l.is_empty() => continue,
             other => return Ok(other),
         }
@@ -94,6 +96,9 @@ pub async fn request_snapshot(endpoint: &RedisEndpoint) -> Result<Handshake> {
     stream.set_nodelay(true).ok();
     let mut sock = BufReader::with_capacity(256 * 1024, stream);
     let closed = || anyhow!("{} closed the connection", endpoint.public_url);
+    // The server sends a newline every second while it prepares the snapshot: silence
+    // for the target's `timeout` means it stalled.
+    let idle = endpoint.connect_timeout;
 
     if let Some(password) = &endpoint.password {
         let mut args: Vec<&[u8]> = vec![b"AUTH"];
@@ -102,7 +107,7 @@ pub async fn request_snapshot(endpoint: &RedisEndpoint) -> Result<Handshake> {
         }
         args.push(password.expose().as_bytes());
         send(&mut sock, &args).await?;
-        let answer = reply(&mut sock).await?.ok_or_else(closed)?;
+        let answer = reply(&mut sock, idle).await?.ok_or_else(closed)?;
         if answer.starts_with('-') {
             bail!(
                 "Redis at {} refused the credentials: {}; hint: check the user and password in the target's URL",
@@ -117,7 +122,7 @@ pub async fn request_snapshot(endpoint: &RedisEndpoint) -> Result<Handshake> {
         let mut args: Vec<&[u8]> = vec![b"REPLCONF"];
         args.extend_from_slice(option);
         send(&mut sock, &args).await?;
-        let answer = reply(&mut sock).await?.ok_or_else(closed)?;
+        let answer = reply(&mut sock, idle).await?.ok_or_else(closed)?;
         if answer.starts_with("-NOAUTH") {
             bail!(
                 "Redis at {} requires a password; hint: put it in the target's URL (redis://:PASSWORD@host:port) through url_env",
@@ -127,7 +132,7 @@ pub async fn request_snapshot(endpoint: &RedisEndpoint) -> Result<Handshake> {
     }
 
     send(&mut sock, &[b"PSYNC", b"?", b"-1"]).await?;
-    let psync = match reply(&mut sock).await? {
+    let psync = match reply(&mut sock, idle).await? {
         None => {
             return Ok(Handshake::Refused(
                 "the server closed the connection when asked for PSYNC".into(),
@@ -136,10 +141,10 @@ pub async fn request_snapshot(endpoint: &RedisEndpoint) -> Result<Handshake> {
         Some(l) => l,
     };
     let header = if psync.starts_with("+FULLRESYNC") {
-        reply(&mut sock).await?
+        reply(&mut sock, idle).await?
     } else if let Some(psync_error) = psync.strip_prefix('-') {
         send(&mut sock, &[b"SYNC"]).await?;
-        match reply(&mut sock).await? {
+        match reply(&mut sock, idle).await? {
             Some(l) if l.starts_with('-') => {
                 return Ok(Handshake::Refused(format!(
                     "the server refused PSYNC ({psync_error}) and SYNC ({})",
@@ -162,7 +167,11 @@ pub async fn request_snapshot(endpoint: &RedisEndpoint) -> Result<Handshake> {
     let header = header.ok_or_else(closed)?;
     let framing = parse_header(&header)
         .with_context(|| format!("unexpected snapshot header from {}", endpoint.public_url))?;
-    Ok(Handshake::Snapshot(SnapshotStream { sock, framing }))
+    Ok(Handshake::Snapshot(SnapshotStream {
+        sock,
+        framing,
+        idle,
+    }))
 }
 
 fn parse_header(header: &str) -> Result<Framing> {
@@ -187,18 +196,19 @@ impl SnapshotStream {
     /// the connection is an error: the snapshot is then incomplete.
     pub async fn forward(mut self, tx: mpsc::Sender<Bytes>) -> Result<u64> {
         let mut total = 0u64;
-        let stalled = || {
-            anyhow!(
-                "the server stopped sending the snapshot for {} s",
-                IDLE_LIMIT.as_secs()
-            )
+        let idle = self.idle;
+        let stalled = move || {
+            anyhow!(super::conn::Unanswered(format!(
+                "the server stopped sending the snapshot for {} (timeout); hint: check its load and network, or raise timeout in its [[redis]] table",
+                crate::units::duration(idle)
+            )))
         };
         match self.framing {
             Framing::Length(len) => {
                 let mut left = len;
                 while left > 0 {
                     let mut buf = vec![0u8; (256 * 1024).min(left as usize)];
-                    let n = tokio::time::timeout(IDLE_LIMIT, self.sock.read(&mut buf))
+                    let n = tokio::time::timeout(self.idle, self.sock.read(&mut buf))
                         .await
                         .map_err(|_| stalled())??;
                     if n == 0 {
@@ -218,7 +228,7 @@ impl SnapshotStream {
                 loop {
                     let start = held.len();
                     held.resize(start + 256 * 1024, 0);
-                    let n = tokio::time::timeout(IDLE_LIMIT, self.sock.read(&mut held[start..]))
+                    let n = tokio::time::timeout(self.idle, self.sock.read(&mut held[start..]))
                         .await
                         .map_err(|_| stalled())??;
                     held.truncate(start + n);

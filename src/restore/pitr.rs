@@ -586,17 +586,14 @@ async fn choose(
         .find(|(_, b, r)| fits(r, b, recovery_target))
         .cloned()
     else {
-        let what = match req.backup_id {
-            Some(id) => format!(
-                "backup {id} is consistent only from {} ({})",
-                window::time_text(reaches[0].2.from_time),
-                reaches[0].2.from_lsn
-            ),
-            None => format!("the restorable window of {name} is {}", win.describe()),
+        let spans = match req.backup_id {
+            // Only that backup was asked for: its own span.
+            Some(_) => reaches[0].2.describe(),
+            None => win.describe(),
         };
         return Err(usage(format!(
-            "{} lies before the restorable window: {what}; nothing was changed; hint: choose a target inside the window (`dr list --target {name}`), or an older base backup if one is kept",
-            recovery_target.describe()
+            "{}; nothing was changed; hint: choose a target inside the window (`dr list --target {name}`), or an older base backup if one is kept",
+            window::outside_text(&recovery_target.describe(), window::Outside::Before, name, &spans)
         )));
     };
     let msg = format!(
@@ -629,15 +626,7 @@ async fn check_wal(
 ) -> Result<((), String)> {
     let name = &req.target.name;
     let size = base.segment_size;
-    let window_text = format!(
-        "{} (backup {} consistent at {}) to {} (WAL archived up to {}, {})",
-        window::time_text(reach.from_time),
-        reach.backup_id,
-        reach.from_lsn,
-        window::time_text(reach.to_time),
-        reach.to_lsn,
-        reach.to_wal
-    );
+    let window_text = reach.describe();
     let gap_error = |what: String| {
         let gap = reach.gap.clone().unwrap_or_default();
         anyhow!(
@@ -649,7 +638,8 @@ async fn check_wal(
     };
     let after_window = |what: String| {
         usage(format!(
-            "{what} lies after the newest archived WAL: the restorable window is {window_text}; nothing was changed; hint: choose a target inside the window; WAL still on the server is archived within archive_timeout (or after `SELECT pg_switch_wal()`)"
+            "{}; nothing was changed; hint: choose a target inside the window (`dr list --target {name}`); WAL still on the server is archived within archive_timeout (or after `SELECT pg_switch_wal()`)",
+            window::outside_text(&what, window::Outside::After, name, &window_text)
         ))
     };
     let target_text = recovery_target.describe();
@@ -717,10 +707,13 @@ async fn check_wal(
                         return Err(gap_error(target_text));
                     }
                     return Err(usage(format!(
-                        "{target_text} lies after the last archived transaction ({}): the restorable window is {} to {}; nothing was changed; hint: choose a target inside the window; WAL still on the server is archived within archive_timeout (or after `SELECT pg_switch_wal()`)",
-                        window::time_text(last),
-                        window::time_text(reach.from_time),
-                        window::time_text(last)
+                        "{}; nothing was changed; hint: choose a target inside the window (`dr list --target {name}`); WAL still on the server is archived within archive_timeout (or after `SELECT pg_switch_wal()`)",
+                        window::outside_text(
+                            &target_text,
+                            window::Outside::After,
+                            name,
+                            &reach.describe_to_last_commit(last)
+                        )
                     )));
                 }
                 Ok(None) | Err(_) if *t > reach.to_time => {

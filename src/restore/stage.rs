@@ -81,20 +81,50 @@ pub async fn stream_object<W: Write + Send + 'static>(
     sink_may_stop_early: bool,
 ) -> Result<u64> {
     let consume = move |decoded: &mut dyn Read| -> Result<u64> {
-        let mut sink = sink;
+        let mut sink = UntilClosed {
+            inner: sink,
+            may_close: sink_may_stop_early,
+            closed: false,
+        };
         let n = std::io::copy(decoded, &mut sink)?;
         sink.flush()?;
         Ok(n)
     };
-    stream_object_with(
-        storage,
-        manifest,
-        object,
-        identities,
-        consume,
-        sink_may_stop_early,
-    )
-    .await
+    stream_object_with(storage, manifest, object, identities, consume).await
+}
+
+/// A sink that may stop reading early (`pg_restore --list` once it has read the table of
+/// contents): the rest of the object is still read to its end, so the plaintext hash of an
+/// encrypted object and the decompressor's own checks see every byte (`validate` would
+/// otherwise call VALID a dump that decrypts to bytes other than the backup's).
+struct UntilClosed<W> {
+    inner: W,
+    may_close: bool,
+    closed: bool,
+}
+
+impl<W: Write> Write for UntilClosed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if !self.closed {
+            match self.inner.write(buf) {
+                Err(e) if self.may_close && e.kind() == std::io::ErrorKind::BrokenPipe => {
+                    self.closed = true
+                }
+                other => return other,
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.closed {
+            return Ok(());
+        }
+        match self.inner.flush() {
+            Err(e) if self.may_close && e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            other => other,
+        }
+    }
 }
 
 /// [`stream_object`] with the decoded bytes read by `consume` (on the blocking thread),
@@ -105,7 +135,6 @@ pub async fn stream_object_with<F>(
     object: &StoredObject,
     identities: Option<&Arc<Identities>>,
     consume: F,
-    sink_may_stop_early: bool,
 ) -> Result<u64>
 where
     F: FnOnce(&mut dyn Read) -> Result<u64> + Send + 'static,
@@ -164,8 +193,9 @@ where
         Ok(n) => Ok(n),
         // A wrong key is said as such, even to a reader that may stop early.
         Err(e) if crate::encryption::is_wrong_identity(&e) => Err(e),
-        Err(_) if sink_may_stop_early => Ok(0),
-        Err(e) => Err(e).with_context(|| format!("cannot decompress {key}")),
+        // A reader that stopped early did not stop the reading: what fails here is the
+        // object itself (its plaintext hash, its compression), so it is said.
+        Err(e) => Err(e).with_context(|| format!("cannot decrypt or decompress {key}")),
     }
 }
 
@@ -224,7 +254,7 @@ pub(super) async fn stage_file(
             *found_by_thread.lock().expect("not poisoned") = offsets;
             Ok(n)
         };
-        stream_object_with(storage, manifest, object, identities, consume, false)
+        stream_object_with(storage, manifest, object, identities, consume)
             .await
             .map(|n| (n, found.lock().expect("not poisoned").take()))
     } else if decompress {

@@ -66,6 +66,64 @@ impl Reach {
     pub fn to_lsn(&self) -> Lsn {
         Lsn::parse(&self.to_lsn).expect("formatted by Reach")
     }
+
+    /// The span this backup restores, in the words of every window message.
+    pub fn describe(&self) -> String {
+        span_text(
+            self.from_time,
+            &self.backup_id,
+            &self.from_lsn,
+            self.to_time,
+            &format!("WAL archived up to {}, {}", self.to_lsn, self.to_wal),
+        )
+    }
+
+    /// The same span ending at the last archived transaction (`last`), when a time target
+    /// needs a commit after it.
+    pub fn describe_to_last_commit(&self, last: DateTime<Utc>) -> String {
+        span_text(
+            self.from_time,
+            &self.backup_id,
+            &self.from_lsn,
+            last,
+            &format!(
+                "the last archived transaction; WAL archived up to {}, {}",
+                self.to_lsn, self.to_wal
+            ),
+        )
+    }
+}
+
+/// One span of a restorable window: `FROM (backup ID consistent at LSN) to TO (END)`.
+fn span_text(
+    from: DateTime<Utc>,
+    backup: &str,
+    from_lsn: &str,
+    to: DateTime<Utc>,
+    end: &str,
+) -> String {
+    format!(
+        "{} (backup {backup} consistent at {from_lsn}) to {} ({end})",
+        time_text(from),
+        time_text(to)
+    )
+}
+
+/// Which side of the window a refused target is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outside {
+    Before,
+    After,
+}
+
+/// The one wording of a target outside the window, for every refusal: `TARGET lies
+/// before|after the restorable window of NAME: the window is SPANS`.
+pub fn outside_text(target: &str, side: Outside, name: &str, spans: &str) -> String {
+    let side = match side {
+        Outside::Before => "before",
+        Outside::After => "after",
+    };
+    format!("{target} lies {side} the restorable window of {name}: the window is {spans}")
 }
 
 /// Why a backup cannot be rolled forward at all.
@@ -261,14 +319,12 @@ impl RestorableWindow {
         self.spans
             .iter()
             .map(|s| {
-                format!(
-                    "{} (backup {} consistent at {}) to {} (WAL archived up to {}, {})",
-                    time_text(s.from_time),
-                    s.from_backup,
-                    s.from_lsn,
-                    time_text(s.to_time),
-                    s.to_lsn,
-                    s.to_wal
+                span_text(
+                    s.from_time,
+                    &s.from_backup,
+                    &s.from_lsn,
+                    s.to_time,
+                    &format!("WAL archived up to {}, {}", s.to_lsn, s.to_wal),
                 )
             })
             .collect::<Vec<_>>()

@@ -90,6 +90,31 @@ fn version_tag(meta: &std::fs::Metadata) -> String {
     )
 }
 
+/// An entry's metadata, through a symlink: an operator who moved a backup (or part of
+/// the archive) to another volume and linked it back expects it listed like the rest. A
+/// link whose target is gone is an error naming it, never a silently missing backup.
+fn followed_metadata(entry: &std::fs::DirEntry) -> Result<std::fs::Metadata> {
+    let meta = entry.metadata()?;
+    if !meta.file_type().is_symlink() {
+        return Ok(meta);
+    }
+    let path = entry.path();
+    std::fs::metadata(&path).map_err(|e| {
+        let target = std::fs::read_link(&path)
+            .map(|t| t.display().to_string())
+            .unwrap_or_else(|_| "?".into());
+        anyhow::anyhow!(
+            "{} in storage is a symlink to {target}, which cannot be opened ({e}); hint: mount or restore what it points to, or remove the link if that data is gone",
+            path.display()
+        )
+    })
+}
+
+fn dir_identity(meta: &std::fs::Metadata) -> (u64, u64) {
+    use std::os::unix::fs::MetadataExt;
+    (meta.dev(), meta.ino())
+}
+
 fn fsync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
@@ -242,6 +267,12 @@ impl Storage for LocalStorage {
                 root.join(&prefix)
             };
             let mut out = Vec::new();
+            // Directories by device and inode: a symlink back up the tree must not list
+            // forever.
+            let mut listed_dirs = std::collections::HashSet::new();
+            if let Ok(meta) = std::fs::metadata(&start) {
+                listed_dirs.insert(dir_identity(&meta));
+            }
             let mut stack = vec![start];
             while let Some(dir) = stack.pop() {
                 let entries = match std::fs::read_dir(&dir) {
@@ -261,8 +292,14 @@ impl Storage for LocalStorage {
                 };
                 for entry in entries {
                     let entry = entry?;
-                    let meta = entry.metadata()?;
+                    let meta = followed_metadata(&entry)?;
                     if meta.is_dir() {
+                        if !listed_dirs.insert(dir_identity(&meta)) {
+                            anyhow::bail!(
+                                "{} is a symlink to a directory listed already (a loop, or a second name for the same backups); hint: replace it with the directory itself, or remove the link",
+                                entry.path().display()
+                            );
+                        }
                         stack.push(entry.path());
                     } else if meta.is_file() {
                         let key = entry

@@ -434,6 +434,45 @@ pub struct ClusterRecord {
     pub dr_version: String,
 }
 
+impl ClusterRecord {
+    /// A stored `cluster.json` of the archive of `system_id`; the error says what is wrong.
+    pub fn parse(bytes: &[u8], system_id: u64) -> Result<ClusterRecord> {
+        let record: ClusterRecord =
+            serde_json::from_slice(bytes).map_err(|e| anyhow!("not a cluster record: {e}"))?;
+        if record.format_version != 1 {
+            bail!(
+                "cluster record format {} is not the 1 this dr reads",
+                record.format_version
+            );
+        }
+        if record.system_identifier != system_id.to_string() {
+            bail!(
+                "it names system {:?}, but sits in the archive of system {system_id}",
+                record.system_identifier
+            );
+        }
+        Ok(record)
+    }
+}
+
+/// Reads and checks the `cluster.json` of `target`'s archive of `system_id`: a damaged one
+/// is named with the fix, never taken as a cluster nobody can vouch for.
+pub async fn read_cluster_record(
+    storage: &dyn Storage,
+    target: &str,
+    system_id: u64,
+) -> Result<ClusterRecord> {
+    let key = cluster_record_key(target, system_id);
+    let bytes = storage::get_bytes(storage, &key).await?;
+    ClusterRecord::parse(&bytes, system_id).map_err(|e| {
+        anyhow!(
+            "{key} in {} is damaged ({e:#}); hint: compare it with the segments of {}, then remove it: the next wal-push of that cluster writes it again",
+            storage.describe(),
+            cluster_prefix(target, system_id)
+        )
+    })
+}
+
 pub fn cluster_record_key(target: &str, system_id: u64) -> String {
     format!("{}/{CLUSTER_FILE}", cluster_prefix(target, system_id))
 }
@@ -458,6 +497,9 @@ pub async fn archived_systems(storage: &dyn Storage, target: &str) -> Result<Vec
         .collect();
     ids.sort_unstable();
     ids.dedup();
+    for id in &ids {
+        read_cluster_record(storage, target, *id).await?;
+    }
     Ok(ids)
 }
 
@@ -516,6 +558,11 @@ pub async fn ensure_cluster_record(
 ) -> Result<()> {
     let key = cluster_record_key(target, system_id);
     if storage.head(&key).await?.is_some() {
+        // Archiving goes on (the segment's own header says which cluster it is), but a
+        // damaged record is named in the server's log; `dr check` and prune refuse it.
+        if let Err(e) = read_cluster_record(storage, target, system_id).await {
+            tracing::warn!("{e:#}");
+        }
         return Ok(());
     }
     let record = ClusterRecord {

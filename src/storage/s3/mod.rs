@@ -50,6 +50,9 @@ pub struct S3Storage {
     part_size: usize,
     concurrency: usize,
     lock: Option<ObjectLock>,
+    /// `[storage.s3] timeout`: how long one request that carries no object data (HEAD,
+    /// LIST page, DELETE, a GET until its first byte) may take, retries included.
+    request_timeout: std::time::Duration,
 }
 
 impl S3Storage {
@@ -65,6 +68,25 @@ impl S3Storage {
 
     fn explain(&self, err: object_store::Error, key: Option<&str>) -> anyhow::Error {
         errors::explain(err, &self.target, key)
+    }
+
+    /// `request` given `limit` in all (its retries included): a silent endpoint fails the
+    /// command in seconds, not after the archiver or a restore waited minutes per file.
+    async fn bounded<T>(
+        &self,
+        limit: std::time::Duration,
+        what: &str,
+        request: impl std::future::Future<Output = object_store::Result<T>>,
+    ) -> Result<object_store::Result<T>> {
+        tokio::time::timeout(limit, request).await.map_err(|_| {
+            anyhow!(
+                "endpoint {} did not answer within {} for bucket {} ({what}; timeout); hint: check [storage.s3] endpoint and network, or raise timeout in [storage.s3] (default {})",
+                self.target.endpoint,
+                crate::units::duration(limit),
+                self.target.bucket,
+                crate::units::duration(settings::DEFAULT_REQUEST_TIMEOUT),
+            )
+        })
     }
 }
 

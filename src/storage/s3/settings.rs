@@ -15,6 +15,14 @@ use super::{S3Storage, Target, MIB};
 use crate::config::S3Config;
 use crate::secret::Secret;
 
+/// How long one request without object data may take, retries included, when
+/// `[storage.s3] timeout` is not set.
+pub(super) const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an upload adds to `timeout` per MiB of one part: the store answers a part only
+/// once it has all of it, so a slow link needs this long per MiB.
+pub(super) const UPLOAD_SECS_PER_MIB: u64 = 10;
+
 impl S3Storage {
     /// Builds the clients from a `[storage.s3]` table that passed the range checks of
     /// config loading (part size, concurrency, Object Lock days, endpoint scheme and
@@ -97,17 +105,17 @@ impl S3Storage {
 
         // allow_http lives inside the ClientOptions: with_client_options would otherwise
         // reset an earlier with_allow_http. No total timeout (a large download takes as
-        // long as it takes); the read timeout also bounds the upload of one part.
+        // long as it takes); the read timeout bounds a silence while data flows, and the
+        // upload of one part. Requests without data are bounded by `request_timeout`.
+        let request_timeout = config.timeout.unwrap_or(DEFAULT_REQUEST_TIMEOUT);
         let options = ClientOptions::new()
             .with_allow_http(config.allow_http)
-            .with_connect_timeout(Duration::from_secs(3))
+            .with_connect_timeout(Duration::from_secs(3).min(request_timeout))
             .with_timeout_disabled()
             .with_read_timeout(
-                config
-                    .timeout
-                    .unwrap_or(Duration::from_secs(60 + 10 * part_mib as u64)),
+                request_timeout + Duration::from_secs(UPLOAD_SECS_PER_MIB * part_mib as u64),
             );
-        // A few retries, bounded so that an unreachable endpoint fails within ~15 s.
+        // A few retries, none started once `timeout` has passed since the first attempt.
         let retry = RetryConfig {
             backoff: BackoffConfig {
                 init_backoff: Duration::from_millis(200),
@@ -115,7 +123,7 @@ impl S3Storage {
                 base: 3.0,
             },
             max_retries: 3,
-            retry_timeout: Duration::from_secs(15),
+            retry_timeout: request_timeout,
         };
         let mut builder = builder
             .with_bucket_name(&bucket)
@@ -159,6 +167,7 @@ impl S3Storage {
             part_size: part_mib * MIB,
             concurrency,
             lock,
+            request_timeout,
         })
     }
 }

@@ -106,19 +106,30 @@ impl Storage for S3Storage {
                     }
                 }
                 None => {
-                    self.writer
-                        .put(&path, first.into_iter().collect::<PutPayload>())
-                        .await
-                        .map_err(|e| self.explain(e, Some(key)))?;
+                    let limit = self.request_timeout
+                        + std::time::Duration::from_secs(
+                            super::settings::UPLOAD_SECS_PER_MIB * (buffered / MIB) as u64,
+                        );
+                    self.bounded(
+                        limit,
+                        &format!("PUT {key}"),
+                        self.writer
+                            .put(&path, first.into_iter().collect::<PutPayload>()),
+                    )
+                    .await?
+                    .map_err(|e| self.explain(e, Some(key)))?;
                     return Ok(buffered as u64);
                 }
             }
         }
 
         let upload = self
-            .writer
-            .put_multipart(&path)
-            .await
+            .bounded(
+                self.request_timeout,
+                &format!("starting the upload of {key}"),
+                self.writer.put_multipart(&path),
+            )
+            .await?
             .map_err(|e| self.explain(e, Some(key)))?;
         let mut guard = AbortOnDrop(Some(WriteMultipart::new_with_chunk_size(
             upload,
@@ -152,9 +163,12 @@ impl Storage for S3Storage {
     async fn get(&self, key: &str) -> Result<ByteStream> {
         let path = self.path_of(key)?;
         let result = self
-            .store
-            .get(&path)
-            .await
+            .bounded(
+                self.request_timeout,
+                &format!("GET {key}"),
+                self.store.get(&path),
+            )
+            .await?
             .map_err(|e| self.explain(e, Some(key)))?;
         let target = self.target.clone();
         let key = key.to_string();
@@ -168,7 +182,11 @@ impl Storage for S3Storage {
 
     async fn head(&self, key: &str) -> Result<Option<ObjectMeta>> {
         let path = self.path_of(key)?;
-        match self.store.head(&path).await {
+        let head = self.store.head(&path);
+        match self
+            .bounded(self.request_timeout, &format!("HEAD {key}"), head)
+            .await?
+        {
             Ok(meta) => Ok(Some(ObjectMeta {
                 key: key.to_string(),
                 size: meta.size,
@@ -190,7 +208,14 @@ impl Storage for S3Storage {
         };
         let mut stream = self.store.list(path.as_ref());
         let mut out = Vec::new();
-        while let Some(item) = stream.next().await {
+        let what = format!("LIST {}", if full.is_empty() { "/" } else { &full });
+        while let Some(item) = self
+            .bounded(self.request_timeout, &what, async {
+                Ok::<_, object_store::Error>(stream.next().await)
+            })
+            .await?
+            .map_err(|e| self.explain(e, None))?
+        {
             let meta = item.map_err(|e| self.explain(e, None))?;
             if let Some(key) = strip_prefix(&self.prefix, meta.location.as_ref()) {
                 out.push(ObjectMeta {
@@ -207,7 +232,11 @@ impl Storage for S3Storage {
 
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path_of(key)?;
-        match self.store.delete(&path).await {
+        let delete = self.store.delete(&path);
+        match self
+            .bounded(self.request_timeout, &format!("DELETE {key}"), delete)
+            .await?
+        {
             Ok(()) => Ok(()),
             Err(e @ object_store::Error::NotFound { .. }) => {
                 if error_text(&e, self.target.secret.as_ref())
