@@ -12,8 +12,8 @@ use std::io::Cursor;
 
 use dr::backup::integrity::IntegrityVerdict;
 use dr::backup::manifest::BackupManifest;
-use dr::redis_backup::keys_format::{KeysReader, KeysWriter};
-use dr::redis_backup::rdb::{EntrySource, RdbReader};
+use dr::redis_client::keys_format::{KeysReader, KeysWriter};
+use dr::redis_client::rdb::{EntrySource, RdbReader};
 use dr::restore::offsets::{read_head, ArchiveRewriter};
 use dr::wal::continuity::TimelineHistory;
 use dr::wal::{parse_backup_history, parse_object_name, parse_segment_header, ClusterRecord};
@@ -164,7 +164,7 @@ STOP TIME: 2026-01-02 03:04:06 UTC
 STOP TIMELINE: 1
 ";
 
-/// `SAVE` of a Redis 7.0.15 holding three keys (the sample of `src/redis_backup/rdb.rs`).
+/// `SAVE` of a Redis 7.0.15 holding three keys (the sample of `src/redis_client/rdb.rs`).
 const RDB_SAMPLE: &str = "524544495330303130fa0972656469732d76657206372e302e3135fa0a72656469732d62697473c040fa056374696d65c2a2f4066bfa08757365642d6d656dc2c0160f00fa08616f662d62617365c000fe00fb030000016bc30b40780361626361e0690201626312014c010210100000000300816102816202816302ff00c139300176ff7fd19bdad03b56d2";
 
 fn rdb_sample() -> Vec<u8> {
