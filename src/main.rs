@@ -1,5 +1,7 @@
 //! `dr`: parse the command line, set up logging, run it, exit with its code.
 
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
 use clap::Parser;
 
 fn main() {

@@ -63,6 +63,8 @@ pub struct Reach {
 }
 
 impl Reach {
+    // `to_lsn` is only ever written from an Lsn's own Display.
+    #[allow(clippy::expect_used)]
     pub fn to_lsn(&self) -> Lsn {
         Lsn::parse(&self.to_lsn).expect("formatted by Reach")
     }
@@ -271,9 +273,8 @@ pub fn window(
         let joins = spans.last().is_some_and(|s| {
             r.from_time <= s.to_time && Lsn::parse(&r.from_lsn).ok() <= Lsn::parse(&s.to_lsn).ok()
         });
-        if joins {
-            let s = spans.last_mut().expect("checked");
-            if r.to_lsn() > Lsn::parse(&s.to_lsn).expect("formatted") {
+        if let Some(s) = spans.last_mut().filter(|_| joins) {
+            if Some(r.to_lsn()) > Lsn::parse(&s.to_lsn).ok() {
                 s.to_lsn = r.to_lsn.clone();
                 s.to_wal = r.to_wal.clone();
                 s.to_time = r.to_time.max(s.to_time);

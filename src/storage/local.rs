@@ -129,7 +129,7 @@ impl Storage for LocalStorage {
         let final_path = self.path_of(key)?;
         let dir = final_path
             .parent()
-            .expect("object key has a parent")
+            .with_context(|| format!("{} names no directory", final_path.display()))?
             .to_path_buf();
         let root = self.root.display().to_string();
         let create_dir = dir.clone();
@@ -140,7 +140,10 @@ impl Storage for LocalStorage {
             })?;
         let partial = dir.join(format!(
             "{}{}{}-{}",
-            final_path.file_name().unwrap().to_string_lossy(),
+            final_path
+                .file_name()
+                .with_context(|| format!("{} names no file", final_path.display()))?
+                .to_string_lossy(),
             PARTIAL_MARKER,
             std::process::id(),
             PARTIAL_COUNTER.fetch_add(1, Ordering::Relaxed)
@@ -302,12 +305,13 @@ impl Storage for LocalStorage {
                         }
                         stack.push(entry.path());
                     } else if meta.is_file() {
-                        let key = entry
-                            .path()
-                            .strip_prefix(&root)
-                            .expect("listed below root")
-                            .to_string_lossy()
-                            .into_owned();
+                        let path = entry.path();
+                        let Ok(relative) = path.strip_prefix(&root) else {
+                            // read_dir below root yields paths below root; a link that
+                            // leads out of it is still listed under its own path.
+                            continue;
+                        };
+                        let key = relative.to_string_lossy().into_owned();
                         out.push(ObjectMeta {
                             key,
                             size: meta.len(),

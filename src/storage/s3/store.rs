@@ -20,6 +20,8 @@ const MAX_PARTS: u64 = 10_000;
 /// stops instead, no request can go out: the bucket's lifecycle rule removes the parts.
 struct AbortOnDrop(Option<WriteMultipart>);
 
+// The upload is taken only by `disarm`, which consumes the guard, or by drop.
+#[allow(clippy::expect_used)]
 impl AbortOnDrop {
     fn upload(&mut self) -> &mut WriteMultipart {
         self.0.as_mut().expect("upload not yet handed back")
