@@ -136,6 +136,10 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
             None => {
                 steps
                     .run("backup", Phase::Prepare, async {
+                        // Scheduled as `dr backup` schedules one: the database and its
+                        // server's connection slots are held while it runs.
+                        let fleet = crate::fleet::Fleet::new(req.config, 1);
+                        let _held = fleet.hold_for_backup(&source, false).await?;
                         let plan = BackupPlan::new(
                             req.target,
                             source.clone(),

@@ -2,8 +2,9 @@
 //! `parallel` targets run at once; one operation per database at a time, even when two
 //! targets name the same database; and every connection to a PostgreSQL server first
 //! takes one of that server's slots ([`ServerSlots`]), so a fleet never takes the
-//! connections the application needs. `dr backup` schedules its targets here; `dr check`
-//! bounds its connections with the same slots ([`server_slots`]).
+//! connections the application needs. `dr backup` schedules its targets here, `dr drill`
+//! holds its fresh backup here ([`Fleet::hold_for_backup`]), and `dr check` bounds its
+//! connections with the same slots ([`server_slots`]).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -48,6 +49,22 @@ impl Fleet {
         self.slots.acquire(conn, n).await
     }
 
+    /// What one backup of `conn`'s database holds while it runs: the database (no second
+    /// operation of this run on it) and its server's slots (a dump two, a base backup one
+    /// besides its replication connection), given back once the server let go of them.
+    pub async fn hold_for_backup(&self, conn: &ConnTarget, physical: bool) -> Result<BackupHold> {
+        let database = self
+            .lock(format!("{}/{}", conn.server(), conn.database))
+            .await;
+        let needed = if physical { 1 } else { DUMP_CONNECTIONS };
+        let mut slots = self.acquire(conn, needed).await?;
+        slots.release_after_database(&conn.database);
+        Ok(BackupHold {
+            _slots: slots,
+            _database: database,
+        })
+    }
+
     /// Runs `work` for every item, `parallel` at once; the results in the items' order.
     pub async fn run<T, R, Fut>(&self, items: Vec<T>, work: impl Fn(T) -> Fut) -> Vec<R>
     where
@@ -64,6 +81,17 @@ impl Fleet {
         done.sort_by_key(|(i, _)| *i);
         done.into_iter().map(|(_, result)| result).collect()
     }
+}
+
+/// Connections one pg_dump backup holds at once: the session with the lock and the
+/// snapshot, and pg_dump's (pg_dumpall's, with include_globals, comes after it).
+pub const DUMP_CONNECTIONS: usize = 2;
+
+/// A backup's hold on its database and its server's slots; dropped when it ends.
+pub struct BackupHold {
+    // Dropped first: the slots go back before another backup of the database may start.
+    _slots: SlotPermit,
+    _database: tokio::sync::OwnedMutexGuard<()>,
 }
 
 /// One backup per database at a time, even when two targets name the same database.

@@ -107,14 +107,7 @@ pub async fn run(config: &Config, args: BackupRequest) -> Result<(BackupReport, 
                         &t.name,
                         async {
                             let conn = ConnTarget::parse(&t.resolve_url()?)?;
-                            let _one = fleet
-                                .lock(format!("{}/{}", conn.server(), conn.database))
-                                .await;
-                            // A dump holds two connections; a base backup one besides its
-                            // replication connection.
-                            let needed = if physical { 1 } else { DUMP_CONNECTIONS };
-                            let mut _slots = fleet.acquire(&conn, needed).await?;
-                            _slots.release_after_database(&conn.database);
+                            let _held = fleet.hold_for_backup(&conn, physical).await?;
                             let plan = BackupPlan::new(
                                 t,
                                 conn,
@@ -182,7 +175,3 @@ pub async fn run(config: &Config, args: BackupRequest) -> Result<(BackupReport, 
     let sent = notifier.finish(outcomes).await;
     Ok((BackupReport::new(manifests, failures), sent))
 }
-
-/// Connections one pg_dump backup holds at once: the session with the lock and the
-/// snapshot, and pg_dump's (pg_dumpall's, with include_globals, comes after it).
-const DUMP_CONNECTIONS: usize = 2;
