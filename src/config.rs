@@ -11,6 +11,8 @@ use std::time::Duration;
 use anyhow::Result;
 use serde::{Deserialize, Deserializer};
 
+pub mod evidence;
+
 use crate::error::usage;
 use crate::secret::redact_url;
 
@@ -48,6 +50,9 @@ pub struct Config {
     /// How many connections `dr` opens to one PostgreSQL server at once.
     #[serde(default)]
     pub connections: ConnectionsConfig,
+    /// How records of the evidence log are signed (`[evidence]`).
+    #[serde(default)]
+    pub evidence: evidence::EvidenceConfig,
     /// Where this configuration was read from.
     #[serde(skip)]
     pub path: PathBuf,

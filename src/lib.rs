@@ -11,6 +11,7 @@ pub mod config;
 pub mod demo;
 pub mod drill;
 pub mod encryption;
+pub mod evidence;
 pub mod error;
 pub mod leftovers;
 pub mod metrics;

@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
     &["storage", "pg", "redis_client", "encryption"],
     // How stored objects are encoded: compression, encryption, hashing.
     &["codec"],
+    &["evidence"],
     // The WAL archive: names, layout, push and fetch of single files.
     &["wal"],
     // Domain: backups and throwaway clusters, then restores on top of them.
