@@ -62,6 +62,11 @@ Checks:
   drill.recent       a successful drill within objectives.drill_every (warn if none)
   drill.leftovers    nothing left by a dr that died: files on this host (removed),
                      scratch databases on the target's server (warn)
+  rto.predicted      a restore of the newest backup (plus WAL since, for PITR) at the
+                     throughput drills measured: warn above 80% of the RTO, fail above
+                     it; \"not measured\" (warn) before a drill
+  evidence.chain     the newest records of the evidence log verify (links, signatures,
+                     report hashes); warns while records are unsigned
   encryption.keys    (with [encryption]) recipients parse, the identity here opens the
                      newest backup, a drill decrypted a backup within drill_every
   runbooks           every runbook renders with this configuration
@@ -216,6 +221,15 @@ pub enum Command {
         "dr drill --pitr --to-time 2026-11-25T17:40:00Z --format json",
     ))]
     Drill(DrillArgs),
+    /// Evidence for auditors: verify the signed log of every recovery proof, export it
+    #[command(after_help = examples!(
+        "dr evidence verify",
+        "dr evidence verify --public-key 3b6a27bc...   # on the auditor's host",
+        "dr evidence export --since 90d --format html --output evidence.html",
+        "dr evidence export --since 365d --format json --output evidence.json",
+        "dr evidence keygen --output /etc/dr/evidence.pem",
+    ))]
+    Evidence(EvidenceArgs),
     /// Emergency contacts and vendors from dr.toml
     #[command(after_help = examples!("dr contacts", "dr contacts --format json"))]
     Contacts(FormatArgs),
@@ -814,6 +828,64 @@ pub struct ManArgs {
 
 #[derive(Debug, Args)]
 pub struct VersionArgs {
+    /// Output format
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: TextFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceArgs {
+    #[command(subcommand)]
+    pub action: EvidenceAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceAction {
+    /// Walk the evidence log: every record's link, signature and report hash (exit 1 on any problem)
+    Verify(EvidenceVerifyArgs),
+    /// The auditor's package: one self-contained HTML page, or a JSON document
+    Export(EvidenceExportArgs),
+    /// Write a new Ed25519 signing key (mode 0600) and print its public key
+    Keygen(EvidenceKeygenArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceVerifyArgs {
+    /// The public key (64 hex digits) to check signatures against [default: [evidence] public_key, else the signing key's]
+    #[arg(long, value_name = "HEX")]
+    pub public_key: Option<String>,
+    /// Output format
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: Format,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    Html,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceExportArgs {
+    /// The period: records this recent (90d, 12w, 365d)
+    #[arg(long, default_value = "90d", value_parser = parse_positive_duration)]
+    pub since: Duration,
+    /// What to write
+    #[arg(long, value_enum, default_value = "html")]
+    pub format: ExportFormat,
+    /// The file to write (replaced whole)
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
+    /// The public key to check signatures against [default: as `dr evidence verify`]
+    #[arg(long, value_name = "HEX")]
+    pub public_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EvidenceKeygenArgs {
+    /// The new key file; an existing file is never replaced
+    #[arg(long, value_name = "FILE")]
+    pub output: PathBuf,
     /// Output format
     #[arg(long, value_enum, default_value = "text")]
     pub format: TextFormat,

@@ -23,6 +23,7 @@ pub struct Problem {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ChainReport {
+    pub format_version: u32,
     pub ok: bool,
     /// Records in the log.
     pub records: u64,
@@ -51,7 +52,8 @@ pub async fn verify(
         .into_iter()
         .map(|key| Problem {
             key,
-            problem: "not named like a record (<sequence>-<hash>.json): placed or renamed by hand".into(),
+            problem: "not named like a record (<sequence>-<hash>.json): placed or renamed by hand"
+                .into(),
         })
         .collect();
     sequence_problems(&entries, &mut problems);
@@ -61,7 +63,11 @@ pub async fn verify(
     let mut prev: Option<(u64, String, String)> = match start.checked_sub(1) {
         Some(i) => {
             let bytes = storage::get_bytes(storage, &entries[i].key).await?;
-            Some((entries[i].seq, entries[i].key.clone(), log::sha256_hex(&bytes)))
+            Some((
+                entries[i].seq,
+                entries[i].key.clone(),
+                log::sha256_hex(&bytes),
+            ))
         }
         None => None,
     };
@@ -151,13 +157,23 @@ pub async fn verify(
                 "its report {} was changed: its SHA-256 is no longer the one recorded",
                 record.report_key
             )),
-            Err(_) => flag(format!("its report {} is missing (removed)", record.report_key)),
+            Err(_) => flag(format!(
+                "its report {} is missing (removed)",
+                record.report_key
+            )),
         }
         prev = Some((entry.seq, entry.key.clone(), hash.clone()));
         last_hash = Some(hash);
         records.push(record);
     }
-    let head = head_problems(storage, trust, &entries, last_hash.as_deref(), &mut problems).await?;
+    let head = head_problems(
+        storage,
+        trust,
+        &entries,
+        last_hash.as_deref(),
+        &mut problems,
+    )
+    .await?;
     let mut warnings = Vec::new();
     if unsigned > 0 {
         warnings.push(format!(
@@ -168,6 +184,7 @@ pub async fn verify(
         warnings.push("signatures were checked against the key each record names, not a trusted one; hint: set [evidence] public_key, or pass --public-key".into());
     }
     let report = ChainReport {
+        format_version: crate::report::FORMAT_VERSION,
         ok: problems.is_empty(),
         records: entries.len() as u64,
         checked: records.len() as u64,
@@ -240,7 +257,10 @@ async fn head_problems(
             flag("missing: the log has records but nothing names its newest one".into());
         }
         if let (Some(h), None) = (&head, entries.last()) {
-            flag(format!("names record {} but the log is empty: every record was removed", h.seq));
+            flag(format!(
+                "names record {} but the log is empty: every record was removed",
+                h.seq
+            ));
         }
         return Ok(head);
     };
@@ -255,7 +275,10 @@ async fn head_problems(
             head.seq, last.seq
         ));
     } else if last_hash.is_some_and(|h| h != head.sha256) {
-        flag(format!("names another version of {}: the newest record was replaced", head.key));
+        flag(format!(
+            "names another version of {}: the newest record was replaced",
+            head.key
+        ));
     }
     if let Some(key) = &trust.key {
         match &head.signature {

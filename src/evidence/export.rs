@@ -155,9 +155,11 @@ pub async fn build(req: ExportRequest<'_>) -> Result<Export> {
             }
             "prune" if report["dry_run"] == Value::Bool(false) => {
                 for b in report["backups"].as_array().into_iter().flatten() {
-                    if let (Some(t), Some(id), Some("remove")) =
-                        (b["target"].as_str(), b["backup_id"].as_str(), b["action"].as_str())
-                    {
+                    if let (Some(t), Some(id), Some("remove")) = (
+                        b["target"].as_str(),
+                        b["backup_id"].as_str(),
+                        b["action"].as_str(),
+                    ) {
                         if let Some(k) = kept.get_mut(t) {
                             k.remove(id);
                         }
@@ -185,13 +187,21 @@ pub async fn build(req: ExportRequest<'_>) -> Result<Export> {
         touched.dedup();
         if period {
             for t in &touched {
-                let Some(k) = kept.get(t).filter(|k| !k.is_empty()) else { continue };
+                let Some(k) = kept.get(t).filter(|k| !k.is_empty()) else {
+                    continue;
+                };
                 let newest = k.values().max().copied().unwrap_or(at);
                 let oldest = k.values().min().copied().unwrap_or(at);
                 let e = entry(&mut targets, t);
-                e.backup_age.push(Point { at, ms: ms_between(newest, at) });
+                e.backup_age.push(Point {
+                    at,
+                    ms: ms_between(newest, at),
+                });
                 if matches!(r.command.as_str(), "backup" | "prune") {
-                    e.restorable_window.push(Point { at, ms: ms_between(oldest, at) });
+                    e.restorable_window.push(Point {
+                        at,
+                        ms: ms_between(oldest, at),
+                    });
                 }
             }
         }
@@ -233,13 +243,15 @@ pub async fn build(req: ExportRequest<'_>) -> Result<Export> {
 }
 
 fn entry<'a>(targets: &'a mut BTreeMap<String, TargetEvidence>, t: &str) -> &'a mut TargetEvidence {
-    targets.entry(t.to_string()).or_insert_with(|| TargetEvidence {
-        target: t.to_string(),
-        drills: Vec::new(),
-        backups: Vec::new(),
-        backup_age: Vec::new(),
-        restorable_window: Vec::new(),
-    })
+    targets
+        .entry(t.to_string())
+        .or_insert_with(|| TargetEvidence {
+            target: t.to_string(),
+            drills: Vec::new(),
+            backups: Vec::new(),
+            backup_age: Vec::new(),
+            restorable_window: Vec::new(),
+        })
 }
 
 fn ms_between(from: DateTime<Utc>, to: DateTime<Utc>) -> u64 {

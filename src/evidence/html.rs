@@ -49,11 +49,29 @@ pub fn render(e: &Export) -> String {
 fn chain_section(e: &Export, h: &mut String) {
     let c = &e.chain;
     let (class, text) = if !c.ok {
-        ("bad", format!("The evidence log FAILS verification: {} problem(s)", c.problems.len()))
+        (
+            "bad",
+            format!(
+                "The evidence log FAILS verification: {} problem(s)",
+                c.problems.len()
+            ),
+        )
     } else if c.unsigned > 0 && c.signed == 0 {
-        ("warn", format!("The evidence log verifies: {} record(s) chained, unsigned", c.records))
+        (
+            "warn",
+            format!(
+                "The evidence log verifies: {} record(s) chained, unsigned",
+                c.records
+            ),
+        )
     } else {
-        ("ok", format!("The evidence log verifies: {} record(s) chained and signed", c.records))
+        (
+            "ok",
+            format!(
+                "The evidence log verifies: {} record(s) chained and signed",
+                c.records
+            ),
+        )
     };
     h.push_str(&format!(
         "<h2>Verification of the log</h2><div id=\"chain\" class=\"verdict {class}\" data-ok=\"{}\">{}</div>\n",
@@ -71,7 +89,11 @@ fn chain_section(e: &Export, h: &mut String) {
     if !c.problems.is_empty() {
         h.push_str("<table><tr><th>object</th><th>problem</th></tr>");
         for p in &c.problems {
-            h.push_str(&format!("<tr class=\"problem\"><td><code>{}</code></td><td>{}</td></tr>", esc(&p.key), esc(&p.problem)));
+            h.push_str(&format!(
+                "<tr class=\"problem\"><td><code>{}</code></td><td>{}</td></tr>",
+                esc(&p.key),
+                esc(&p.problem)
+            ));
         }
         h.push_str("</table>\n");
     }
@@ -85,15 +107,75 @@ fn target_section(e: &Export, t: &TargetEvidence, h: &mut String) {
         "<section class=\"target\" data-target=\"{0}\"><h2>Target {0}</h2><div class=\"charts\">\n",
         esc(&t.target)
     ));
-    let rto_objective = t.drills.iter().rev().find_map(|d| d.rto_objective_ms).or(e.rto_objective_ms);
-    let rpo_objective = t.drills.iter().rev().find_map(|d| d.rpo_objective_ms).or(e.rpo_objective_ms);
-    let measured: Vec<Point> = t.drills.iter().filter_map(|d| Some(Point { at: d.at, ms: d.rto_ms? })).collect();
-    let predicted: Vec<Point> = t.drills.iter().filter_map(|d| Some(Point { at: d.at, ms: d.predicted_rto_ms? })).collect();
-    let rpo: Vec<Point> = t.drills.iter().filter_map(|d| Some(Point { at: d.at, ms: d.rpo_ms? })).collect();
-    h.push_str(&chart("rto", "RTO of each drill (measured, predicted) against the objective", &[("measured", "#2563eb", &measured), ("predicted", "#9333ea", &predicted)], rto_objective));
-    h.push_str(&chart("rpo", "RPO of each drill against the objective", &[("rpo", "#0d9488", &rpo)], rpo_objective));
-    h.push_str(&chart("backup-age", "Age of the newest backup", &[("age", "#ea580c", &t.backup_age)], rpo_objective));
-    h.push_str(&chart("window", "Restorable window (oldest kept backup to then)", &[("window", "#4b5563", &t.restorable_window)], None));
+    let rto_objective = t
+        .drills
+        .iter()
+        .rev()
+        .find_map(|d| d.rto_objective_ms)
+        .or(e.rto_objective_ms);
+    let rpo_objective = t
+        .drills
+        .iter()
+        .rev()
+        .find_map(|d| d.rpo_objective_ms)
+        .or(e.rpo_objective_ms);
+    let measured: Vec<Point> = t
+        .drills
+        .iter()
+        .filter_map(|d| {
+            Some(Point {
+                at: d.at,
+                ms: d.rto_ms?,
+            })
+        })
+        .collect();
+    let predicted: Vec<Point> = t
+        .drills
+        .iter()
+        .filter_map(|d| {
+            Some(Point {
+                at: d.at,
+                ms: d.predicted_rto_ms?,
+            })
+        })
+        .collect();
+    let rpo: Vec<Point> = t
+        .drills
+        .iter()
+        .filter_map(|d| {
+            Some(Point {
+                at: d.at,
+                ms: d.rpo_ms?,
+            })
+        })
+        .collect();
+    h.push_str(&chart(
+        "rto",
+        "RTO of each drill (measured, predicted) against the objective",
+        &[
+            ("measured", "#2563eb", &measured),
+            ("predicted", "#9333ea", &predicted),
+        ],
+        rto_objective,
+    ));
+    h.push_str(&chart(
+        "rpo",
+        "RPO of each drill against the objective",
+        &[("rpo", "#0d9488", &rpo)],
+        rpo_objective,
+    ));
+    h.push_str(&chart(
+        "backup-age",
+        "Age of the newest backup",
+        &[("age", "#ea580c", &t.backup_age)],
+        rpo_objective,
+    ));
+    h.push_str(&chart(
+        "window",
+        "Restorable window (oldest kept backup to then)",
+        &[("window", "#4b5563", &t.restorable_window)],
+        None,
+    ));
     h.push_str("</div>\n<h3>Drills</h3><table><tr><th>#</th><th>when</th><th>result</th><th>RTO</th><th>predicted</th><th>error</th><th>RTO objective</th><th>RPO</th><th>RPO objective</th></tr>");
     for d in &t.drills {
         h.push_str(&format!(
@@ -117,7 +199,10 @@ fn target_section(e: &Export, t: &TargetEvidence, h: &mut String) {
 }
 
 fn failures_section(e: &Export, h: &mut String) {
-    h.push_str(&format!("<h2>Failures and how they ended ({})</h2>", e.failures.len()));
+    h.push_str(&format!(
+        "<h2>Failures and how they ended ({})</h2>",
+        e.failures.len()
+    ));
     if e.failures.is_empty() {
         h.push_str("<p>No recorded run failed in the period.</p>");
         return;
@@ -125,7 +210,9 @@ fn failures_section(e: &Export, h: &mut String) {
     h.push_str("<table><tr><th>#</th><th>when</th><th>command</th><th>targets</th><th>what failed</th><th>how it ended</th></tr>");
     for f in &e.failures {
         let ended = match (f.resolved_by_seq, f.resolved_at) {
-            (Some(seq), Some(at)) => format!("succeeded again in record {seq}, {}", units::time(at)),
+            (Some(seq), Some(at)) => {
+                format!("succeeded again in record {seq}, {}", units::time(at))
+            }
             _ => "not succeeded since".into(),
         };
         h.push_str(&format!(
@@ -140,9 +227,16 @@ fn num_ms(field: &str, v: Option<u64>) -> String {
     num(field, v, units::millis)
 }
 
-fn num<T: std::fmt::Display + Copy>(field: &str, v: Option<T>, show: impl Fn(T) -> String) -> String {
+fn num<T: std::fmt::Display + Copy>(
+    field: &str,
+    v: Option<T>,
+    show: impl Fn(T) -> String,
+) -> String {
     match v {
-        Some(v) => format!("<td class=\"num\" data-field=\"{field}\" data-value=\"{v}\">{}</td>", esc(&show(v))),
+        Some(v) => format!(
+            "<td class=\"num\" data-field=\"{field}\" data-value=\"{v}\">{}</td>",
+            esc(&show(v))
+        ),
         None => format!("<td class=\"num\" data-field=\"{field}\">-</td>"),
     }
 }
@@ -156,7 +250,12 @@ const BOTTOM: f64 = 30.0;
 
 /// A time chart: one polyline and its points per series, and the objective as a dashed
 /// line.
-fn chart(id: &str, title: &str, series: &[(&str, &str, &Vec<Point>)], objective: Option<u64>) -> String {
+fn chart(
+    id: &str,
+    title: &str,
+    series: &[(&str, &str, &Vec<Point>)],
+    objective: Option<u64>,
+) -> String {
     let all: Vec<&Point> = series.iter().flat_map(|(_, _, p)| p.iter()).collect();
     let mut s = format!(
         "<svg class=\"chart\" data-chart=\"{id}\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" role=\"img\"><title>{}</title><text x=\"8\" y=\"17\" font-size=\"13\" font-weight=\"bold\" fill=\"#1d2430\">{}</text>",
@@ -170,7 +269,14 @@ fn chart(id: &str, title: &str, series: &[(&str, &str, &Vec<Point>)], objective:
     let t0 = all.iter().map(|p| p.at).min().unwrap_or_else(Utc::now);
     let t1 = all.iter().map(|p| p.at).max().unwrap_or_else(Utc::now);
     let span = ((t1 - t0).num_milliseconds() as f64).max(1.0);
-    let top_value = all.iter().map(|p| p.ms).chain(objective).max().unwrap_or(1).max(1) as f64 * 1.15;
+    let top_value = all
+        .iter()
+        .map(|p| p.ms)
+        .chain(objective)
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.15;
     let x = |t: DateTime<Utc>| {
         if t1 == t0 {
             LEFT + (W - LEFT - RIGHT) / 2.0
@@ -201,9 +307,15 @@ fn chart(id: &str, title: &str, series: &[(&str, &str, &Vec<Point>)], objective:
     }
     let mut legend_x = W - RIGHT;
     for (name, colour, points) in series.iter().rev() {
-        let line: Vec<String> = points.iter().map(|p| format!("{:.1},{:.1}", x(p.at), y(p.ms))).collect();
+        let line: Vec<String> = points
+            .iter()
+            .map(|p| format!("{:.1},{:.1}", x(p.at), y(p.ms)))
+            .collect();
         if line.len() > 1 {
-            s.push_str(&format!("<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>", line.join(" ")));
+            s.push_str(&format!(
+                "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" points=\"{}\"/>",
+                line.join(" ")
+            ));
         }
         for p in points.iter() {
             s.push_str(&format!(

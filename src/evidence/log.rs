@@ -85,7 +85,11 @@ pub struct Head {
 
 impl Head {
     pub fn signed_bytes(&self) -> Vec<u8> {
-        format!("dr-evidence-head\n{}\n{}\n{}", self.seq, self.sha256, self.key).into_bytes()
+        format!(
+            "dr-evidence-head\n{}\n{}\n{}",
+            self.seq, self.sha256, self.key
+        )
+        .into_bytes()
     }
 }
 

@@ -107,7 +107,13 @@ fn summary_of(report: &Value, ok: bool) -> String {
     if let Some(f) = report["failures"].as_array().filter(|f| !f.is_empty()) {
         return f
             .iter()
-            .map(|x| format!("{}: {}", x["target"].as_str().unwrap_or("-"), x["error"].as_str().unwrap_or("failed")))
+            .map(|x| {
+                format!(
+                    "{}: {}",
+                    x["target"].as_str().unwrap_or("-"),
+                    x["error"].as_str().unwrap_or("failed")
+                )
+            })
             .collect::<Vec<_>>()
             .join("; ");
     }
@@ -122,7 +128,10 @@ pub fn targets_of(report: &Value) -> Vec<String> {
     }
     if let Some(map) = report.as_object() {
         for list in map.values().filter_map(Value::as_array) {
-            out.extend(list.iter().filter_map(|v| v["target"].as_str().map(str::to_string)));
+            out.extend(
+                list.iter()
+                    .filter_map(|v| v["target"].as_str().map(str::to_string)),
+            );
         }
     }
     out.into_iter().collect()
@@ -143,7 +152,10 @@ pub fn figures_of(report: &Value) -> BTreeMap<String, i64> {
         }
     }
     if let Some(backups) = map.get("backups").and_then(Value::as_array) {
-        let bytes: i64 = backups.iter().filter_map(|b| b["size_bytes"].as_i64()).sum();
+        let bytes: i64 = backups
+            .iter()
+            .filter_map(|b| b["size_bytes"].as_i64())
+            .sum();
         out.insert("backup_bytes".into(), bytes);
     }
     out.remove("format_version");
@@ -211,6 +223,9 @@ mod tests {
         assert_eq!(f["backup_bytes"], 15);
         assert!(!f.contains_key("format_version"));
         assert_eq!(targets_of(&report), vec!["main", "shop/a"]);
-        assert_eq!(summary_of(&serde_json::json!({"verdict": "pass: x"}), true), "pass: x");
+        assert_eq!(
+            summary_of(&serde_json::json!({"verdict": "pass: x"}), true),
+            "pass: x"
+        );
     }
 }

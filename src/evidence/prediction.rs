@@ -58,7 +58,9 @@ pub fn predict_ms(bytes: u64, samples: &[Sample]) -> Option<u64> {
 /// Bytes per second the samples restored at (their total over their total time).
 pub fn bytes_per_second(samples: &[Sample]) -> Option<u64> {
     let used = samples.iter().take(SAMPLES);
-    let (bytes, ms) = used.fold((0u64, 0u64), |(b, m), s| (b + s.restored_bytes, m + s.rto_ms));
+    let (bytes, ms) = used.fold((0u64, 0u64), |(b, m), s| {
+        (b + s.restored_bytes, m + s.rto_ms)
+    });
     (ms > 0).then(|| bytes.saturating_mul(1000) / ms)
 }
 

@@ -93,6 +93,7 @@ fn age_cell(created_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 pub fn backup_table(report: &BackupReport) -> String {
+    super::keep(report);
     if report.backups.is_empty() {
         return String::new();
     }
@@ -253,6 +254,7 @@ fn short_key(key: &str) -> String {
 }
 
 pub fn prune_table(report: &PruneReport) -> String {
+    super::keep(report);
     let removed_word = if report.dry_run {
         "would remove"
     } else {
