@@ -444,7 +444,10 @@ fn the_html_export_renders_in_chromium_with_charts_and_matches_the_json() {
             .filter(|d| d["predicted_rto_ms"].is_u64())
             .count()
     );
-    assert!(predicted >= 2, "the second and third drills were predicted: {drills:#?}");
+    assert!(
+        predicted >= 2,
+        "the second and third drills were predicted: {drills:#?}"
+    );
     // The numbers of every drill row are the JSON's.
     for d in drills {
         let seq = d["seq"].as_u64().unwrap();

@@ -6,11 +6,10 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use serde_json::Value;
 
 use super::chain::{self, ChainReport, Trust};
 use super::log::Record;
-use crate::storage::{self, Storage};
+use crate::storage::Storage;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Export {
@@ -113,57 +112,36 @@ pub async fn build(req: ExportRequest<'_>) -> Result<Export> {
         let Some(at) = parse_at(&r.at) else { continue };
         let period = at >= req.since;
         in_period += u64::from(period);
-        let report = if matches!(r.command.as_str(), "backup" | "prune") {
-            storage::get_bytes(req.storage, &r.report_key)
-                .await
-                .ok()
-                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-                .unwrap_or(Value::Null)
-        } else {
-            Value::Null
-        };
         let mut touched = r.targets.clone();
-        match r.command.as_str() {
-            "backup" => {
-                for b in report["backups"].as_array().into_iter().flatten() {
-                    let (Some(t), Some(id)) = (b["target"].as_str(), b["id"].as_str()) else {
-                        continue;
-                    };
-                    let created = b["created_at"].as_str().and_then(parse_at).unwrap_or(at);
-                    kept.entry(t.into()).or_default().insert(id.into(), created);
-                    if period {
-                        entry(&mut targets, t).backups.push(BackupPoint {
-                            seq: r.seq,
-                            at,
-                            ok: true,
-                            backup_id: Some(id.into()),
-                            size_bytes: b["size_bytes"].as_u64(),
-                        });
-                    }
-                }
-                for f in report["failures"].as_array().into_iter().flatten() {
-                    if let (Some(t), true) = (f["target"].as_str(), period) {
-                        entry(&mut targets, t).backups.push(BackupPoint {
-                            seq: r.seq,
-                            at,
-                            ok: false,
-                            backup_id: None,
-                            size_bytes: None,
-                        });
-                    }
-                }
+        for b in &r.backups {
+            let kept_here = kept.entry(b.target.clone()).or_default();
+            if b.removed {
+                kept_here.remove(&b.id);
+                continue;
             }
-            "prune" if report["dry_run"] == Value::Bool(false) => {
-                for b in report["backups"].as_array().into_iter().flatten() {
-                    if let (Some(t), Some(id), Some("remove")) = (
-                        b["target"].as_str(),
-                        b["backup_id"].as_str(),
-                        b["action"].as_str(),
-                    ) {
-                        if let Some(k) = kept.get_mut(t) {
-                            k.remove(id);
-                        }
-                    }
+            let created = b.created_at.as_deref().and_then(parse_at).unwrap_or(at);
+            kept_here.insert(b.id.clone(), created);
+            if period {
+                entry(&mut targets, &b.target).backups.push(BackupPoint {
+                    seq: r.seq,
+                    at,
+                    ok: true,
+                    backup_id: Some(b.id.clone()),
+                    size_bytes: b.size_bytes,
+                });
+            }
+        }
+        match r.command.as_str() {
+            "backup" if !r.ok && period => {
+                let made: Vec<&str> = r.backups.iter().map(|b| b.target.as_str()).collect();
+                for t in r.targets.iter().filter(|t| !made.contains(&t.as_str())) {
+                    entry(&mut targets, t).backups.push(BackupPoint {
+                        seq: r.seq,
+                        at,
+                        ok: false,
+                        backup_id: None,
+                        size_bytes: None,
+                    });
                 }
             }
             "drill" if period => {

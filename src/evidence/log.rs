@@ -46,6 +46,9 @@ pub struct Record {
     pub summary: String,
     /// Whole numbers taken from the report: rto_ms, rpo_ms, size_bytes, ...
     pub figures: BTreeMap<String, i64>,
+    /// Backups the run made or removed: what the export charts without opening reports,
+    /// which may be encrypted.
+    pub backups: Vec<BackupItem>,
     pub report_key: String,
     pub report_sha256: String,
     pub report_bytes: u64,
@@ -70,6 +73,17 @@ impl Record {
         unsigned.signature = None;
         serde_json::to_vec(&unsigned).expect("records serialize")
     }
+}
+
+/// A backup a run made (`removed` false) or removed.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BackupItem {
+    pub target: String,
+    pub id: String,
+    pub created_at: Option<String>,
+    pub size_bytes: Option<u64>,
+    pub removed: bool,
 }
 
 /// `evidence/head.json`: the newest record when it was written.
@@ -102,7 +116,10 @@ pub struct Draft {
     pub exit_code: i32,
     pub summary: String,
     pub figures: BTreeMap<String, i64>,
-    pub report: serde_json::Value,
+    pub backups: Vec<BackupItem>,
+    /// The report as stored: its JSON, or that sealed with age (`[encryption]`).
+    pub report: Vec<u8>,
+    pub report_sealed: bool,
 }
 
 /// A log object by its name: sequence number and hash prefix.
@@ -186,9 +203,12 @@ pub async fn append(
     signing_key: Option<&SigningKey>,
     draft: Draft,
 ) -> Result<String> {
-    let report = serde_json::to_vec_pretty(&draft.report)?;
+    let report = draft.report;
     let report_sha256 = sha256_hex(&report);
-    let report_key = format!("{REPORTS_PREFIX}/{report_sha256}.json");
+    let report_key = format!(
+        "{REPORTS_PREFIX}/{report_sha256}.json{}",
+        if draft.report_sealed { ".age" } else { "" }
+    );
     let report_bytes = report.len() as u64;
     if storage.head(&report_key).await?.is_none() {
         storage::put_bytes(storage, &report_key, report)
@@ -218,6 +238,7 @@ pub async fn append(
             exit_code: draft.exit_code,
             summary: draft.summary.clone(),
             figures: draft.figures.clone(),
+            backups: draft.backups.clone(),
             report_key: report_key.clone(),
             report_sha256: report_sha256.clone(),
             report_bytes,

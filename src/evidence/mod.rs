@@ -85,6 +85,17 @@ pub async fn record_run(
     };
     let ok = exit_code == 0 && report["ok"].as_bool().unwrap_or(true);
     let summary = summary_of(&report, ok);
+    let mut bytes = serde_json::to_vec_pretty(&report)?;
+    // Reports name tables and row counts: with [encryption] only their sealed copy is
+    // stored, as drills keep theirs.
+    let recipients = crate::encryption::configured_recipients(config)?;
+    if let Some(recipients) = &recipients {
+        let mut sealed = Vec::new();
+        let mut writer = recipients.encrypt(&mut sealed)?;
+        std::io::Write::write_all(&mut writer, &bytes)?;
+        writer.finish()?;
+        bytes = sealed;
+    }
     let draft = log::Draft {
         command: command.to_string(),
         argv,
@@ -93,9 +104,42 @@ pub async fn record_run(
         exit_code,
         summary,
         figures: figures_of(&report),
-        report,
+        backups: backups_of(command, &report),
+        report: bytes,
+        report_sealed: recipients.is_some(),
     };
     log::append(storage, key.as_ref(), draft).await.map(Some)
+}
+
+/// The backups a backup run made, or a prune (not a dry run) removed.
+pub fn backups_of(command: &str, report: &Value) -> Vec<log::BackupItem> {
+    let list = report["backups"].as_array().into_iter().flatten();
+    match command {
+        "backup" => list
+            .filter_map(|b| {
+                Some(log::BackupItem {
+                    target: b["target"].as_str()?.to_string(),
+                    id: b["id"].as_str()?.to_string(),
+                    created_at: b["created_at"].as_str().map(str::to_string),
+                    size_bytes: b["size_bytes"].as_u64(),
+                    removed: false,
+                })
+            })
+            .collect(),
+        "prune" if report["dry_run"] == Value::Bool(false) => list
+            .filter(|b| b["action"] == "remove")
+            .filter_map(|b| {
+                Some(log::BackupItem {
+                    target: b["target"].as_str()?.to_string(),
+                    id: b["backup_id"].as_str()?.to_string(),
+                    created_at: None,
+                    size_bytes: None,
+                    removed: true,
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn summary_of(report: &Value, ok: bool) -> String {
