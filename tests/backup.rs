@@ -260,7 +260,16 @@ fn failing_pg_dump_leaves_no_backup_and_keeps_the_previous_one() {
     world
         .env
         .push(("DR_TEST_PG_URL".into(), pg.url("weak", "weak-pw", "app")));
-    let before = world.storage_files();
+    // The evidence log records every run, failed ones too: it is the one thing that grows.
+    let backups_only = |w: &World| -> Vec<std::path::PathBuf> {
+        w.storage_files()
+            .into_iter()
+            .filter(|f| !f.starts_with(w.storage_dir().join("evidence")))
+            .collect()
+    };
+    let before = backups_only(&world);
+    let records = world.storage_dir().join("evidence/log");
+    let records_before = std::fs::read_dir(&records).unwrap().count();
     let run = world.dr(&["backup"]);
     run.expect_code(1);
     assert!(
@@ -273,7 +282,12 @@ fn failing_pg_dump_leaves_no_backup_and_keeps_the_previous_one() {
         "names the table: {}",
         run.stderr
     );
-    assert_eq!(world.storage_files(), before, "nothing new in storage");
+    assert_eq!(backups_only(&world), before, "nothing new in storage");
+    assert_eq!(
+        std::fs::read_dir(&records).unwrap().count(),
+        records_before + 1,
+        "the failure is recorded"
+    );
     world.env.retain(|(k, _)| k != "DR_TEST_PG_URL");
     world
         .env
@@ -294,7 +308,7 @@ fn failing_pg_dump_leaves_no_backup_and_keeps_the_previous_one() {
         .push(("DR_TEST_PG_URL".into(), pg.superuser_url("doomed")));
     pg.psql("postgres", "DROP DATABASE doomed");
     world.dr(&["backup"]).expect_code(1);
-    assert_eq!(world.storage_files(), before);
+    assert_eq!(backups_only(&world), before);
 }
 
 #[test]
