@@ -245,7 +245,7 @@ const W: f64 = 560.0;
 const H: f64 = 220.0;
 const LEFT: f64 = 64.0;
 const RIGHT: f64 = 12.0;
-const TOP: f64 = 28.0;
+const TOP: f64 = 44.0;
 const BOTTOM: f64 = 30.0;
 
 /// A time chart: one polyline and its points per series, and the objective as a dashed
@@ -269,14 +269,10 @@ fn chart(
     let t0 = all.iter().map(|p| p.at).min().unwrap_or_else(Utc::now);
     let t1 = all.iter().map(|p| p.at).max().unwrap_or_else(Utc::now);
     let span = ((t1 - t0).num_milliseconds() as f64).max(1.0);
-    let top_value = all
-        .iter()
-        .map(|p| p.ms)
-        .chain(objective)
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        * 1.15;
+    let highest = all.iter().map(|p| p.ms).max().unwrap_or(1).max(1);
+    // An objective far above every point would flatten them: it is named, not drawn.
+    let drawn_objective = objective.filter(|o| *o <= highest.saturating_mul(3));
+    let top_value = highest.max(drawn_objective.unwrap_or(0)) as f64 * 1.15;
     let x = |t: DateTime<Utc>| {
         if t1 == t0 {
             LEFT + (W - LEFT - RIGHT) / 2.0
@@ -299,7 +295,13 @@ fn chart(
         "<text x=\"{LEFT}\" y=\"{}\" font-size=\"10\" fill=\"#5a6577\">{}</text><text x=\"{}\" y=\"{0}\" font-size=\"10\" text-anchor=\"end\" fill=\"#5a6577\">{}</text>",
         H - 10.0, esc(&units::time(t0)), W - RIGHT, esc(&units::time(t1))
     ));
-    if let Some(o) = objective {
+    if let (Some(o), None) = (objective, drawn_objective) {
+        s.push_str(&format!(
+            "<text class=\"objective\" data-ms=\"{o}\" x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\" fill=\"#15803d\">objective {} (far above every point)</text>",
+            W - RIGHT, TOP - 2.0, esc(&units::millis(o))
+        ));
+    }
+    if let Some(o) = drawn_objective {
         s.push_str(&format!(
             "<line class=\"objective\" data-ms=\"{o}\" x1=\"{LEFT}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#dc2626\" stroke-dasharray=\"6 4\"/><text x=\"{1}\" y=\"{2:.1}\" font-size=\"10\" text-anchor=\"end\" fill=\"#dc2626\">objective {3}</text>",
             y(o), W - RIGHT, y(o) - 4.0, esc(&units::millis(o))
@@ -323,9 +325,9 @@ fn chart(
                 p.ms, x(p.at), y(p.ms), esc(&units::time(p.at)), esc(&units::millis(p.ms))
             ));
         }
-        legend_x -= 8.0 * name.len() as f64 + 22.0;
+        legend_x -= 7.0 * name.len() as f64 + 22.0;
         s.push_str(&format!(
-            "<rect x=\"{legend_x:.1}\" y=\"9\" width=\"9\" height=\"9\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"17\" font-size=\"11\" fill=\"#1d2430\">{name}</text>",
+            "<rect x=\"{legend_x:.1}\" y=\"22\" width=\"9\" height=\"9\" fill=\"{colour}\"/><text x=\"{:.1}\" y=\"30\" font-size=\"11\" fill=\"#1d2430\">{name}</text>",
             legend_x + 12.0
         ));
     }
