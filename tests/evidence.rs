@@ -173,7 +173,7 @@ fn a_chain_of_real_runs_verifies_and_every_change_to_it_is_caught() {
             )
         },
         || {
-            expect_caught(&world, "0000000003-", "changed after it was written");
+            expect_caught(&world, "0000000003.json", "changed after it was written");
             let check = world.dr(&["check", "--only", "evidence.chain", "--format", "json"]);
             assert_eq!(
                 check.json()["checks"][0]["status"],
@@ -196,19 +196,19 @@ fn a_chain_of_real_runs_verifies_and_every_change_to_it_is_caught() {
                     .into_bytes(),
             )
         },
-        || expect_caught(&world, "0000000003-", "was changed"),
+        || expect_caught(&world, "0000000003.json", "was changed"),
     );
     // A report removed.
     tampered(
         &report,
         |_| None,
-        || expect_caught(&world, "0000000003-", "missing"),
+        || expect_caught(&world, "0000000003.json", "missing"),
     );
     // A record removed from the middle, and the newest one.
     tampered(
         &files[1],
         |_| None,
-        || expect_caught(&world, "0000000003-", "record 2 is missing"),
+        || expect_caught(&world, "0000000003.json", "record 2 is missing"),
     );
     tampered(
         &files[5],
@@ -222,13 +222,13 @@ fn a_chain_of_real_runs_verifies_and_every_change_to_it_is_caught() {
     );
     std::fs::write(&files[3], &b).unwrap();
     std::fs::write(&files[4], &a).unwrap();
-    expect_caught(&world, "0000000004-", "reordered");
+    expect_caught(&world, "0000000004.json", "reordered");
     std::fs::write(&files[3], &a).unwrap();
     std::fs::write(&files[4], &b).unwrap();
-    // A fork: a second record claiming place 4.
+    // A second record slipped in beside record 4 (a fork made by hand).
     let fork = log_dir(&world).join("0000000004-0123456789abcdef.json");
     std::fs::copy(&files[3], &fork).unwrap();
-    expect_caught(&world, "0000000004-", "a fork");
+    expect_caught(&world, "0000000004-0123", "not named like a record");
     std::fs::remove_file(&fork).unwrap();
     let other = world.tmp_dir().join("other.pem");
     let run = world.dr(&[
@@ -326,7 +326,7 @@ fn without_a_key_records_are_chained_unsigned_and_check_says_so() {
                     .into_bytes(),
             )
         },
-        || expect_caught(&world, "0000000001-", "changed after it was written"),
+        || expect_caught(&world, "0000000001.json", "changed after it was written"),
     );
     // A failed run is recorded too, with its error.
     world.write_config(&unreachable);
@@ -586,4 +586,60 @@ fn the_predicted_rto_after_two_drills_is_within_30_percent_of_the_third() {
     let row = &check.json()["checks"][0];
     assert_eq!(row["status"], "fail", "{row}");
     assert!(row["message"].as_str().unwrap().contains("--jobs"), "{row}");
+}
+
+#[test]
+fn on_s3_the_chain_verifies_concurrent_appends_do_not_fork_and_edits_are_caught() {
+    let server = support::s3::S3Server::start();
+    let pg = PgCluster::start();
+    pg.create_db("app");
+    support::load_sample(&pg, "app");
+    let mut world = World::new();
+    world.env.extend(server.env());
+    world.set_env("DR_TEST_PG_URL", &pg.superuser_url("app"));
+    world.write_config(&format!(
+        "[objectives]\nrpo = \"1h\"\nrto = \"10m\"\n\n{}\n\n[retention]\nkeep_last = 2\n\n[[postgres]]\nname = \"main\"\nurl_env = \"DR_TEST_PG_URL\"\n\n[evidence]\nsigning_key_file = \"evidence.pem\"\n",
+        server.config_toml("team/prod")
+    ));
+    let key = world.dir.path().join("evidence.pem");
+    world
+        .dr(&["evidence", "keygen", "--output", key.to_str().unwrap()])
+        .expect_code(0);
+    world.backup();
+    let children: Vec<_> = (0..6)
+        .map(|_| world.spawn(&["prune", "--dry-run"]))
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let run = verify(&world, &[]);
+    run.expect_code(0);
+    let doc = run.json();
+    assert_eq!(doc["records"], 7, "{doc}");
+    assert_eq!(doc["signed"], 7, "{doc}");
+    let log = server.object_path("team/prod/evidence/log");
+    let mut files = support::files_below(&log);
+    files.sort();
+    assert_eq!(
+        files.len(),
+        7,
+        "no withdrawn record left in the bucket: {files:?}"
+    );
+    tampered(
+        &files[1],
+        |b| {
+            Some(
+                String::from_utf8_lossy(b)
+                    .replace("\"ok\": true", "\"ok\": false")
+                    .into_bytes(),
+            )
+        },
+        || expect_caught(&world, "0000000002.json", "changed after it was written"),
+    );
+    verify(&world, &[]).expect_code(0);
 }

@@ -75,6 +75,7 @@ pub async fn verify(
     let (mut signed, mut unsigned, mut seen_signed) = (0u64, 0u64, false);
     let mut own_keys_only = false;
     let mut last_hash = None;
+    let mut broken_links = Vec::new();
     for entry in &entries[start..] {
         let mut flag = |problem: String| {
             problems.push(Problem {
@@ -90,9 +91,6 @@ pub async fn verify(
             }
         };
         let hash = log::sha256_hex(&bytes);
-        if !hash.starts_with(&entry.hash_prefix) {
-            flag("changed after it was written: its SHA-256 no longer matches its name".into());
-        }
         let record: Record = match serde_json::from_slice(&bytes) {
             Ok(r) => r,
             Err(e) => {
@@ -110,10 +108,17 @@ pub async fn verify(
         match (&prev, &record.prev_sha256) {
             (None, None) if entry.seq == 1 => {}
             (Some((pseq, _, phash)), Some(named)) if *pseq + 1 == entry.seq && named == phash => {}
-            (Some((pseq, pkey, _)), _) if *pseq + 1 == entry.seq => flag(format!(
-                "does not follow {pkey}: it names another record before it, so records were removed, replaced or reordered"
-            )),
-            // A gap or fork is reported once, by the sequence check.
+            // The link names the SHA-256 the record before had when this one was written.
+            (Some((pseq, pkey, _)), _) if *pseq + 1 == entry.seq && record.seq == entry.seq => {
+                broken_links.push(Problem {
+                    key: pkey.clone(),
+                    problem: format!(
+                        "changed after it was written (or replaced): record {} names another SHA-256 for it",
+                        entry.seq
+                    ),
+                })
+            }
+            // A gap or a renamed record is reported once, by its own check.
             _ => {}
         }
         match (&record.signature, &trust.key) {
@@ -166,11 +171,13 @@ pub async fn verify(
         last_hash = Some(hash);
         records.push(record);
     }
+    problems.append(&mut broken_links);
     let head = head_problems(
         storage,
         trust,
         &entries,
         last_hash.as_deref(),
+        seen_signed,
         &mut problems,
     )
     .await?;
@@ -237,55 +244,81 @@ async fn head_problems(
     trust: &Trust,
     entries: &[LogEntry],
     last_hash: Option<&str>,
+    any_signed: bool,
     problems: &mut Vec<Problem>,
 ) -> Result<Option<log::Head>> {
-    let mut flag = |problem: String| {
-        problems.push(Problem {
-            key: log::HEAD_KEY.into(),
-            problem,
-        })
-    };
     let head = match log::read_head(storage).await {
         Ok(h) => h,
         Err(e) => {
-            flag(format!("{e:#}"));
+            flag_key(problems, log::HEAD_KEY, format!("{e:#}"));
             return Ok(None);
         }
     };
     let (Some(head), Some(last)) = (&head, entries.last()) else {
         if head.is_none() && !entries.is_empty() {
-            flag("missing: the log has records but nothing names its newest one".into());
+            flag_key(
+                problems,
+                log::HEAD_KEY,
+                "missing: the log has records but nothing names its newest one".into(),
+            );
         }
         if let (Some(h), None) = (&head, entries.last()) {
-            flag(format!(
-                "names record {} but the log is empty: every record was removed",
-                h.seq
-            ));
+            flag_key(
+                problems,
+                log::HEAD_KEY,
+                format!(
+                    "names record {} but the log is empty: every record was removed",
+                    h.seq
+                ),
+            );
         }
         return Ok(head);
     };
     if head.seq > last.seq {
-        flag(format!(
+        flag_key(
+            problems,
+            log::HEAD_KEY,
+            format!(
             "names record {} ({}) but the log ends at record {}: records at the end were removed",
             head.seq, head.key, last.seq
-        ));
+        ),
+        );
     } else if head.seq < last.seq {
-        flag(format!(
-            "names record {} but the log goes on to record {}; hint: a dr run appending right now leaves this for a moment: run verify again",
+        flag_key(problems, log::HEAD_KEY, format!(
+            "names record {} but the log goes on to record {}; hint: a dr run appending right now (or one that died after writing its record) leaves this: the next recorded run moves the head; run verify again",
             head.seq, last.seq
         ));
     } else if last_hash.is_some_and(|h| h != head.sha256) {
-        flag(format!(
-            "names another version of {}: the newest record was replaced",
-            head.key
-        ));
+        flag_key(
+            problems,
+            &last.key,
+            "changed after it was written (or replaced): the head names another SHA-256 for it"
+                .into(),
+        );
     }
     if let Some(key) = &trust.key {
         match &head.signature {
             Some(sig) if signing::check(key, &head.signed_bytes(), &sig.value).is_ok() => {}
-            Some(_) => flag(format!("its signature is not the trusted key's ({})", trust.source)),
-            None => flag("unsigned while a trusted key is set: it was written without the signing key, or replaced".into()),
+            Some(_) => flag_key(
+                problems,
+                log::HEAD_KEY,
+                format!("its signature is not the trusted key's ({})", trust.source),
+            ),
+            None if any_signed => flag_key(
+                problems,
+                log::HEAD_KEY,
+                "unsigned after signed records: written without the signing key, or replaced"
+                    .into(),
+            ),
+            None => {}
         }
     }
     Ok(Some(head.clone()))
+}
+
+fn flag_key(problems: &mut Vec<Problem>, key: &str, problem: String) {
+    problems.push(Problem {
+        key: key.to_string(),
+        problem,
+    });
 }

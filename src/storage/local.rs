@@ -173,6 +173,54 @@ impl Storage for LocalStorage {
         result
     }
 
+    async fn put_new(&self, key: &str, data: Bytes) -> Result<bool> {
+        let final_path = self.path_of(key)?;
+        let dir = final_path
+            .parent()
+            .expect("object key has a parent")
+            .to_path_buf();
+        let partial = dir.join(format!(
+            "{}{}{}-{}",
+            final_path.file_name().unwrap().to_string_lossy(),
+            PARTIAL_MARKER,
+            std::process::id(),
+            PARTIAL_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        tokio::task::spawn_blocking(move || -> Result<bool> {
+            use std::io::Write;
+            create_private_dirs(&dir)
+                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+            let mut guard = PartialFile { path: None };
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            guard.path = Some(partial.clone());
+            file.write_all(&data)?;
+            file.sync_all()
+                .with_context(|| format!("cannot fsync {}", partial.display()))?;
+            drop(file);
+            // A link, unlike a rename, fails when the name is taken.
+            let created = match std::fs::hard_link(&partial, &final_path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "cannot link {} to {}: {e}; nothing was committed",
+                        partial.display(),
+                        final_path.display()
+                    ))
+                }
+            };
+            drop(guard);
+            fsync_dir(&dir)?;
+            Ok(created)
+        })
+        .await?
+    }
+
     async fn get(&self, key: &str) -> Result<ByteStream> {
         let path = self.path_of(key)?;
         let mut file = tokio::fs::File::open(&path)
