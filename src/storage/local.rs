@@ -363,3 +363,36 @@ impl Storage for LocalStorage {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many creators of one key at once: exactly one wins and its bytes stay (the test S3
+    /// server checks If-None-Match before writing, not atomically, so this is local only).
+    #[tokio::test]
+    async fn racing_creators_of_one_key_leave_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = std::sync::Arc::new(LocalStorage::new(dir.path().to_path_buf()));
+        let racers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let s = storage.clone();
+                tokio::spawn(async move { (i, s.put_new("log/1", Bytes::from(vec![i; 64])).await) })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for r in racers {
+            let (i, created) = r.await.unwrap();
+            if created.unwrap() {
+                winners.push(i);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let stored = super::super::get_bytes(storage.as_ref(), "log/1")
+            .await
+            .unwrap();
+        assert_eq!(stored, vec![winners[0]; 64]);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("log")).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left");
+    }
+}
