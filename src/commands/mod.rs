@@ -138,14 +138,17 @@ async fn recorded(config: &Config, command: &str, result: Result<i32>) -> Result
     };
     let report = crate::output::kept_report().unwrap_or_else(|| {
         let message = match &result {
-            Err(e) => crate::error::tidy_message(&crate::secret::redact_url(&format!("{e:#}"))),
+            Err(e) => crate::secret::scrub(
+                &crate::error::tidy_message(&crate::secret::redact_url(&format!("{e:#}"))),
+                &config.secrets(),
+            ),
             Ok(_) => "the command printed no report".to_string(),
         };
         serde_json::from_str(&crate::output::error_document(&message, code)).unwrap_or_default()
     });
     let argv = std::env::args()
         .skip(1)
-        .map(|a| crate::secret::redact_url(&a))
+        .map(|a| crate::secret::scrub(&crate::secret::redact_url(&a), &config.secrets()))
         .collect();
     let appended = match open_storage(config) {
         Ok(storage) => {
