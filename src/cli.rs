@@ -842,10 +842,23 @@ pub struct EvidenceArgs {
 #[derive(Debug, Subcommand)]
 pub enum EvidenceAction {
     /// Walk the evidence log: every record's link, signature and report hash (exit 1 on any problem)
+    #[command(after_help = examples!(
+        "dr evidence verify",
+        "dr evidence verify --public-key 54f9a2ea...   # the key the auditor was given",
+        "dr evidence verify --format json | jq '.problems'",
+    ))]
     Verify(EvidenceVerifyArgs),
     /// The auditor's package: one self-contained HTML page, or a JSON document
+    #[command(after_help = examples!(
+        "dr evidence export --output evidence.html   # the last 90 days, one page",
+        "dr evidence export --since 365d --format json --output evidence.json",
+    ))]
     Export(EvidenceExportArgs),
     /// Write a new Ed25519 signing key (mode 0600) and print its public key
+    #[command(after_help = examples!(
+        "dr evidence keygen --output /etc/dr/evidence.pem",
+        "dr evidence keygen --output evidence.pem --format json",
+    ))]
     Keygen(EvidenceKeygenArgs),
 }
 
