@@ -643,3 +643,54 @@ fn on_s3_the_chain_verifies_concurrent_appends_do_not_fork_and_edits_are_caught(
     );
     verify(&world, &[]).expect_code(0);
 }
+
+/// A point-in-time drill restores a base backup and the WAL archived since: both count
+/// in what it restored, and `rto.predicted` predicts the restore of the newest base backup
+/// plus all WAL archived since.
+#[test]
+fn point_in_time_drills_count_the_wal_and_predict_the_restore_of_base_and_wal() {
+    let (pg, world) = support::pitr::cluster();
+    support::pitr::base_backup(&world);
+    support::pitr::write_rows(&pg, 20, "evidence");
+    let segment = support::wal::switch_wal(&pg);
+    support::wal::wait_archived(&pg, &segment);
+    let drill = || {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let run = world.dr(&[
+            "drill",
+            "--pitr",
+            "--target",
+            "main",
+            "--to-latest",
+            "--format",
+            "json",
+        ]);
+        run.expect_code(0);
+        run.json()
+    };
+    let first = drill();
+    let base: serde_json::Value = world.dr(&["list", "--format", "json"]).json()["backups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["method"] == "physical")
+        .unwrap()
+        .clone();
+    let base_bytes = base["size_bytes"].as_u64().unwrap();
+    let restored = first["restored_bytes"].as_u64().unwrap();
+    assert!(
+        restored > base_bytes,
+        "the WAL counts: {restored} restored, base backup {base_bytes}"
+    );
+    let second = drill();
+    assert!(second["predicted_rto_ms"].is_u64(), "{second}");
+    assert!(second["prediction_error_pct"].is_i64(), "{second}");
+    let check = world.dr(&["check", "--only", "rto.predicted", "--format", "json"]);
+    let row = &check.json()["checks"][0];
+    assert_eq!(row["status"], "pass", "{row}");
+    let message = row["message"].as_str().unwrap();
+    assert!(
+        message.contains("base backup") && message.contains("WAL archived since"),
+        "{row}"
+    );
+}
