@@ -157,7 +157,11 @@ pub async fn list(storage: &dyn Storage) -> Result<(Vec<LogEntry>, Vec<String>)>
         .with_context(|| format!("cannot list the evidence log in {}", storage.describe()))?;
     let mut entries = Vec::new();
     let mut strays = Vec::new();
-    for o in objects {
+    // A local write in progress (or one a killed run left) is no object of the log.
+    for o in objects
+        .into_iter()
+        .filter(|o| !o.key.contains(storage::local::PARTIAL_MARKER))
+    {
         match parse_key(&o.key) {
             Some(e) => entries.push(e),
             None => strays.push(o.key),
