@@ -136,9 +136,10 @@ fn files_are_0600_and_directories_0700_under_a_loose_umask() {
         .collect();
     assert_eq!(roles, vec!["dump", "globals"]);
     let files = world.storage_files();
-    // dump, globals, manifest, the integrity verdict of the backup's own hash, and the
-    // storage marker the first backup writes (dr-storage.json).
-    assert_eq!(files.len(), 5, "{files:?}");
+    // dump, globals, manifest, the integrity verdict of the backup's own hash, the
+    // storage marker the first backup writes (dr-storage.json), and the evidence log's
+    // record of the backup, its report and the log's head.
+    assert_eq!(files.len(), 8, "{files:?}");
     for f in &files {
         assert_eq!(
             std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
@@ -339,8 +340,10 @@ fn server_stopped_mid_dump_fails_without_a_manifest() {
 fn wait_for_partial(world: &World, limit: Duration) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
+        // A dump's partial file (the evidence log writes through partial files too).
         if world.storage_files().iter().any(|f| {
-            f.to_string_lossy().contains(".partial-")
+            f.starts_with(world.storage_dir().join("backups"))
+                && f.to_string_lossy().contains(".partial-")
                 && std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false)
         }) {
             return;
