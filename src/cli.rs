@@ -25,6 +25,10 @@ macro_rules! examples {
     };
 }
 
+// After the macro above: the arguments of the evidence commands use it too.
+mod evidence;
+pub use evidence::*;
+
 const TOP_HELP: &str = examples!(
     "dr check                        # ready for an incident?",
     "dr backup && dr prune           # the nightly job",
@@ -63,6 +67,11 @@ Checks:
   drill.recent       a successful drill within objectives.drill_every (warn if none)
   drill.leftovers    nothing left by a dr that died: files on this host (removed),
                      scratch databases on the target's server (warn)
+  rto.predicted      a restore of the newest backup (plus WAL since, for PITR) at the
+                     throughput drills measured: warn above 80% of the RTO, fail above
+                     it; \"not measured\" (warn) before a drill
+  evidence.chain     the newest records of the evidence log verify (links, signatures,
+                     report hashes); warns while records are unsigned
   encryption.keys    (with [encryption]) recipients parse, the identity here opens the
                      newest backup, a drill decrypted a backup within drill_every
   runbooks           every runbook renders with this configuration
@@ -217,6 +226,15 @@ pub enum Command {
         "dr drill --pitr --to-time 2026-11-25T17:40:00Z --format json",
     ))]
     Drill(DrillArgs),
+    /// Evidence for auditors: verify the signed log of every recovery proof, export it
+    #[command(after_help = examples!(
+        "dr evidence verify",
+        "dr evidence verify --public-key 3b6a27bc...   # on the auditor's host",
+        "dr evidence export --since 90d --format html --output evidence.html",
+        "dr evidence export --since 365d --format json --output evidence.json",
+        "dr evidence keygen --output /etc/dr/evidence.pem",
+    ))]
+    Evidence(EvidenceArgs),
     /// Emergency contacts and vendors from dr.toml
     #[command(after_help = examples!("dr contacts", "dr contacts --format json"))]
     Contacts(FormatArgs),
@@ -850,7 +868,7 @@ pub struct VersionArgs {
     pub format: TextFormat,
 }
 
-fn parse_positive_duration(s: &str) -> Result<Duration, String> {
+pub(crate) fn parse_positive_duration(s: &str) -> Result<Duration, String> {
     match crate::units::parse_duration(s)? {
         d if d.is_zero() => Err(
             "a time limit of 0 lets nothing finish; give a positive duration such as 10s".into(),

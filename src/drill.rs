@@ -20,6 +20,7 @@ use crate::units;
 pub mod pitr;
 pub mod redis;
 pub mod redis_sandbox;
+pub mod throughput;
 
 pub const DRILLS_PREFIX: &str = "drills";
 
@@ -86,6 +87,16 @@ pub struct DrillReport {
     pub decrypted: bool,
     /// One line: what passed, or what failed and why.
     pub verdict: String,
+    /// What the drill restored: the backup's stored bytes, and for a point-in-time drill
+    /// the WAL archived since its base backup.
+    #[serde(default)]
+    pub restored_bytes: Option<u64>,
+    /// The recovery time earlier drills predicted for this restore, before it ran.
+    #[serde(default)]
+    pub predicted_rto_ms: Option<u64>,
+    /// (predicted - measured) / measured, in percent; only for a drill that measured.
+    #[serde(default)]
+    pub prediction_error_pct: Option<i64>,
 }
 
 pub struct DrillRequest<'a> {
@@ -286,7 +297,7 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
         &req.config.objectives,
         &outcome,
     );
-    let report = DrillReport {
+    let mut report = DrillReport {
         format_version: FORMAT_VERSION,
         id,
         target: req.target.name.clone(),
@@ -312,8 +323,11 @@ pub async fn run(req: DrillRequest<'_>) -> Result<DrillReport> {
                 .is_some_and(|m| m.encryption.is_some()),
         ok: judged.ok,
         verdict: judged.verdict,
+        restored_bytes: None,
+        predicted_rto_ms: None,
+        prediction_error_pct: None,
     };
-    store_report(req.storage, &report, req.config).await?;
+    store_report(req.storage, &mut report, req.config).await?;
     Ok(report)
 }
 
@@ -392,9 +406,11 @@ impl Judgement {
 /// timings and the objectives, which is all `dr check` needs.
 pub(crate) async fn store_report(
     storage: &dyn Storage,
-    report: &DrillReport,
+    report: &mut DrillReport,
     config: &Config,
 ) -> Result<()> {
+    throughput::annotate(storage, report).await;
+    let report = &*report;
     let key = format!(
         "{DRILLS_PREFIX}/{}/{}.json",
         crate::config::storage_name(&report.target),

@@ -16,6 +16,7 @@ pub mod demo;
 pub mod drill;
 pub mod encryption;
 pub mod error;
+pub mod evidence;
 pub mod fleet;
 pub mod leftovers;
 pub mod metrics;

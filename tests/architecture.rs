@@ -20,6 +20,7 @@ const LAYERS: &[&[&str]] = &[
     // How stored objects are encoded: compression, encryption, hashing. Fleet scheduling:
     // parallel targets, one operation per database, connection slots per server.
     &["codec", "fleet"],
+    &["evidence"],
     // The WAL archive: names, layout, push and fetch of single files.
     &["wal"],
     // Domain: backups and throwaway clusters, then restores on top of them.

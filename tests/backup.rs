@@ -153,9 +153,10 @@ fn files_are_0600_and_directories_0700_under_a_loose_umask() {
         .collect();
     assert_eq!(roles, vec!["dump", "globals"]);
     let files = world.storage_files();
-    // dump, globals, manifest, the integrity verdict of the backup's own hash, and the
-    // storage marker the first backup writes (dr-storage.json).
-    assert_eq!(files.len(), 5, "{files:?}");
+    // dump, globals, manifest, the integrity verdict of the backup's own hash, the
+    // storage marker the first backup writes (dr-storage.json), and the evidence log's
+    // record of the backup, its report and the log's head.
+    assert_eq!(files.len(), 8, "{files:?}");
     for f in &files {
         assert_eq!(
             std::fs::metadata(f).unwrap().permissions().mode() & 0o777,
@@ -277,7 +278,16 @@ fn failing_pg_dump_leaves_no_backup_and_keeps_the_previous_one() {
     world
         .env
         .push(("DR_TEST_PG_URL".into(), pg.url("weak", "weak-pw", "app")));
-    let before = world.storage_files();
+    // The evidence log records every run, failed ones too: it is the one thing that grows.
+    let backups_only = |w: &World| -> Vec<std::path::PathBuf> {
+        w.storage_files()
+            .into_iter()
+            .filter(|f| !f.starts_with(w.storage_dir().join("evidence")))
+            .collect()
+    };
+    let before = backups_only(&world);
+    let records = world.storage_dir().join("evidence/log");
+    let records_before = std::fs::read_dir(&records).unwrap().count();
     let run = world.dr(&["backup"]);
     run.expect_code(1);
     assert!(
@@ -290,7 +300,12 @@ fn failing_pg_dump_leaves_no_backup_and_keeps_the_previous_one() {
         "names the table: {}",
         run.stderr
     );
-    assert_eq!(world.storage_files(), before, "nothing new in storage");
+    assert_eq!(backups_only(&world), before, "nothing new in storage");
+    assert_eq!(
+        std::fs::read_dir(&records).unwrap().count(),
+        records_before + 1,
+        "the failure is recorded"
+    );
     world.env.retain(|(k, _)| k != "DR_TEST_PG_URL");
     world
         .env
@@ -311,7 +326,7 @@ fn failing_pg_dump_leaves_no_backup_and_keeps_the_previous_one() {
         .push(("DR_TEST_PG_URL".into(), pg.superuser_url("doomed")));
     pg.psql("postgres", "DROP DATABASE doomed");
     world.dr(&["backup"]).expect_code(1);
-    assert_eq!(world.storage_files(), before);
+    assert_eq!(backups_only(&world), before);
 }
 
 #[test]
@@ -342,8 +357,10 @@ fn server_stopped_mid_dump_fails_without_a_manifest() {
 fn wait_for_partial(world: &World, limit: Duration) {
     let deadline = Instant::now() + limit;
     while Instant::now() < deadline {
+        // A dump's partial file (the evidence log writes through partial files too).
         if world.storage_files().iter().any(|f| {
-            f.to_string_lossy().contains(".partial-")
+            f.starts_with(world.storage_dir().join("backups"))
+                && f.to_string_lossy().contains(".partial-")
                 && std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false)
         }) {
             return;

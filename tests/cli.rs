@@ -448,7 +448,8 @@ support_url = "https://support.example.com"
 fn under_strict_junit_failures_and_the_exit_status_agree() {
     let (_pg, world) = support::sample_world("");
     world.backup();
-    // No drill has run: drill.recent warns, everything else passes.
+    // No drill has run (drill.recent and rto.predicted warn) and the evidence log is
+    // unsigned (evidence.chain warns); everything else passes.
     let relaxed = world.dr(&["check", "--format", "junit"]);
     relaxed.expect_code(0);
     assert!(
@@ -459,7 +460,7 @@ fn under_strict_junit_failures_and_the_exit_status_agree() {
     let strict = world.dr(&["check", "--strict", "--format", "junit"]);
     strict.expect_code(1);
     assert!(
-        strict.stdout.contains("failures=\"1\""),
+        strict.stdout.contains("failures=\"3\""),
         "{}",
         strict.stdout
     );
@@ -482,7 +483,10 @@ fn under_strict_junit_failures_and_the_exit_status_agree() {
         "junitparser (pip install junitparser): {}",
         String::from_utf8_lossy(&parsed.stderr)
     );
-    assert_eq!(stdout(&parsed).trim(), "drill.recent [main]");
+    assert_eq!(
+        stdout(&parsed).trim(),
+        "drill.recent [main],evidence.chain [global],rto.predicted [main]"
+    );
 
     // Each check's own duration, the same in every format.
     let json = world.dr(&["check", "--format", "json"]).json();

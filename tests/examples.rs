@@ -147,20 +147,23 @@ fn systemd_units_pass_systemd_analyze_verify() {
         units.push((name, std::fs::read_to_string(&path).unwrap()));
     }
     let names: Vec<&str> = units.iter().map(|(n, _)| n.as_str()).collect();
-    for job in ["backup", "prune", "drill"] {
+    for job in ["backup", "prune", "drill", "drill-pitr"] {
         for kind in ["service", "timer"] {
             let name = format!("dr-{job}.{kind}");
             assert!(names.contains(&name.as_str()), "no {name}: {names:?}");
         }
     }
-    let drill_timer = &units.iter().find(|(n, _)| n == "dr-drill.timer").unwrap().1;
-    assert!(
-        drill_timer.contains("OnCalendar=Sun "),
-        "the drill is weekly"
-    );
+    // Daily proof for the evidence log: a drill, and a point-in-time one where archiving is on.
+    for timer in ["dr-drill.timer", "dr-drill-pitr.timer"] {
+        let text = &units.iter().find(|(n, _)| n == timer).unwrap().1;
+        assert!(text.contains("OnCalendar=*-*-* 0"), "{timer} is daily");
+    }
     for (name, text) in &units {
         if name.ends_with(".service") {
-            let job = name.trim_start_matches("dr-").trim_end_matches(".service");
+            let job = name
+                .trim_start_matches("dr-")
+                .trim_end_matches(".service")
+                .replace("drill-pitr", "drill --pitr");
             assert!(
                 text.contains(&format!(
                     "ExecStart=/usr/local/bin/dr --config /etc/dr/dr.toml {job}"
@@ -224,6 +227,12 @@ fn kubernetes_manifests_pass_schema_validation_and_the_dockerfile_hadolint() {
                 .find("\n---")
                 .map_or(yaml.len(), |e| start + e)];
         assert!(spec.contains("concurrencyPolicy: Forbid"), "{job}");
+        if job == "dr-drill" {
+            assert!(
+                spec.contains("schedule: \"0 3 * * *\""),
+                "the drill is daily"
+            );
+        }
         assert!(
             spec.contains("secretRef:\n                    name: dr-credentials"),
             "{job}"

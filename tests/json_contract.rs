@@ -76,6 +76,7 @@ fn every_json_document_matches_the_readme_table() {
     .unwrap();
     let segment_path = wal_dir.join(&segment).display().to_string();
     let pitr_dir = world.tmp_dir().join("pitr").display().to_string();
+    let key_file = world.tmp_dir().join("evidence.pem").display().to_string();
     let runs: Vec<(&str, Vec<&str>)> = vec![
         ("backup", vec!["backup"]),
         ("check", vec!["check"]),
@@ -119,6 +120,11 @@ fn every_json_document_matches_the_readme_table() {
         (
             "restore --pitr",
             vec!["restore", "--pitr", "--to-latest", "--pgdata", &pitr_dir],
+        ),
+        ("evidence verify", vec!["evidence", "verify"]),
+        (
+            "evidence keygen",
+            vec!["evidence", "keygen", "--output", &key_file],
         ),
     ];
     let table = readme_table();

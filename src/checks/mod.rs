@@ -6,6 +6,7 @@ pub mod backup;
 pub mod config;
 pub mod drill;
 pub mod encryption;
+pub mod evidence;
 pub mod notify;
 pub mod postgres;
 pub mod redis;
@@ -103,6 +104,7 @@ pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
     wal::plan(ctx, &mut checks);
     drill::plan(ctx, &mut checks);
     encryption::plan(ctx, &mut checks);
+    evidence::plan(ctx, &mut checks);
     runbooks::plan(ctx, &mut checks);
     notify::plan(ctx, &mut checks);
     checks

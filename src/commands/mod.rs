@@ -7,6 +7,7 @@ mod completions;
 mod contacts;
 mod demo;
 mod drill;
+mod evidence;
 mod init;
 mod list;
 mod man;
@@ -72,12 +73,14 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Validate(args) => {
             let config =
                 load_config(config_path, args.target.as_deref(), Discovery::Server).await?;
-            validate::run(&config, args).await
+            let result = validate::run(&config, args).await;
+            recorded(&config, "validate", result).await
         }
         Command::Backup(args) => {
             let config =
                 load_config(config_path, args.target.as_deref(), Discovery::Server).await?;
-            backup::run(&config, args).await
+            let result = backup::run(&config, args).await;
+            recorded(&config, "backup", result).await
         }
         Command::List(args) => {
             let config =
@@ -87,22 +90,26 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::Prune(args) => {
             let config =
                 load_config(config_path, args.target.as_deref(), Discovery::Storage).await?;
-            prune::run(&config, args).await
+            let result = prune::run(&config, args).await;
+            recorded(&config, "prune", result).await
         }
         Command::Restore(args) => {
             let config =
                 load_config(config_path, args.target.as_deref(), Discovery::Server).await?;
-            restore::run(&config, args).await
+            let result = restore::run(&config, args).await;
+            recorded(&config, "restore", result).await
         }
         Command::Verify(args) => {
             let config =
                 load_config(config_path, args.target.as_deref(), Discovery::Server).await?;
-            verify::run(&config, args).await
+            let result = verify::run(&config, args).await;
+            recorded(&config, "verify", result).await
         }
         Command::Drill(args) => {
             let config =
                 load_config(config_path, args.target.as_deref(), Discovery::Server).await?;
-            drill::run(&config, args).await
+            let result = drill::run(&config, args).await;
+            recorded(&config, "drill", result).await
         }
         Command::Status(args) => {
             let config =
@@ -116,9 +123,47 @@ pub async fn dispatch(cli: Cli) -> Result<i32> {
         Command::WalPush(args) => wal_push::run(&Config::load(config_path)?, args).await,
         Command::WalFetch(args) => wal_fetch::run(&Config::load(config_path)?, args).await,
         Command::Mark(args) => mark::run(&Config::load(config_path)?, args).await,
+        Command::Evidence(args) => evidence::run(config_path, args).await,
         Command::Pin(args) => pin::run(&Config::load(config_path)?, args, true).await,
         Command::Unpin(args) => pin::run(&Config::load(config_path)?, args, false).await,
     }
+}
+
+/// Appends the run's record to the evidence log, with the report it printed (or its error
+/// document). Recording never changes the run's outcome: a failure to record is a warning.
+async fn recorded(config: &Config, command: &str, result: Result<i32>) -> Result<i32> {
+    let code = match &result {
+        Ok(code) => *code,
+        Err(e) => crate::error::exit_code(e),
+    };
+    let report = crate::output::kept_report().unwrap_or_else(|| {
+        let message = match &result {
+            Err(e) => crate::secret::scrub(
+                &crate::error::tidy_message(&crate::secret::redact_url(&format!("{e:#}"))),
+                &config.secrets(),
+            ),
+            Ok(_) => "the command printed no report".to_string(),
+        };
+        serde_json::from_str(&crate::output::error_document(&message, code)).unwrap_or_default()
+    });
+    let argv = std::env::args()
+        .skip(1)
+        .map(|a| crate::secret::scrub(&crate::secret::redact_url(&a), &config.secrets()))
+        .collect();
+    let appended = match open_storage(config) {
+        Ok(storage) => {
+            crate::evidence::record_run(storage.as_ref(), config, command, argv, report, code).await
+        }
+        Err(e) => Err(e),
+    };
+    match appended {
+        Ok(Some(key)) => tracing::debug!("evidence record {key}"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(
+            "this {command} was not recorded in the evidence log: {e:#}; hint: `dr evidence verify` shows the log as it is"
+        ),
+    }
+    result
 }
 
 /// Where a restore, validate or verify looks: `--into URL`, `--into-env VAR`, else the

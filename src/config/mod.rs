@@ -10,6 +10,7 @@
 mod backup;
 mod connections;
 mod encryption;
+pub mod evidence;
 mod notify;
 mod objectives;
 mod people;
@@ -78,6 +79,9 @@ pub struct Config {
     /// How many connections `dr` opens to one PostgreSQL server at once.
     #[serde(default)]
     pub connections: ConnectionsConfig,
+    /// How records of the evidence log are signed (`[evidence]`).
+    #[serde(default)]
+    pub evidence: evidence::EvidenceConfig,
     /// Where this configuration was read from.
     #[serde(skip)]
     pub path: PathBuf,

@@ -156,7 +156,7 @@ pub async fn run(req: PitrDrillRequest<'_>) -> Result<DrillReport> {
     let verdict = judged
         .verdict
         .replace("the backup was", "the last replayed transaction was");
-    let report = DrillReport {
+    let mut report = DrillReport {
         format_version: FORMAT_VERSION,
         id,
         target: req.target.name.clone(),
@@ -182,8 +182,11 @@ pub async fn run(req: PitrDrillRequest<'_>) -> Result<DrillReport> {
                 .is_some_and(|m| m.encryption.is_some()),
         ok: judged.ok,
         verdict,
+        restored_bytes: None,
+        predicted_rto_ms: None,
+        prediction_error_pct: None,
     };
-    store_report(req.storage, &report, req.config).await?;
+    store_report(req.storage, &mut report, req.config).await?;
     Ok(report)
 }
 

@@ -175,7 +175,7 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
         &req.config.objectives,
         &outcome,
     );
-    let report = DrillReport {
+    let mut report = DrillReport {
         format_version: FORMAT_VERSION,
         id,
         target: req.target.name.clone(),
@@ -201,7 +201,10 @@ pub async fn run(req: RedisDrillRequest<'_>) -> Result<DrillReport> {
                 .is_some_and(|m| m.encryption.is_some()),
         ok: judged.ok,
         verdict: judged.verdict,
+        restored_bytes: None,
+        predicted_rto_ms: None,
+        prediction_error_pct: None,
     };
-    super::store_report(req.storage, &report, req.config).await?;
+    super::store_report(req.storage, &mut report, req.config).await?;
     Ok(report)
 }

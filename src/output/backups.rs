@@ -68,6 +68,7 @@ fn age_cell(created_at: DateTime<Utc>, now: DateTime<Utc>) -> String {
 }
 
 pub fn backup_table(report: &BackupReport) -> String {
+    super::keep(report);
     if report.backups.is_empty() {
         return String::new();
     }
@@ -228,6 +229,7 @@ fn short_key(key: &str) -> String {
 }
 
 pub fn prune_table(report: &PruneReport) -> String {
+    super::keep(report);
     let removed_word = if report.dry_run {
         "would remove"
     } else {

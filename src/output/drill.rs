@@ -5,6 +5,7 @@ use crate::drill::DrillReport;
 use crate::units;
 
 pub fn table(report: &DrillReport) -> String {
+    super::keep(report);
     let mut text = steps(&report.steps).heading("Steps").render();
     let mut t = new_table(&["objective", "measured", "target", "met"])
         .heading("Objectives")
@@ -34,8 +35,17 @@ pub fn table(report: &DrillReport) -> String {
         ms(report.rpo_objective_ms),
         met(report.rpo_met, report.rpo_objective_ms),
     ]);
+    let predicted = match (report.predicted_rto_ms, report.prediction_error_pct) {
+        (Some(p), Some(e)) => format!(
+            "predicted RTO (from earlier drills) {}, measured {}: error {e:+}%\n",
+            units::millis(p),
+            units::millis(report.rto_ms)
+        ),
+        (Some(p), None) => format!("predicted RTO (from earlier drills) {}\n", units::millis(p)),
+        (None, _) => "predicted RTO: not measured (no earlier drill of this kind)\n".into(),
+    };
     text.push_str(&format!(
-        "{}drill {} ({}): {}\nreport stored as drills/{}/{}.json\n",
+        "{}{predicted}drill {} ({}): {}\nreport stored as drills/{}/{}.json\n",
         t.render(),
         report.id,
         report.mode.as_str(),

@@ -4,6 +4,7 @@
 pub mod backups;
 pub mod check;
 pub mod drill;
+pub mod evidence;
 pub mod junit;
 pub mod manpage;
 pub mod notify;
@@ -69,9 +70,26 @@ pub fn emit(text: &str) {
 }
 
 pub fn json<T: Serialize + ?Sized>(value: &T) -> String {
+    keep(value);
     // Reports are plain data (strings, numbers, maps with string keys): serde_json
     // fails only on non-string map keys or a failing Serialize impl, which they lack.
     #[allow(clippy::expect_used)]
     let text = serde_json::to_string_pretty(value).expect("reports serialize");
     text + "\n"
+}
+
+/// The report this run rendered, as JSON whatever `--format` said: the evidence log
+/// stores it (and its SHA-256) after a recorded command.
+static REPORT: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
+
+/// Keeps `report` as this run's report; every renderer of a recorded command calls it.
+pub fn keep<T: Serialize + ?Sized>(report: &T) {
+    if let (Ok(value), Ok(mut slot)) = (serde_json::to_value(report), REPORT.lock()) {
+        *slot = Some(value);
+    }
+}
+
+/// The report kept by the last renderer, taken out.
+pub fn kept_report() -> Option<serde_json::Value> {
+    REPORT.lock().ok().and_then(|mut slot| slot.take())
 }

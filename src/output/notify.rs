@@ -17,11 +17,14 @@ struct WithNotifications<'a, T: Serialize> {
 /// `report` as JSON, with what sending did: `notifications` (every delivery) and
 /// `warnings` (everything that went wrong without changing the outcome).
 pub fn json_with<T: Serialize>(report: &T, sent: &NotifyReport) -> String {
-    super::json(&WithNotifications {
+    let text = super::json(&WithNotifications {
         report,
         notifications: &sent.notifications,
         warnings: &sent.warnings,
-    })
+    });
+    // The evidence keeps the report itself, as the table renderers do.
+    super::keep(report);
+    text
 }
 
 #[derive(Serialize)]

@@ -12,6 +12,7 @@ use crate::wal::marks::RestorePoint;
 
 /// `dr restore --pitr --only-table ...`: what was copied, and how to bring rows back.
 pub fn tables_text(report: &TablesReport) -> String {
+    super::keep(report);
     let mut text = steps(&report.steps).render();
     let target = match &report.recovery_target.value {
         Some(v) => format!("{} {v}", report.recovery_target.kind),
@@ -44,6 +45,7 @@ pub fn tables_text(report: &TablesReport) -> String {
 }
 
 pub fn table(report: &PitrReport) -> String {
+    super::keep(report);
     let mut text = steps(&report.steps).render();
     let target = match &report.recovery_target.value {
         Some(v) => format!("{} {v}", report.recovery_target.kind),

@@ -37,6 +37,7 @@ fn verify_verdict(report: &RedisVerifyReport) -> &'static str {
 
 /// `dr verify` of a Redis target: key counts per database, the verifications, the verdict.
 pub fn verify_table(report: &RedisVerifyReport) -> String {
+    super::keep(report);
     databases_table(report).heading("Databases").render()
         + "\n"
         + &verification_table(report).heading("Verification").render()
@@ -44,6 +45,7 @@ pub fn verify_table(report: &RedisVerifyReport) -> String {
 }
 
 pub fn restore_table(report: &RedisRestoreReport) -> String {
+    super::keep(report);
     let several = report.verification.is_some();
     let mut steps = steps(&report.steps);
     if several {

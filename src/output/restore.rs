@@ -6,6 +6,7 @@ use crate::restore::{Consent, Operation, RestoreReport};
 use crate::units;
 
 pub fn table(report: &RestoreReport) -> String {
+    super::keep(report);
     let several = report.verification.is_some();
     let mut steps = steps(&report.steps);
     if several {
@@ -122,6 +123,7 @@ pub fn consent_prompt(c: &Consent) -> String {
 
 /// `dr verify`: the table and the verdict.
 pub fn verify_table(report: &VerifyReport) -> String {
+    super::keep(report);
     verification_table(report).render() + &verify_verdict(report)
 }
 

@@ -87,6 +87,7 @@ macro_rules! every_case {
             keys_with_odd_characters_round_trip,
             invalid_keys_are_refused,
             head_tells_one_version_from_the_next,
+            put_new_creates_once_and_never_replaces,
         );
     };
     (@cases $backend:ident; $($case:ident),* $(,)?) => {
@@ -462,6 +463,20 @@ async fn concurrent_puts_to_one_key_leave_one_whole_object(b: &Backend) {
         stored.len()
     );
     assert_eq!(keys(s, "").await, ["pg/main/dump"]);
+}
+
+async fn put_new_creates_once_and_never_replaces(b: &Backend) {
+    let s = &*b.storage;
+    assert!(s
+        .put_new("log/1", Bytes::from_static(b"first"))
+        .await
+        .unwrap());
+    assert!(!s
+        .put_new("log/1", Bytes::from_static(b"second"))
+        .await
+        .unwrap());
+    assert_stored(s, "log/1", b"first").await;
+    assert_eq!(keys(s, "log").await, ["log/1"]);
 }
 
 async fn list_is_recursive_and_bounded_by_its_prefix(b: &Backend) {

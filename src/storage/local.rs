@@ -201,6 +201,57 @@ impl Storage for LocalStorage {
         result
     }
 
+    async fn put_new(&self, key: &str, data: Bytes) -> Result<bool> {
+        let final_path = self.path_of(key)?;
+        let dir = final_path
+            .parent()
+            .with_context(|| format!("{} names no directory", final_path.display()))?
+            .to_path_buf();
+        let partial = dir.join(format!(
+            "{}{}{}-{}",
+            final_path
+                .file_name()
+                .with_context(|| format!("{} names no file", final_path.display()))?
+                .to_string_lossy(),
+            PARTIAL_MARKER,
+            std::process::id(),
+            PARTIAL_COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        tokio::task::spawn_blocking(move || -> Result<bool> {
+            use std::io::Write;
+            create_private_dirs(&dir)
+                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+            let mut guard = PartialFile { path: None };
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&partial)
+                .with_context(|| format!("cannot create {}", partial.display()))?;
+            guard.path = Some(partial.clone());
+            file.write_all(&data)?;
+            file.sync_all()
+                .with_context(|| format!("cannot fsync {}", partial.display()))?;
+            drop(file);
+            // A link, unlike a rename, fails when the name is taken.
+            let created = match std::fs::hard_link(&partial, &final_path) {
+                Ok(()) => true,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => false,
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "cannot link {} to {}: {e}; nothing was committed",
+                        partial.display(),
+                        final_path.display()
+                    ))
+                }
+            };
+            drop(guard);
+            fsync_dir(&dir)?;
+            Ok(created)
+        })
+        .await?
+    }
+
     async fn get(&self, key: &str) -> Result<ByteStream> {
         let path = self.path_of(key)?;
         let mut file = tokio::fs::File::open(&path)
@@ -354,5 +405,38 @@ impl Storage for LocalStorage {
             dir = d.parent().map(Path::to_path_buf);
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many creators of one key at once: exactly one wins and its bytes stay (the test S3
+    /// server checks If-None-Match before writing, not atomically, so this is local only).
+    #[tokio::test]
+    async fn racing_creators_of_one_key_leave_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = std::sync::Arc::new(LocalStorage::new(dir.path().to_path_buf()));
+        let racers: Vec<_> = (0..8u8)
+            .map(|i| {
+                let s = storage.clone();
+                tokio::spawn(async move { (i, s.put_new("log/1", Bytes::from(vec![i; 64])).await) })
+            })
+            .collect();
+        let mut winners = Vec::new();
+        for r in racers {
+            let (i, created) = r.await.unwrap();
+            if created.unwrap() {
+                winners.push(i);
+            }
+        }
+        assert_eq!(winners.len(), 1, "{winners:?}");
+        let stored = super::super::get_bytes(storage.as_ref(), "log/1")
+            .await
+            .unwrap();
+        assert_eq!(stored, vec![winners[0]; 64]);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("log")).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temporary file left");
     }
 }

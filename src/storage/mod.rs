@@ -57,6 +57,11 @@ pub trait Storage: Send + Sync {
     /// an error, or the future is dropped, nothing new shows under `key` and an object
     /// already there stays as it was. `key` must pass [`check_key`].
     async fn put(&self, key: &str, data: ByteStream) -> Result<u64>;
+    /// Stores the small object `data` under `key` only when no object is there; `false`,
+    /// and nothing changed, when one is. Atomic against other writers (a hard link
+    /// locally, `If-None-Match: *` on S3): the evidence log's records take their sequence
+    /// numbers with it.
+    async fn put_new(&self, key: &str, data: Bytes) -> Result<bool>;
     /// The object under `key`; an error naming `key` when there is none.
     async fn get(&self, key: &str) -> Result<ByteStream>;
     /// None when there is no object under `key`; a prefix of other keys is no object.

@@ -162,6 +162,23 @@ impl Storage for S3Storage {
         }
     }
 
+    async fn put_new(&self, key: &str, data: Bytes) -> Result<bool> {
+        let path = self.path_of(key)?;
+        let options = object_store::PutOptions {
+            mode: object_store::PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .writer
+            .put_opts(&path, PutPayload::from(data), options)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(e) => Err(self.explain(e, Some(key))),
+        }
+    }
+
     async fn get(&self, key: &str) -> Result<ByteStream> {
         let path = self.path_of(key)?;
         let result = self
