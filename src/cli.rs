@@ -382,6 +382,10 @@ pub struct CheckArgs {
     /// Exit 1 on any warn or fail, not only on critical failures
     #[arg(long)]
     pub strict: bool,
+    /// Table format: show only the rows that warn or fail, failures first (the summary
+    /// still counts every check; JSON, JUnit and Prometheus always hold every row)
+    #[arg(long)]
+    pub problems_only: bool,
     /// Run only this check (name like pg.connect, or family like pg); repeatable
     #[arg(long, value_name = "NAME")]
     pub only: Vec<String>,

@@ -508,3 +508,43 @@ fn redis_with_failing_bgsave_warns() {
     assert_eq!(c["status"], "warn", "{c}");
     assert!(c["message"].as_str().unwrap().contains("BGSAVE"), "{c}");
 }
+
+/// `--problems-only`: at 3 a.m. on a narrow terminal, only what warns or fails, failures
+/// first; the summary still counts every check.
+#[test]
+fn problems_only_shows_what_warns_or_fails_and_counts_everything() {
+    let pg = PgCluster::start();
+    let redis = RedisServer::start();
+    let mut world = World::new();
+    config_for(&mut world, &pg, &redis);
+    // No backup yet: backup.latest fails, drill.recent warns, pg.connect passes.
+    let full = world.dr(&["check"]);
+    let short = world.dr(&["check", "--problems-only"]);
+    assert_eq!(short.code, full.code);
+    let rows = |text: &str, name: &str| {
+        text.lines()
+            .filter(|l| l.starts_with(&format!("| {name} ")))
+            .count()
+    };
+    assert_eq!(rows(&full.stdout, "pg.connect"), 1, "{}", full.stdout);
+    assert_eq!(rows(&short.stdout, "pg.connect"), 0, "{}", short.stdout);
+    assert_eq!(rows(&short.stdout, "backup.latest"), 1, "{}", short.stdout);
+    assert_eq!(rows(&short.stdout, "drill.recent"), 1, "{}", short.stdout);
+    // Failures first.
+    let fail_at = short.stdout.find("| backup.latest ").unwrap();
+    let warn_at = short.stdout.find("| drill.recent ").unwrap();
+    assert!(fail_at < warn_at, "{}", short.stdout);
+    // The same summary counts, and how many rows were left out.
+    let summary = |text: &str| text.lines().last().unwrap_or("").to_string();
+    assert!(
+        summary(&short.stdout).starts_with(summary(&full.stdout).as_str()),
+        "{}\n{}",
+        full.stdout,
+        short.stdout
+    );
+    assert!(
+        summary(&short.stdout).contains("passing not shown: --problems-only"),
+        "{}",
+        short.stdout
+    );
+}

@@ -58,7 +58,7 @@ pub async fn run(
         .finish_check(&report, output::prometheus::check_report(&report))
         .await;
     output::emit(&match args.format {
-        CheckFormat::Table => output::check::table(&report),
+        CheckFormat::Table => output::check::table(&report, args.problems_only),
         CheckFormat::Json => output::notify::json_with(&report, &sent),
         CheckFormat::Junit => output::junit::check_report(&report),
         CheckFormat::Prometheus => output::prometheus::check_report(&report),

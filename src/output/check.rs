@@ -5,11 +5,21 @@ use crate::checks::CheckReport;
 use crate::report::Status;
 use crate::units;
 
-pub fn table(report: &CheckReport) -> String {
+/// The check table; with `problems_only`, only the rows that warn or fail, failures first
+/// (the summary still counts every row).
+pub fn table(report: &CheckReport, problems_only: bool) -> String {
     let mut t = new_table(&["check", "target", "status", "critical", "message", "time"])
         .fit(Fit::Wrap, &["message"])
         .fit(Fit::Detail, &["critical"]);
-    for c in &report.checks {
+    let mut shown: Vec<_> = report
+        .checks
+        .iter()
+        .filter(|c| !problems_only || c.status != Status::Pass)
+        .collect();
+    if problems_only {
+        shown.sort_by_key(|c| c.status != Status::Fail);
+    }
+    for c in &shown {
         t.add_row(vec![
             cell(&c.name),
             or_dash(c.target.as_deref()),
@@ -20,13 +30,23 @@ pub fn table(report: &CheckReport) -> String {
         ]);
     }
     let count = |s| report.checks.iter().filter(|c| c.status == s).count();
+    let hidden = report.checks.len() - shown.len();
     format!(
-        "{}{}: {} pass, {} warn, {} fail{}\n",
-        t.render(),
+        "{}{}: {} pass, {} warn, {} fail{}{}\n",
+        if shown.is_empty() {
+            String::new()
+        } else {
+            t.render()
+        },
         if report.ready { "READY" } else { "NOT READY" },
         count(Status::Pass),
         count(Status::Warn),
         count(Status::Fail),
-        if report.strict { " (strict)" } else { "" }
+        if report.strict { " (strict)" } else { "" },
+        if hidden > 0 {
+            format!(" ({hidden} passing not shown: --problems-only)")
+        } else {
+            String::new()
+        }
     )
 }
