@@ -257,7 +257,12 @@ pub async fn append(
             .with_context(|| format!("cannot store the evidence record {key}"))?;
         if created && storage::get_bytes(storage, &key).await? == bytes {
             write_head(storage, signing_key).await?;
-            return Ok(key);
+            // A store whose create-only write is not atomic (s3s-fs checks, then writes) can
+            // let a second writer replace this record after the first read-back; by now,
+            // a head write later, such a race has landed. Still ours: done; else chain on.
+            if storage::get_bytes(storage, &key).await? == bytes {
+                return Ok(key);
+            }
         }
         // Another run took this number: chain after its record.
         let jitter = u64::from(std::process::id() % 23) + u64::from(attempt) * 10;
