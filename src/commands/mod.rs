@@ -150,6 +150,12 @@ async fn recorded(config: &Config, command: &str, result: Result<i32>) -> Result
         .skip(1)
         .map(|a| crate::secret::scrub(&crate::secret::redact_url(&a), &config.secrets()))
         .collect();
+    if crate::storage::was_unresponsive() {
+        tracing::warn!(
+            "this {command} was not recorded in the evidence log: the storage did not answer during the run; hint: `dr evidence verify` shows the log as it is"
+        );
+        return result;
+    }
     let appended = match open_storage(config) {
         Ok(storage) => {
             crate::evidence::record_run(storage.as_ref(), config, command, argv, report, code).await

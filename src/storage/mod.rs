@@ -80,6 +80,20 @@ pub trait Storage: Send + Sync {
     }
 }
 
+/// Set once a storage request of this process ran out of time: the storage is not
+/// answering, and work that would only wait on it again (recording the failed run in the
+/// evidence log) is skipped rather than doubling the wait.
+static UNRESPONSIVE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn mark_unresponsive() {
+    UNRESPONSIVE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether a storage request of this process ran out of time.
+pub fn was_unresponsive() -> bool {
+    UNRESPONSIVE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 pub use crate::config::StorageUrl;
 
 /// Checks that `key` names an object below the storage root: `/`-separated segments, none

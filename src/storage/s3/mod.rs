@@ -79,6 +79,7 @@ impl S3Storage {
         request: impl std::future::Future<Output = object_store::Result<T>>,
     ) -> Result<object_store::Result<T>> {
         tokio::time::timeout(limit, request).await.map_err(|_| {
+            super::mark_unresponsive();
             anyhow!(
                 "endpoint {} did not answer within {} for bucket {} ({what}; timeout); hint: check [storage.s3] endpoint and network, or raise timeout in [storage.s3] (default {})",
                 self.target.endpoint,
