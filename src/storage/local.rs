@@ -357,12 +357,20 @@ impl Storage for LocalStorage {
                         stack.push(entry.path());
                     } else if meta.is_file() {
                         let path = entry.path();
-                        let Ok(relative) = path.strip_prefix(&root) else {
-                            // read_dir below root yields paths below root; a link that
-                            // leads out of it is still listed under its own path.
-                            continue;
-                        };
-                        let key = relative.to_string_lossy().into_owned();
+                        // read_dir below root yields paths below root (a link that leads
+                        // out of it keeps its own path); anything else is never skipped
+                        // silently: an object missing from a listing looks like no backup.
+                        let key = path
+                            .strip_prefix(&root)
+                            .with_context(|| {
+                                format!(
+                                    "{} was listed outside the storage root {}; hint: report this, and list the directory by hand",
+                                    path.display(),
+                                    root.display()
+                                )
+                            })?
+                            .to_string_lossy()
+                            .into_owned();
                         out.push(ObjectMeta {
                             key,
                             size: meta.len(),
