@@ -685,3 +685,43 @@ fn mdbook_builds_the_guide() {
         assert!(dest.path().join(page).is_file(), "the book has no {page}");
     }
 }
+
+/// The conditions a runbook's steps branch on (`{{#if NAME}}`, `{{#if !NAME}}`).
+fn runbook_conditions(text: &str) -> BTreeSet<String> {
+    text.split("{{#if ")
+        .skip(1)
+        .filter_map(|rest| rest.split_once("}}"))
+        .map(|(name, _)| name.trim().trim_start_matches('!').to_string())
+        .collect()
+}
+
+#[test]
+fn the_incidents_page_names_every_runbook_with_its_branches() {
+    let page = read(&root().join("docs/src/incidents.md"));
+    let mut runbooks: Vec<PathBuf> = std::fs::read_dir(root().join("runbooks"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    runbooks.sort();
+    assert!(runbooks.len() >= 8, "{runbooks:?}");
+    for path in runbooks {
+        let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+        let row = page
+            .lines()
+            .find(|l| l.starts_with(&format!("| `{name}` |")))
+            .unwrap_or_else(|| panic!("docs/src/incidents.md has no row for runbook {name}"));
+        let branches_cell = row.trim_end_matches('|').rsplit('|').next().unwrap();
+        let documented: BTreeSet<String> = branches_cell
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| w.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            documented,
+            runbook_conditions(&read(&path)),
+            "docs/src/incidents.md: the branches of runbook {name}"
+        );
+    }
+}
