@@ -135,7 +135,7 @@ impl Branches {
         let route = match route {
             Some(Route::Pitr) if !wal_archiving => {
                 return Err(crate::error::usage(format!(
-                    "--route pitr: target {} does not archive its WAL (wal_archiving = false), so only the dump route applies; hint: leave out --route, or switch WAL archiving on (README: Continuous WAL archiving)",
+                    "--route pitr: target {} does not archive its WAL (wal_archiving = false), so only the dump route applies; hint: leave out --route, or switch WAL archiving on (see docs/src/wal.md)",
                     pg.map(|t| t.name.as_str()).unwrap_or("(none)")
                 )))
             }

@@ -264,7 +264,7 @@ fn wal_fetch_proves_the_servers_user_can_open_the_newest_segment() {
     run.expect_code(0);
 }
 
-/// `pg.mark`: the README's least-privilege role, without and with the grants `dr mark`
+/// `pg.mark`: the guide's least-privilege role (docs/src/production.md), without and with the grants `dr mark`
 /// needs; the check agrees with what `dr mark` then does.
 #[test]
 fn pg_mark_names_the_grant_a_least_privilege_role_lacks() {

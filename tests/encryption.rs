@@ -230,13 +230,20 @@ fn the_manual_path_restores_what_dr_restores() {
     let m = world.backup();
     let dump = world.dump_path(&m);
     pg.create_db("manual");
-    // Exactly the README's command, with this test's paths.
-    let script = format!(
-        "age -d -i {key} {dump} | zstd -d | pg_restore --no-owner --exit-on-error -d '{url}'",
-        key = team.display(),
-        dump = dump.display(),
-        url = pg.superuser_url("manual"),
-    );
+    // Exactly the guide's command (docs/src/encryption.md), with this test's paths.
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/src/encryption.md"
+    ))
+    .unwrap();
+    let marker = "<!-- manual:age-dump -->\n```sh\n";
+    let start = guide.find(marker).expect("the age-dump block") + marker.len();
+    let line = guide[start..].lines().next().unwrap();
+    assert!(line.contains("KEY dump.pgdump.zst.age"), "{line}");
+    let script = line
+        .replace("KEY", &team.display().to_string())
+        .replace("dump.pgdump.zst.age", &dump.display().to_string())
+        .replace("postgres://...", &pg.superuser_url("manual"));
     let out = Command::new("bash")
         .args(["-o", "pipefail", "-c", &script])
         .stdin(Stdio::null())

@@ -1,23 +1,26 @@
 //! Every `--format json` document is one object with `format_version` and `ok`, and the
-//! top-level fields of each command are exactly what README.md's JSON table says. Steps
+//! top-level fields of each command are exactly what the guide's JSON table says (docs/src/output-formats.md). Steps
 //! share one shape everywhere.
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-/// README.md's table between the `json-table` markers: command → fields.
-fn readme_table() -> BTreeMap<String, BTreeSet<String>> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme
+/// docs/src/output-formats.md's table between the `json-table` markers: command → fields.
+fn guide_table() -> BTreeMap<String, BTreeSet<String>> {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/src/output-formats.md"
+    ))
+    .unwrap();
+    let start = guide
         .find("<!-- json-table:start -->")
         .expect("json-table:start marker");
-    let end = readme
+    let end = guide
         .find("<!-- json-table:end -->")
         .expect("json-table:end marker");
     let mut table = BTreeMap::new();
-    for line in readme[start..end]
+    for line in guide[start..end]
         .lines()
         .filter(|l| l.starts_with("| `dr "))
     {
@@ -127,12 +130,12 @@ fn every_json_document_matches_the_readme_table() {
             vec!["evidence", "keygen", "--output", &key_file],
         ),
     ];
-    let table = readme_table();
+    let table = guide_table();
     let documented: BTreeSet<&str> = table.keys().map(String::as_str).collect();
     let run_names: BTreeSet<&str> = runs.iter().map(|(n, _)| *n).collect();
     assert_eq!(
         documented, run_names,
-        "README's JSON table and this test name the same commands"
+        "docs/src/output-formats.md's JSON table and this test name the same commands"
     );
     for (name, args) in &runs {
         let mut args = args.clone();
@@ -153,7 +156,7 @@ fn every_json_document_matches_the_readme_table() {
         assert_eq!(
             &keys(&doc),
             &table[*name],
-            "{name}: fields differ from README's table"
+            "{name}: fields differ from docs/src/output-formats.md's table"
         );
         if let Some(steps) = doc.get("steps") {
             if *name != "runbook show" {

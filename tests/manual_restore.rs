@@ -1,4 +1,4 @@
-//! README.md's "Restoring without dr", run as written: the two blocks restore an encrypted
+//! docs/src/manual-restore.md ("Restoring without dr"), run as written: the two blocks restore an encrypted
 //! dump and an encrypted base backup with its archived WAL using only age, zstd, jq,
 //! sha256sum, tar and PostgreSQL's programs. The first line of each block (what the reader
 //! fills in) is replaced; the rest runs unchanged.
@@ -12,16 +12,16 @@ use support::pitr::{psql_port, restore_dir, time_between_writes, write_rows, Res
 use support::wal::{age_keygen, archiving_cluster, switch_wal, wait_archived, ArchiveSetup};
 use support::{free_port, pg_bin_dir, PgCluster};
 
-/// The shell block of README.md that follows `<!-- manual:NAME -->`, without its first line.
-fn readme_block(name: &str) -> String {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+/// The shell block of docs/src/manual-restore.md that follows `<!-- manual:NAME -->`, without its first line.
+fn guide_block(name: &str) -> String {
+    let guide = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/docs/src/manual-restore.md"
+    ))
+    .unwrap();
     let marker = format!("<!-- manual:{name} -->\n```sh\n");
-    let start = readme
-        .find(&marker)
-        .unwrap_or_else(|| panic!("no {marker}"))
-        + marker.len();
-    let body = &readme[start..];
+    let start = guide.find(&marker).unwrap_or_else(|| panic!("no {marker}")) + marker.len();
+    let body = &guide[start..];
     let body = &body[..body.find("\n```").unwrap()];
     let (first, rest) = body.split_once('\n').unwrap();
     assert!(first.starts_with("STORAGE="), "{first}");
@@ -81,7 +81,7 @@ fn an_encrypted_dump_restores_by_hand_as_the_readme_says() {
         quoted(&world.storage_dir()),
         quoted(&key),
         destination.superuser_url("postgres"),
-        readme_block("dump")
+        guide_block("dump")
     );
     let (ok, output) = run_sh(&script, None);
     assert!(ok, "{output}");
@@ -103,7 +103,7 @@ fn an_encrypted_dump_restores_by_hand_as_the_readme_says() {
         quoted(&world.storage_dir()),
         quoted(&key),
         again.superuser_url("postgres"),
-        readme_block("dump")
+        guide_block("dump")
     );
     let (ok, output) = run_sh(&script, None);
     assert!(!ok, "{output}");
@@ -147,16 +147,16 @@ fn a_base_backup_and_its_wal_restore_by_hand_to_a_time_as_the_readme_says() {
         dir: dir.clone(),
         port,
     };
-    // PostgreSQL's own form, as the README writes it (it refuses ISO 8601's T and Z).
+    // PostgreSQL's own form, as the guide writes it (it refuses ISO 8601's T and Z).
     let time = time.replace('T', " ").replace('Z', "+00");
     let script = format!(
         "STORAGE={} TARGET=main ID={id} KEY={} PGDATA={} PORT={port} TIME='{time}'\n{}",
         quoted(&world.storage_dir()),
         quoted(&key),
         quoted(&dir),
-        readme_block("physical")
+        guide_block("physical")
     );
-    // As root, as the README says: the server itself runs as postgres (runuser).
+    // As root, as the guide says: the server itself runs as postgres (runuser).
     assert!(support::is_root(), "the block runs as root");
     let (ok, output) = run_sh(&script, None);
     let server_log = std::fs::read_to_string(format!("{}.log", dir.display())).unwrap_or_default();

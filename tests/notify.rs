@@ -793,12 +793,14 @@ fn the_metrics_file_is_never_seen_half_written() {
 }
 
 #[test]
-fn the_readme_alert_rule_fires_when_no_backup_succeeds_within_the_rpo() {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
-    let section = &readme[readme
-        .find("### Alert rule")
-        .expect("README has the alert rule")..];
+fn the_guide_alert_rule_fires_when_no_backup_succeeds_within_the_rpo() {
+    let guide = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/src/notifications.md"),
+    )
+    .unwrap();
+    let section = &guide[guide
+        .find("## Alert rule")
+        .expect("docs/src/notifications.md has the alert rule")..];
     let start = section.find("```yaml\n").unwrap() + "```yaml\n".len();
     let rules = &section[start..start + section[start..].find("```").unwrap()];
     let dir = tempfile::tempdir().unwrap();

@@ -142,7 +142,7 @@ fn round_trip(method: &str) {
     assert_eq!(report["verification"]["ok"], true, "{report}");
     assert_same_data(&snapshot(&source), &snapshot(&fresh));
 
-    // The documents README describes: the restore report's fields plus Redis's own.
+    // The documents the guide describes (docs/src/output-formats.md): the restore report's fields plus Redis's own.
     let fields = |doc: &serde_json::Value| -> Vec<String> {
         let mut k: Vec<String> = doc.as_object().unwrap().keys().cloned().collect();
         k.sort();

@@ -1,9 +1,9 @@
 //! The 3 a.m. restore, for real: the `[dr]` steps of the runbooks, taken literally from
-//! `dr runbook show NAME --format json`, against real clusters, with the setup the README
+//! `dr runbook show NAME --format json`, against real clusters, with the setup the guide
 //! recommends: a least-privilege backup role (`pg_read_all_data`, its password in the
 //! variable named by `url_env`) and restore credentials of their own (`restore_url_env`).
 //! Each scenario ends verified, with the application's role able to log in, and its
-//! commands are exactly what README.md's "Restoring at 3 a.m." shows.
+//! commands are exactly what the guide's "Restoring at 3 a.m." (docs/src/restore.md) shows.
 
 mod support;
 
@@ -62,7 +62,7 @@ enum BackupRole {
     Superuser,
 }
 
-/// The configuration README.md recommends: backup URL and restore URL in variables,
+/// The configuration the guide recommends: backup URL and restore URL in variables,
 /// globals in every backup. The restore role's password is in a password file.
 fn shop_world(pg: &PgCluster, backup_role: BackupRole) -> World {
     let mut world = World::new();
@@ -182,15 +182,16 @@ fn follow(
     ran
 }
 
-/// The `dr` lines of README.md's block for a scenario (`<!-- 3am:NAME -->`).
-fn readme_commands(scenario: &str) -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+/// The `dr` lines of docs/src/restore.md's block for a scenario (`<!-- 3am:NAME -->`).
+fn guide_commands(scenario: &str) -> Vec<String> {
+    let guide =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/src/restore.md"))
+            .unwrap();
     let marker = format!("<!-- 3am:{scenario} -->");
-    let start = readme
+    let start = guide
         .find(&marker)
-        .unwrap_or_else(|| panic!("README.md has no {marker}"));
-    let block = &readme[start..];
+        .unwrap_or_else(|| panic!("docs/src/restore.md has no {marker}"));
+    let block = &guide[start..];
     let open = block.find("```").unwrap();
     let body = &block[open + 3..];
     let body = &body[body.find('\n').unwrap() + 1..];
@@ -202,14 +203,14 @@ fn readme_commands(scenario: &str) -> Vec<String> {
         .collect()
 }
 
-/// The commands a scenario ran are exactly the README's, and all of them but `allowed`
+/// The commands a scenario ran are exactly the guide's, and all of them but `allowed`
 /// exited 0.
 fn check_commands(scenario: &str, ran: &[Ran], allowed_failures: &[&str]) {
     let commands: Vec<String> = ran.iter().map(|r| r.command.clone()).collect();
     assert_eq!(
         commands,
-        readme_commands(scenario),
-        "README.md's {scenario} block must be what the test runs"
+        guide_commands(scenario),
+        "docs/src/restore.md's {scenario} block must be what the test runs"
     );
     for r in ran {
         if allowed_failures.contains(&r.command.as_str()) {

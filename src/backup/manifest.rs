@@ -225,7 +225,7 @@ pub struct BackupManifest {
     pub pg_dump_version: String,
     pub dr_version: String,
     /// `custom` (pg_dump -Fc), `tar` (a physical base backup), `rdb` (a Redis RDB file) or
-    /// `dr-redis-keys-1` (see the README).
+    /// `dr-redis-keys-1` (see docs/src/redis.md).
     pub format: String,
     pub compression: Compression,
     pub compression_level: i32,

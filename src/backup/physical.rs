@@ -325,7 +325,7 @@ fn check_preconditions(
     }
     if facts.archive_mode == "off" {
         bail!(
-            "archive_mode is off on target {target}: a base backup without its archived WAL cannot be restored; hint: set archive_mode = on and archive_command = '{suggested}', restart PostgreSQL (README: WAL archiving)"
+            "archive_mode is off on target {target}: a base backup without its archived WAL cannot be restored; hint: set archive_mode = on and archive_command = '{suggested}', restart PostgreSQL (see docs/src/wal.md)"
         );
     }
     if !facts.archive_library.is_empty() {

@@ -1,6 +1,6 @@
 //! What each kind of sink receives: pure functions from one [`EventDocument`] to bytes.
 //!
-//! The webhook document is a contract (`schemas/notify-webhook.v1.json`, README): any
+//! The webhook document is a contract (`schemas/notify-webhook.v1.json`, docs/src/notifications.md): any
 //! change to its fields bumps [`WEBHOOK_FORMAT_VERSION`] and the schema file with it.
 
 use chrono::{DateTime, SecondsFormat, Utc};

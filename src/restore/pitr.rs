@@ -495,7 +495,7 @@ async fn choose(
     };
     if manifests.is_empty() {
         return Err(usage(format!(
-            "{name} has no physical base backup in {}, so there is nothing to roll forward; hint: enable WAL archiving (wal_archiving = true, see the README) and take one with `dr backup --physical --target {name}`",
+            "{name} has no physical base backup in {}, so there is nothing to roll forward; hint: enable WAL archiving (wal_archiving = true, see docs/src/wal.md) and take one with `dr backup --physical --target {name}`",
             req.storage.describe()
         )));
     }
