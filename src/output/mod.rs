@@ -3,6 +3,7 @@
 
 pub mod backups;
 pub mod check;
+pub mod compact;
 pub mod drill;
 pub mod evidence;
 pub mod junit;
