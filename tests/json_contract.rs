@@ -409,6 +409,32 @@ fn every_exit_prints_exactly_one_json_document() {
     let doc: serde_json::Value = serde_json::from_str(&run.stdout)
         .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", run.stdout));
     assert_eq!(doc["operation"], "pitr", "{doc}");
+    // Flags of a dump restore given to a whole-cluster --pitr restore: refused, each named,
+    // and the data directory never created.
+    let run = world.dr(&[
+        "restore",
+        "--pitr",
+        "--to-latest",
+        "--pgdata",
+        &pitr_dir,
+        "--jobs",
+        "4",
+        "--no-safety-backup",
+        "--format",
+        "json",
+    ]);
+    run.expect_code(2);
+    let doc: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("not one JSON document ({e}): {}", run.stdout));
+    assert_eq!(
+        doc["error"]["message"],
+        "--jobs, --no-safety-backup do not apply to --pitr, which restores a whole cluster into --pgdata",
+        "{doc}"
+    );
+    assert!(
+        !std::path::Path::new(&pitr_dir).exists(),
+        "{pitr_dir} was created"
+    );
     // Without --format json, stdout stays empty on such an error.
     let run = world.dr(&["restore", "--pitr", "--to-latest"]);
     run.expect_code(2);
