@@ -40,22 +40,41 @@ pub fn emitted() -> bool {
 /// The one JSON document of a run that ended in an error before printing its own (a usage
 /// error, a refusal): `ok: false`, the exit code and the `error` (message and hint).
 pub fn error_document(message: &str, exit_code: i32) -> String {
-    let doc = serde_json::json!({
-        "format_version": crate::report::FORMAT_VERSION,
-        "ok": false,
-        "exit_code": exit_code,
-        "error": error_object(message),
-    });
+    #[derive(Serialize)]
+    struct ErrorDocument<'a> {
+        format_version: u32,
+        ok: bool,
+        exit_code: i32,
+        error: ErrorObject<'a>,
+    }
+    let doc = ErrorDocument {
+        format_version: crate::report::FORMAT_VERSION,
+        ok: false,
+        exit_code,
+        error: error_parts(message),
+    };
     serde_json::to_string_pretty(&doc).unwrap_or_default()
 }
 
+/// A failure in JSON: what failed, and what to do (fields in this order).
+#[derive(Serialize)]
+struct ErrorObject<'a> {
+    message: &'a str,
+    hint: Option<&'a str>,
+}
+
 /// `{message, hint}` from dr's one-line error form, `problem; hint: fix`.
-fn error_object(text: &str) -> serde_json::Value {
-    let (message, hint) = match text.split_once("; hint: ") {
-        Some((m, h)) => (m, Some(h)),
-        None => (text, None),
-    };
-    serde_json::json!({ "message": message, "hint": hint })
+fn error_parts(text: &str) -> ErrorObject<'_> {
+    match text.split_once("; hint: ") {
+        Some((message, hint)) => ErrorObject {
+            message,
+            hint: Some(hint),
+        },
+        None => ErrorObject {
+            message: text,
+            hint: None,
+        },
+    }
 }
 
 /// The envelope every document shares, made here once: a report that failed (`ok: false`)
@@ -67,14 +86,12 @@ fn envelope(text: String, doc: &serde_json::Value) -> String {
         return text;
     };
     let error = match object.get("error") {
-        Some(serde_json::Value::String(message)) => error_object(message),
+        Some(serde_json::Value::String(message)) => message.clone(),
         Some(serde_json::Value::Object(_)) => return text,
-        _ if object.get("ok") == Some(&serde_json::Value::Bool(false)) => {
-            error_object(&first_failure(object))
-        }
+        _ if object.get("ok") == Some(&serde_json::Value::Bool(false)) => first_failure(object),
         _ => return text,
     };
-    let rendered = serde_json::to_string_pretty(&error)
+    let rendered = serde_json::to_string_pretty(&error_parts(&error))
         .unwrap_or_default()
         .replace('\n', "\n  ");
     let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
