@@ -28,6 +28,8 @@ macro_rules! examples {
 // After the macro above: the arguments of the evidence commands use it too.
 mod evidence;
 pub use evidence::*;
+mod help;
+use help::STATUS_HELP;
 
 const TOP_HELP: &str = examples!(
     "dr check                        # ready for an incident?",
@@ -157,8 +159,8 @@ pub enum Command {
         "dr validate",
         "dr validate --backup-id main-20261125T054631Z --target main",
         "dr validate --backup-id main-20261125T054631Z --target main --create",
-        "dr validate --into-env RECOVERY_URL --create --only-table shop.orders --format json",
-        "dr validate --physical          # the newest base backup, with pg_verifybackup",
+        "dr validate --into-env RECOVERY_URL --create --only-table shop.orders \\\n      --format json",
+        "dr validate --physical    # the newest base backup, with pg_verifybackup",
     ))]
     Validate(ValidateArgs),
     /// Take a checksummed backup of each (or one) PostgreSQL and Redis target
@@ -177,10 +179,7 @@ pub enum Command {
     ))]
     List(ListArgs),
     /// The scorecard: one row per target (backup age vs RPO, drill, WAL), worst first
-    #[command(after_help = examples!(
-        "dr status",
-        "dr status --target 'shop/*' --format json | jq '.targets[] | select(.status == \"fail\")'",
-    ))]
+    #[command(after_help = STATUS_HELP)]
     Status(StatusArgs),
     /// Remove backups outside the [retention] policy, and leftovers of crashed runs
     #[command(after_help = examples!(
@@ -203,18 +202,21 @@ pub enum Command {
     /// Restore a backup: validate, confirm, safety backup, restore, verify
     #[command(after_help = examples!(
         "dr restore --backup-id latest --target main",
-        "dr restore --backup-id latest --target main --create --jobs 4   # the database was dropped",
-        "dr restore --backup-id latest --with-globals --create   # a new cluster, as its superuser",
-        "dr restore --backup-id main-20261125T054631Z --into-env RECOVERY_URL --create --only-table shop.orders",
+        "# the database was dropped:",
+        "dr restore --backup-id latest --target main --create --jobs 4",
+        "# a new cluster, as its superuser:",
+        "dr restore --backup-id latest --with-globals --create",
+        "dr restore --backup-id main-20261125T054631Z --into-env RECOVERY_URL \\\n      --create --only-table shop.orders",
         "dr restore --target sessions --backup-id latest --yes --flush   # Redis",
-        "dr restore --target main --pitr --to-time 2026-11-25T17:40:00Z --pgdata /srv/pg/restored --start --port 5433",
-        "dr restore --target main --pitr --to-latest --pgdata /srv/pg/new --start --archive   # the new primary",
+        "dr restore --target main --pitr --to-time 2026-11-25T17:40:00Z \\\n      --pgdata /srv/pg/restored --start --port 5433",
+        "# the new primary:",
+        "dr restore --target main --pitr --to-latest --pgdata /srv/pg/new \\\n      --start --archive",
     ))]
     Restore(RestoreArgs),
     /// Verify a restored database or Redis against a backup
     #[command(after_help = examples!(
         "dr verify --target main",
-        "dr verify --into-env RECOVERY_URL --only-table shop.orders --backup-id main-20261125T054631Z",
+        "dr verify --into-env RECOVERY_URL --only-table shop.orders \\\n      --backup-id main-20261125T054631Z",
     ))]
     Verify(VerifyArgs),
     /// Rehearse a recovery in a throwaway destination; measure RTO and RPO
@@ -278,7 +280,8 @@ pub enum Command {
     WalFetch(WalFetchArgs),
     /// Make a named restore point (pg_create_restore_point) and record it for --to-name
     #[command(after_help = examples!(
-        "dr mark before-migration-42 --target main   # then: restore --pitr --to-name before-migration-42",
+        "dr mark before-migration-42 --target main",
+        "# then: dr restore --pitr --to-name before-migration-42 ...",
         "dr mark release-7 --format json",
     ))]
     Mark(MarkArgs),
@@ -295,7 +298,8 @@ and PostgreSQL then keeps its WAL and retries. Running it again changes nothing.
 Examples:
   dr init
   dr init --format json
-  sudo -u postgres dr --config /etc/dr/dr.toml init   # owned by the user wal-push runs as
+  # owned by the user wal-push runs as:
+  sudo -u postgres dr --config /etc/dr/dr.toml init
 
 ",
     exit_status!()
@@ -316,9 +320,12 @@ be initialised (`dr init`): wal-push never creates it, so an unmounted volume fa
 loudly (exit 1, PostgreSQL keeps the WAL) instead of filling the mount point.
 
 Examples:
-  dr wal-push pg_wal/000000010000000000000003                  # as archive_command runs it
-  dr wal-push --target main pg_wal/000000010000000000000003    # with several targets
-  dr wal-push --format json /var/lib/postgresql/15/main/pg_wal/00000002.history
+  # as archive_command runs it:
+  dr wal-push pg_wal/000000010000000000000003
+  # with several targets:
+  dr wal-push --target main pg_wal/000000010000000000000003
+  dr wal-push --format json \\
+      /var/lib/postgresql/15/main/pg_wal/00000002.history
 
 ",
     exit_status!()
@@ -336,8 +343,10 @@ end); every other failure (unreachable storage, a damaged copy) is exit 1 with t
 on stderr.
 
 Examples:
-  dr wal-fetch 000000010000000000000003 pg_wal/RECOVERYXLOG     # as restore_command runs it
-  dr wal-fetch --system-id 7712118149896994337 000000010000000000000003 /tmp/seg
+  # as restore_command runs it:
+  dr wal-fetch 000000010000000000000003 pg_wal/RECOVERYXLOG
+  dr wal-fetch --system-id 7712118149896994337 \\
+      000000010000000000000003 /tmp/seg
 
 ",
     exit_status!()

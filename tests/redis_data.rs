@@ -481,6 +481,92 @@ fn verify_of_a_redis_target_refuses_postgres_only_flags() {
     }
 }
 
+/// Restore, validate and drill of a Redis target refuse PostgreSQL's flags (exit 2, each
+/// named) before anything is read or written, instead of ignoring them; with `--format
+/// json` the refusal is the one document.
+#[test]
+fn restore_validate_and_drill_of_a_redis_target_refuse_flags_that_do_not_apply() {
+    let source = DataRedis::start();
+    let world = redis_world(&source, "rdb");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec!["restore", "--backup-id", "latest", "--yes", "--clean"],
+            "--clean",
+        ),
+        (
+            vec!["restore", "--backup-id", "latest", "--yes", "--jobs", "4"],
+            "--jobs",
+        ),
+        (
+            vec!["restore", "--backup-id", "latest", "--yes", "--create"],
+            "--create",
+        ),
+        (
+            vec![
+                "restore",
+                "--backup-id",
+                "latest",
+                "--yes",
+                "--only-table",
+                "public.x",
+            ],
+            "--only-table",
+        ),
+        (
+            vec![
+                "restore",
+                "--backup-id",
+                "latest",
+                "--yes",
+                "--with-globals",
+            ],
+            "--with-globals",
+        ),
+        (vec!["validate", "--physical"], "--physical"),
+        (vec!["validate", "--only-schema", "public"], "--only-schema"),
+        (vec!["validate", "--no-owner"], "--no-owner"),
+        (vec!["drill", "--sandbox"], "--sandbox"),
+        (vec!["drill", "--pitr"], "--pitr"),
+        (vec!["drill", "--jobs", "2"], "--jobs"),
+    ];
+    for (args, flag) in cases {
+        let mut args = args.clone();
+        args.extend(["--target", "cache"]);
+        let run = world.dr(&args);
+        run.expect_code(2);
+        assert!(
+            run.stderr
+                .contains(&format!("{flag} does not apply to cache, a Redis target"))
+                && run.stderr.contains("hint: drop them"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert!(
+        !world.storage_dir().join("backups").exists(),
+        "nothing was read or written"
+    );
+    let run = world.dr(&[
+        "restore",
+        "--backup-id",
+        "latest",
+        "--target",
+        "cache",
+        "--clean",
+        "--jobs",
+        "3",
+        "--format",
+        "json",
+    ]);
+    run.expect_code(2);
+    let doc = run.json();
+    assert_eq!(doc["ok"], false, "{doc}");
+    assert_eq!(
+        doc["error"]["message"], "--clean, --jobs do not apply to cache, a Redis target",
+        "{doc}"
+    );
+}
+
 #[test]
 fn verify_finds_missing_and_changed_keys() {
     // Fewer keys than the sample size: every key is compared.

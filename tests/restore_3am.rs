@@ -774,7 +774,11 @@ fn failures_say_what_to_do_next() {
         "json",
     ]);
     run.expect_code(1);
-    let error = run.json()["error"].as_str().unwrap().to_string();
+    let doc = run.json();
+    let error = format!(
+        "{}; hint: {}",
+        doc["error"]["message"], doc["error"]["hint"]
+    );
     assert!(
         error.contains("role app does not exist there")
             && error.contains("--no-owner")

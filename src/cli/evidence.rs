@@ -18,7 +18,8 @@ pub enum EvidenceAction {
     /// Walk the evidence log: every record's link, signature and report hash (exit 1 on any problem)
     #[command(after_help = examples!(
         "dr evidence verify",
-        "dr evidence verify --public-key 54f9a2ea...   # the key the auditor was given",
+        "# with the key the auditor was given:",
+        "dr evidence verify --public-key 54f9a2ea...",
         "dr evidence verify --format json | jq '.problems'",
     ))]
     Verify(EvidenceVerifyArgs),

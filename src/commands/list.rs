@@ -57,7 +57,6 @@ pub async fn run(config: &Config, args: ListArgs) -> Result<i32> {
         Format::Json => output::json(&report),
         Format::Table => {
             output::backups::list_table(&report, &storage.describe(), chrono::Utc::now())
-                + &output::pitr::windows_text(&report.windows, &report.restore_points)
         }
     });
     Ok(0)

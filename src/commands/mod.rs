@@ -211,3 +211,93 @@ pub fn scope(args: &ScopeArgs) -> RestoreScope {
         selection: args.only.selection(),
     }
 }
+
+/// Refuses flags given where they do not apply, naming each (exit 2): a flag silently
+/// ignored lets an operator believe it took effect. `--jobs` counts as given when it is
+/// not its default of 1.
+pub fn refuse_flags(given: &[(bool, &str)], context: &str, hint: &str) -> Result<()> {
+    let named: Vec<&str> = given
+        .iter()
+        .filter(|(on, _)| *on)
+        .map(|(_, n)| *n)
+        .collect();
+    if named.is_empty() {
+        return Ok(());
+    }
+    let verb = if named.len() == 1 { "does" } else { "do" };
+    Err(crate::error::usage(format!(
+        "{} {verb} not apply {context}; hint: {hint}",
+        named.join(", ")
+    )))
+}
+
+/// The dump and table flags of a scope, for commands that take none of them.
+fn scope_flags(scope: &ScopeArgs) -> [(bool, &'static str); 5] {
+    [
+        (scope.create, "--create"),
+        (scope.with_globals, "--with-globals"),
+        (scope.no_owner, "--no-owner"),
+        (!scope.only.only_table.is_empty(), "--only-table"),
+        (!scope.only.only_schema.is_empty(), "--only-schema"),
+    ]
+}
+
+/// `restore` of a Redis target: every key comes back; PostgreSQL's flags mean nothing.
+pub fn refuse_for_redis_restore(args: &crate::cli::RestoreArgs, target: &str) -> Result<()> {
+    let mut given = scope_flags(&args.scope).to_vec();
+    given.extend([(args.clean, "--clean"), (args.jobs != 1, "--jobs")]);
+    refuse_flags(
+        &given,
+        &format!("to {target}, a Redis target"),
+        "drop them: a Redis restore puts back every key of the backup (--flush empties the destination first)",
+    )
+}
+
+/// `validate` of a Redis target.
+pub fn refuse_for_redis_validate(args: &crate::cli::ValidateArgs, target: &str) -> Result<()> {
+    let mut given = scope_flags(&args.scope).to_vec();
+    given.push((args.physical, "--physical"));
+    refuse_flags(
+        &given,
+        &format!("to {target}, a Redis target"),
+        "drop them: a Redis validate reads the whole backup",
+    )
+}
+
+/// `drill` of a Redis target: a throwaway Redis server, every key.
+pub fn refuse_for_redis_drill(args: &crate::cli::DrillArgs, target: &str) -> Result<()> {
+    refuse_flags(
+        &[
+            (args.sandbox, "--sandbox"),
+            (args.pitr, "--pitr"),
+            (args.to_time.is_some(), "--to-time"),
+            (args.to_latest, "--to-latest"),
+            (args.timeline.is_some(), "--timeline"),
+            (args.system_id.is_some(), "--system-id"),
+            (args.with_globals, "--with-globals"),
+            (args.no_owner, "--no-owner"),
+            (args.jobs != 1, "--jobs"),
+        ],
+        &format!("to {target}, a Redis target"),
+        "drop them: a Redis drill always restores into a throwaway Redis server",
+    )
+}
+
+/// `restore --pitr` of a whole cluster (no --only-table): the data directory comes back as
+/// it was, so the dump restore's flags mean nothing.
+pub fn refuse_for_pitr_cluster(args: &crate::cli::RestoreArgs) -> Result<()> {
+    let mut given = scope_flags(&args.scope).to_vec();
+    given.extend([
+        (args.into.into.is_some(), "--into"),
+        (args.into.into_env.is_some(), "--into-env"),
+        (args.clean, "--clean"),
+        (args.yes, "--yes"),
+        (args.jobs != 1, "--jobs"),
+        (args.no_safety_backup, "--no-safety-backup"),
+    ]);
+    refuse_flags(
+        &given,
+        "to --pitr, which restores a whole cluster into --pgdata",
+        "drop them (--into, --into-env, --clean and --yes apply to dump restores and to --pitr with --only-table)",
+    )
+}

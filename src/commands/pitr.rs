@@ -20,11 +20,7 @@ pub async fn restore(config: &Config, target: &PostgresTarget, args: RestoreArgs
     if !args.scope.only.selection().is_empty() {
         return super::pitr_tables::restore(config, target, args, recovery_target).await;
     }
-    if args.into.into.is_some() || args.into.into_env.is_some() || args.clean || args.yes {
-        return Err(usage(
-            "--pitr restores a whole cluster into --pgdata; --into, --into-env, --clean and --yes apply to dump restores and to --pitr with --only-table; hint: drop them",
-        ));
-    }
+    super::refuse_for_pitr_cluster(&args)?;
     let Some(pgdata) = p.pgdata.clone() else {
         return Err(usage(
             "--pitr needs --pgdata DIR (a new or empty directory for the restored cluster), or --only-table SCHEMA.TABLE with --into-env VAR to copy tables as of the target into another database",

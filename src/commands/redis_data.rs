@@ -26,6 +26,7 @@ pub async fn restore(config: &Config, target: &RedisTarget, args: RestoreArgs) -
             target.name
         )));
     }
+    super::refuse_for_redis_restore(&args, &target.name)?;
     let storage = super::open_storage(config)?;
     let (report, result) = restore::run(RedisRestoreRequest {
         config,
@@ -52,6 +53,7 @@ pub async fn restore(config: &Config, target: &RedisTarget, args: RestoreArgs) -
 }
 
 pub async fn validate(config: &Config, target: &RedisTarget, args: ValidateArgs) -> Result<i32> {
+    super::refuse_for_redis_validate(&args, &target.name)?;
     let storage = super::open_storage(config)?;
     let (report, result) = restore::validate(
         storage.as_ref(),

@@ -48,6 +48,7 @@ pub async fn verify(config: &Config, target: &RedisTarget, args: VerifyArgs) -> 
 }
 
 pub async fn drill(config: &Config, target: &RedisTarget, args: DrillArgs) -> Result<i32> {
+    super::refuse_for_redis_drill(&args, &target.name)?;
     let storage = super::open_storage(config)?;
     let report = redis_drill::run(RedisDrillRequest {
         config,

@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::table::{cell, new_table, or_dash, Fit};
+use super::compact::{compact_width, CompactRow, CompactTable, Fold};
+use super::table::{cell, new_table, or_dash, Fit, Layout};
 use crate::backup::catalog::DamagedManifest;
 use crate::backup::manifest::BackupManifest;
 use crate::prune::{Action, PruneReport};
@@ -133,6 +134,17 @@ fn physical_backup_table(report: &BackupReport) -> String {
 }
 
 pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> String {
+    list_table_for(report, storage, now, Layout::stdout())
+}
+
+/// The backups, then pins, notes and restorable windows fitted to the width. The method
+/// column is never left out: dumps and base backups must not look alike.
+pub fn list_table_for(
+    report: &ListReport,
+    storage: &str,
+    now: DateTime<Utc>,
+    layout: Layout,
+) -> String {
     if report.backups.is_empty() {
         return format!("no complete backups in {storage}; run `dr backup` to take one\n");
     }
@@ -151,33 +163,58 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
     ])
     .fit(
         Fit::Detail,
-        &[
-            "database",
-            "kind",
-            "method",
-            "tables",
-            "encrypted for",
-            "sha256",
-        ],
+        &["database", "kind", "tables", "encrypted for", "sha256"],
     );
+    let mut narrow = CompactTable {
+        header: Some(
+            [
+                "backup id",
+                "target",
+                "method",
+                "created (UTC)",
+                "age",
+                "size",
+                "tables",
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        optional: vec![3, 6],
+        rows: Vec::new(),
+    };
     for m in &report.backups {
+        let method = match &m.redis {
+            Some(d) => d.method.as_str(),
+            None => m.method.as_str(),
+        };
+        let contents = match (&m.redis, &m.physical) {
+            (Some(d), _) => format!("{} keys ({})", units::count(d.keys), d.method.as_str()),
+            (None, Some(_)) => "-".to_string(),
+            (None, None) => units::count(m.tables.len() as u64),
+        };
+        narrow.rows.push(CompactRow {
+            values: vec![
+                cell(&m.id),
+                cell(&m.target),
+                cell(method),
+                cell(units::time(m.created_at)),
+                cell(age_cell(m.created_at, now)),
+                cell(units::bytes(m.size_bytes)),
+                cell(contents.clone()),
+            ],
+            text: String::new(),
+            fold: Fold::Wrap,
+        });
         t.add_row(vec![
             cell(&m.id),
             cell(&m.target),
             or_dash((!m.database.is_empty()).then_some(m.database.as_str())),
             cell(m.kind.as_str()),
-            cell(match &m.redis {
-                Some(d) => d.method.as_str(),
-                None => m.method.as_str(),
-            }),
+            cell(method),
             cell(units::time(m.created_at)),
             cell(age_cell(m.created_at, now)),
             cell(units::bytes(m.size_bytes)),
-            cell(match (&m.redis, &m.physical) {
-                (Some(d), _) => format!("{} keys ({})", units::count(d.keys), d.method.as_str()),
-                (None, Some(_)) => "-".to_string(),
-                (None, None) => units::count(m.tables.len() as u64),
-            }),
+            cell(contents),
             cell(if m.recipients.is_empty() {
                 "-".to_string()
             } else {
@@ -195,9 +232,13 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         .iter()
         .filter(|m| crate::backup::catalog::is_future_dated(m, now))
         .collect();
-    let mut out = t.render();
+    let mut out = match compact_width(layout) {
+        Some(width) => narrow.render(width, layout.styled),
+        None => t.render_for(layout),
+    };
+    let mut notes = String::new();
     for p in &report.pins {
-        out.push_str(&format!(
+        notes.push_str(&format!(
             "pinned: {} of {} since {}{}: prune keeps it outside every rule (`dr unpin {} --target {}`)\n",
             p.backup_id,
             p.target,
@@ -211,12 +252,17 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         ));
     }
     for m in future {
-        out.push_str(&format!(
+        notes.push_str(&format!(
             "note: backup {} is dated {} in the future (a wrong clock or a copied manifest); `--backup-id latest` skips it\n",
             m.id,
             units::age(m.created_at - now)
         ));
     }
+    notes.push_str(&super::pitr::windows_text(
+        &report.windows,
+        &report.restore_points,
+    ));
+    out.push_str(&super::compact::fit_lines(&notes, layout.width));
     out
 }
 

@@ -24,8 +24,8 @@ pub enum Fit {
 /// One cell: its text, and a colour used only on a styled terminal.
 #[derive(Debug, Clone)]
 pub struct TableCell {
-    text: String,
-    colour: Option<Color>,
+    pub(super) text: String,
+    pub(super) colour: Option<Color>,
 }
 
 pub fn cell(text: impl Into<String>) -> TableCell {
