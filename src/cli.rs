@@ -571,6 +571,10 @@ pub struct BackupArgs {
     /// with `dr wal-push`) instead of a pg_dump of the database
     #[arg(long)]
     pub physical: bool,
+    /// With --physical: only the blocks changed since the newest base backup of the cluster
+    /// (PostgreSQL 17+, summarize_wal = on)
+    #[arg(long, requires = "physical")]
+    pub incremental: bool,
     /// Back up this many targets at once (never two of one database at once; connections
     /// stay within [connections] max_per_server) [default: [backup] parallel, else 4]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]

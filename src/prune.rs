@@ -139,6 +139,7 @@ pub async fn plan(
             )
             .await?;
             let decided = keep_pinned(decided, &pinned);
+            let decided = keep_chains(decided, &members);
             if method == BackupMethod::Physical {
                 kept_physical.extend(members.iter().copied().filter(|m| {
                     decided.iter().any(|e| {
@@ -382,6 +383,60 @@ async fn decide_verified(
 
 /// A pinned backup is kept whatever the rules say (and, being kept, so is the WAL a pinned
 /// base backup needs).
+/// Incremental base backups are restored through their whole chain: a kept incremental
+/// keeps every ancestor ("parent of ID"), so a full backup goes only together with every
+/// backup built on it (said on its line).
+fn keep_chains(mut entries: Vec<PruneEntry>, members: &[&BackupManifest]) -> Vec<PruneEntry> {
+    let chain_of = |id: &str| {
+        members
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.physical.as_ref())
+            .map(|p| p.chain.clone())
+            .unwrap_or_default()
+    };
+    let kept: Vec<String> = entries
+        .iter()
+        .filter(|e| e.action == Action::Keep && e.kind == EntryKind::Physical)
+        .map(|e| e.backup_id.clone())
+        .collect();
+    for child in &kept {
+        let chain = chain_of(child);
+        for (i, ancestor) in chain.iter().enumerate() {
+            let direct_child = chain.get(i + 1).unwrap_or(child);
+            let note = format!("parent of {direct_child}");
+            let Some(e) = entries.iter_mut().find(|e| &e.backup_id == ancestor) else {
+                continue;
+            };
+            if e.reason.contains(&note) {
+                continue;
+            }
+            if e.action == Action::Remove {
+                e.action = Action::Keep;
+                e.keys.clear();
+                e.reason = note;
+            } else {
+                e.reason = format!("{}; {note}", e.reason);
+            }
+        }
+    }
+    for e in entries.iter_mut().filter(|e| e.action == Action::Remove) {
+        let descendants: Vec<&str> = members
+            .iter()
+            .filter(|m| m.physical.as_ref().is_some_and(|p| p.chain.contains(&e.backup_id)))
+            .map(|m| m.id.as_str())
+            .collect();
+        if !descendants.is_empty() {
+            e.reason = format!(
+                "{}, together with every incremental built on it ({})",
+                e.reason,
+                descendants.join(", ")
+            );
+        }
+    }
+    entries
+}
+
 fn keep_pinned(entries: Vec<PruneEntry>, pinned: &[pins::Pin]) -> Vec<PruneEntry> {
     entries
         .into_iter()

@@ -196,6 +196,18 @@ pub fn list_table(report: &ListReport, storage: &str, now: DateTime<Utc>) -> Str
         .filter(|m| crate::backup::catalog::is_future_dated(m, now))
         .collect();
     let mut out = t.render();
+    for m in &report.backups {
+        let Some(p) = m.physical.as_ref().filter(|p| p.parent_id.is_some()) else {
+            continue;
+        };
+        out.push_str(&format!(
+            "incremental: {} builds on {} (chain {} → {}); a restore needs every link\n",
+            m.id,
+            p.parent_id.as_deref().unwrap_or("-"),
+            p.chain.join(" → "),
+            m.id
+        ));
+    }
     for p in &report.pins {
         out.push_str(&format!(
             "pinned: {} of {} since {}{}: prune keeps it outside every rule (`dr unpin {} --target {}`)\n",
