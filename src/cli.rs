@@ -64,6 +64,8 @@ Checks:
   wal.fetch          the server's OS user fetches and opens the newest archived segment
                      with `dr wal-fetch`, as restore_command would
                                                          [targets with wal_archiving]
+  pg.summarize_wal   summarize_wal is on, so an incremental base backup can be taken
+                     (PostgreSQL 17+)             [targets with incremental = true]
   drill.recent       a successful drill within objectives.drill_every (warn if none)
   drill.leftovers    nothing left by a dr that died: files on this host (removed),
                      scratch databases on the target's server (warn)

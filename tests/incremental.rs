@@ -53,6 +53,25 @@ fn an_incremental_stores_the_changed_blocks_and_its_chain_restores_exactly() {
         return;
     }
 
+    // A target configured for incrementals: dr check warns while summarize_wal is off.
+    let config = std::fs::read_to_string(world.config_path()).unwrap();
+    world.write_config(&config.replace(
+        "wal_archiving = true\n",
+        "wal_archiving = true\nincremental = true\n",
+    ));
+    let summarize_check = |world: &World| {
+        let run = world.dr(&["check", "--only", "pg.summarize_wal", "--format", "json"]);
+        run.json()["checks"][0].clone()
+    };
+    let warned = summarize_check(&world);
+    assert_eq!(warned["status"], "warn", "{warned}");
+    assert!(
+        warned["message"]
+            .as_str()
+            .unwrap()
+            .contains("ALTER SYSTEM SET summarize_wal = on"),
+        "{warned}"
+    );
     // summarize_wal off: refused with the fix, nothing stored.
     let refused = backup(&world, true);
     refused.expect_code(2);
@@ -65,6 +84,8 @@ fn an_incremental_stores_the_changed_blocks_and_its_chain_restores_exactly() {
     );
     pg.psql("postgres", "ALTER SYSTEM SET summarize_wal = on");
     pg.psql("postgres", "SELECT pg_reload_conf()");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(summarize_check(&world)["status"], "pass");
     // No parent yet: refused, naming the full backup to take.
     let refused = backup(&world, true);
     refused.expect_code(2);
