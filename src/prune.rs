@@ -586,3 +586,77 @@ pub async fn apply(
         backups: entries,
     })
 }
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    fn physical(id: &str, chain: &[&str]) -> BackupManifest {
+        serde_json::from_value(serde_json::json!({
+            "format_version": 2, "id": id, "target": "main", "method": "physical",
+            "source": "postgres://u@h/app", "created_at": "2026-01-02T03:04:05Z",
+            "finished_at": "2026-01-02T03:04:06Z", "duration_ms": 1, "server_version": "18.1",
+            "server_major": 18, "dr_version": "0.1.0", "format": "tar", "compression": "zstd",
+            "compression_level": 3, "encryption": null, "size_bytes": 1, "sha256": "a".repeat(64),
+            "objects": [],
+            "physical": {
+                "system_identifier": "1", "timeline": 1, "start_lsn": "0/1", "start_wal": "x",
+                "checkpoint_lsn": "0/1", "stop_lsn": "0/2", "stop_wal": "x",
+                "wal_segment_size": 16777216, "data_checksums": false, "tablespaces": [],
+                "pg_basebackup_version": "18.1", "backup_manifest": true,
+                "backup_history_file": "x", "parent_id": chain.last(), "chain": chain
+            }
+        }))
+        .unwrap()
+    }
+
+    fn entry(id: &str, action: Action) -> PruneEntry {
+        PruneEntry {
+            target: "main".into(),
+            backup_id: id.into(),
+            kind: EntryKind::Physical,
+            action,
+            reason: match action {
+                Action::Keep => "newest complete backup (always kept)".into(),
+                Action::Remove => "outside the retention policy".into(),
+            },
+            keys: vec![format!("backups/main/{id}/manifest.json")],
+        }
+    }
+
+    #[test]
+    fn a_kept_incremental_keeps_its_ancestry_and_a_full_goes_with_its_descendants() {
+        let (f1, i1, i2) = (
+            physical("main-1", &[]),
+            physical("main-2", &["main-1"]),
+            physical("main-3", &["main-1", "main-2"]),
+        );
+        let (f2, j1) = (physical("main-4", &[]), physical("main-5", &["main-4"]));
+        let members = vec![&f1, &i1, &i2, &f2, &j1];
+        // The policy keeps only the newest incremental of the first chain; the second
+        // chain is outside it.
+        let decided = vec![
+            entry("main-5", Action::Remove),
+            entry("main-4", Action::Remove),
+            entry("main-3", Action::Keep),
+            entry("main-2", Action::Remove),
+            entry("main-1", Action::Remove),
+        ];
+        let out = keep_chains(decided, &members);
+        let by = |id: &str| out.iter().find(|e| e.backup_id == id).unwrap();
+        assert_eq!(by("main-2").action, Action::Keep);
+        assert_eq!(by("main-2").reason, "parent of main-3");
+        assert!(by("main-2").keys.is_empty(), "nothing of a kept link is deleted");
+        assert_eq!(by("main-1").action, Action::Keep);
+        assert_eq!(by("main-1").reason, "parent of main-2");
+        assert_eq!(by("main-4").action, Action::Remove);
+        assert!(
+            by("main-4")
+                .reason
+                .contains("together with every incremental built on it (main-5)"),
+            "{}",
+            by("main-4").reason
+        );
+        assert_eq!(by("main-5").action, Action::Remove);
+    }
+}
