@@ -423,7 +423,11 @@ fn keep_chains(mut entries: Vec<PruneEntry>, members: &[&BackupManifest]) -> Vec
     for e in entries.iter_mut().filter(|e| e.action == Action::Remove) {
         let descendants: Vec<&str> = members
             .iter()
-            .filter(|m| m.physical.as_ref().is_some_and(|p| p.chain.contains(&e.backup_id)))
+            .filter(|m| {
+                m.physical
+                    .as_ref()
+                    .is_some_and(|p| p.chain.contains(&e.backup_id))
+            })
             .map(|m| m.id.as_str())
             .collect();
         if !descendants.is_empty() {
@@ -646,7 +650,10 @@ mod chain_tests {
         let by = |id: &str| out.iter().find(|e| e.backup_id == id).unwrap();
         assert_eq!(by("main-2").action, Action::Keep);
         assert_eq!(by("main-2").reason, "parent of main-3");
-        assert!(by("main-2").keys.is_empty(), "nothing of a kept link is deleted");
+        assert!(
+            by("main-2").keys.is_empty(),
+            "nothing of a kept link is deleted"
+        );
         assert_eq!(by("main-1").action, Action::Keep);
         assert_eq!(by("main-1").reason, "parent of main-2");
         assert_eq!(by("main-4").action, Action::Remove);

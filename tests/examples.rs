@@ -169,7 +169,10 @@ fn systemd_units_pass_systemd_analyze_verify() {
                 .trim_start_matches("dr-")
                 .trim_end_matches(".service")
                 .replace("drill-pitr", "drill --pitr")
-                .replace("backup-physical-incremental", "backup --physical --incremental")
+                .replace(
+                    "backup-physical-incremental",
+                    "backup --physical --incremental",
+                )
                 .replace("backup-physical", "backup --physical");
             assert!(
                 text.contains(&format!(

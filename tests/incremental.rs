@@ -20,7 +20,14 @@ fn server_major(pg: &PgCluster) -> u32 {
 }
 
 fn backup(world: &World, incremental: bool) -> support::Run {
-    let mut args = vec!["backup", "--physical", "--target", "main", "--format", "json"];
+    let mut args = vec![
+        "backup",
+        "--physical",
+        "--target",
+        "main",
+        "--format",
+        "json",
+    ];
     if incremental {
         args.push("--incremental");
     }
@@ -28,7 +35,9 @@ fn backup(world: &World, incremental: bool) -> support::Run {
 }
 
 fn content_hash(query_port: impl Fn(&str) -> String) -> String {
-    query_port("SELECT count(*) || ':' || md5(string_agg(id || '/' || v, ',' ORDER BY id)) FROM items")
+    query_port(
+        "SELECT count(*) || ':' || md5(string_agg(id || '/' || v, ',' ORDER BY id)) FROM items",
+    )
 }
 
 const ROWS: u32 = 300_000;
@@ -44,7 +53,9 @@ fn an_incremental_stores_the_changed_blocks_and_its_chain_restores_exactly() {
         assert!(
             refused.stderr.contains(&format!("runs PostgreSQL {major}"))
                 && refused.stderr.contains("PostgreSQL 17 or later")
-                && refused.stderr.contains("hint: take a full `dr backup --physical"),
+                && refused
+                    .stderr
+                    .contains("hint: take a full `dr backup --physical"),
             "{}",
             refused.stderr
         );
@@ -149,9 +160,9 @@ fn an_incremental_stores_the_changed_blocks_and_its_chain_restores_exactly() {
     );
     let listed = world.dr(&["list", "--target", "main"]);
     assert!(
-        listed
-            .stdout
-            .contains(&format!("{incr2_id} builds on {incr1_id} (chain {full_id} → {incr1_id} → {incr2_id})")),
+        listed.stdout.contains(&format!(
+            "{incr2_id} builds on {incr1_id} (chain {full_id} → {incr1_id} → {incr2_id})"
+        )),
         "{}",
         listed.stdout
     );
@@ -166,8 +177,18 @@ fn an_incremental_stores_the_changed_blocks_and_its_chain_restores_exactly() {
     let dir_text = dir.display().to_string();
     let port_text = port.to_string();
     let run = world.dr(&[
-        "restore", "--target", "main", "--pitr", "--pgdata", &dir_text, "--to-latest",
-        "--start", "--port", &port_text, "--format", "json",
+        "restore",
+        "--target",
+        "main",
+        "--pitr",
+        "--pgdata",
+        &dir_text,
+        "--to-latest",
+        "--start",
+        "--port",
+        &port_text,
+        "--format",
+        "json",
     ]);
     let _server = RestoredServer {
         dir: dir.clone(),
@@ -219,12 +240,21 @@ fn an_incremental_stores_the_changed_blocks_and_its_chain_restores_exactly() {
     support::archive::give_to_postgres(&dir);
     let dir_text = dir.display().to_string();
     let refused = world.dr(&[
-        "restore", "--target", "main", "--pitr", "--pgdata", &dir_text, "--to-latest",
-        "--format", "json",
+        "restore",
+        "--target",
+        "main",
+        "--pitr",
+        "--pgdata",
+        &dir_text,
+        "--to-latest",
+        "--format",
+        "json",
     ]);
     refused.expect_code(2);
     assert!(
-        refused.stderr.contains(&format!("link {incr1_id} of its chain"))
+        refused
+            .stderr
+            .contains(&format!("link {incr1_id} of its chain"))
             && refused.stderr.contains("nothing was written"),
         "{}",
         refused.stderr

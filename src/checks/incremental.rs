@@ -38,8 +38,17 @@ async fn summarize_wal(shared: &SharedClient, target: &str) -> Result<Finding> {
             &[],
         )
         .await
-        .map_err(|e| anyhow!("cannot read summarize_wal: {}", crate::pg::describe_pg_error(&e)))?;
-    Ok(judge(target, row.try_get::<_, i32>(0)? as u32, row.try_get(1)?))
+        .map_err(|e| {
+            anyhow!(
+                "cannot read summarize_wal: {}",
+                crate::pg::describe_pg_error(&e)
+            )
+        })?;
+    Ok(judge(
+        target,
+        row.try_get::<_, i32>(0)? as u32,
+        row.try_get(1)?,
+    ))
 }
 
 /// The verdict: pure, so every branch has a unit test.

@@ -136,7 +136,13 @@ pub(super) async fn rebuild(
         "{} link(s) unpacked and combined into {} by pg_combinebackup; pg_verifybackup: {}",
         links.len(),
         pgdata.display(),
-        verified.stdout.trim().lines().take(2).collect::<Vec<_>>().join("; ")
+        verified
+            .stdout
+            .trim()
+            .lines()
+            .take(2)
+            .collect::<Vec<_>>()
+            .join("; ")
     ))
 }
 

@@ -307,7 +307,11 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
         None => Vec::new(),
         Some(_) => {
             steps
-                .run("chain", Phase::Preflight, super::chain::check(req.storage, &manifest))
+                .run(
+                    "chain",
+                    Phase::Preflight,
+                    super::chain::check(req.storage, &manifest),
+                )
                 .await?
         }
     };
