@@ -66,6 +66,8 @@ Checks:
   wal.fetch          the server's OS user fetches and opens the newest archived segment
                      with `dr wal-fetch`, as restore_command would
                                                          [targets with wal_archiving]
+  pg.summarize_wal   summarize_wal is on, so an incremental base backup can be taken
+                     (PostgreSQL 17+)             [targets with incremental = true]
   drill.recent       a successful drill within objectives.drill_every (warn if none)
   drill.leftovers    nothing left by a dr that died: files on this host (removed),
                      scratch databases on the target's server (warn)
@@ -580,6 +582,10 @@ pub struct BackupArgs {
     /// with `dr wal-push`) instead of a pg_dump of the database
     #[arg(long)]
     pub physical: bool,
+    /// With --physical: only the blocks changed since the newest base backup of the cluster
+    /// (PostgreSQL 17+, summarize_wal = on)
+    #[arg(long, requires = "physical")]
+    pub incremental: bool,
     /// Back up this many targets at once (never two of one database at once; connections
     /// stay within [connections] max_per_server) [default: [backup] parallel, else 4]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]

@@ -139,6 +139,7 @@ pub async fn plan(
             )
             .await?;
             let decided = keep_pinned(decided, &pinned);
+            let decided = keep_chains(decided, &members);
             if method == BackupMethod::Physical {
                 kept_physical.extend(members.iter().copied().filter(|m| {
                     decided.iter().any(|e| {
@@ -382,6 +383,64 @@ async fn decide_verified(
 
 /// A pinned backup is kept whatever the rules say (and, being kept, so is the WAL a pinned
 /// base backup needs).
+/// Incremental base backups are restored through their whole chain: a kept incremental
+/// keeps every ancestor ("parent of ID"), so a full backup goes only together with every
+/// backup built on it (said on its line).
+fn keep_chains(mut entries: Vec<PruneEntry>, members: &[&BackupManifest]) -> Vec<PruneEntry> {
+    let chain_of = |id: &str| {
+        members
+            .iter()
+            .find(|m| m.id == id)
+            .and_then(|m| m.physical.as_ref())
+            .map(|p| p.chain.clone())
+            .unwrap_or_default()
+    };
+    let kept: Vec<String> = entries
+        .iter()
+        .filter(|e| e.action == Action::Keep && e.kind == EntryKind::Physical)
+        .map(|e| e.backup_id.clone())
+        .collect();
+    for child in &kept {
+        let chain = chain_of(child);
+        for (i, ancestor) in chain.iter().enumerate() {
+            let direct_child = chain.get(i + 1).unwrap_or(child);
+            let note = format!("parent of {direct_child}");
+            let Some(e) = entries.iter_mut().find(|e| &e.backup_id == ancestor) else {
+                continue;
+            };
+            if e.reason.contains(&note) {
+                continue;
+            }
+            if e.action == Action::Remove {
+                e.action = Action::Keep;
+                e.keys.clear();
+                e.reason = note;
+            } else {
+                e.reason = format!("{}; {note}", e.reason);
+            }
+        }
+    }
+    for e in entries.iter_mut().filter(|e| e.action == Action::Remove) {
+        let descendants: Vec<&str> = members
+            .iter()
+            .filter(|m| {
+                m.physical
+                    .as_ref()
+                    .is_some_and(|p| p.chain.contains(&e.backup_id))
+            })
+            .map(|m| m.id.as_str())
+            .collect();
+        if !descendants.is_empty() {
+            e.reason = format!(
+                "{}, together with every incremental built on it ({})",
+                e.reason,
+                descendants.join(", ")
+            );
+        }
+    }
+    entries
+}
+
 fn keep_pinned(entries: Vec<PruneEntry>, pinned: &[pins::Pin]) -> Vec<PruneEntry> {
     entries
         .into_iter()
@@ -530,4 +589,81 @@ pub async fn apply(
         dry_run,
         backups: entries,
     })
+}
+
+#[cfg(test)]
+mod chain_tests {
+    use super::*;
+
+    fn physical(id: &str, chain: &[&str]) -> BackupManifest {
+        serde_json::from_value(serde_json::json!({
+            "format_version": 2, "id": id, "target": "main", "method": "physical",
+            "source": "postgres://u@h/app", "created_at": "2026-01-02T03:04:05Z",
+            "finished_at": "2026-01-02T03:04:06Z", "duration_ms": 1, "server_version": "18.1",
+            "server_major": 18, "dr_version": "0.1.0", "format": "tar", "compression": "zstd",
+            "compression_level": 3, "encryption": null, "size_bytes": 1, "sha256": "a".repeat(64),
+            "objects": [],
+            "physical": {
+                "system_identifier": "1", "timeline": 1, "start_lsn": "0/1", "start_wal": "x",
+                "checkpoint_lsn": "0/1", "stop_lsn": "0/2", "stop_wal": "x",
+                "wal_segment_size": 16777216, "data_checksums": false, "tablespaces": [],
+                "pg_basebackup_version": "18.1", "backup_manifest": true,
+                "backup_history_file": "x", "parent_id": chain.last(), "chain": chain
+            }
+        }))
+        .unwrap()
+    }
+
+    fn entry(id: &str, action: Action) -> PruneEntry {
+        PruneEntry {
+            target: "main".into(),
+            backup_id: id.into(),
+            kind: EntryKind::Physical,
+            action,
+            reason: match action {
+                Action::Keep => "newest complete backup (always kept)".into(),
+                Action::Remove => "outside the retention policy".into(),
+            },
+            keys: vec![format!("backups/main/{id}/manifest.json")],
+        }
+    }
+
+    #[test]
+    fn a_kept_incremental_keeps_its_ancestry_and_a_full_goes_with_its_descendants() {
+        let (f1, i1, i2) = (
+            physical("main-1", &[]),
+            physical("main-2", &["main-1"]),
+            physical("main-3", &["main-1", "main-2"]),
+        );
+        let (f2, j1) = (physical("main-4", &[]), physical("main-5", &["main-4"]));
+        let members = vec![&f1, &i1, &i2, &f2, &j1];
+        // The policy keeps only the newest incremental of the first chain; the second
+        // chain is outside it.
+        let decided = vec![
+            entry("main-5", Action::Remove),
+            entry("main-4", Action::Remove),
+            entry("main-3", Action::Keep),
+            entry("main-2", Action::Remove),
+            entry("main-1", Action::Remove),
+        ];
+        let out = keep_chains(decided, &members);
+        let by = |id: &str| out.iter().find(|e| e.backup_id == id).unwrap();
+        assert_eq!(by("main-2").action, Action::Keep);
+        assert_eq!(by("main-2").reason, "parent of main-3");
+        assert!(
+            by("main-2").keys.is_empty(),
+            "nothing of a kept link is deleted"
+        );
+        assert_eq!(by("main-1").action, Action::Keep);
+        assert_eq!(by("main-1").reason, "parent of main-2");
+        assert_eq!(by("main-4").action, Action::Remove);
+        assert!(
+            by("main-4")
+                .reason
+                .contains("together with every incremental built on it (main-5)"),
+            "{}",
+            by("main-4").reason
+        );
+        assert_eq!(by("main-5").action, Action::Remove);
+    }
 }

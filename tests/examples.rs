@@ -158,12 +158,22 @@ fn systemd_units_pass_systemd_analyze_verify() {
         let text = &units.iter().find(|(n, _)| n == timer).unwrap().1;
         assert!(text.contains("OnCalendar=*-*-* 0"), "{timer} is daily");
     }
+    // Full weekly, incremental daily (issue 30).
+    let timer = |n: &str| &units.iter().find(|(u, _)| u == n).unwrap().1;
+    assert!(timer("dr-backup-physical.timer").contains("OnCalendar=Sun *-*-* 01:00:00"));
+    assert!(timer("dr-backup-physical-incremental.timer")
+        .contains("OnCalendar=Mon..Sat *-*-* 01:00:00"));
     for (name, text) in &units {
         if name.ends_with(".service") {
             let job = name
                 .trim_start_matches("dr-")
                 .trim_end_matches(".service")
-                .replace("drill-pitr", "drill --pitr");
+                .replace("drill-pitr", "drill --pitr")
+                .replace(
+                    "backup-physical-incremental",
+                    "backup --physical --incremental",
+                )
+                .replace("backup-physical", "backup --physical");
             assert!(
                 text.contains(&format!(
                     "ExecStart=/usr/local/bin/dr --config /etc/dr/dr.toml {job}"

@@ -84,6 +84,14 @@ pub struct PhysicalInfo {
     pub backup_manifest: bool,
     /// The backup history file (`<segment>.<offset>.backup`) in the WAL archive.
     pub backup_history_file: String,
+    /// An incremental base backup (`--incremental`): the backup it builds on. Absent for a
+    /// full one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent_id: Option<String>,
+    /// An incremental's ancestry, the full base backup first and `parent_id` last: every
+    /// link a restore needs besides this one. Empty for a full one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chain: Vec<String>,
 }
 
 /// What a stored object of a backup holds.
@@ -96,6 +104,10 @@ pub enum ObjectRole {
     Globals,
     /// The whole cluster, as the tar `pg_basebackup` writes (physical backups).
     Base,
+    /// pg_basebackup's `backup_manifest` of a physical backup, also stored on its own so an
+    /// incremental child (`pg_basebackup --incremental`) reads it without the parent's tar.
+    #[serde(rename = "backup_manifest")]
+    BackupManifest,
 }
 
 impl ObjectRole {
@@ -105,6 +117,7 @@ impl ObjectRole {
             ObjectRole::Dump => "dump.pgdump",
             ObjectRole::Globals => "globals.sql",
             ObjectRole::Base => "base.tar",
+            ObjectRole::BackupManifest => "backup_manifest",
         }
     }
 }
@@ -379,6 +392,19 @@ impl BackupManifest {
         self.objects.iter().find(|o| o.role == ObjectRole::Base)
     }
 
+    /// pg_basebackup's `backup_manifest`, stored on its own (physical backups since
+    /// incremental backups exist).
+    pub fn backup_manifest(&self) -> Option<&StoredObject> {
+        self.objects
+            .iter()
+            .find(|o| o.role == ObjectRole::BackupManifest)
+    }
+
+    /// The backup an incremental base backup builds on (None for a full one and a dump).
+    pub fn parent_id(&self) -> Option<&str> {
+        self.physical.as_ref().and_then(|p| p.parent_id.as_deref())
+    }
+
     /// The object the manifest's `sha256` and `compression` describe: the dump, or the
     /// base tar of a physical backup.
     fn primary_role(&self) -> ObjectRole {
@@ -426,7 +452,20 @@ impl BackupManifest {
                     "a physical backup without its WAL positions, or with dump objects".into(),
                 );
             }
-            BackupMethod::Dump if self.physical.is_some() || count(ObjectRole::Base) > 0 => {
+            BackupMethod::Physical if count(ObjectRole::BackupManifest) > 1 => {
+                return Some("it lists more than one backup_manifest object".into());
+            }
+            BackupMethod::Physical
+                if self.physical.as_ref().is_some_and(|p| {
+                    p.parent_id.as_ref() != p.chain.last() || p.chain.contains(&self.id)
+                }) =>
+            {
+                return Some("its parent_id is not the last link of its chain".into());
+            }
+            BackupMethod::Dump
+                if self.physical.is_some()
+                    || count(ObjectRole::Base) + count(ObjectRole::BackupManifest) > 0 =>
+            {
                 return Some("a dump with physical backup fields".into());
             }
             _ => {}

@@ -3,6 +3,7 @@
 //! written only after every object is stored and every child exited successfully.
 
 pub mod catalog;
+pub mod incremental;
 pub mod integrity;
 pub mod manifest;
 pub mod physical;
@@ -47,6 +48,10 @@ pub struct BackupPlan<'a> {
     pub show_progress: bool,
     /// This configuration's archive_command, for hints.
     pub archive_command: String,
+    /// Physical only: an incremental base backup against the newest one of the cluster.
+    pub incremental: bool,
+    /// Opens an encrypted parent's `backup_manifest` for an incremental backup.
+    pub identities: Option<std::sync::Arc<crate::encryption::Identities>>,
 }
 
 impl<'a> BackupPlan<'a> {
@@ -68,6 +73,8 @@ impl<'a> BackupPlan<'a> {
             pg_bin_dir: target.pg_bin_dir.as_deref(),
             show_progress,
             archive_command: config.archive_command(),
+            incremental: false,
+            identities: None,
         })
     }
 }

@@ -17,7 +17,7 @@ use super::manifest::{
     BackupKind, BackupManifest, BackupMethod, ObjectRole, PhysicalInfo, StoredObject, Tablespace,
     MANIFEST_FORMAT_VERSION,
 };
-use super::{catalog, progress_bar, stream_child, BackupPlan};
+use super::{catalog, incremental, progress_bar, stream_child, BackupPlan};
 use crate::codec;
 use crate::pg::{self, tools};
 use crate::process::ChildCommand;
@@ -31,8 +31,12 @@ const LABEL_LIMIT: usize = 64 * 1024;
 const MANIFEST_TAIL: usize = 256 * 1024;
 
 /// The pg_basebackup command line: no password, ever (it comes from the passfile).
-pub fn pg_basebackup_args(public_url: &str, label: &str) -> Vec<String> {
-    vec![
+pub fn pg_basebackup_args(
+    public_url: &str,
+    label: &str,
+    incremental_from: Option<&std::path::Path>,
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
         // One tar on stdout; dr compresses (multithreaded zstd) while hashing.
         "--pgdata=-".into(),
         "--format=tar".into(),
@@ -42,7 +46,11 @@ pub fn pg_basebackup_args(public_url: &str, label: &str) -> Vec<String> {
         "--no-password".into(),
         format!("--label={label}"),
         format!("--dbname={public_url}"),
-    ]
+    ];
+    if let Some(parent_manifest) = incremental_from {
+        args.push(format!("--incremental={}", parent_manifest.display()));
+    }
+    args
 }
 
 /// Follows a tar stream block by block and keeps the two members a restore needs to know
@@ -58,6 +66,8 @@ pub struct TarScanner {
     pub members: u64,
     pub saw_label: bool,
     pub saw_manifest: bool,
+    /// Where the whole `backup_manifest` member is copied (a local file: it can be large).
+    manifest_spool: Option<std::fs::File>,
     finished: bool,
     pub problem: Option<String>,
 }
@@ -90,6 +100,14 @@ fn octal(field: &[u8]) -> Option<u64> {
 }
 
 impl TarScanner {
+    /// A scanner that also copies `backup_manifest` into `spool`.
+    pub fn spooling_manifest_to(spool: std::fs::File) -> Self {
+        TarScanner {
+            manifest_spool: Some(spool),
+            ..TarScanner::default()
+        }
+    }
+
     pub fn feed(&mut self, mut data: &[u8]) {
         while !data.is_empty() && !self.finished && self.problem.is_none() {
             if self.remaining > 0 {
@@ -124,6 +142,12 @@ impl TarScanner {
                 }
             }
             Some(Member::Manifest) => {
+                if let Some(spool) = &mut self.manifest_spool {
+                    use std::io::Write;
+                    if let Err(e) = spool.write_all(bytes) {
+                        self.problem = Some(format!("cannot keep backup_manifest aside: {e}"));
+                    }
+                }
                 self.manifest_tail.extend_from_slice(bytes);
                 if self.manifest_tail.len() > 2 * MANIFEST_TAIL {
                     let cut = self.manifest_tail.len() - MANIFEST_TAIL;
@@ -261,6 +285,10 @@ struct ClusterFacts {
     in_recovery: bool,
     data_checksums: bool,
     tablespaces: Vec<Tablespace>,
+    /// `summarize_wal` (None before PostgreSQL 17, which has no such setting).
+    summarize_wal: Option<bool>,
+    /// The timeline of the latest checkpoint: an incremental's parent must be on it.
+    timeline: u32,
 }
 
 async fn read_facts(client: &tokio_postgres::Client) -> Result<ClusterFacts> {
@@ -273,7 +301,9 @@ async fn read_facts(client: &tokio_postgres::Client) -> Result<ClusterFacts> {
                     coalesce(current_setting('archive_library', true), ''),
                     (SELECT rolsuper OR rolreplication FROM pg_roles WHERE rolname = current_user),
                     pg_is_in_recovery(),
-                    current_setting('data_checksums') = 'on'",
+                    current_setting('data_checksums') = 'on',
+                    current_setting('summarize_wal', true),
+                    (SELECT timeline_id FROM pg_control_checkpoint())",
             &[],
         )
         .await
@@ -309,6 +339,8 @@ async fn read_facts(client: &tokio_postgres::Client) -> Result<ClusterFacts> {
         may_replicate: row.get::<_, Option<bool>>(4).unwrap_or(false),
         in_recovery: row.get(5),
         data_checksums: row.get(6),
+        summarize_wal: row.get::<_, Option<String>>(7).map(|v| v == "on"),
+        timeline: row.get::<_, i32>(8) as u32,
         tablespaces,
     })
 }
@@ -379,6 +411,32 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     }
     let facts = read_facts(&client).await?;
     check_preconditions(&facts, plan.target_name, &conn.user, &plan.archive_command)?;
+    let parent = if plan.incremental {
+        incremental::require_support(
+            plan.target_name,
+            server_major,
+            &server_version,
+            facts.summarize_wal,
+        )?;
+        Some(
+            incremental::choose_parent(storage, plan.target_name, facts.system_id, facts.timeline)
+                .await?,
+        )
+    } else {
+        None
+    };
+    // backup_manifest is kept aside here on its way to storage, and an incremental's
+    // parent manifest is read by pg_basebackup from here; removed on every path.
+    let scratch = tempfile::Builder::new()
+        .prefix("dr-basebackup-")
+        .tempdir()
+        .context("cannot create a temporary directory for backup_manifest")?;
+    let parent_manifest = scratch.path().join("parent_backup_manifest");
+    if let Some(p) = &parent {
+        incremental::fetch_backup_manifest(storage, p, plan.identities.as_ref(), &parent_manifest)
+            .await?;
+    }
+    let spool_path = scratch.path().join("backup_manifest");
 
     let created_at = Utc::now();
     let id = super::unique_id(storage, plan.target_name, BackupKind::Regular).await?;
@@ -394,9 +452,15 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     let result: Result<BackupManifest> = async {
         let auth = conn.child_env()?;
         let cmd = ChildCommand::new(&basebackup, "pg_basebackup")
-            .args(pg_basebackup_args(&conn.public_url, &format!("dr {id}")))
+            .args(pg_basebackup_args(
+                &conn.public_url,
+                &format!("dr {id}"),
+                parent.as_ref().map(|_| parent_manifest.as_path()),
+            ))
             .envs(auth.env());
-        let scanner = Arc::new(Mutex::new(TarScanner::default()));
+        let spool = std::fs::File::create(&spool_path)
+            .with_context(|| format!("cannot create {}", spool_path.display()))?;
+        let scanner = Arc::new(Mutex::new(TarScanner::spooling_manifest_to(spool)));
         let tap_scanner = scanner.clone();
         let tap: codec::RawTap = Box::new(move |bytes| {
             // The scanner never panics while locked, so the lock cannot be poisoned.
@@ -411,7 +475,9 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
         let stored = stored?;
         // The scanner never panics while locked, so the lock cannot be poisoned.
         #[allow(clippy::expect_used)]
-        let scanner = std::mem::take(&mut *scanner.lock().expect("scanner lock"));
+        let mut scanner = std::mem::take(&mut *scanner.lock().expect("scanner lock"));
+        // Closed before it is read back.
+        drop(scanner.manifest_spool.take());
         if let Some(problem) = &scanner.problem {
             bail!("the tar stream of pg_basebackup could not be read ({problem}); nothing was committed");
         }
@@ -467,6 +533,19 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             );
         }
 
+        let mut objects = vec![StoredObject {
+            role: ObjectRole::Base,
+            file: base_file.clone(),
+            ..stored.clone()
+        }];
+        if scanner.saw_manifest {
+            let file = format!("backup_manifest{}", pipeline.extension());
+            let key = catalog::backup_dir(plan.target_name, &id) + "/" + &file;
+            stored_so_far.keys.push(key.clone());
+            objects.push(incremental::store_file(storage, &key, file, &spool_path, &pipeline).await?);
+        } else if parent.is_some() {
+            bail!("the tar stream of the incremental backup held no backup_manifest; nothing was committed");
+        }
         let finished_at = Utc::now();
         let manifest = BackupManifest {
             format_version: MANIFEST_FORMAT_VERSION,
@@ -493,13 +572,9 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
                 .as_ref()
                 .map(|r| r.public_keys())
                 .unwrap_or_default(),
-            size_bytes: stored.size_bytes,
+            size_bytes: objects.iter().map(|o| o.size_bytes).sum(),
             sha256: stored.sha256.clone(),
-            objects: vec![StoredObject {
-                role: ObjectRole::Base,
-                file: base_file.clone(),
-                ..stored
-            }],
+            objects,
             snapshot: String::new(),
             schemas: vec![],
             extensions: vec![],
@@ -521,6 +596,11 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
                 pg_basebackup_version: tool_version.clone(),
                 backup_manifest: scanner.saw_manifest,
                 backup_history_file: history_name,
+                parent_id: parent.as_ref().map(|p| p.id.clone()),
+                chain: parent
+                    .as_ref()
+                    .map(incremental::chain_of_child)
+                    .unwrap_or_default(),
             }),
         };
         let json = serde_json::to_vec_pretty(&manifest)?;
@@ -608,7 +688,14 @@ mod tests {
 
     #[test]
     fn argv_has_no_password_and_streams_one_tar() {
-        let args = pg_basebackup_args("postgres://u@h:5432/db", "dr main-1");
+        let args = pg_basebackup_args("postgres://u@h:5432/db", "dr main-1", None);
+        assert!(args.iter().all(|a| !a.starts_with("--incremental")));
+        let incr = pg_basebackup_args(
+            "postgres://u@h:5432/db",
+            "dr main-2",
+            Some(std::path::Path::new("/tmp/x/parent_backup_manifest")),
+        );
+        assert!(incr.contains(&"--incremental=/tmp/x/parent_backup_manifest".to_string()));
         assert!(args.contains(&"--pgdata=-".to_string()));
         assert!(args.contains(&"--wal-method=none".to_string()));
         assert!(args.contains(&"--checkpoint=fast".to_string()));
@@ -627,6 +714,8 @@ mod tests {
             in_recovery: false,
             data_checksums: false,
             tablespaces: vec![],
+            summarize_wal: None,
+            timeline: 1,
         };
         assert!(check_preconditions(&ok, "main", "u", "dr wal-push %p").is_ok());
         let fails = |f: fn(&mut ClusterFacts), needle: &str| {

@@ -7,6 +7,7 @@ pub mod config;
 pub mod drill;
 pub mod encryption;
 pub mod evidence;
+pub mod incremental;
 pub mod notify;
 pub mod postgres;
 pub mod redis;
@@ -102,6 +103,7 @@ pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
     storage::plan(ctx, &mut checks);
     backup::plan(ctx, &mut checks);
     wal::plan(ctx, &mut checks);
+    incremental::plan(ctx, &mut checks);
     drill::plan(ctx, &mut checks);
     encryption::plan(ctx, &mut checks);
     evidence::plan(ctx, &mut checks);

@@ -14,6 +14,7 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
         BackupRequest {
             target: args.target.clone(),
             physical: args.physical,
+            incremental: args.incremental,
             parallel: args.parallel.map(usize::from),
             progress: args.format == Format::Table,
             metrics_file: args.metrics_file.clone(),
@@ -26,6 +27,18 @@ pub async fn run(config: &Config, args: BackupArgs) -> Result<i32> {
     });
     if report.ok {
         Ok(0)
+    } else if report.failures.iter().all(|f| f.refused) {
+        // Every failure was a refusal (nothing stored): exit 2, as for a usage error.
+        Err(crate::error::usage(format!(
+            "{} backup(s) refused: {}",
+            report.failures.len(),
+            report
+                .failures
+                .iter()
+                .map(|f| f.target.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )))
     } else {
         Err(anyhow::anyhow!(
             "{} of {} backup(s) failed: {}",

@@ -34,6 +34,10 @@ pub struct PostgresTarget {
     /// pg.archiving, pg.replication and wal.continuity for this target.
     #[serde(default)]
     pub wal_archiving: bool,
+    /// This target takes incremental base backups (`dr backup --physical --incremental`,
+    /// PostgreSQL 17+): `dr check` then runs pg.summarize_wal for it.
+    #[serde(default)]
+    pub incremental: bool,
     /// A fleet on one server: `"all"` (every connectable database that is not a template)
     /// or a list of names; each database becomes a target named `<name>/<database>`.
     pub databases: Option<DatabaseSelection>,

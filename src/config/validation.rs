@@ -194,6 +194,9 @@ impl Config {
                     "{at}: databases lists no database (or an empty name); hint: name them, or write databases = \"all\""
                 )))
             }
+            _ if t.incremental && !t.wal_archiving => Err(usage(format!(
+                "{at} sets incremental without wal_archiving; base backups (full and incremental) are restored with archived WAL; hint: add wal_archiving = true (README: WAL archiving)"
+            ))),
             Some(_) if t.wal_archiving => Err(usage(format!(
                 "{at} sets both databases and wal_archiving; WAL is archived for the whole server, not per database; hint: add a separate [[postgres]] target with wal_archiving = true for the server"
             ))),

@@ -20,6 +20,8 @@ pub struct BackupRequest {
     pub target: Option<String>,
     /// A base backup (`--physical`) instead of a dump.
     pub physical: bool,
+    /// `--incremental` (with `physical`): against the newest base backup of the cluster.
+    pub incremental: bool,
     /// `--parallel`; else `[backup] parallel`.
     pub parallel: Option<usize>,
     /// Progress bars may be shown (a table on a terminal, not JSON).
@@ -32,6 +34,9 @@ pub struct BackupRequest {
 pub struct BackupFailure {
     pub target: String,
     pub error: String,
+    /// Refused before anything was stored (a usage or configuration error: exit 2).
+    #[serde(skip)]
+    pub refused: bool,
 }
 
 /// `dr backup --format json`.
@@ -89,6 +94,17 @@ pub async fn run(config: &Config, args: BackupRequest) -> Result<(BackupReport, 
     let fleet = Fleet::new(config, parallel);
     let storage = storage.as_ref();
     let physical = args.physical;
+    let incremental = args.incremental;
+    let identities = if args.incremental {
+        // Only an encrypted parent needs it; a missing or exposed key is said then.
+        crate::encryption::Identities::load(config.encryption.as_ref(), config.dir(), None)
+            .ok()
+            .flatten()
+            .map(std::sync::Arc::new)
+    } else {
+        None
+    };
+    let identities = &identities;
     let done: Vec<(String, u64, Result<BackupManifest>)> = fleet
         .run(targets, |selected| {
             let fleet = &fleet;
@@ -108,13 +124,15 @@ pub async fn run(config: &Config, args: BackupRequest) -> Result<(BackupReport, 
                         async {
                             let conn = ConnTarget::parse(&t.resolve_url()?)?;
                             let _held = fleet.hold_for_backup(&conn, physical).await?;
-                            let plan = BackupPlan::new(
+                            let mut plan = BackupPlan::new(
                                 t,
                                 conn,
                                 BackupKind::Regular,
                                 config,
                                 show_progress,
                             )?;
+                            plan.incremental = incremental;
+                            plan.identities = identities.clone();
                             if physical {
                                 physical::run(storage, plan).await
                             } else {
@@ -144,6 +162,7 @@ pub async fn run(config: &Config, args: BackupRequest) -> Result<(BackupReport, 
             }
             Err(e) => {
                 let error = scrub(&format!("{e:#}"), &config.secrets());
+                let refused = crate::error::exit_code(&e) == crate::error::EXIT_USAGE;
                 tracing::error!("backup of {name} failed: {error}");
                 let mut outcome = Outcome::new(Some(&name), false, error.clone());
                 outcome.duration_ms = duration_ms;
@@ -151,6 +170,7 @@ pub async fn run(config: &Config, args: BackupRequest) -> Result<(BackupReport, 
                 failures.push(BackupFailure {
                     target: name,
                     error,
+                    refused,
                 });
             }
         }
@@ -170,6 +190,7 @@ pub async fn run(config: &Config, args: BackupRequest) -> Result<(BackupReport, 
         failures.push(BackupFailure {
             target: fleet.clone(),
             error,
+            refused: false,
         });
     }
     let sent = notifier.finish(outcomes).await;

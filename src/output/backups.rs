@@ -185,6 +185,8 @@ pub fn list_table_for(
     for m in &report.backups {
         let method = match &m.redis {
             Some(d) => d.method.as_str(),
+            // An incremental needs its chain: it must not look like a full base backup.
+            None if m.physical.as_ref().is_some_and(|p| p.parent_id.is_some()) => "incremental",
             None => m.method.as_str(),
         };
         let contents = match (&m.redis, &m.physical) {
@@ -237,6 +239,18 @@ pub fn list_table_for(
         None => t.render_for(layout),
     };
     let mut notes = String::new();
+    for m in &report.backups {
+        let Some(p) = m.physical.as_ref().filter(|p| p.parent_id.is_some()) else {
+            continue;
+        };
+        notes.push_str(&format!(
+            "incremental: {} builds on {} (chain {} → {}); a restore needs every link\n",
+            m.id,
+            p.parent_id.as_deref().unwrap_or("-"),
+            p.chain.join(" → "),
+            m.id
+        ));
+    }
     for p in &report.pins {
         notes.push_str(&format!(
             "pinned: {} of {} since {}{}: prune keeps it outside every rule (`dr unpin {} --target {}`)\n",

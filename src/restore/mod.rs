@@ -7,6 +7,7 @@
 
 mod apply;
 pub mod archive;
+mod chain;
 mod failure;
 pub mod lineage;
 pub mod load;

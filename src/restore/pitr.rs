@@ -302,6 +302,19 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
         )
         .await?;
 
+    // An incremental: every link present and intact before anything is written.
+    let links = match manifest.parent_id() {
+        None => Vec::new(),
+        Some(_) => {
+            steps
+                .run(
+                    "chain",
+                    Phase::Preflight,
+                    super::chain::check(req.storage, &manifest),
+                )
+                .await?
+        }
+    };
     let bin_dir = server_bin_dir(req.target, manifest.server_major).await?;
     let run_as = server_user()?;
     if req.start {
@@ -333,7 +346,10 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
     };
     steps
         .run("disk", Phase::Preflight, async {
-            let need = manifest.base().map_or(0, |b| b.raw_bytes);
+            let need = match links.is_empty() {
+                true => manifest.base().map_or(0, |b| b.raw_bytes),
+                false => super::chain::disk_needed(&links),
+            };
             let parent = existing_parent(pgdata);
             let free = super::preflight::free_bytes(&parent)?;
             if free < need + need / 10 {
@@ -349,6 +365,17 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
         .await?;
     steps
         .run("unpack", Phase::Fetch, async {
+            if !links.is_empty() {
+                let msg = super::chain::rebuild(
+                    req.storage,
+                    &links,
+                    req.identities.as_ref(),
+                    pgdata,
+                    &bin_dir,
+                )
+                .await?;
+                return Ok(((), msg));
+            }
             std::fs::create_dir_all(pgdata)
                 .with_context(|| format!("cannot create {}", pgdata.display()))?;
             let bytes = super::physical::unpack_base(
