@@ -7,6 +7,7 @@ pub mod integrity;
 pub mod manifest;
 pub mod physical;
 pub mod pins;
+pub mod pitr_window;
 pub mod redis;
 pub mod retention;
 

@@ -30,7 +30,7 @@ pub use notify::{
 };
 pub use objectives::{Objectives, DEFAULT_DRILL_EVERY};
 pub use people::{Contact, RunbooksConfig, Vendor};
-pub use retention::RetentionConfig;
+pub use retention::{Keeps, KindKeeps, RetentionConfig, RetentionKind};
 pub use storage::{S3Config, StorageConfig, StorageUrl};
 pub use targets::{
     glob_matches, is_glob, resolve_url, storage_name, target_from_storage, BackupTarget,
