@@ -490,7 +490,7 @@ async fn plan_wal(
                 Some(KeptBase {
                     id: m.id.clone(),
                     start_segno: Lsn::parse(&p.start_lsn).ok()?.segno(p.wal_segment_size),
-                    stop_segno: Lsn::parse(&p.stop_lsn).ok()?.segno(p.wal_segment_size),
+                    stop_segno: Lsn::parse(&p.stop_lsn).ok()?.end_segno(p.wal_segment_size),
                     consistent_by: m.finished_at,
                 })
             })

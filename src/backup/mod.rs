@@ -10,6 +10,7 @@ pub mod pins;
 pub mod pitr_window;
 pub mod redis;
 pub mod retention;
+pub mod standby;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -48,6 +49,8 @@ pub struct BackupPlan<'a> {
     pub show_progress: bool,
     /// This configuration's archive_command, for hints.
     pub archive_command: String,
+    /// `backup_from = "standby"`: the standby a physical base backup streams from.
+    pub standby: Option<ConnTarget>,
 }
 
 impl<'a> BackupPlan<'a> {
@@ -69,6 +72,7 @@ impl<'a> BackupPlan<'a> {
             pg_bin_dir: target.pg_bin_dir.as_deref(),
             show_progress,
             archive_command: config.archive_command(),
+            standby: None,
         })
     }
 }

@@ -11,6 +11,7 @@ pub mod notify;
 pub mod postgres;
 pub mod redis;
 pub mod runbooks;
+pub mod standby;
 pub mod storage;
 pub mod wal;
 pub mod wal_fetch;
@@ -102,6 +103,7 @@ pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
     storage::plan(ctx, &mut checks);
     backup::plan(ctx, &mut checks);
     wal::plan(ctx, &mut checks);
+    standby::plan(ctx, &mut checks);
     drill::plan(ctx, &mut checks);
     encryption::plan(ctx, &mut checks);
     evidence::plan(ctx, &mut checks);

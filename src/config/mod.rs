@@ -33,9 +33,9 @@ pub use people::{Contact, RunbooksConfig, Vendor};
 pub use retention::{Keeps, KindKeeps, RetentionConfig, RetentionKind};
 pub use storage::{S3Config, StorageConfig, StorageUrl};
 pub use targets::{
-    glob_matches, is_glob, resolve_url, storage_name, target_from_storage, BackupTarget,
-    DatabaseSelection, PostgresTarget, RedisBackupMethod, RedisTarget, MAX_TARGET_NAME,
-    MEMBER_SEPARATOR,
+    glob_matches, is_glob, resolve_url, storage_name, target_from_storage, BackupFrom,
+    BackupTarget, DatabaseSelection, PostgresTarget, RedisBackupMethod, RedisTarget,
+    MAX_TARGET_NAME, MEMBER_SEPARATOR,
 };
 pub use verify::{Expectation, HttpCheck, SqlAssertion, VerifyConfig};
 
@@ -211,6 +211,11 @@ impl Config {
                 self.postgres
                     .iter()
                     .filter_map(|t| t.resolve_restore_url().ok()),
+            )
+            .chain(
+                self.postgres
+                    .iter()
+                    .filter_map(|t| t.resolve_standby_url().ok().flatten()),
             )
             .chain(self.redis.iter().filter_map(|t| t.resolve_url().ok()));
         for url in urls {

@@ -108,13 +108,19 @@ pub async fn run(config: &Config, args: BackupRequest) -> Result<(BackupReport, 
                         async {
                             let conn = ConnTarget::parse(&t.resolve_url()?)?;
                             let _held = fleet.hold_for_backup(&conn, physical).await?;
-                            let plan = BackupPlan::new(
+                            let mut plan = BackupPlan::new(
                                 t,
                                 conn,
                                 BackupKind::Regular,
                                 config,
                                 show_progress,
                             )?;
+                            if physical {
+                                plan.standby = t
+                                    .resolve_standby_url()?
+                                    .map(|u| ConnTarget::parse(&u))
+                                    .transpose()?;
+                            }
                             if physical {
                                 physical::run(storage, plan).await
                             } else {
