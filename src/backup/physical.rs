@@ -252,19 +252,30 @@ pub fn parse_stop_location(history: &str) -> Result<(Lsn, String)> {
 
 /// What the server says about the cluster before a base backup.
 #[derive(Clone)]
-pub(super) struct ClusterFacts {
-    pub system_id: u64,
-    pub segment_size: u64,
-    pub archive_mode: String,
-    pub archive_command: Option<String>,
-    pub archive_library: String,
-    pub may_replicate: bool,
-    pub in_recovery: bool,
-    pub data_checksums: bool,
-    pub tablespaces: Vec<Tablespace>,
+struct ClusterFacts {
+    system_id: u64,
+    segment_size: u64,
+    archive_mode: String,
+    archive_command: Option<String>,
+    archive_library: String,
+    may_replicate: bool,
+    in_recovery: bool,
+    data_checksums: bool,
+    tablespaces: Vec<Tablespace>,
 }
 
-pub(super) async fn read_facts(client: &tokio_postgres::Client) -> Result<ClusterFacts> {
+impl ClusterFacts {
+    fn server_facts(&self) -> standby::ServerFacts {
+        standby::ServerFacts {
+            system_id: self.system_id,
+            in_recovery: self.in_recovery,
+            may_replicate: self.may_replicate,
+            has_tablespaces: !self.tablespaces.is_empty(),
+        }
+    }
+}
+
+async fn read_facts(client: &tokio_postgres::Client) -> Result<ClusterFacts> {
     let q = |e: tokio_postgres::Error| anyhow!("{}", pg::describe_pg_error(&e));
     let row = client
         .query_one(
@@ -441,8 +452,8 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             }
             let sfacts = read_facts(&sclient).await?;
             standby::check_standby(
-                &facts,
-                &sfacts,
+                &facts.server_facts(),
+                &sfacts.server_facts(),
                 plan.target_name,
                 &server,
                 &standby_conn.user,
@@ -495,7 +506,12 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
 
         let prefix = wal::cluster_prefix(plan.target_name, facts.system_id);
         let (stop_lsn, stop_wal, history_name) = if plan.standby.is_some() {
-            let (stop_lsn, stop_wal, _) = standby::stop_point(scanner.wal_ranges(), segment_size)?;
+            let (stop_lsn, stop_wal, _) = standby::stop_point(
+                scanner
+                    .wal_ranges()
+                    .and_then(|r| r.last().map(|l| (l.timeline, l.end_lsn.clone()))),
+                segment_size,
+            )?;
             let switched = standby::switch_on_primary(&client).await;
             let bound = standby::archive_timeout(&client).await + standby::ARCHIVE_GRACE;
             standby::wait_archived(storage, &prefix, &stop_wal, bound, switched).await?;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 
-use super::physical::{ClusterFacts, WalRange};
 use crate::pg::{self, ConnTarget};
 use crate::storage::Storage;
 use crate::wal::{self, segment_name, Lsn, WalName};
@@ -33,12 +32,21 @@ pub fn host_port(conn: &ConnTarget) -> String {
     format!("{host}:{port}")
 }
 
+/// What a server says about itself, as far as backing up from it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFacts {
+    pub system_id: u64,
+    pub in_recovery: bool,
+    pub may_replicate: bool,
+    pub has_tablespaces: bool,
+}
+
 /// Refuses a standby that is not one of this primary's standbys or could not stream the
 /// backup: it must be in recovery, of the same cluster, with a role that may replicate
 /// and no tablespaces outside its data directory.
-pub(super) fn check_standby(
-    primary: &ClusterFacts,
-    standby: &ClusterFacts,
+pub fn check_standby(
+    primary: &ServerFacts,
+    standby: &ServerFacts,
     target: &str,
     server: &str,
     user: &str,
@@ -60,7 +68,7 @@ pub(super) fn check_standby(
             "role {user} may not stream a base backup from the standby of target {target} ({server}); hint: ALTER ROLE {user} REPLICATION on the primary (it replicates to the standby) and allow it in the standby's pg_hba.conf: host replication {user} <dr host>/32 scram-sha-256"
         );
     }
-    if !standby.tablespaces.is_empty() {
+    if standby.has_tablespaces {
         bail!(
             "the standby of target {target} ({server}) has tablespaces outside the data directory; pg_basebackup streams only a cluster without them to one tar; hint: move the tablespaces into pg_default"
         );
@@ -68,17 +76,16 @@ pub(super) fn check_standby(
     Ok(())
 }
 
-/// The end of a standby's backup: the last WAL range of its `backup_manifest`, with the
-/// segment holding it (a standby writes no backup history file).
-pub fn stop_point(ranges: Option<Vec<WalRange>>, segment_size: u64) -> Result<(Lsn, String, u32)> {
-    let last = ranges
-        .and_then(|r| r.last().cloned())
+/// The end of a standby's backup: the last WAL range of its `backup_manifest` (timeline,
+/// end LSN), with the segment it needs last (a standby writes no backup history file).
+pub fn stop_point(last: Option<(u32, String)>, segment_size: u64) -> Result<(Lsn, String, u32)> {
+    let (timeline, end_lsn) = last
         .ok_or_else(|| anyhow!("the base backup from the standby has no backup_manifest with WAL ranges, so its end point (where a restore is consistent) is unknown; nothing was committed; hint: do not pass --no-manifest to pg_basebackup (dr does not)"))?;
-    let stop = Lsn::parse(&last.end_lsn)?;
+    let stop = Lsn::parse(&end_lsn)?;
     Ok((
         stop,
-        segment_name(last.timeline, stop.end_segno(segment_size), segment_size),
-        last.timeline,
+        segment_name(timeline, stop.end_segno(segment_size), segment_size),
+        timeline,
     ))
 }
 
@@ -145,73 +152,56 @@ pub async fn wait_archived(
 mod tests {
     use super::*;
 
-    fn facts() -> ClusterFacts {
-        ClusterFacts {
+    fn standby() -> ServerFacts {
+        ServerFacts {
             system_id: 7,
-            segment_size: 16 << 20,
-            archive_mode: "on".into(),
-            archive_command: None,
-            archive_library: String::new(),
-            may_replicate: true,
             in_recovery: true,
-            data_checksums: false,
-            tablespaces: vec![],
+            may_replicate: true,
+            has_tablespaces: false,
         }
     }
 
     #[test]
     fn a_standby_must_be_this_primarys_and_in_recovery() {
-        let primary = ClusterFacts {
+        let primary = ServerFacts {
             in_recovery: false,
-            ..facts()
+            ..standby()
         };
-        assert!(check_standby(&primary, &facts(), "main", "s:5433", "u").is_ok());
-        let e = |f: ClusterFacts| {
+        assert!(check_standby(&primary, &standby(), "main", "s:5433", "u").is_ok());
+        let e = |f: ServerFacts| {
             check_standby(&primary, &f, "main", "s:5433", "u")
                 .unwrap_err()
                 .to_string()
         };
-        assert!(e(ClusterFacts {
+        assert!(e(ServerFacts {
             in_recovery: false,
-            ..facts()
+            ..standby()
         })
         .contains("not in recovery"));
-        assert!(e(ClusterFacts {
+        assert!(e(ServerFacts {
             system_id: 8,
-            ..facts()
+            ..standby()
         })
         .contains("cluster 8, the primary to cluster 7"));
-        assert!(e(ClusterFacts {
+        assert!(e(ServerFacts {
             may_replicate: false,
-            ..facts()
+            ..standby()
         })
         .contains("ALTER ROLE u REPLICATION"));
+        assert!(e(ServerFacts {
+            has_tablespaces: true,
+            ..standby()
+        })
+        .contains("tablespaces"));
     }
 
     #[test]
     fn the_end_point_comes_from_the_manifests_last_wal_range() {
-        let ranges = vec![
-            WalRange {
-                timeline: 1,
-                start_lsn: "0/2000028".into(),
-                end_lsn: "0/3000000".into(),
-            },
-            WalRange {
-                timeline: 2,
-                start_lsn: "0/3000000".into(),
-                end_lsn: "0/3000100".into(),
-            },
-        ];
-        let (lsn, wal, tli) = stop_point(Some(ranges), 16 << 20).unwrap();
+        let (lsn, wal, tli) = stop_point(Some((2, "0/3000100".into())), 16 << 20).unwrap();
         assert_eq!((lsn, tli), (Lsn(0x3000100), 2));
         assert_eq!(wal, "000000020000000000000003");
         // Ended right after a WAL switch: the segment starting there is not needed.
-        let at_boundary = vec![WalRange {
-            timeline: 1,
-            start_lsn: "0/2000028".into(),
-            end_lsn: "0/3000000".into(),
-        }];
-        let (_, wal, _) = stop_point(Some(at_boundary), 16 << 20).unwrap();
+        let (_, wal, _) = stop_point(Some((1, "0/3000000".into())), 16 << 20).unwrap();
         assert_eq!(wal, "000000010000000000000002");
         assert!(stop_point(None, 16 << 20)
             .unwrap_err()
