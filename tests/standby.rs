@@ -26,8 +26,18 @@ fn standby_check(world: &support::World) -> (support::Run, serde_json::Value) {
 #[test]
 fn a_base_backup_from_a_standby_restores_exactly_and_the_check_sees_it_stop() {
     let (pg, mut world) = cluster();
-    let a = write_rows(&pg, 3, "a");
     let standby = standby_of(&pg);
+    // Rows the standby replays: its backup then ends inside the primary's current
+    // segment, which nothing has archived yet, so dr has to switch and wait for it.
+    let a = write_rows(&pg, 3, "a");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while standby.psql("app", "SELECT count(*) FROM events") != "3" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the standby does not replay"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     let text = std::fs::read_to_string(world.config_path()).unwrap();
     std::fs::write(
         world.config_path(),
