@@ -144,7 +144,13 @@ impl Config {
     pub fn has_inline_password(&self) -> bool {
         self.postgres
             .iter()
-            .flat_map(|t| [t.url.as_deref(), t.restore_url.as_deref()])
+            .flat_map(|t| {
+                [
+                    t.url.as_deref(),
+                    t.restore_url.as_deref(),
+                    t.standby_url.as_deref(),
+                ]
+            })
             .flatten()
             .chain(self.redis.iter().filter_map(|t| t.url.as_deref()))
             .any(|u| redact_url(u) != u)
@@ -420,6 +426,51 @@ url = "redis://127.0.0.1:6379"
     fn inline_password_detected() {
         let c = parse(&MINIMAL.replace("backup@", "backup:pw@")).unwrap();
         assert!(c.has_inline_password());
+    }
+
+    #[test]
+    fn a_standby_needs_its_url_and_its_url_needs_backup_from() {
+        let with = |keys: &str| {
+            MINIMAL.replace(
+                "url = \"postgres://backup@db.internal:5432/shop\"",
+                &format!("url = \"postgres://backup@db.internal:5432/shop\"\n{keys}"),
+            )
+        };
+        let c = parse(&with(
+            "backup_from = \"standby\"\nstandby_url = \"postgres://backup:pw@db2.internal:5432/shop\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.postgres[0].resolve_standby_url().unwrap().as_deref(),
+            Some("postgres://backup:pw@db2.internal:5432/shop")
+        );
+        assert!(c.has_inline_password());
+        assert!(c.secrets().iter().any(|s| s.contains("pw")));
+        for (keys, needle) in [
+            ("backup_from = \"standby\"", "without the standby's URL"),
+            ("standby_url = \"postgres://b@s/x\"", "the URL is unused"),
+            (
+                "backup_from = \"standby\"\nstandby_url = \"postgres://b@s/x\"\nstandby_url_env = \"X\"",
+                "both standby_url and standby_url_env",
+            ),
+            ("backup_from = \"replica\"", "backup_from"),
+        ] {
+            let err = parse(&with(keys)).unwrap_err();
+            assert!(err.to_string().contains(needle), "{keys}: {err}");
+            assert_eq!(crate::error::exit_code(&err), 2, "{keys}");
+        }
+        let c = parse(&with(
+            "backup_from = \"standby\"\nstandby_url_env = \"DR_TEST_SURELY_UNSET_STANDBY\"",
+        ))
+        .unwrap();
+        let err = c.postgres[0].resolve_standby_url().unwrap_err();
+        assert!(err.to_string().contains("(its standby_url_env)"), "{err}");
+        assert_eq!(
+            parse(MINIMAL).unwrap().postgres[0]
+                .resolve_standby_url()
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
