@@ -633,3 +633,92 @@ pub async fn apply(
         backups: entries,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, action: Action) -> PruneEntry {
+        PruneEntry {
+            target: "main".into(),
+            backup_id: id.into(),
+            kind: EntryKind::Physical,
+            action,
+            reason: "r".into(),
+            keys: vec![format!("backups/main/{id}/manifest.json")],
+        }
+    }
+
+    #[test]
+    fn a_pin_keeps_what_the_rules_remove_and_nothing_else_changes() {
+        let pin = pins::Pin {
+            format_version: 1,
+            target: "main".into(),
+            backup_id: "old".into(),
+            reason: Some("legal hold".into()),
+            pinned_at: chrono::Utc::now(),
+            pinned_by: "h".into(),
+        };
+        let out = keep_pinned(
+            vec![
+                entry("old", Action::Remove),
+                entry("new", Action::Keep),
+                entry("other", Action::Remove),
+            ],
+            &[pin],
+        );
+        assert_eq!(out[0].action, Action::Keep);
+        assert!(
+            out[0].keys.is_empty(),
+            "a pinned backup has nothing to delete"
+        );
+        assert!(out[0].reason.contains("PINNED") && out[0].reason.contains("legal hold"));
+        assert_eq!(out[1].action, Action::Keep);
+        assert_eq!(out[2].action, Action::Remove);
+        assert_eq!(out[2].keys.len(), 1);
+    }
+
+    #[test]
+    fn wal_runs_are_reported_with_their_rule_and_removed_runs_with_their_ends() {
+        let seg = 16u64 << 20;
+        let files: Vec<wal::ArchivedFile> = (1..=8u64)
+            .map(|n| wal::ArchivedFile {
+                wal: wal::WalName::parse(&wal::segment_name(1, n, seg)).unwrap(),
+                sha256: String::new(),
+                compression: crate::config::Compression::Zstd,
+                encrypted: false,
+                key: format!("k{n}"),
+                size: 1,
+            })
+            .collect();
+        let needs = vec![
+            pitr_window::WalNeed {
+                from_segno: 6,
+                to_segno: None,
+                reason: "window".into(),
+            },
+            pitr_window::WalNeed {
+                from_segno: 2,
+                to_segno: Some(3),
+                reason: "weekly".into(),
+            },
+        ];
+        let runs: Vec<(u64, Option<u64>)> =
+            needs.iter().map(|n| (n.from_segno, n.to_segno)).collect();
+        let remove = wal::retention::removable_outside(&files, &runs, seg);
+        let e = wal_entries("main", "wal:1", &files, &needs, &remove, seg);
+        let text: Vec<(Action, &str)> = e.iter().map(|e| (e.action, e.reason.as_str())).collect();
+        assert_eq!(text[0].0, Action::Keep);
+        assert!(text[0]
+            .1
+            .starts_with("3 archived file(s) from 000000010000000000000006 on: window"));
+        assert!(text[1].1.starts_with(
+            "2 archived file(s) from 000000010000000000000002 to 000000010000000000000003: weekly"
+        ));
+        // Two removed runs: 1, and 4-5.
+        let removed: Vec<&PruneEntry> = e.iter().filter(|e| e.action == Action::Remove).collect();
+        assert_eq!(removed.len(), 2);
+        assert_eq!(removed[0].keys, vec!["k1"]);
+        assert_eq!(removed[1].keys, vec!["k4", "k5"]);
+    }
+}
