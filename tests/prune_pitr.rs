@@ -278,6 +278,8 @@ fn a_pitr_window_keeps_its_base_backup_and_wal_and_an_older_pin_only_its_own_wal
     let (pg, world) = cluster();
     let older = base_backup_json(&world);
     let a = write_rows(&pg, 2, "a");
+    let in_gap = time_between_writes(&pg);
+    let a_after_gap = write_rows(&pg, 1, "a");
     archive_now(&pg);
     next_second();
     let anchor = base_backup_json(&world);
@@ -357,6 +359,25 @@ fn a_pitr_window_keeps_its_base_backup_and_wal_and_an_older_pin_only_its_own_wal
     }
     assert!(manifest_exists(&world, &older) && manifest_exists(&world, &anchor));
 
+    // A point between the pinned backup's end and the anchor lost its WAL: refused
+    // before anything is written.
+    let gap_dir = restore_dir(&world, "in-gap");
+    let run = world.dr(&[
+        "restore",
+        "--target",
+        "main",
+        "--pitr",
+        "--pgdata",
+        &gap_dir.display().to_string(),
+        "--to-time",
+        &in_gap,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    assert!(!gap_dir.exists(), "{}", run.all());
+
     // A point inside the window still restores: the rows up to it, none after.
     let dir = restore_dir(&world, "inside-window");
     let port = free_port();
@@ -383,6 +404,6 @@ fn a_pitr_window_keeps_its_base_backup_and_wal_and_an_older_pin_only_its_own_wal
     run.expect_code(0);
     assert_eq!(
         ids(&psql_port(port, "app", "SELECT id FROM events ORDER BY id")),
-        [a, b].concat()
+        [a, a_after_gap, b].concat()
     );
 }
