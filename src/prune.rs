@@ -11,10 +11,11 @@ use serde::Serialize;
 
 use crate::backup::catalog::{self, manifest_key};
 use crate::backup::integrity::{self, CheckedBy};
-use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod};
+use crate::backup::manifest::{BackupKind, BackupManifest, BackupMethod, Engine};
 use crate::backup::pins;
+use crate::backup::pitr_window::{self, KeptBase};
 use crate::backup::retention;
-use crate::config::RetentionConfig;
+use crate::config::{RetentionConfig, RetentionKind};
 use crate::report::FORMAT_VERSION;
 use crate::restore::window::{self, BasePoint};
 use crate::storage::local::PARTIAL_MARKER;
@@ -182,7 +183,7 @@ pub async fn plan(
                 });
             }
         }
-        entries.extend(plan_wal(storage, target, &kept_physical, now).await?);
+        entries.extend(plan_wal(storage, target, &kept_physical, policy, now).await?);
     }
     Ok(entries)
 }
@@ -296,7 +297,8 @@ async fn decide_verified(
             .filter(|m| !unrestorable.contains_key(&m.id))
             .map(|m| (m.id.clone(), m.created_at))
             .collect();
-        let decisions = retention::decide(&pool, policy, now);
+        let mut decisions = retention::decide(&pool, &policy.keeps(retention_kind(members)), now);
+        window_keeps(&mut decisions, members, policy, now);
         let mut found_corrupt = false;
         for d in decisions.iter().filter(|d| d.keep) {
             if verified.contains(d.id.as_str()) {
@@ -379,6 +381,41 @@ async fn decide_verified(
         });
     }
     Ok(entries)
+}
+
+/// Which `[retention.KIND]` table applies to a pool (all its members share kind and method).
+fn retention_kind(members: &[&BackupManifest]) -> RetentionKind {
+    match members.first() {
+        Some(m) if m.kind == BackupKind::Regular && m.method == BackupMethod::Physical => {
+            RetentionKind::Physical
+        }
+        Some(m) if m.kind == BackupKind::Regular && m.engine == Engine::Postgres => {
+            RetentionKind::Dump
+        }
+        _ => RetentionKind::Other,
+    }
+}
+
+/// `pitr_window` over a pool of physical base backups of one cluster
+/// (`backup::pitr_window`); other pools have no point-in-time to keep.
+fn window_keeps(
+    decisions: &mut [retention::RetentionDecision],
+    members: &[&BackupManifest],
+    policy: &RetentionConfig,
+    now: DateTime<Utc>,
+) {
+    let Some(window) = policy.pitr_window else {
+        return;
+    };
+    if retention_kind(members) != RetentionKind::Physical {
+        return;
+    }
+    let ends: Vec<(String, DateTime<Utc>)> = members
+        .iter()
+        .map(|m| (m.id.clone(), m.finished_at))
+        .collect();
+    let window = Duration::from_std(window).unwrap_or(Duration::MAX);
+    pitr_window::keep_window(decisions, &ends, window, now);
 }
 
 /// A pinned backup is kept whatever the rules say (and, being kept, so is the WAL a pinned
@@ -476,6 +513,7 @@ async fn plan_wal(
     storage: &dyn Storage,
     target: &str,
     kept: &[&BackupManifest],
+    policy: &RetentionConfig,
     now: DateTime<Utc>,
 ) -> Result<Vec<PruneEntry>> {
     let mut entries = Vec::new();
@@ -503,19 +541,29 @@ async fn plan_wal(
             });
         }
         let files = wal::archived_files(objects);
-        let oldest = kept
+        let bases: Vec<KeptBase> = kept
             .iter()
             .filter_map(|m| Some((m, m.physical.as_ref()?)))
             .filter(|(_, p)| p.system_identifier == system_id.to_string())
             .filter_map(|(m, p)| {
-                Some((
-                    Lsn::parse(&p.start_lsn).ok()?.segno(p.wal_segment_size),
-                    *m,
-                    p,
-                ))
+                Some(KeptBase {
+                    id: m.id.clone(),
+                    start_segno: Lsn::parse(&p.start_lsn).ok()?.segno(p.wal_segment_size),
+                    stop_segno: Lsn::parse(&p.stop_lsn).ok()?.end_segno(p.wal_segment_size),
+                    consistent_by: m.finished_at,
+                })
             })
-            .min_by_key(|(segno, _, _)| *segno);
-        let Some((start, backup, info)) = oldest else {
+            .collect();
+        let segment_size = kept
+            .iter()
+            .filter_map(|m| m.physical.as_ref())
+            .find(|p| p.system_identifier == system_id.to_string())
+            .map(|p| p.wal_segment_size);
+        let window = policy
+            .pitr_window
+            .map(|w| Duration::from_std(w).unwrap_or(Duration::MAX));
+        let needs = pitr_window::wal_needs(&bases, window, now);
+        let Some(segment_size) = segment_size.filter(|_| !needs.is_empty()) else {
             entries.push(PruneEntry {
                 target: target.to_string(),
                 backup_id: id,
@@ -529,37 +577,91 @@ async fn plan_wal(
             });
             continue;
         };
-        let remove = wal::retention::removable(&files, start, info.wal_segment_size);
-        entries.push(PruneEntry {
-            target: target.to_string(),
-            backup_id: id.clone(),
-            kind: EntryKind::Wal,
-            action: Action::Keep,
-            reason: format!(
-                "{} archived file(s) from {} on: base backup {} (the oldest kept) needs them to become consistent, and every later one to recover to now",
-                files.len() - remove.len(),
-                info.start_wal,
-                backup.id
-            ),
-            keys: vec![],
-        });
-        if let (Some(first), Some(last)) = (remove.first(), remove.last()) {
-            entries.push(PruneEntry {
-                target: target.to_string(),
-                backup_id: id,
-                kind: EntryKind::Wal,
-                action: Action::Remove,
-                reason: format!(
-                    "{} archived file(s) from {} to {}: older than the start of every kept base backup",
-                    remove.len(),
+        let runs: Vec<(u64, Option<u64>)> =
+            needs.iter().map(|n| (n.from_segno, n.to_segno)).collect();
+        let remove = wal::retention::removable_outside(&files, &runs, segment_size);
+        entries.extend(wal_entries(
+            target,
+            &id,
+            &files,
+            &needs,
+            &remove,
+            segment_size,
+        ));
+    }
+    Ok(entries)
+}
+
+/// One entry per run of archived WAL: each kept run with the rule that keeps it, each
+/// removed run (between kept ones) with its first and last file.
+fn wal_entries(
+    target: &str,
+    id: &str,
+    files: &[wal::ArchivedFile],
+    needs: &[pitr_window::WalNeed],
+    remove: &[wal::ArchivedFile],
+    segment_size: u64,
+) -> Vec<PruneEntry> {
+    let entry = |action, reason, keys| PruneEntry {
+        target: target.to_string(),
+        backup_id: id.to_string(),
+        kind: EntryKind::Wal,
+        action,
+        reason,
+        keys,
+    };
+    let mut entries = Vec::new();
+    for need in needs {
+        let run: Vec<&wal::ArchivedFile> = files
+            .iter()
+            .filter(|f| {
+                let segno = f.wal.segno(segment_size);
+                segno >= need.from_segno && need.to_segno.is_none_or(|to| segno <= to)
+            })
+            .collect();
+        let span = match (run.first(), run.last(), need.to_segno) {
+            (Some(first), _, None) => format!("from {} on", first.wal.name),
+            (Some(first), Some(last), Some(_)) => {
+                format!("from {} to {}", first.wal.name, last.wal.name)
+            }
+            _ => "none yet".to_string(),
+        };
+        entries.push(entry(
+            Action::Keep,
+            format!("{} archived file(s) {span}: {}", run.len(), need.reason),
+            vec![],
+        ));
+    }
+    // Removed files in runs of consecutive segment numbers, so the report shows the gaps.
+    let mut runs: Vec<Vec<&wal::ArchivedFile>> = Vec::new();
+    for f in remove {
+        let segno = f.wal.segno(segment_size);
+        match runs.last_mut() {
+            Some(run)
+                if run
+                    .last()
+                    .is_some_and(|l| segno <= l.wal.segno(segment_size) + 1) =>
+            {
+                run.push(f)
+            }
+            _ => runs.push(vec![f]),
+        }
+    }
+    for run in runs {
+        if let (Some(first), Some(last)) = (run.first(), run.last()) {
+            entries.push(entry(
+                Action::Remove,
+                format!(
+                    "{} archived file(s) from {} to {}: no kept base backup needs them",
+                    run.len(),
                     first.wal.name,
                     last.wal.name
                 ),
-                keys: remove.iter().map(|f| f.key.clone()).collect(),
-            });
+                run.iter().map(|f| f.key.clone()).collect(),
+            ));
         }
     }
-    Ok(entries)
+    entries
 }
 
 /// Removes what the plan removes (nothing when `dry_run`), in the plan's order.
@@ -592,7 +694,7 @@ pub async fn apply(
 }
 
 #[cfg(test)]
-mod chain_tests {
+mod tests {
     use super::*;
 
     fn physical(id: &str, chain: &[&str]) -> BackupManifest {
@@ -665,5 +767,78 @@ mod chain_tests {
             by("main-4").reason
         );
         assert_eq!(by("main-5").action, Action::Remove);
+    }
+
+    #[test]
+    fn a_pin_keeps_what_the_rules_remove_and_nothing_else_changes() {
+        let pin = pins::Pin {
+            format_version: 1,
+            target: "main".into(),
+            backup_id: "old".into(),
+            reason: Some("legal hold".into()),
+            pinned_at: chrono::Utc::now(),
+            pinned_by: "h".into(),
+        };
+        let out = keep_pinned(
+            vec![
+                entry("old", Action::Remove),
+                entry("new", Action::Keep),
+                entry("other", Action::Remove),
+            ],
+            &[pin],
+        );
+        assert_eq!(out[0].action, Action::Keep);
+        assert!(
+            out[0].keys.is_empty(),
+            "a pinned backup has nothing to delete"
+        );
+        assert!(out[0].reason.contains("PINNED") && out[0].reason.contains("legal hold"));
+        assert_eq!(out[1].action, Action::Keep);
+        assert_eq!(out[2].action, Action::Remove);
+        assert_eq!(out[2].keys.len(), 1);
+    }
+
+    #[test]
+    fn wal_runs_are_reported_with_their_rule_and_removed_runs_with_their_ends() {
+        let seg = 16u64 << 20;
+        let files: Vec<wal::ArchivedFile> = (1..=8u64)
+            .map(|n| wal::ArchivedFile {
+                wal: wal::WalName::parse(&wal::segment_name(1, n, seg)).unwrap(),
+                sha256: String::new(),
+                compression: crate::config::Compression::Zstd,
+                encrypted: false,
+                key: format!("k{n}"),
+                size: 1,
+            })
+            .collect();
+        let needs = vec![
+            pitr_window::WalNeed {
+                from_segno: 6,
+                to_segno: None,
+                reason: "window".into(),
+            },
+            pitr_window::WalNeed {
+                from_segno: 2,
+                to_segno: Some(3),
+                reason: "weekly".into(),
+            },
+        ];
+        let runs: Vec<(u64, Option<u64>)> =
+            needs.iter().map(|n| (n.from_segno, n.to_segno)).collect();
+        let remove = wal::retention::removable_outside(&files, &runs, seg);
+        let e = wal_entries("main", "wal:1", &files, &needs, &remove, seg);
+        let text: Vec<(Action, &str)> = e.iter().map(|e| (e.action, e.reason.as_str())).collect();
+        assert_eq!(text[0].0, Action::Keep);
+        assert!(text[0]
+            .1
+            .starts_with("3 archived file(s) from 000000010000000000000006 on: window"));
+        assert!(text[1].1.starts_with(
+            "2 archived file(s) from 000000010000000000000002 to 000000010000000000000003: weekly"
+        ));
+        // Two removed runs: 1, and 4-5.
+        let removed: Vec<&PruneEntry> = e.iter().filter(|e| e.action == Action::Remove).collect();
+        assert_eq!(removed.len(), 2);
+        assert_eq!(removed[0].keys, vec!["k1"]);
+        assert_eq!(removed[1].keys, vec!["k4", "k5"]);
     }
 }

@@ -1,7 +1,9 @@
 //! `dr prune` keeps what restores, against real clusters: a base backup the archive cannot
 //! make consistent is not counted as kept (so the newest restorable one and its WAL stay),
 //! archived WAL is cut at the oldest kept base backup's start, and two clusters archiving
-//! under one target name each keep their own newest base backup.
+//! under one target name each keep their own newest base backup. With `pitr_window`, the
+//! window's base backups and WAL stay, and an older (pinned) base backup keeps only the
+//! WAL that makes it consistent.
 
 mod support;
 
@@ -9,7 +11,9 @@ use support::archive::{
     base_backup_json, lose_segments_from, physical_backup_of, second_archiving_cluster,
     set_keep_last, stored_segments,
 };
-use support::pitr::{cluster, ids, psql_port, restore_dir, write_rows, RestoredServer};
+use support::pitr::{
+    cluster, ids, psql_port, restore_dir, time_between_writes, write_rows, RestoredServer,
+};
 use support::wal::{switch_wal, system_id, wait_archived};
 use support::{free_port, PgCluster, World};
 
@@ -267,4 +271,139 @@ fn two_clusters_under_one_target_each_keep_their_newest_base_backup() {
             path.display()
         );
     }
+}
+
+#[test]
+fn a_pitr_window_keeps_its_base_backup_and_wal_and_an_older_pin_only_its_own_wal() {
+    let (pg, world) = cluster();
+    let older = base_backup_json(&world);
+    let a = write_rows(&pg, 2, "a");
+    let in_gap = time_between_writes(&pg);
+    let a_after_gap = write_rows(&pg, 1, "a");
+    archive_now(&pg);
+    next_second();
+    let anchor = base_backup_json(&world);
+    let b = write_rows(&pg, 2, "b");
+    let inside = time_between_writes(&pg);
+    write_rows(&pg, 2, "c");
+    archive_now(&pg);
+    // The window's start falls between the anchor's end and the newest backup's end.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let newest = base_backup_json(&world);
+    write_rows(&pg, 2, "d");
+    archive_now(&pg);
+    world
+        .dr(&[
+            "pin",
+            older["id"].as_str().unwrap(),
+            "--reason",
+            "legal hold",
+        ])
+        .expect_code(0);
+    let anchor_end: chrono::DateTime<chrono::Utc> =
+        anchor["finished_at"].as_str().unwrap().parse().unwrap();
+    let window = (chrono::Utc::now() - anchor_end).num_seconds();
+    let text = std::fs::read_to_string(world.config_path()).unwrap();
+    let text = text.replace(
+        "keep_last = 1",
+        &format!("keep_last = 1\npitr_window = \"{window}s\""),
+    );
+    std::fs::write(world.config_path(), text).unwrap();
+    let before = segment_names(&world);
+    let (older_start, older_stop) = (
+        start_wal(&older),
+        older["physical"]["stop_wal"].as_str().unwrap().to_string(),
+    );
+    let gap: Vec<&String> = before
+        .iter()
+        .filter(|n| **n > older_stop && **n < start_wal(&anchor))
+        .collect();
+    assert!(
+        !gap.is_empty(),
+        "WAL between the pinned backup and the anchor: {before:?}"
+    );
+
+    let run = world.dr(&["prune", "--format", "json"]);
+    run.expect_code(0);
+    let e = entries(&run);
+    let reason = |m: &serde_json::Value| {
+        let x = entry(&e, m["id"].as_str().unwrap());
+        assert_eq!(x["action"], "keep", "{e:?}");
+        x["reason"].as_str().unwrap().to_string()
+    };
+    assert!(reason(&older).contains("PINNED"), "{e:?}");
+    assert!(reason(&anchor).contains("window's start"), "{e:?}");
+    assert!(reason(&newest).contains("newest"), "{e:?}");
+    let wal: Vec<&serde_json::Value> = e.iter().filter(|x| x["kind"] == "wal").collect();
+    assert!(
+        wal.iter().any(|x| x["action"] == "keep"
+            && x["reason"].as_str().unwrap().contains("pitr_window")),
+        "{wal:?}"
+    );
+    assert!(
+        wal.iter().any(|x| x["action"] == "remove"),
+        "the gap is reported as removed: {wal:?}"
+    );
+    let after = segment_names(&world);
+    for name in &gap {
+        assert!(
+            !after.contains(name),
+            "{name} is needed by no kept backup: {after:?}"
+        );
+    }
+    for name in before
+        .iter()
+        .filter(|n| (**n >= older_start && **n <= older_stop) || **n >= start_wal(&anchor))
+    {
+        assert!(after.contains(name), "{name} was removed: {e:?}");
+    }
+    assert!(manifest_exists(&world, &older) && manifest_exists(&world, &anchor));
+
+    // A point between the pinned backup's end and the anchor lost its WAL: refused
+    // before anything is written.
+    let gap_dir = restore_dir(&world, "in-gap");
+    let run = world.dr(&[
+        "restore",
+        "--target",
+        "main",
+        "--pitr",
+        "--pgdata",
+        &gap_dir.display().to_string(),
+        "--to-time",
+        &in_gap,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(run.stderr.contains("hint:"), "{}", run.stderr);
+    assert!(!gap_dir.exists(), "{}", run.all());
+
+    // A point inside the window still restores: the rows up to it, none after.
+    let dir = restore_dir(&world, "inside-window");
+    let port = free_port();
+    let (dirs, ports) = (dir.display().to_string(), port.to_string());
+    let run = world.dr(&[
+        "restore",
+        "--target",
+        "main",
+        "--pitr",
+        "--pgdata",
+        &dirs,
+        "--to-time",
+        &inside,
+        "--start",
+        "--port",
+        &ports,
+        "--format",
+        "json",
+    ]);
+    let _server = RestoredServer {
+        dir: dir.clone(),
+        port,
+    };
+    run.expect_code(0);
+    assert_eq!(
+        ids(&psql_port(port, "app", "SELECT id FROM events ORDER BY id")),
+        [a, a_after_gap, b].concat()
+    );
 }

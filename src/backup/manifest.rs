@@ -82,7 +82,9 @@ pub struct PhysicalInfo {
     pub pg_basebackup_version: String,
     /// The tar holds pg_basebackup's `backup_manifest` (so pg_verifybackup can check it).
     pub backup_manifest: bool,
-    /// The backup history file (`<segment>.<offset>.backup`) in the WAL archive.
+    /// The backup history file (`<segment>.<offset>.backup`) in the WAL archive; empty
+    /// for a backup from a standby (which writes none: `stop_lsn` comes from
+    /// `backup_manifest` then).
     pub backup_history_file: String,
     /// An incremental base backup (`--incremental`): the backup it builds on. Absent for a
     /// full one.
@@ -92,6 +94,12 @@ pub struct PhysicalInfo {
     /// link a restore needs besides this one. Empty for a full one.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chain: Vec<String>,
+    /// Which server streamed it (`primary` for every backup before this field).
+    #[serde(default)]
+    pub backup_from: crate::config::BackupFrom,
+    /// `host:port` of that server (no user, no password); empty before this field.
+    #[serde(default)]
+    pub server: String,
 }
 
 /// What a stored object of a backup holds.

@@ -8,8 +8,10 @@ pub mod integrity;
 pub mod manifest;
 pub mod physical;
 pub mod pins;
+pub mod pitr_window;
 pub mod redis;
 pub mod retention;
+pub mod standby;
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -52,6 +54,8 @@ pub struct BackupPlan<'a> {
     pub incremental: bool,
     /// Opens an encrypted parent's `backup_manifest` for an incremental backup.
     pub identities: Option<std::sync::Arc<crate::encryption::Identities>>,
+    /// `backup_from = "standby"`: the standby a physical base backup streams from.
+    pub standby: Option<ConnTarget>,
 }
 
 impl<'a> BackupPlan<'a> {
@@ -75,6 +79,7 @@ impl<'a> BackupPlan<'a> {
             archive_command: config.archive_command(),
             incremental: false,
             identities: None,
+            standby: None,
         })
     }
 }

@@ -17,8 +17,9 @@ use super::manifest::{
     BackupKind, BackupManifest, BackupMethod, ObjectRole, PhysicalInfo, StoredObject, Tablespace,
     MANIFEST_FORMAT_VERSION,
 };
-use super::{catalog, incremental, progress_bar, stream_child, BackupPlan};
+use super::{catalog, incremental, progress_bar, standby, stream_child, BackupPlan};
 use crate::codec;
+use crate::config::BackupFrom;
 use crate::pg::{self, tools};
 use crate::process::ChildCommand;
 use crate::storage::{self, Storage};
@@ -291,6 +292,17 @@ struct ClusterFacts {
     timeline: u32,
 }
 
+impl ClusterFacts {
+    fn server_facts(&self) -> standby::ServerFacts {
+        standby::ServerFacts {
+            system_id: self.system_id,
+            in_recovery: self.in_recovery,
+            may_replicate: self.may_replicate,
+            has_tablespaces: !self.tablespaces.is_empty(),
+        }
+    }
+}
+
 async fn read_facts(client: &tokio_postgres::Client) -> Result<ClusterFacts> {
     let q = |e: tokio_postgres::Error| anyhow!("{}", pg::describe_pg_error(&e));
     let row = client
@@ -353,7 +365,7 @@ fn check_preconditions(
     suggested: &str,
 ) -> Result<()> {
     if facts.in_recovery {
-        bail!("target {target} is a standby (in recovery); dr takes base backups from the primary only; hint: point the target's URL at the primary");
+        bail!("target {target} is a standby (in recovery): its url must reach the primary, whose archive holds the WAL; hint: point url at the primary, and to stream the backup from this standby set backup_from = \"standby\" with standby_url");
     }
     if facts.archive_mode == "off" {
         bail!(
@@ -393,6 +405,51 @@ fn check_preconditions(
     Ok(())
 }
 
+/// The end of a backup from the primary: the server waited until archive_command stored
+/// the backup history file and the last segment, so both must be in this storage now, or
+/// the WAL went elsewhere.
+async fn end_from_history(
+    storage: &dyn Storage,
+    plan: &BackupPlan<'_>,
+    prefix: &str,
+    label: &BackupLabel,
+    segment_size: u64,
+    scanner: &TarScanner,
+) -> Result<(Lsn, String, String)> {
+    let history_name = format!(
+        "{}.{:08X}.backup",
+        label.start_wal,
+        label.start_lsn.0 % segment_size
+    );
+    let history_wal = WalName::parse(&history_name).ok_or_else(|| {
+        anyhow!(
+            "backup_label names an unreadable start segment {}",
+            label.start_wal
+        )
+    })?;
+    let history = wal::fetch::find(storage, prefix, &history_wal).await?.ok_or_else(|| {
+            anyhow!(
+                "the server archived this backup's WAL, but {history_name} is not under {prefix} in {}: archive_command stores the WAL somewhere else (another dr.toml, target or storage), so this backup could not be restored; nothing was committed; hint: make archive_command call `dr --config <this dr.toml> wal-push %p` (with --target {} when several targets are configured)",
+                storage.describe(),
+                plan.target_name
+            )
+        })?;
+    let history_text =
+        String::from_utf8_lossy(&wal::read_small(storage, &history).await?).into_owned();
+    let (stop_lsn, stop_wal) = parse_stop_location(&history_text)?;
+    if let Some(ranges) = scanner.wal_ranges() {
+        if let Some(last) = ranges.last() {
+            if Lsn::parse(&last.end_lsn)? != stop_lsn {
+                bail!(
+                        "backup_manifest ends at {} but the backup history file at {stop_lsn}: they disagree; nothing was committed",
+                        last.end_lsn
+                    );
+            }
+        }
+    }
+    Ok((stop_lsn, stop_wal, history_name))
+}
+
 /// Takes one physical base backup. On any failure nothing is left that looks like a
 /// backup: the tar is removed and no manifest exists.
 pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupManifest> {
@@ -411,6 +468,38 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     }
     let facts = read_facts(&client).await?;
     check_preconditions(&facts, plan.target_name, &conn.user, &plan.archive_command)?;
+    if plan.incremental && plan.standby.is_some() {
+        return Err(crate::error::usage(format!(
+            "target {} backs up from its standby, and incremental base backups are taken from the primary only; hint: run `dr backup --physical --incremental` with backup_from = \"primary\", or take a full `dr backup --physical` from the standby",
+            plan.target_name
+        )));
+    }
+    // With a standby, the base backup streams from it; the primary stays the one whose
+    // archive and lock count.
+    let source = plan.standby.as_ref().unwrap_or(conn);
+    let server = standby::host_port(source);
+    let _standby_client = match &plan.standby {
+        Some(standby_conn) => {
+            let sclient = standby_conn.connect().await?;
+            let (standby_major, standby_version) = pg::server_version(&sclient).await?;
+            if standby_major != server_major || tool_major < standby_major {
+                bail!(
+                    "the standby of target {} ({server}) runs PostgreSQL {standby_version}, the primary {server_version}, pg_basebackup is {tool_version}; hint: back up from the primary until they match",
+                    plan.target_name
+                );
+            }
+            let sfacts = read_facts(&sclient).await?;
+            standby::check_standby(
+                &facts.server_facts(),
+                &sfacts.server_facts(),
+                plan.target_name,
+                &server,
+                &standby_conn.user,
+            )?;
+            Some(sclient)
+        }
+        None => None,
+    };
     let parent = if plan.incremental {
         incremental::require_support(
             plan.target_name,
@@ -450,10 +539,10 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
     let mut stored_so_far = super::StoredSoFar::new(storage, base_key.clone());
 
     let result: Result<BackupManifest> = async {
-        let auth = conn.child_env()?;
+        let auth = source.child_env()?;
         let cmd = ChildCommand::new(&basebackup, "pg_basebackup")
             .args(pg_basebackup_args(
-                &conn.public_url,
+                &source.public_url,
                 &format!("dr {id}"),
                 parent.as_ref().map(|_| parent_manifest.as_path()),
             ))
@@ -487,41 +576,27 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
         let label = parse_backup_label(&label_text)?;
         let segment_size = facts.segment_size;
 
-        // The server waited until archive_command stored the backup history file and the
-        // last segment: both must be in this storage now, or the WAL went elsewhere.
         let prefix = wal::cluster_prefix(plan.target_name, facts.system_id);
-        let history_name = format!(
-            "{}.{:08X}.backup",
-            label.start_wal,
-            label.start_lsn.0 % segment_size
-        );
-        let history_wal = WalName::parse(&history_name)
-            .ok_or_else(|| anyhow!("backup_label names an unreadable start segment {}", label.start_wal))?;
-        let history = wal::fetch::find(storage, &prefix, &history_wal).await?.ok_or_else(|| {
-            anyhow!(
-                "the server archived this backup's WAL, but {history_name} is not under {prefix} in {}: archive_command stores the WAL somewhere else (another dr.toml, target or storage), so this backup could not be restored; nothing was committed; hint: make archive_command call `dr --config <this dr.toml> wal-push %p` (with --target {} when several targets are configured)",
-                storage.describe(),
-                plan.target_name
-            )
-        })?;
-        let history_text = String::from_utf8_lossy(&wal::read_small(storage, &history).await?).into_owned();
-        let (stop_lsn, stop_wal) = parse_stop_location(&history_text)?;
-        if let Some(ranges) = scanner.wal_ranges() {
-            if let Some(last) = ranges.last() {
-                if Lsn::parse(&last.end_lsn)? != stop_lsn {
-                    bail!(
-                        "backup_manifest ends at {} but the backup history file at {stop_lsn}: they disagree; nothing was committed",
-                        last.end_lsn
-                    );
-                }
-            }
-        }
+        let (stop_lsn, stop_wal, history_name) = if plan.standby.is_some() {
+            let (stop_lsn, stop_wal, _) = standby::stop_point(
+                scanner
+                    .wal_ranges()
+                    .and_then(|r| r.last().map(|l| (l.timeline, l.end_lsn.clone()))),
+                segment_size,
+            )?;
+            let switched = standby::switch_on_primary(&client).await;
+            let bound = standby::archive_timeout(&client).await + standby::ARCHIVE_GRACE;
+            standby::wait_archived(storage, &prefix, &stop_wal, bound, switched).await?;
+            (stop_lsn, stop_wal, String::new())
+        } else {
+            end_from_history(storage, &plan, &prefix, &label, segment_size, &scanner).await?
+        };
         let files = wal::list_archive(storage, &prefix).await?;
         let walk = continuity::walk(
             &files,
             &continuity::Chain::single(label.timeline),
             label.start_lsn.segno(segment_size),
-            Some(stop_lsn.segno(segment_size)),
+            Some(stop_lsn.end_segno(segment_size)),
             segment_size,
         );
         if let Some(first) = walk.first_missing() {
@@ -555,7 +630,7 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
             engine: crate::backup::manifest::Engine::Postgres,
             method: BackupMethod::Physical,
             database: conn.database.clone(),
-            source: conn.public_url.clone(),
+            source: source.public_url.clone(),
             created_at,
             finished_at,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -601,6 +676,12 @@ pub async fn run(storage: &dyn Storage, plan: BackupPlan<'_>) -> Result<BackupMa
                     .as_ref()
                     .map(incremental::chain_of_child)
                     .unwrap_or_default(),
+                backup_from: if plan.standby.is_some() {
+                    BackupFrom::Standby
+                } else {
+                    BackupFrom::Primary
+                },
+                server: server.clone(),
             }),
         };
         let json = serde_json::to_vec_pretty(&manifest)?;

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use chrono::{DateTime, Datelike, Duration, Utc};
 use serde::Serialize;
 
-use crate::config::RetentionConfig;
+use crate::config::Keeps;
 
 /// A backup dated further ahead than this is not trusted to count as "newest".
 pub const FUTURE_TOLERANCE: Duration = Duration::minutes(5);
@@ -24,7 +24,7 @@ pub struct RetentionDecision {
 /// matter; output is newest first.
 pub fn decide(
     backups: &[(String, DateTime<Utc>)],
-    policy: &RetentionConfig,
+    policy: &Keeps,
     now: DateTime<Utc>,
 ) -> Vec<RetentionDecision> {
     let mut sorted: Vec<&(String, DateTime<Utc>)> = backups.iter().collect();
@@ -50,23 +50,24 @@ pub fn decide(
         if counted == 0 {
             reasons.push("newest complete backup (always kept)".to_string());
         }
-        if counted < policy.keep_last {
-            reasons.push(format!("keep_last {}/{}", counted + 1, policy.keep_last));
+        let (last, last_key) = &policy.last;
+        if counted < *last {
+            reasons.push(format!("{last_key} {}/{last}", counted + 1));
         }
         let day = created.format("%Y-%m-%d").to_string();
-        if !days.contains(&day) && (days.len() as u32) < policy.keep_daily {
-            reasons.push(format!("daily {day}"));
+        if !days.contains(&day) && (days.len() as u32) < policy.daily.0 {
+            reasons.push(format!("{} {day}", policy.daily.1));
             days.insert(day);
         }
         let iso = created.iso_week();
         let week = format!("{}-W{:02}", iso.year(), iso.week());
-        if !weeks.contains(&week) && (weeks.len() as u32) < policy.keep_weekly {
-            reasons.push(format!("weekly {week}"));
+        if !weeks.contains(&week) && (weeks.len() as u32) < policy.weekly.0 {
+            reasons.push(format!("{} {week}", policy.weekly.1));
             weeks.insert(week);
         }
         let month = created.format("%Y-%m").to_string();
-        if !months.contains(&month) && (months.len() as u32) < policy.keep_monthly {
-            reasons.push(format!("monthly {month}"));
+        if !months.contains(&month) && (months.len() as u32) < policy.monthly.0 {
+            reasons.push(format!("{} {month}", policy.monthly.1));
             months.insert(month);
         }
         counted += 1;
@@ -104,13 +105,15 @@ mod tests {
             .collect()
     }
 
-    fn policy(last: u32, daily: u32, weekly: u32, monthly: u32) -> RetentionConfig {
-        RetentionConfig {
+    fn policy(last: u32, daily: u32, weekly: u32, monthly: u32) -> Keeps {
+        let config = crate::config::RetentionConfig {
             keep_last: last,
             keep_daily: daily,
             keep_weekly: weekly,
             keep_monthly: monthly,
-        }
+            ..Default::default()
+        };
+        config.keeps(crate::config::RetentionKind::Other)
     }
 
     #[test]

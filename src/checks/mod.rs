@@ -12,6 +12,7 @@ pub mod notify;
 pub mod postgres;
 pub mod redis;
 pub mod runbooks;
+pub mod standby;
 pub mod storage;
 pub mod wal;
 pub mod wal_fetch;
@@ -104,6 +105,7 @@ pub fn plan(ctx: &Arc<CheckContext>) -> Vec<PlannedCheck> {
     backup::plan(ctx, &mut checks);
     wal::plan(ctx, &mut checks);
     incremental::plan(ctx, &mut checks);
+    standby::plan(ctx, &mut checks);
     drill::plan(ctx, &mut checks);
     encryption::plan(ctx, &mut checks);
     evidence::plan(ctx, &mut checks);

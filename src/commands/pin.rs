@@ -32,7 +32,9 @@ pub async fn run(config: &Config, args: PinArgs, pin: bool) -> Result<i32> {
             .clone(),
     };
     let storage = super::open_storage(config)?;
-    let manifest = catalog::resolve(storage.as_ref(), &target, &args.backup_id).await?;
+    // Dumps and physical base backups alike (a base backup is pinned with its WAL).
+    let manifest =
+        catalog::resolve_method(storage.as_ref(), &target, &args.backup_id, None).await?;
     let (text, reason) = if pin {
         let p = pins::pin(
             storage.as_ref(),

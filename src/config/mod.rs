@@ -30,12 +30,12 @@ pub use notify::{
 };
 pub use objectives::{Objectives, DEFAULT_DRILL_EVERY};
 pub use people::{Contact, RunbooksConfig, Vendor};
-pub use retention::RetentionConfig;
+pub use retention::{Keeps, KindKeeps, RetentionConfig, RetentionKind};
 pub use storage::{S3Config, StorageConfig, StorageUrl};
 pub use targets::{
-    glob_matches, is_glob, resolve_url, storage_name, target_from_storage, BackupTarget,
-    DatabaseSelection, PostgresTarget, RedisBackupMethod, RedisTarget, MAX_TARGET_NAME,
-    MEMBER_SEPARATOR,
+    glob_matches, is_glob, resolve_url, storage_name, target_from_storage, BackupFrom,
+    BackupTarget, DatabaseSelection, PostgresTarget, RedisBackupMethod, RedisTarget,
+    MAX_TARGET_NAME, MEMBER_SEPARATOR,
 };
 pub use verify::{Expectation, HttpCheck, SqlAssertion, VerifyConfig};
 
@@ -144,7 +144,13 @@ impl Config {
     pub fn has_inline_password(&self) -> bool {
         self.postgres
             .iter()
-            .flat_map(|t| [t.url.as_deref(), t.restore_url.as_deref()])
+            .flat_map(|t| {
+                [
+                    t.url.as_deref(),
+                    t.restore_url.as_deref(),
+                    t.standby_url.as_deref(),
+                ]
+            })
             .flatten()
             .chain(self.redis.iter().filter_map(|t| t.url.as_deref()))
             .any(|u| redact_url(u) != u)
@@ -211,6 +217,11 @@ impl Config {
                 self.postgres
                     .iter()
                     .filter_map(|t| t.resolve_restore_url().ok()),
+            )
+            .chain(
+                self.postgres
+                    .iter()
+                    .filter_map(|t| t.resolve_standby_url().ok().flatten()),
             )
             .chain(self.redis.iter().filter_map(|t| t.resolve_url().ok()));
         for url in urls {
@@ -415,6 +426,51 @@ url = "redis://127.0.0.1:6379"
     fn inline_password_detected() {
         let c = parse(&MINIMAL.replace("backup@", "backup:pw@")).unwrap();
         assert!(c.has_inline_password());
+    }
+
+    #[test]
+    fn a_standby_needs_its_url_and_its_url_needs_backup_from() {
+        let with = |keys: &str| {
+            MINIMAL.replace(
+                "url = \"postgres://backup@db.internal:5432/shop\"",
+                &format!("url = \"postgres://backup@db.internal:5432/shop\"\n{keys}"),
+            )
+        };
+        let c = parse(&with(
+            "backup_from = \"standby\"\nstandby_url = \"postgres://backup:pw@db2.internal:5432/shop\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            c.postgres[0].resolve_standby_url().unwrap().as_deref(),
+            Some("postgres://backup:pw@db2.internal:5432/shop")
+        );
+        assert!(c.has_inline_password());
+        assert!(c.secrets().iter().any(|s| s.contains("pw")));
+        for (keys, needle) in [
+            ("backup_from = \"standby\"", "without the standby's URL"),
+            ("standby_url = \"postgres://b@s/x\"", "the URL is unused"),
+            (
+                "backup_from = \"standby\"\nstandby_url = \"postgres://b@s/x\"\nstandby_url_env = \"X\"",
+                "both standby_url and standby_url_env",
+            ),
+            ("backup_from = \"replica\"", "backup_from"),
+        ] {
+            let err = parse(&with(keys)).unwrap_err();
+            assert!(err.to_string().contains(needle), "{keys}: {err}");
+            assert_eq!(crate::error::exit_code(&err), 2, "{keys}");
+        }
+        let c = parse(&with(
+            "backup_from = \"standby\"\nstandby_url_env = \"DR_TEST_SURELY_UNSET_STANDBY\"",
+        ))
+        .unwrap();
+        let err = c.postgres[0].resolve_standby_url().unwrap_err();
+        assert!(err.to_string().contains("(its standby_url_env)"), "{err}");
+        assert_eq!(
+            parse(MINIMAL).unwrap().postgres[0]
+                .resolve_standby_url()
+                .unwrap(),
+            None
+        );
     }
 
     #[test]

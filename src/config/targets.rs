@@ -47,6 +47,31 @@ pub struct PostgresTarget {
     /// The database of a fleet member: it replaces the one in `url` and `restore_url`.
     #[serde(skip)]
     pub database: Option<String>,
+    /// Which server `dr backup --physical` streams the base backup from; the WAL comes
+    /// from the primary's archive either way.
+    #[serde(default)]
+    pub backup_from: BackupFrom,
+    /// The standby's URL (with `backup_from = "standby"`), like `url`/`url_env`.
+    pub standby_url: Option<String>,
+    pub standby_url_env: Option<String>,
+}
+
+/// `backup_from = "primary"` (the default) or `"standby"`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackupFrom {
+    #[default]
+    Primary,
+    Standby,
+}
+
+impl BackupFrom {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackupFrom::Primary => "primary",
+            BackupFrom::Standby => "standby",
+        }
+    }
 }
 
 /// `databases = "all"` or `databases = ["a", "b"]`.
@@ -311,6 +336,29 @@ impl PostgresTarget {
                 e.to_string()
                     .replace("(its url_env)", "(its restore_url_env)")
                     .replace("or set url in", "or set restore_url in"),
+            )
+        })
+    }
+}
+
+impl PostgresTarget {
+    /// The standby's URL, when `backup_from = "standby"` (`None` otherwise).
+    pub fn resolve_standby_url(&self) -> Result<Option<String>> {
+        if self.backup_from != BackupFrom::Standby {
+            return Ok(None);
+        }
+        resolve_url(
+            "postgres",
+            &self.name,
+            &self.standby_url,
+            &self.standby_url_env,
+        )
+        .map(Some)
+        .map_err(|e| {
+            usage(
+                e.to_string()
+                    .replace("(its url_env)", "(its standby_url_env)")
+                    .replace("or set url in", "or set standby_url in"),
             )
         })
     }

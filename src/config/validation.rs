@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use anyhow::Result;
 
 use super::{
-    BackupConfig, Compression, Config, ConnectionsConfig, DatabaseSelection, PostgresTarget,
-    S3Config, MAX_TARGET_NAME,
+    BackupConfig, BackupFrom, Compression, Config, ConnectionsConfig, DatabaseSelection,
+    PostgresTarget, S3Config, MAX_TARGET_NAME,
 };
 use crate::error::usage;
 use crate::secret::redact_url;
@@ -73,6 +73,7 @@ impl Config {
         }
         for t in &self.postgres {
             check_url_source(&file.to_string(), "postgres", &t.name, &t.url, &t.url_env)?;
+            self.validate_standby(t)?;
             if t.restore_url.is_some() && t.restore_url_env.is_some() {
                 return Err(usage(format!(
                     "{file}: [[postgres]] {:?} sets both restore_url and restore_url_env; hint: keep one",
@@ -177,6 +178,30 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `backup_from = "standby"` needs the standby's URL (one way of giving it), and a
+    /// standby URL without it would be silently unused.
+    fn validate_standby(&self, t: &PostgresTarget) -> Result<()> {
+        let file = self.path.display();
+        let name = &t.name;
+        let given = t.standby_url.is_some() || t.standby_url_env.is_some();
+        let problem = match t.backup_from {
+            _ if t.standby_url.is_some() && t.standby_url_env.is_some() => {
+                "sets both standby_url and standby_url_env; hint: keep one"
+            }
+            BackupFrom::Standby if !given => {
+                "sets backup_from = \"standby\" without the standby's URL; hint: add standby_url = \"postgres://user@standby:5432/postgres\" or standby_url_env = \"ENV_VAR\""
+            }
+            BackupFrom::Standby if t.databases.is_some() => {
+                "sets backup_from = \"standby\" on a fleet (databases); base backups are of the whole server; hint: put backup_from on a [[postgres]] target without databases"
+            }
+            BackupFrom::Primary if given => {
+                "sets a standby URL but backs up from the primary, so the URL is unused; hint: add backup_from = \"standby\" or remove standby_url"
+            }
+            _ => return Ok(()),
+        };
+        Err(usage(format!("{file}: [[postgres]] {name:?} {problem}")))
     }
 
     fn validate_fleet(&self, t: &PostgresTarget) -> Result<()> {

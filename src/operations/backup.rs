@@ -134,6 +134,12 @@ pub async fn run(config: &Config, args: BackupRequest) -> Result<(BackupReport, 
                             plan.incremental = incremental;
                             plan.identities = identities.clone();
                             if physical {
+                                plan.standby = t
+                                    .resolve_standby_url()?
+                                    .map(|u| ConnTarget::parse(&u))
+                                    .transpose()?;
+                            }
+                            if physical {
                                 physical::run(storage, plan).await
                             } else {
                                 backup::run(storage, plan).await

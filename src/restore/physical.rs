@@ -187,7 +187,7 @@ async fn steps_of(
     let segment_size = info.wal_segment_size;
     let (start, stop) = (
         Lsn::parse(&info.start_lsn)?.segno(segment_size),
-        Lsn::parse(&info.stop_lsn)?.segno(segment_size),
+        Lsn::parse(&info.stop_lsn)?.end_segno(segment_size),
     );
     let needed: Vec<wal::ArchivedFile> = steps
         .run("wal", Phase::Preflight, async {

@@ -145,7 +145,7 @@ pub fn reach(
 ) -> std::result::Result<Reach, Unusable> {
     let size = base.segment_size;
     let walk = continuity::walk(files, chain, base.start_segno, None, size);
-    let stop_segno = base.stop_lsn.segno(size);
+    let stop_segno = base.stop_lsn.end_segno(size);
     let first_missing = walk
         .first_missing()
         .and_then(WalName::parse)

@@ -63,6 +63,13 @@ impl Lsn {
     pub fn segno(self, segment_size: u64) -> u64 {
         self.0 / segment_size
     }
+
+    /// The last segment WAL up to this end point needs: the one holding the byte before
+    /// it. A backup from a standby can end exactly at a segment boundary (its replay
+    /// stopped after a WAL switch), and the segment starting there may never be written.
+    pub fn end_segno(self, segment_size: u64) -> u64 {
+        self.0.saturating_sub(1) / segment_size
+    }
 }
 
 impl fmt::Display for Lsn {

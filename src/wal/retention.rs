@@ -1,7 +1,7 @@
 //! Which archived WAL `dr prune` may remove: only what no kept base backup needs. A base
 //! backup needs every segment from its start to reach consistency and every later one to
-//! recover to now, so everything from the oldest kept backup's start segment on stays.
-//! Pure: it decides, `dr prune` acts.
+//! recover to a later point; which of those stay is decided in `backup::pitr_window`
+//! as runs of segment numbers. Pure: it decides, `dr prune` acts.
 
 use super::{ArchivedFile, WalKind};
 
@@ -13,10 +13,24 @@ pub fn removable(
     oldest_start_segno: u64,
     segment_size: u64,
 ) -> Vec<ArchivedFile> {
+    removable_outside(files, &[(oldest_start_segno, None)], segment_size)
+}
+
+/// The files in none of the `needed` runs of segment numbers (`from..=to`, `to` `None`
+/// for "to the end"); timeline history files always stay.
+pub fn removable_outside(
+    files: &[ArchivedFile],
+    needed: &[(u64, Option<u64>)],
+    segment_size: u64,
+) -> Vec<ArchivedFile> {
     files
         .iter()
         .filter(|f| {
-            f.wal.kind != WalKind::History && f.wal.segno(segment_size) < oldest_start_segno
+            let segno = f.wal.segno(segment_size);
+            f.wal.kind != WalKind::History
+                && !needed
+                    .iter()
+                    .any(|(from, to)| segno >= *from && to.is_none_or(|to| segno <= to))
         })
         .cloned()
         .collect()
@@ -69,6 +83,18 @@ mod tests {
             ]
         );
         assert!(removable(&f, 0, SEG).is_empty());
+        // Runs: 3 and from 5 on stay, so only segment 4 and its history file go.
+        let gone: Vec<String> = removable_outside(&f, &[(5, None), (3, Some(3))], SEG)
+            .into_iter()
+            .map(|f| f.wal.name)
+            .collect();
+        assert_eq!(
+            gone,
+            vec![
+                "000000010000000000000004.00000028.backup",
+                "000000010000000000000004",
+            ]
+        );
         // History files stay whatever the cut.
         assert!(removable(&f, u64::MAX, SEG)
             .iter()

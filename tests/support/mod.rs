@@ -9,6 +9,7 @@ pub mod pitr;
 pub mod redis_data;
 pub mod roles;
 pub mod s3;
+pub mod standby;
 pub mod wal;
 pub mod world;
 
