@@ -74,6 +74,15 @@ fn a_base_backup_from_a_standby_restores_exactly_and_the_check_sees_it_stop() {
         "{stop_wal} archived"
     );
 
+    // Incrementals stream from the primary only: refused before anything is stored.
+    let refused = world.dr(&["backup", "--physical", "--incremental", "--target", "main"]);
+    refused.expect_code(2);
+    assert!(
+        refused.stderr.contains("primary only"),
+        "{}",
+        refused.stderr
+    );
+
     let b = write_rows(&pg, 3, "b");
     let seg = switch_wal(&pg);
     wait_archived(&pg, &seg);
