@@ -628,7 +628,11 @@ fn wal_entries(
         };
         entries.push(entry(
             Action::Keep,
-            format!("{} archived file(s) {span}: {}", run.len(), need.reason),
+            format!(
+                "{} archived file(s) {span}: {}",
+                crate::units::count(run.len() as u64),
+                need.reason
+            ),
             vec![],
         ));
     }

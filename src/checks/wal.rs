@@ -231,11 +231,14 @@ pub fn judge_archiver(s: &ArchiverState, rpo: Option<Duration>) -> Finding {
     let mut text = format!(
         "archive_command calls dr wal-push; last archived {last} {} ago; {} archived, {} failed since the statistics were reset",
         age_text(age),
-        s.archived,
-        s.failed
+        crate::units::count(s.archived),
+        crate::units::count(s.failed)
     );
     if backlog > 0 {
-        text.push_str(&format!("; {backlog} complete segment(s) wait"));
+        text.push_str(&format!(
+            "; {} complete segment(s) wait",
+            crate::units::count(backlog)
+        ));
     }
     let Some(rpo) = rpo.and_then(|r| chrono::Duration::from_std(r).ok()) else {
         return Finding::warn(format!(
@@ -483,7 +486,7 @@ async fn continuity(
     }
     Ok(Finding::pass(format!(
         "{} segment(s) from {} (start of base backup {}) to {}, no gap; timeline {}",
-        walk.segments,
+        crate::units::count(walk.segments),
         walk.from,
         backup.id,
         walk.to,

@@ -307,7 +307,7 @@ async fn verify(
                     rows += n;
                 }
             }
-            Ok(((), format!("{tables} table(s) in {} database(s) read completely ({rows} rows)", dbs.len())))
+            Ok(((), format!("{tables} table(s) in {} database(s) read completely ({} rows)", dbs.len(), crate::units::count(rows))))
         })
         .await?;
     match tools::find_versioned(

@@ -32,7 +32,7 @@ pub fn tables_text(report: &TablesReport) -> String {
         report
             .tables
             .iter()
-            .map(|t| format!("{} ({} rows)", t.table, t.rows))
+            .map(|t| format!("{} ({} rows)", t.table, units::count(t.rows)))
             .collect::<Vec<_>>()
             .join(", "),
         report.destination,

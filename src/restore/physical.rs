@@ -210,7 +210,7 @@ async fn steps_of(
                         && (start..=stop).contains(&f.wal.segno(segment_size))
                 })
                 .collect();
-            Ok((needed, format!("{} segment(s) from {} to {} are archived", walk.segments, walk.from, walk.to)))
+            Ok((needed, format!("{} segment(s) from {} to {} are archived", crate::units::count(walk.segments), walk.from, walk.to)))
         })
         .await?;
 

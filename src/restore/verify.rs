@@ -5,6 +5,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
 
+use crate::units;
+
 use crate::secret::scrub;
 use serde::{Deserialize, Serialize};
 
@@ -133,16 +135,26 @@ pub async fn verify(req: VerifyRequest<'_>) -> VerifyReport {
                         .iter()
                         .map(|m| match m.found {
                             Some(found) if found > m.expected => format!(
-                                "{}: {found} rows, {} more than the backup's {} (written since)",
+                                "{}: {} rows, {} more than the backup's {} (written since)",
                                 m.table,
-                                found - m.expected,
-                                m.expected
+                                units::count(found),
+                                units::count(found - m.expected),
+                                units::count(m.expected)
                             ),
                             Some(found) => {
-                                format!("{}: {} rows expected, {found} found", m.table, m.expected)
+                                format!(
+                                    "{}: {} rows expected, {} found",
+                                    m.table,
+                                    units::count(m.expected),
+                                    units::count(found)
+                                )
                             }
                             None => {
-                                format!("{}: table missing ({} rows expected)", m.table, m.expected)
+                                format!(
+                                    "{}: table missing ({} rows expected)",
+                                    m.table,
+                                    units::count(m.expected)
+                                )
                             }
                         })
                         .collect::<Vec<_>>()
