@@ -369,6 +369,8 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
             ))
         })
         .await?;
+    // A spool or push records copied in with the base backup belong to its source.
+    crate::wal::spool::remove(pgdata);
     steps
         .run("recovery settings", Phase::Restore, async {
             let lines =
@@ -457,7 +459,10 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
             );
             Ok((outcome, msg))
         })
-        .await?;
+        .await;
+    // Recovery is over, replayed or not: nothing will ask for a prefetched segment again.
+    crate::wal::spool::remove(pgdata);
+    let outcome = outcome?;
     facts.server = Some(server.clone());
     facts.stopped = outcome.stopped;
     facts.timeline = outcome.timeline;
