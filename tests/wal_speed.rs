@@ -91,7 +91,9 @@ fn push_ahead_stores_the_ready_segments_and_a_record_never_vouches_for_a_changed
     assert_eq!(code, 0, "{err}");
     let stored = stored_shas(&world);
     for name in &ready {
-        let sha = stored.get(name).unwrap_or_else(|| panic!("{name} not stored"));
+        let sha = stored
+            .get(name)
+            .unwrap_or_else(|| panic!("{name} not stored"));
         assert_eq!(*sha, sha256sum(&data.join("pg_wal").join(name)), "{name}");
     }
     let records = data.join("dr_wal_pushed");
@@ -120,6 +122,20 @@ fn push_ahead_stores_the_ready_segments_and_a_record_never_vouches_for_a_changed
     assert_eq!(json["already_archived"], true, "{json}");
     assert_eq!(json["sha256"], stored[&ready[2]].as_str());
     assert!(!records.join(&ready[2]).exists());
+
+    // A record whose object left the storage vouches for nothing: the file is pushed again.
+    let gone = stored_wal(&world.storage_dir())
+        .into_iter()
+        .find(|(n, _, _)| *n == ready[3])
+        .unwrap()
+        .2;
+    std::fs::remove_file(&gone).unwrap();
+    let arg = format!("pg_wal/{}", ready[3]);
+    let (code, out, err) = dr_in(&world, &data, &["wal-push", "--format", "json", &arg]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["already_archived"], false, "{json}");
+    assert!(gone.is_file(), "{} was not stored again", ready[3]);
 
     // The server's own archiver then goes through the rest, and the records are used up.
     pg.start_server();
@@ -227,10 +243,10 @@ fn prefetch_spools_ahead_refuses_a_corrupted_segment_and_the_restore_removes_the
         port,
     };
     run.expect_code(0);
-    assert_eq!(
-        psql_port(port, "app", "SELECT count(*) FROM events"),
-        count
+    assert_eq!(psql_port(port, "app", "SELECT count(*) FROM events"), count);
+    assert!(
+        !dir.join("dr_wal_spool").exists(),
+        "the spool was left behind"
     );
-    assert!(!dir.join("dr_wal_spool").exists(), "the spool was left behind");
     server.stop();
 }

@@ -461,7 +461,8 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
         })
         .await;
     // Recovery is over, replayed or not: nothing will ask for a prefetched segment again.
-    crate::wal::spool::remove(pgdata);
+    let spool_of = pgdata.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || crate::wal::spool::remove(&spool_of)).await;
     let outcome = outcome?;
     facts.server = Some(server.clone());
     facts.stopped = outcome.stopped;

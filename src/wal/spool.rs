@@ -323,6 +323,7 @@ pub fn remove(data_dir: &Path) {
     let spool = data_dir.join(SPOOL_DIR);
     let gone = data_dir.join(format!(".{SPOOL_DIR}.removed-{}", std::process::id()));
     if std::fs::rename(&spool, &gone).is_ok() {
+        wait_for_prefetcher(&gone.join(LOCK_FILE));
         for _ in 0..3 {
             if std::fs::remove_dir_all(&gone).is_ok() {
                 break;
@@ -331,4 +332,20 @@ pub fn remove(data_dir: &Path) {
         }
     }
     let _ = std::fs::remove_dir_all(data_dir.join(super::push_ahead::RECORD_DIR));
+}
+
+/// Waits (up to 10 s) until no prefetcher holds the spool's lock: one still fetching
+/// stops at its next write, as the spool is gone.
+fn wait_for_prefetcher(lock: &Path) {
+    let Ok(file) = std::fs::File::open(lock) else {
+        return;
+    };
+    let mut file = file;
+    for _ in 0..200 {
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(_held) => return,
+            Err((f, _)) => file = f,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
