@@ -571,6 +571,9 @@ pub struct WalFetchArgs {
     /// [encryption] identity_file and identity_env
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// dr's own background prefetcher (segment size in bytes): fills the spool beside PATH
+    #[arg(long, hide = true, value_name = "SEGMENT_SIZE")]
+    pub prefetch: Option<u64>,
 }
 
 #[derive(Debug, Args)]

@@ -51,6 +51,22 @@ pub async fn run(config: &Config, args: WalFetchArgs) -> Result<i32> {
         },
     };
     let prefix = wal::cluster_prefix(&target.name, system_id);
+    let prefetch = wal::spool::Prefetch {
+        config_path: &config.path,
+        target: &target.name,
+        system_id,
+        identity: args.identity.as_deref(),
+        ahead: config.wal.fetch_ahead(),
+    };
+    if let Some(segment_size) = args.prefetch {
+        let (store, ids) = (storage.as_ref(), identities.as_ref());
+        let spool = args.path.parent().unwrap_or(std::path::Path::new("."));
+        wal::spool::fill(&prefetch, store, &prefix, segment_size, ids, &wal, spool).await?;
+        return Ok(0);
+    }
+    if wal::spool::serve(&prefetch, &wal, &args.path) {
+        return Ok(0);
+    }
     let Some(file) = wal::fetch::find(storage.as_ref(), &prefix, &wal).await? else {
         tracing::debug!("{} is not archived under {prefix}", wal.name);
         return Ok(1);
@@ -58,5 +74,6 @@ pub async fn run(config: &Config, args: WalFetchArgs) -> Result<i32> {
     let outcome =
         wal::fetch::fetch_to(storage.as_ref(), &file, &args.path, identities.as_ref()).await?;
     tracing::info!(name = %outcome.name, key = %outcome.key, bytes = outcome.raw_bytes, "fetched");
+    wal::spool::start_prefetch(&prefetch, &wal, &args.path);
     Ok(0)
 }

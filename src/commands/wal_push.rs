@@ -19,12 +19,13 @@ pub async fn run(config: &Config, args: WalPushArgs) -> Result<i32> {
     )
     .await?;
     let recipients = crate::encryption::configured_recipients(config)?;
-    let outcome = wal::push::push(
+    let outcome = wal::push_ahead::push_with_ahead(
         storage.as_ref(),
         &target.name,
         &file,
         &config.backup,
         recipients.as_ref(),
+        config.wal.push_parallel(),
     )
     .await?;
     // archive_command output lands in the server log: silent on success.

@@ -20,6 +20,7 @@ mod storage;
 mod targets;
 mod validation;
 mod verify;
+mod wal;
 
 pub use backup::{BackupConfig, Compression, DEFAULT_REHASH_AFTER};
 pub use connections::ConnectionsConfig;
@@ -38,6 +39,7 @@ pub use targets::{
     MAX_TARGET_NAME, MEMBER_SEPARATOR,
 };
 pub use verify::{Expectation, HttpCheck, SqlAssertion, VerifyConfig};
+pub use wal::WalConfig;
 
 use targets::urlencoding_decode;
 
@@ -82,6 +84,9 @@ pub struct Config {
     /// How records of the evidence log are signed (`[evidence]`).
     #[serde(default)]
     pub evidence: evidence::EvidenceConfig,
+    /// How fast WAL is pushed and fetched (`[wal]`).
+    #[serde(default)]
+    pub wal: WalConfig,
     /// Where this configuration was read from.
     #[serde(skip)]
     pub path: PathBuf,

@@ -100,6 +100,9 @@ impl Config {
                 ));
             }
         }
+        if let Some((key, message)) = self.wal.problem() {
+            return Err(at("wal", key, message));
+        }
         if let Some(n) = self.backup.parallel {
             if !(1..=BackupConfig::MAX_PARALLEL).contains(&n) {
                 return Err(at(

@@ -396,6 +396,8 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
             ))
         })
         .await?;
+    // A spool or push records copied in with the base backup belong to its source.
+    crate::wal::spool::remove(pgdata);
     steps
         .run("recovery settings", Phase::Restore, async {
             let lines =
@@ -484,7 +486,11 @@ async fn steps_of(req: &PitrRequest<'_>, steps: &mut Steps, facts: &mut Facts) -
             );
             Ok((outcome, msg))
         })
-        .await?;
+        .await;
+    // Recovery is over, replayed or not: nothing will ask for a prefetched segment again.
+    let spool_of = pgdata.to_path_buf();
+    let _ = tokio::task::spawn_blocking(move || crate::wal::spool::remove(&spool_of)).await;
+    let outcome = outcome?;
     facts.server = Some(server.clone());
     facts.stopped = outcome.stopped;
     facts.timeline = outcome.timeline;

@@ -20,7 +20,9 @@ pub mod continuity;
 pub mod fetch;
 pub mod marks;
 pub mod push;
+pub mod push_ahead;
 pub mod retention;
+pub mod spool;
 pub mod waldump;
 
 use std::fmt;
