@@ -7,9 +7,9 @@
 
 mod support;
 
-use support::pitr::{cluster, psql_port, restore_dir, RestoredServer};
+use support::pitr::{cluster, psql_port, restore_dir, restore_started};
 use support::wal::{switch_wal, wait_archived};
-use support::{free_port, PgCluster, World};
+use support::{PgCluster, World};
 
 fn server_major(pg: &PgCluster) -> u32 {
     pg.psql("postgres", "SHOW server_version_num")
@@ -172,28 +172,7 @@ fn an_incremental_stores_the_changed_blocks_and_its_chain_restores_exactly() {
     wait_archived(&pg, &seg);
 
     // The newest base backup is incr2: the restore rebuilds full → incr1 → incr2.
-    let dir = restore_dir(&world, "chain");
-    let port = free_port();
-    let dir_text = dir.display().to_string();
-    let port_text = port.to_string();
-    let run = world.dr(&[
-        "restore",
-        "--target",
-        "main",
-        "--pitr",
-        "--pgdata",
-        &dir_text,
-        "--to-latest",
-        "--start",
-        "--port",
-        &port_text,
-        "--format",
-        "json",
-    ]);
-    let _server = RestoredServer {
-        dir: dir.clone(),
-        port,
-    };
+    let (run, server) = restore_started(&world, "chain", &["--to-latest"]);
     run.expect_code(0);
     let report = run.json();
     assert_eq!(report["backup_id"], incr2_id.as_str());
@@ -202,9 +181,13 @@ fn an_incremental_stores_the_changed_blocks_and_its_chain_restores_exactly() {
         steps.contains("pg_combinebackup") && steps.contains("pg_verifybackup"),
         "{steps}"
     );
-    assert_eq!(content_hash(|sql| psql_port(port, "app", sql)), expected);
-    drop(_server);
-    let leftovers: Vec<_> = std::fs::read_dir(dir.parent().unwrap())
+    assert_eq!(
+        content_hash(|sql| psql_port(server.port, "app", sql)),
+        expected
+    );
+    let parent = server.dir.parent().unwrap().to_path_buf();
+    drop(server);
+    let leftovers: Vec<_> = std::fs::read_dir(&parent)
         .unwrap()
         .flatten()
         .filter(|e| e.file_name().to_string_lossy().starts_with("dr-staging-"))

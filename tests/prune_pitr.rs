@@ -12,10 +12,10 @@ use support::archive::{
     set_keep_last, stored_segments,
 };
 use support::pitr::{
-    cluster, ids, psql_port, restore_dir, time_between_writes, write_rows, RestoredServer,
+    cluster, ids, psql_port, restore_dir, restore_started, time_between_writes, write_rows,
 };
 use support::wal::{switch_wal, system_id, wait_archived};
-use support::{free_port, PgCluster, World};
+use support::{PgCluster, World};
 
 fn archive_now(pg: &PgCluster) -> String {
     let seg = switch_wal(pg);
@@ -110,31 +110,14 @@ fn an_unrestorable_newest_base_backup_does_not_push_out_the_restorable_one() {
     }
 
     // What was kept restores: the rows written before the loss come back.
-    let dir = restore_dir(&world, "after-prune");
-    let port = free_port();
-    let dirs = dir.display().to_string();
-    let ports = port.to_string();
-    let run = world.dr(&[
-        "restore",
-        "--target",
-        "main",
-        "--pitr",
-        "--pgdata",
-        &dirs,
-        "--to-latest",
-        "--start",
-        "--port",
-        &ports,
-        "--format",
-        "json",
-    ]);
-    let _server = RestoredServer {
-        dir: dir.clone(),
-        port,
-    };
+    let (run, server) = restore_started(&world, "after-prune", &["--to-latest"]);
     run.expect_code(0);
     assert_eq!(
-        ids(&psql_port(port, "app", "SELECT id FROM events ORDER BY id")),
+        ids(&psql_port(
+            server.port,
+            "app",
+            "SELECT id FROM events ORDER BY id"
+        )),
         [a, b].concat()
     );
 }
@@ -379,31 +362,14 @@ fn a_pitr_window_keeps_its_base_backup_and_wal_and_an_older_pin_only_its_own_wal
     assert!(!gap_dir.exists(), "{}", run.all());
 
     // A point inside the window still restores: the rows up to it, none after.
-    let dir = restore_dir(&world, "inside-window");
-    let port = free_port();
-    let (dirs, ports) = (dir.display().to_string(), port.to_string());
-    let run = world.dr(&[
-        "restore",
-        "--target",
-        "main",
-        "--pitr",
-        "--pgdata",
-        &dirs,
-        "--to-time",
-        &inside,
-        "--start",
-        "--port",
-        &ports,
-        "--format",
-        "json",
-    ]);
-    let _server = RestoredServer {
-        dir: dir.clone(),
-        port,
-    };
+    let (run, server) = restore_started(&world, "inside-window", &["--to-time", &inside]);
     run.expect_code(0);
     assert_eq!(
-        ids(&psql_port(port, "app", "SELECT id FROM events ORDER BY id")),
+        ids(&psql_port(
+            server.port,
+            "app",
+            "SELECT id FROM events ORDER BY id"
+        )),
         [a, a_after_gap, b].concat()
     );
 }

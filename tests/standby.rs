@@ -5,8 +5,7 @@
 mod support;
 
 use support::archive::stored_segments;
-use support::free_port;
-use support::pitr::{cluster, ids, psql_port, restore_dir, write_rows, RestoredServer};
+use support::pitr::{cluster, ids, psql_port, restore_started, write_rows};
 use support::standby::standby_of;
 use support::wal::{switch_wal, wait_archived};
 
@@ -97,30 +96,14 @@ fn a_base_backup_from_a_standby_restores_exactly_and_the_check_sees_it_stop() {
         "{check}"
     );
 
-    let dir = restore_dir(&world, "from-standby");
-    let port = free_port();
-    let (dirs, ports) = (dir.display().to_string(), port.to_string());
-    let run = world.dr(&[
-        "restore",
-        "--target",
-        "main",
-        "--pitr",
-        "--pgdata",
-        &dirs,
-        "--to-latest",
-        "--start",
-        "--port",
-        &ports,
-        "--format",
-        "json",
-    ]);
-    let _server = RestoredServer {
-        dir: dir.clone(),
-        port,
-    };
+    let (run, server) = restore_started(&world, "from-standby", &["--to-latest"]);
     run.expect_code(0);
     assert_eq!(
-        ids(&psql_port(port, "app", "SELECT id FROM events ORDER BY id")),
+        ids(&psql_port(
+            server.port,
+            "app",
+            "SELECT id FROM events ORDER BY id"
+        )),
         [a, b].concat()
     );
 

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::pitr::{base_backup, cluster, psql_port, restore_dir, RestoredServer};
+use support::pitr::{base_backup, cluster, psql_port, restore_started};
 use support::wal::{
     archiving_cluster, stored_wal, switch_wal, system_id, wait_archived, wait_failures,
     ArchiveSetup,
 };
-use support::{free_port, is_root, sha256sum, World};
+use support::{is_root, sha256sum, World};
 
 /// `dr` as the server's OS user in the data directory, as archive_command runs it.
 fn dr_in(world: &World, data_dir: &Path, args: &[&str]) -> (i32, String, String) {
@@ -220,32 +220,14 @@ fn prefetch_spools_ahead_refuses_a_corrupted_segment_and_the_restore_removes_the
     assert!(!spool.join(names[2]).exists());
 
     // A point-in-time restore replays with prefetch and removes its spool at the end.
-    let dir = restore_dir(&world, "pitr");
-    let port = free_port();
-    let dir_text = dir.display().to_string();
-    let port_text = port.to_string();
-    let run = world.dr(&[
-        "restore",
-        "--target",
-        "main",
-        "--pitr",
-        "--pgdata",
-        &dir_text,
-        "--to-latest",
-        "--start",
-        "--port",
-        &port_text,
-        "--format",
-        "json",
-    ]);
-    let server = RestoredServer {
-        dir: dir.clone(),
-        port,
-    };
+    let (run, server) = restore_started(&world, "pitr", &["--to-latest"]);
     run.expect_code(0);
-    assert_eq!(psql_port(port, "app", "SELECT count(*) FROM events"), count);
+    assert_eq!(
+        psql_port(server.port, "app", "SELECT count(*) FROM events"),
+        count
+    );
     assert!(
-        !dir.join("dr_wal_spool").exists(),
+        !server.dir.join("dr_wal_spool").exists(),
         "the spool was left behind"
     );
     server.stop();

@@ -79,6 +79,22 @@ pub fn restore_dir(world: &World, name: &str) -> PathBuf {
     world.dir.path().join(name)
 }
 
+/// `dr restore --target main --pitr` into a fresh directory `name` of the world, started
+/// on a free port, `--format json`, with `to` (`["--to-latest"]`, `["--to-time", T]`...)
+/// choosing the point. The returned server is stopped when it drops, whatever the run did.
+pub fn restore_started(world: &World, name: &str, to: &[&str]) -> (super::Run, RestoredServer) {
+    let dir = restore_dir(world, name);
+    let port = super::free_port();
+    let (dir_text, port_text) = (dir.display().to_string(), port.to_string());
+    let mut args = vec![
+        "restore", "--target", "main", "--pitr", "--pgdata", &dir_text,
+    ];
+    args.extend_from_slice(to);
+    args.extend(["--start", "--port", &port_text, "--format", "json"]);
+    let run = world.dr(&args);
+    (run, RestoredServer { dir, port })
+}
+
 /// Runs SQL on a restored server over TCP as the superuser; panics on error.
 pub fn psql_port(port: u16, db: &str, sql: &str) -> String {
     let out = Command::new(pg_bin_dir().join("psql"))
