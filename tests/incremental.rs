@@ -214,25 +214,62 @@ fn an_incremental_stores_the_changed_blocks_and_its_chain_restores_exactly() {
     let listed = world.dr(&["list", "--target", "main", "--format", "json"]);
     assert_eq!(listed.json()["backups"].as_array().unwrap().len(), 3);
 
-    // A missing middle link: refused, naming it, before the data directory exists.
-    let middle = world.storage_dir().join("backups/main").join(&incr1_id);
-    assert!(middle.is_dir(), "{}", middle.display());
-    std::fs::remove_dir_all(&middle).unwrap();
     let dir = restore_dir(&world, "broken");
     std::fs::create_dir(&dir).unwrap();
     support::archive::give_to_postgres(&dir);
     let dir_text = dir.display().to_string();
-    let refused = world.dr(&[
-        "restore",
-        "--target",
-        "main",
-        "--pitr",
-        "--pgdata",
-        &dir_text,
-        "--to-latest",
-        "--format",
-        "json",
-    ]);
+    let restore = || {
+        world.dr(&[
+            "restore",
+            "--target",
+            "main",
+            "--pitr",
+            "--pgdata",
+            &dir_text,
+            "--to-latest",
+            "--format",
+            "json",
+        ])
+    };
+
+    // A damaged middle link (one byte of its tar, same size): found as it is unpacked,
+    // named, and the data directory is never written.
+    let middle = world.storage_dir().join("backups/main").join(&incr1_id);
+    let tar = std::fs::read_dir(&middle)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("base.tar")
+        })
+        .expect("the middle link's base tar");
+    let original = std::fs::read(&tar).unwrap();
+    let mut damaged = original.clone();
+    let at = damaged.len() / 2;
+    damaged[at] ^= 0xff;
+    std::fs::write(&tar, &damaged).unwrap();
+    let failed = restore();
+    failed.expect_code(1);
+    assert!(
+        failed
+            .stderr
+            .contains(&format!("link {incr1_id} of the chain is damaged")),
+        "{}",
+        failed.stderr
+    );
+    assert!(
+        std::fs::read_dir(&dir).unwrap().next().is_none(),
+        "the data directory stays empty"
+    );
+    std::fs::write(&tar, &original).unwrap();
+
+    // A missing middle link: refused, naming it, before anything is unpacked.
+    assert!(middle.is_dir(), "{}", middle.display());
+    std::fs::remove_dir_all(&middle).unwrap();
+    let refused = restore();
     refused.expect_code(2);
     assert!(
         refused

@@ -59,26 +59,32 @@ pub(super) async fn check(
     }
     if manifest.parent_id() != links.last().map(|l| l.id.as_str()) {
         return Err(usage(format!(
-            "incremental backup {} names parent {:?}, which is not the end of its chain ({whole}); nothing was written",
+            "incremental backup {} names parent {:?}, which is not the end of its chain ({whole}); nothing was written; hint: restore from a full base backup with --backup-id (`dr list --target {target}`)",
             manifest.id,
             manifest.parent_id()
         )));
     }
     links.push(manifest.clone());
+    // Present at its recorded size here; the bytes are hashed once, as each link is
+    // unpacked, which is still before the data directory is created (`rebuild`).
     for link in &links {
-        catalog::verify_checksums(storage, link, None)
-            .await
-            .map_err(|e| {
-                anyhow!(
-                    "incremental backup {} cannot be rebuilt: link {} of its chain ({whole}) is damaged: {e:#}; nothing was written",
+        for object in &link.objects {
+            let key = catalog::backup_dir(target, &link.id) + "/" + &object.file;
+            let found = storage.head(&key).await.ok().flatten().map(|m| m.size);
+            if found != Some(object.size_bytes) {
+                return Err(anyhow!(
+                    "incremental backup {} cannot be rebuilt: link {} of its chain ({whole}) is damaged: {key} is {} where its manifest records {} bytes; nothing was written; hint: restore from an older chain or a full base backup with --backup-id (`dr list --target {target}`)",
                     manifest.id,
-                    link.id
-                )
-            })?;
+                    link.id,
+                    found.map_or("missing".to_string(), |n| format!("{n} bytes")),
+                    object.size_bytes
+                ));
+            }
+        }
     }
     let stored: u64 = links.iter().map(|l| l.size_bytes).sum();
     let msg = format!(
-        "chain {whole}: {} link(s) present and matching their SHA-256 ({} MiB stored)",
+        "chain {whole}: {} link(s) present at their recorded sizes ({} MiB stored; each is hashed as it is unpacked)",
         links.len(),
         stored >> 20
     );
@@ -115,7 +121,14 @@ pub(super) async fn rebuild(
     for (i, link) in links.iter().enumerate() {
         let dir = work.0.path().join(format!("{i:03}-{}", link.id));
         std::fs::create_dir(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        super::physical::unpack_base(storage, link, identities, &dir).await?;
+        super::physical::unpack_base(storage, link, identities, &dir)
+            .await
+            .map_err(|e| {
+                anyhow!(
+                    "link {} of the chain is damaged or unreadable: {e:#}; nothing was written to the data directory; hint: restore from an older chain or a full base backup with --backup-id",
+                    link.id
+                )
+            })?;
         dirs.push(dir);
     }
     std::fs::create_dir_all(pgdata)
